@@ -1,0 +1,43 @@
+"""Amortization: the share of embodied carbon charged to a piece of work.
+
+``C_attributed = C_embodied × t / lifetime``. ``t`` is either busy time (only while the work runs)
+or provisioned time (wall time the hardware is held, idle included: idle provisioned hardware
+still carries its embodied carbon). Outputs state which.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from tokenprint.errors import TokenprintError
+from tokenprint.units import S_PER_YEAR
+
+AMORTIZATION_BASES = ("busy", "provisioned")
+DEFAULT_LIFETIME_YEARS = 5.0
+LIFETIME_SOURCES = (
+    "lifetimes in use: 3 y (EcoLogits), 4 y (Cloud Carbon Footprint), 5 y (LLMCarbon), 7 y (FUEL)"
+)
+
+
+def check_lifetime(lifetime_years: float) -> float:
+    """Return the lifetime if it is a positive finite number of years."""
+    if not np.isfinite(lifetime_years) or lifetime_years <= 0:
+        raise TokenprintError(
+            f"lifetime {lifetime_years!r} years is invalid; it must be a number > 0"
+        )
+    return float(lifetime_years)
+
+
+def amortized_share(duration_s: ArrayLike, lifetime_years: float) -> NDArray[np.float64]:
+    """Fraction of a lifetime that ``duration_s`` represents."""
+    d = np.asarray(duration_s, dtype=np.float64)
+    if np.any(d < 0):
+        raise TokenprintError("duration must be >= 0 s")
+    return d / (check_lifetime(lifetime_years) * S_PER_YEAR)
+
+
+def amortized_g(embodied_g: ArrayLike, duration_s: ArrayLike,
+                lifetime_years: float = DEFAULT_LIFETIME_YEARS) -> NDArray[np.float64]:
+    """Embodied grams attributed to ``duration_s`` of use over a lifetime."""
+    return np.asarray(embodied_g, dtype=np.float64) * amortized_share(duration_s, lifetime_years)

@@ -1,0 +1,18 @@
+"""Reference data with sources: GPUs, hosts, grid regions, fab nodes, memory, models."""
+
+from tokenprint.catalog.loader import Catalog, entry_dict, get_catalog, load_catalog
+from tokenprint.catalog.schema import (
+    FabDefaults,
+    FabNode,
+    Gpu,
+    Host,
+    MemoryFactor,
+    ModelArch,
+    Quantity,
+    Region,
+)
+
+__all__ = [
+    "Catalog", "FabDefaults", "FabNode", "Gpu", "Host", "MemoryFactor", "ModelArch", "Quantity",
+    "Region", "entry_dict", "get_catalog", "load_catalog",
+]

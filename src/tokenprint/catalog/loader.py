@@ -1,0 +1,261 @@
+"""Load the built-in catalog TOML files and merge users' files over them."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from tokenprint.catalog.schema import (
+    Entry,
+    FabDefaults,
+    FabNode,
+    Gpu,
+    Host,
+    MemoryFactor,
+    ModelArch,
+    Region,
+)
+from tokenprint.errors import TokenprintError, unknown_choice
+
+ENV_VAR = "TOKENPRINT_CATALOG"
+
+# TOML array name → (entry type, kind name used in messages and on the CLI)
+KINDS: dict[str, tuple[type[Entry], str]] = {
+    "gpu": (Gpu, "gpu"),
+    "host": (Host, "host"),
+    "region": (Region, "region"),
+    "model": (ModelArch, "model"),
+    "fab_node": (FabNode, "fab node"),
+    "memory": (MemoryFactor, "memory type"),
+}
+BUILTIN_FILES = ("gpus.toml", "hosts.toml", "regions.toml", "models.toml", "fab.toml",
+                 "memory.toml")
+
+E = TypeVar("E", bound=Entry)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Every catalog entry, by kind and lowercase id, with lookup by id or alias."""
+
+    gpus: dict[str, Gpu]
+    hosts: dict[str, Host]
+    regions: dict[str, Region]
+    models: dict[str, ModelArch]
+    fab_nodes: dict[str, FabNode]
+    memory: dict[str, MemoryFactor]
+    fab: FabDefaults
+    files: tuple[str, ...] = field(default=())
+
+    def gpu(self, gpu_id: str) -> Gpu:
+        """The GPU with this id or alias (case-insensitive)."""
+        return _lookup(self.gpus, gpu_id, "gpu")
+
+    def host(self, host_id: str) -> Host:
+        """The host server archetype with this id."""
+        return _lookup(self.hosts, host_id, "host")
+
+    def region(self, region_id: str) -> Region:
+        """The grid region with this zone id."""
+        return _lookup(self.regions, region_id, "region")
+
+    def model(self, model_id: str) -> ModelArch:
+        """The model architecture with this id or Hugging Face id (``-Instruct``, ``Meta-``)."""
+        return _lookup(self.models, _normalize_model_id(model_id), "model",
+                       normalize=_normalize_model_id)
+
+    def fab_node(self, node: str) -> FabNode:
+        """ACT parameters for a process node such as ``5nm``."""
+        return _lookup(self.fab_nodes, node, "fab node")
+
+    def memory_factor(self, memory_type: str) -> MemoryFactor:
+        """Embodied factor for a memory or storage type such as ``hbm3``."""
+        return _lookup(self.memory, memory_type, "memory type")
+
+    def by_kind(self, kind: str) -> dict[str, Any]:
+        """Entries of a CLI kind: gpus, hosts, regions, models, fab-nodes, memory."""
+        table: dict[str, dict[str, Any]] = {
+            "gpus": self.gpus, "hosts": self.hosts, "regions": self.regions,
+            "models": self.models, "fab-nodes": self.fab_nodes, "memory": self.memory,
+        }
+        key = kind.lower()
+        if key not in table:
+            raise unknown_choice("catalog kind", kind, table)
+        return table[key]
+
+
+def _normalize_model_id(model_id: str) -> str:
+    """Map Hugging Face ids and their variants onto catalog ids."""
+    s = model_id.strip().lower()
+    if "/" in s:
+        s = s.rsplit("/", 1)[1]
+    for prefix in ("meta-",):
+        if s.startswith(prefix):
+            s = s[len(prefix):]
+    for suffix in ("-instruct", "-chat-hf", "-hf", "-chat"):
+        if s.endswith(suffix):
+            s = s[: -len(suffix)]
+    return s
+
+
+def _lookup(table: dict[str, E], key: str, kind: str, normalize: Any = None) -> E:
+    k = key.strip().lower()
+    if k in table:
+        return table[k]
+    for entry in table.values():
+        names = [a.lower() for a in entry.aliases] + [entry.name.lower()]
+        if normalize is not None:
+            names = [normalize(n) for n in names]
+            names += [normalize(h) for h in getattr(entry, "hf_ids", [])]
+        if k in names:
+            return entry
+    raise unknown_choice(kind, key, table)
+
+
+def _read_toml(text: str, label: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise TokenprintError(f"catalog file {label}: not valid TOML: {exc}") from None
+
+
+def _cite_plain_numbers(cls: type[Entry], item: dict[str, Any], label: str, kind: str,
+                        entry_id: str) -> dict[str, Any]:
+    """Wrap plain numbers in quantity fields with the source given in the same item.
+
+    Done per file before merging, so a number a user writes is never credited to the source of
+    the built-in entry it overrides.
+    """
+    try:
+        return cls._wrap_plain_numbers(item)  # type: ignore[operator]
+    except ValueError as exc:
+        raise TokenprintError(f"catalog file {label}: {kind} {entry_id!r}: {exc}") from None
+
+
+def _format_validation(label: str, kind: str, entry_id: str, exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(entry)"
+        parts.append(f"field {loc!r}: {err['msg']}")
+    return f"catalog file {label}: {kind} {entry_id!r}: " + "; ".join(parts)
+
+
+def _builtin_texts() -> list[tuple[str, str]]:
+    data = resources.files("tokenprint.catalog") / "data"
+    return [(f"<builtin>/{name}", (data / name).read_text("utf-8")) for name in BUILTIN_FILES]
+
+
+def load_catalog(user_files: list[str | Path] | None = None) -> Catalog:
+    """Load the built-in catalog and apply user TOML files over it, in order.
+
+    A user entry whose id exists already updates that entry field by field; a new id adds an
+    entry. Files named in ``$TOKENPRINT_CATALOG`` (``os.pathsep``-separated) come before
+    ``user_files``.
+    """
+    raw: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in KINDS}
+    origin: dict[tuple[str, str], str] = {}
+    fab_raw: dict[str, Any] = {}
+    texts = _builtin_texts()
+    paths: list[str | Path] = []
+    env = os.environ.get(ENV_VAR, "")
+    paths += [p for p in env.split(os.pathsep) if p]
+    paths += list(user_files or [])
+    for p in paths:
+        path = Path(p)
+        if not path.is_file():
+            raise TokenprintError(f"catalog file {str(p)!r} does not exist or is not a file")
+        texts.append((str(path), path.read_text("utf-8")))
+
+    for label, text in texts:
+        doc = _read_toml(text, label)
+        for key, value in doc.items():
+            if key == "fab":
+                if not isinstance(value, dict):
+                    raise TokenprintError(f"catalog file {label}: [fab] must be a table")
+                fab_raw.update(value)
+                continue
+            if key not in KINDS:
+                raise TokenprintError(
+                    f"catalog file {label}: unknown section {key!r}; valid sections: "
+                    f"{', '.join(['fab', *KINDS])} (as [[gpu]], [[region]], ...)"
+                )
+            if not isinstance(value, list):
+                raise TokenprintError(
+                    f"catalog file {label}: {key!r} must be an array of tables ([[{key}]])"
+                )
+            for i, item in enumerate(value):
+                if not isinstance(item, dict) or "id" not in item:
+                    raise TokenprintError(
+                        f"catalog file {label}: entry {i + 1} of [[{key}]] has no 'id'"
+                    )
+                entry_id = str(item["id"]).lower()
+                item = _cite_plain_numbers(KINDS[key][0], item, label, KINDS[key][1], entry_id)
+                merged = {**raw[key].get(entry_id, {}), **item, "id": entry_id}
+                raw[key][entry_id] = merged
+                origin[(key, entry_id)] = label
+
+    built: dict[str, dict[str, Any]] = {}
+    for key, (cls, kind) in KINDS.items():
+        built[key] = {}
+        for entry_id, item in raw[key].items():
+            try:
+                built[key][entry_id] = cls.model_validate(item)
+            except ValidationError as exc:
+                raise TokenprintError(
+                    _format_validation(origin[(key, entry_id)], kind, entry_id, exc)
+                ) from None
+    try:
+        fab = FabDefaults.model_validate(fab_raw)
+    except ValidationError as exc:
+        raise TokenprintError(_format_validation("[fab]", "fab", "defaults", exc)) from None
+
+    catalog = Catalog(
+        gpus=built["gpu"], hosts=built["host"], regions=built["region"],
+        models=built["model"], fab_nodes=built["fab_node"], memory=built["memory"],
+        fab=fab, files=tuple(str(p) for p in paths),
+    )
+    _check_references(catalog)
+    return catalog
+
+
+def _check_references(cat: Catalog) -> None:
+    """Every GPU and host must name a fab node, memory type and host that exist."""
+    for gpu in cat.gpus.values():
+        where = f"gpu {gpu.id!r}"
+        _ref(cat.fab_nodes, gpu.act_node, where, "act_node")
+        _ref(cat.memory, gpu.memory_type, where, "memory_type")
+        _ref(cat.hosts, gpu.default_host, where, "default_host")
+    for host in cat.hosts.values():
+        where = f"host {host.id!r}"
+        _ref(cat.fab_nodes, host.cpu_act_node, where, "cpu_act_node")
+        _ref(cat.memory, host.dram_type, where, "dram_type")
+
+
+def _ref(table: dict[str, Any], key: str, where: str, field_name: str) -> None:
+    if key.lower() not in table:
+        raise TokenprintError(
+            f"catalog: {where}: field {field_name!r} names {key!r}, which is not in the "
+            f"catalog; valid: {', '.join(sorted(table))}"
+        )
+
+
+_DEFAULT: dict[tuple[str, ...], Catalog] = {}
+
+
+def get_catalog(user_files: list[str | Path] | None = None) -> Catalog:
+    """The catalog for these user files, cached (the built-in one is loaded once)."""
+    key = (*(str(p) for p in (user_files or [])), os.environ.get(ENV_VAR, ""))
+    if key not in _DEFAULT:
+        _DEFAULT[key] = load_catalog(user_files)
+    return _DEFAULT[key]
+
+
+def entry_dict(entry: BaseModel) -> dict[str, Any]:
+    """A JSON-ready dict of an entry (quantities as {value, source, low, high})."""
+    return entry.model_dump(mode="json", exclude_none=True)

@@ -1,0 +1,255 @@
+"""Typed, validated catalog entries. Every number is a :class:`Quantity` that carries its source.
+
+In TOML a quantity is either an inline table
+``{ value = 545, source = "...", low = .., high = .. }`` or a plain number, which then takes the
+entry's ``source``. An entry with a plain number and no ``source`` is refused: tokenprint ships no
+number without a citation.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tokenprint.ranges import Estimate
+from tokenprint.units import DTYPE_BYTES
+
+ActNode = Literal["28nm", "20nm", "14nm", "10nm", "8nm", "7nm", "5nm", "3nm"]
+
+
+class Quantity(BaseModel):
+    """A number with its source and, where sources disagree, a low/high range."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    value: float = Field(ge=0)
+    source: str = Field(min_length=1)
+    low: float | None = Field(default=None, ge=0)
+    high: float | None = Field(default=None, ge=0)
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Quantity:
+        lo = self.value if self.low is None else self.low
+        hi = self.value if self.high is None else self.high
+        if not lo <= self.value <= hi:
+            raise ValueError(f"needs low <= value <= high, got {lo} <= {self.value} <= {hi}")
+        return self
+
+    @property
+    def estimate(self) -> Estimate:
+        """The quantity as an :class:`Estimate` (low/mid/high)."""
+        return Estimate(
+            self.value if self.low is None else self.low,
+            self.value,
+            self.value if self.high is None else self.high,
+        )
+
+
+class Entry(BaseModel):
+    """Common base: an id, a display name, an entry-wide default source."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    name: str
+    source: str | None = None
+    aliases: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _wrap_plain_numbers(cls, data: Any) -> Any:
+        """Turn plain numbers in Quantity fields into Quantities with the entry's source."""
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        default_source = out.get("source")
+        for name, field in cls.model_fields.items():
+            if name not in out or not _is_quantity_field(field.annotation):
+                continue
+            raw = out[name]
+            if isinstance(raw, bool) or not isinstance(raw, int | float):
+                continue
+            if not default_source:
+                raise ValueError(
+                    f"field {name!r} is a plain number but the entry has no 'source'; "
+                    f"write {{ value = {raw}, source = \"...\" }} or give the entry a source"
+                )
+            out[name] = {"value": raw, "source": default_source}
+        return out
+
+    def sources(self) -> dict[str, str]:
+        """Field name → source citation for every quantity in this entry."""
+        found: dict[str, str] = {}
+        for name in type(self).model_fields:
+            val = getattr(self, name)
+            if isinstance(val, Quantity):
+                found[name] = val.source
+            elif isinstance(val, dict):
+                for key, sub in val.items():
+                    if isinstance(sub, Quantity):
+                        found[f"{name}.{key}"] = sub.source
+        return found
+
+
+def _is_quantity_field(annotation: Any) -> bool:
+    text = str(annotation)
+    return "Quantity" in text and "dict" not in text
+
+
+class Gpu(Entry):
+    """An accelerator: the facts embodied carbon and the performance model need."""
+
+    vendor: str
+    die_name: str
+    die_area_mm2: Quantity
+    n_dies: int = Field(default=1, ge=1)
+    process: str
+    act_node: ActNode
+    memory_type: str
+    memory_gb: Quantity
+    memory_bw_gb_s: Quantity
+    tdp_w: Quantity
+    idle_w: Quantity | None = None
+    fp16_tflops: Quantity
+    bf16: bool
+    release_year: int = Field(ge=2000, le=2100)
+    form_factor: Literal["pcie", "sxm", "oam"]
+    n_packages: int = Field(default=1, ge=1)
+    board_g: Quantity
+    default_host: str
+    embodied_overrides_g: dict[str, Quantity] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_overrides(self) -> Gpu:
+        allowed = {"die", "memory", "packaging", "board"}
+        bad = set(self.embodied_overrides_g) - allowed
+        if bad:
+            raise ValueError(
+                f"embodied_overrides_g has unknown component(s) {sorted(bad)}; "
+                f"valid: {sorted(allowed)}"
+            )
+        return self
+
+
+class Host(Entry):
+    """A host server archetype whose embodied carbon is shared by the GPUs it holds."""
+
+    gpu_slots: int = Field(ge=1)
+    cpu_count: int = Field(ge=0)
+    cpu_die_area_mm2: Quantity
+    cpu_act_node: ActNode
+    dram_gb: Quantity
+    dram_type: str
+    ssd_gb: Quantity
+    chassis_g: Quantity
+    embodied_override_g: Quantity | None = None
+
+
+class Region(Entry):
+    """A grid region (Electricity Maps zone id where one exists) with its annual intensity."""
+
+    intensity_g_per_kwh: Quantity
+    basis: Literal["lifecycle", "direct"]
+    accounting: Literal["consumption", "production", "location"]
+    year: int
+    direct_g_per_kwh: Quantity | None = None
+    mix: str = ""
+    study: bool = False
+
+
+class FabNode(Entry):
+    """ACT's per-area fab parameters for one process node."""
+
+    epa_kwh_per_cm2: Quantity
+    gpa95_g_per_cm2: Quantity
+    gpa99_g_per_cm2: Quantity
+    mpa_g_per_cm2: Quantity
+
+
+class FabDefaults(BaseModel):
+    """Fab-wide ACT defaults: yield, packaging per IC, and the fab grid's intensity."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    yield_fraction: Quantity
+    packaging_g_per_ic: Quantity
+    fab_intensity_g_per_kwh: Quantity
+
+
+class MemoryFactor(Entry):
+    """Embodied carbon per GB of a memory or storage type."""
+
+    kind: Literal["dram", "ssd", "hdd"]
+    g_per_gb: Quantity
+
+
+class ModelArch(Entry):
+    """A decoder-only (LLaMA-style) transformer architecture."""
+
+    hf_ids: list[str] = Field(default_factory=list)
+    hidden_size: int = Field(ge=1)
+    num_layers: int = Field(ge=1)
+    num_heads: int = Field(ge=1)
+    num_kv_heads: int = Field(ge=1)
+    head_dim: int = Field(ge=1)
+    ffn_size: int = Field(ge=1)
+    vocab_size: int = Field(ge=1)
+    tied_embeddings: bool
+    max_context: int = Field(ge=1)
+    published_params_b: Quantity | None = None
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> ModelArch:
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(
+                f"num_heads {self.num_heads} must be a multiple of num_kv_heads "
+                f"{self.num_kv_heads}"
+            )
+        return self
+
+    @property
+    def params(self) -> int:
+        """Total parameter count (embeddings, attention, MLP, norms, untied LM head)."""
+        h, hd = self.hidden_size, self.head_dim
+        attn = h * self.num_heads * hd * 2 + h * self.num_kv_heads * hd * 2
+        mlp = 3 * h * self.ffn_size
+        per_layer = attn + mlp + 2 * h
+        embed = self.vocab_size * h
+        head = 0 if self.tied_embeddings else self.vocab_size * h
+        return embed + self.num_layers * per_layer + h + head
+
+    @property
+    def matmul_params(self) -> int:
+        """Parameters used in matrix multiplies per token (all but the embedding lookup)."""
+        return self.params - self.vocab_size * self.hidden_size * (0 if self.tied_embeddings else 1)
+
+    def weight_bytes(self, dtype: str) -> int:
+        """Bytes of weights in ``dtype`` (fp32, bf16, fp16, fp8, int8)."""
+        return self.params * dtype_bytes(dtype)
+
+    def kv_bytes_per_token(self, dtype: str) -> int:
+        """KV-cache bytes per token of context: 2 (K and V) × layers × kv_heads × head_dim."""
+        return 2 * self.num_layers * self.num_kv_heads * self.head_dim * dtype_bytes(dtype)
+
+    def flops_per_token(self, context_len: float = 0.0) -> float:
+        """Forward FLOPs for one token attending to ``context_len`` earlier tokens.
+
+        2 FLOPs per matmul parameter plus attention scores and values: 4 × layers × heads ×
+        head_dim × context.
+        """
+        attn = 4.0 * self.num_layers * self.num_heads * self.head_dim * context_len
+        return 2.0 * self.matmul_params + attn
+
+
+def dtype_bytes(dtype: str) -> int:
+    """Bytes per element of a dtype name."""
+    from tokenprint.errors import TokenprintError
+
+    try:
+        return DTYPE_BYTES[dtype]
+    except KeyError:
+        raise TokenprintError(
+            f"unknown dtype {dtype!r}; valid: {', '.join(DTYPE_BYTES)}"
+        ) from None

@@ -1,0 +1,129 @@
+"""``tokenprint carbon``: the footprint of an amount of energy on some GPUs in a region."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from tokenprint.carbon import Intensity, compute_footprint, load_intensity_csv, parse_time
+from tokenprint.carbon.amortize import check_lifetime
+from tokenprint.carbon.embodied import COMPONENTS, check_scope
+from tokenprint.carbon.footprint import Footprint
+from tokenprint.cli.common import (
+    CatalogOpt,
+    JsonOpt,
+    console,
+    fmt_g,
+    load,
+    number,
+    positive,
+    print_json,
+)
+from tokenprint.errors import TokenprintError
+from tokenprint.units import J_PER_KWH, S_PER_HOUR
+
+
+def carbon(
+    energy_kwh: Annotated[str | None, typer.Option(help="Energy drawn, kWh.")] = None,
+    duration_h: Annotated[str | None, typer.Option(help="Time the GPUs were held, hours.")] = None,
+    gpu: Annotated[str | None, typer.Option(help="GPU id (tokenprint catalog gpus).")] = None,
+    count: Annotated[int, typer.Option(help="Number of GPUs.")] = 1,
+    region: Annotated[str | None, typer.Option(help="Grid region id (tokenprint catalog regions)."
+                                               )] = None,
+    start: Annotated[str | None, typer.Option(help="Start time, ISO 8601 (with --intensity-file)."
+                                              )] = None,
+    intensity_file: Annotated[Path | None, typer.Option(help="Hourly intensity CSV (Electricity "
+                              "Maps export, EIA-930 avg_CI, or timestamp,intensity_g_per_kwh).")
+                              ] = None,
+    basis: Annotated[str, typer.Option(help="Intensity basis read from the file: lifecycle|direct."
+                                       )] = "lifecycle",
+    fill: Annotated[bool, typer.Option(help="Interpolate gaps in the intensity file.")] = False,
+    scope: Annotated[str, typer.Option(help="Embodied scope: die|device|card|server.")] = "device",
+    host: Annotated[str | None, typer.Option(help="Host archetype for server scope (default: the "
+                                             "GPU's usual host).")] = None,
+    lifetime_years: Annotated[str, typer.Option(help="Hardware lifetime for amortization.")
+                              ] = "5",
+    pue: Annotated[str, typer.Option(help="Data-centre PUE (1.0 = device-level).")] = "1.0",
+    from_run: Annotated[str | None, typer.Option(help="Use a measured run's energy and duration "
+                                                 "(needs --results).")] = None,
+    results: Annotated[Path, typer.Option(help="Results directory for --from-run.")] = Path(
+        "tokenprint-results"),
+    catalog: CatalogOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Operational + embodied carbon of energy drawn on GPUs in a grid region."""
+    cat = load(catalog)
+    energy_kind = "given"
+    if from_run is not None:
+        from tokenprint.bench.store import ResultsStore
+
+        rec = ResultsStore.open_existing(results).get(from_run)
+        energy_j = float(rec["prefill_energy_j"] or 0) + float(rec["decode_energy_j"] or 0)
+        duration_s = float(rec["e2e_s"])
+        energy_kind = str(rec["energy_kind"])
+        gpu = gpu or rec.get("hardware_id")
+        if not gpu or gpu == "cpu":
+            raise TokenprintError(
+                f"run {from_run!r} was measured on {rec.get('hardware_id')!r}, not a catalog GPU; "
+                "name the GPU to charge embodied carbon to with --gpu"
+            )
+    else:
+        if energy_kwh is None or duration_h is None:
+            raise TokenprintError("give --energy-kwh and --duration-h (or --from-run RUN_ID)")
+        energy_j = positive(energy_kwh, "energy (kWh)") * J_PER_KWH
+        duration_s = positive(duration_h, "duration (h)") * S_PER_HOUR
+    if gpu is None:
+        raise TokenprintError("give --gpu (see: tokenprint catalog gpus)")
+    if region is None:
+        raise TokenprintError("give --region (see: tokenprint catalog regions)")
+    if count < 1:
+        raise TokenprintError(f"--count {count} is invalid; it must be >= 1")
+    check_scope(scope)
+    lifetime = check_lifetime(number(lifetime_years, "lifetime (years)"))
+    pue_value = number(pue, "PUE")
+    intensity: Intensity | None = None
+    start_s = None
+    if intensity_file is not None:
+        intensity = load_intensity_csv(intensity_file, basis=basis, fill=fill)
+        if start is None:
+            raise TokenprintError("--intensity-file needs --start (ISO 8601 time of the run)")
+        start_s = parse_time(start)
+    elif start is not None:
+        raise TokenprintError("--start needs --intensity-file (an hourly intensity series)")
+    fp = compute_footprint(
+        cat, gpu=gpu, region=region, energy_j=energy_j, duration_s=duration_s, gpu_count=count,
+        scope=scope, lifetime_years=lifetime, pue=pue_value, intensity=intensity,
+        start_s=start_s, host=host, energy_kind=energy_kind,
+    )
+    if as_json:
+        print_json(fp.to_dict())
+        return
+    print_footprint(fp)
+
+
+def print_footprint(fp: Footprint) -> None:
+    """Rich table of a footprint with ranges and the main sources."""
+    table = Table(title=f"Carbon footprint — {fp.gpu_count} × {fp.gpu} in {fp.region}, "
+                  f"{fp.scope} scope, {fp.lifetime_years:g}-year lifetime")
+    table.add_column("part", style="bold")
+    table.add_column("grams CO2e", justify="right")
+    table.add_column("range", justify="right")
+    for name, est in (("operational", fp.operational_g), ("embodied (amortized)", fp.embodied_g),
+                      ("total", fp.total_g)):
+        table.add_row(name, fmt_g(float(est.mid)),
+                      f"{fmt_g(float(est.low))} – {fmt_g(float(est.high))}")
+    for comp in COMPONENTS:
+        est = fp.embodied.components_g[comp]
+        if float(est.high) > 0:
+            table.add_row(f"  embodied: {comp}", fmt_g(float(est.mid)),
+                          f"{fmt_g(float(est.low))} – {fmt_g(float(est.high))}", style="dim")
+    console.print(table)
+    console.print(
+        f"energy {fp.energy_j / J_PER_KWH:.4g} kWh ({fp.energy_kind}), PUE {fp.pue:g}, intensity "
+        f"{float(fp.intensity_g_per_kwh.mid):.4g} g/kWh — {fp.intensity_source}")
+    console.print(f"embodied share {fp.embodied_share:.1%}; amortized over {fp.amortization} time")
+    for note in fp.notes:
+        console.print(f"note: {note}", style="yellow")

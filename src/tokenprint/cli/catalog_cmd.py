@@ -1,0 +1,145 @@
+"""``tokenprint catalog``: list and show reference data with its sources."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from tokenprint.catalog import entry_dict
+from tokenprint.catalog.schema import Quantity
+from tokenprint.cli.common import CatalogOpt, JsonOpt, console, load, print_json
+
+app = typer.Typer(help="List and show catalog entries (GPUs, regions, models, hosts) with sources.",
+                  no_args_is_help=True)
+
+_COLUMNS: dict[str, list[str]] = {
+    "gpus": ["name", "die_area_mm2", "act_node", "memory_gb", "memory_type", "memory_bw_gb_s",
+             "tdp_w", "fp16_tflops", "bf16", "release_year"],
+    "regions": ["name", "intensity_g_per_kwh", "basis", "year", "mix", "study"],
+    "models": ["name", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "ffn_size",
+               "vocab_size", "params_b"],
+    "hosts": ["name", "gpu_slots", "cpu_count", "dram_gb", "ssd_gb"],
+    "fab-nodes": ["name", "epa_kwh_per_cm2", "gpa95_g_per_cm2", "gpa99_g_per_cm2"],
+    "memory": ["name", "kind", "g_per_gb"],
+}
+
+
+def _cell(entry: Any, col: str) -> str:
+    if col == "params_b":
+        return f"{entry.params / 1e9:.3g}"
+    val = getattr(entry, col)
+    if isinstance(val, Quantity):
+        if val.low is not None and (val.low != val.value or val.high != val.value):
+            return f"{val.value:g} ({val.low:g}–{val.high:g})"
+        return f"{val.value:g}"
+    if isinstance(val, bool):
+        return "yes" if val else ""
+    return str(val)
+
+
+def _with_derived(kind: str, entry: Any) -> dict[str, Any]:
+    d = entry_dict(entry)
+    if kind == "models":
+        d["params"] = entry.params
+        d["weight_bytes_bf16"] = entry.weight_bytes("bf16")
+        d["kv_bytes_per_token_bf16"] = entry.kv_bytes_per_token("bf16")
+        d["flops_per_token"] = entry.flops_per_token(0)
+    return d
+
+
+def _list(kind: str, catalog: CatalogOpt, as_json: bool) -> None:
+    cat = load(catalog)
+    entries = cat.by_kind(kind)
+    if as_json:
+        print_json([_with_derived(kind, e) for e in entries.values()])
+        return
+    table = Table(title=f"tokenprint catalog: {kind}", show_lines=False)
+    table.add_column("id", style="bold")
+    for col in _COLUMNS[kind]:
+        table.add_column(col)
+    for e in entries.values():
+        table.add_row(e.id.upper() if kind == "regions" else e.id,
+                      *(_cell(e, c) for c in _COLUMNS[kind]))
+    console.print(table)
+    console.print("Sources: tokenprint catalog show KIND ID", style="dim")
+
+
+@app.command("gpus")
+def gpus(catalog: CatalogOpt = None, as_json: JsonOpt = False) -> None:
+    """List GPUs."""
+    _list("gpus", catalog, as_json)
+
+
+@app.command("regions")
+def regions(catalog: CatalogOpt = None, as_json: JsonOpt = False) -> None:
+    """List grid regions and their annual intensity."""
+    _list("regions", catalog, as_json)
+
+
+@app.command("models")
+def models(catalog: CatalogOpt = None, as_json: JsonOpt = False) -> None:
+    """List model architectures."""
+    _list("models", catalog, as_json)
+
+
+@app.command("hosts")
+def hosts(catalog: CatalogOpt = None, as_json: JsonOpt = False) -> None:
+    """List host server archetypes."""
+    _list("hosts", catalog, as_json)
+
+
+@app.command("fab-nodes")
+def fab_nodes(catalog: CatalogOpt = None, as_json: JsonOpt = False) -> None:
+    """List ACT fab nodes."""
+    _list("fab-nodes", catalog, as_json)
+
+
+@app.command("memory")
+def memory(catalog: CatalogOpt = None, as_json: JsonOpt = False) -> None:
+    """List memory and storage embodied factors."""
+    _list("memory", catalog, as_json)
+
+
+@app.command("show")
+def show(
+    kind: Annotated[str, typer.Argument(help="gpus|regions|models|hosts|fab-nodes|memory "
+                                        "(singular works too)")],
+    entry_id: Annotated[str, typer.Argument(metavar="ID")],
+    catalog: CatalogOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one entry with every field and its source."""
+    cat = load(catalog)
+    k = kind.lower()
+    plural = {"gpu": "gpus", "region": "regions", "model": "models", "host": "hosts",
+              "fab-node": "fab-nodes"}.get(k, k)
+    getter = {"gpus": cat.gpu, "regions": cat.region, "models": cat.model, "hosts": cat.host,
+              "fab-nodes": cat.fab_node, "memory": cat.memory_factor}
+    if plural not in getter:
+        cat.by_kind(plural)  # raises the error listing valid kinds
+    entry = getter[plural](entry_id)
+    data = _with_derived(plural, entry)
+    if as_json:
+        print_json(data)
+        return
+    table = Table(title=f"{plural[:-1] if plural.endswith('s') else plural}: {entry.id}")
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    table.add_column("source", style="dim")
+    if data.get("source"):
+        table.add_row("(entry source)", "", str(data["source"]))
+    for key, val in data.items():
+        if key == "source":
+            continue
+        if isinstance(val, dict) and "value" in val:
+            rng = f" ({val['low']:g}–{val['high']:g})" if "low" in val else ""
+            note = f" — {val['note']}" if "note" in val else ""
+            table.add_row(key, f"{val['value']:g}{rng}{note}", val["source"])
+        elif isinstance(val, dict):
+            for sub, q in val.items():
+                table.add_row(f"{key}.{sub}", f"{q['value']:g}", q["source"])
+        else:
+            table.add_row(key, str(val), "")
+    console.print(table)

@@ -1,0 +1,97 @@
+"""Options and helpers shared by the CLI commands."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from tokenprint.catalog import Catalog, get_catalog
+from tokenprint.errors import TokenprintError
+
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+
+CatalogOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--catalog", help="Extra catalog TOML file(s) that extend or override entries "
+                 "(also $TOKENPRINT_CATALOG).", show_default=False),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def load(catalog_files: list[Path] | None) -> Catalog:
+    """The catalog with the user's files applied."""
+    return get_catalog(list(catalog_files or []))
+
+
+def print_json(obj: Any) -> None:
+    """Write JSON to stdout (plain, no colour codes), NaN as null."""
+    typer.echo(json.dumps(_clean(obj), indent=2, sort_keys=False))
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def split_list(text: str, what: str) -> list[str]:
+    """Split a comma-separated option into a non-empty list."""
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    if not items:
+        raise TokenprintError(f"{what} list {text!r} is empty")
+    return items
+
+
+def int_list(text: str, what: str, minimum: int = 1) -> list[int]:
+    """Parse ``1,2,4`` into ints >= ``minimum``, naming a bad value."""
+    out = []
+    for item in split_list(text, what):
+        try:
+            v = int(item)
+        except ValueError:
+            raise TokenprintError(f"{what} {item!r} is not an integer") from None
+        if v < minimum:
+            raise TokenprintError(f"{what} {v} is invalid; it must be >= {minimum}")
+        out.append(v)
+    return out
+
+
+def number(text: str | float | None, what: str) -> float:
+    """Parse a number given on the command line, naming the option when it is not one."""
+    if text is None:
+        raise TokenprintError(f"{what} is required")
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        raise TokenprintError(f"{what} {text!r} is not a number") from None
+
+
+def positive(value: float | str, what: str, allow_zero: bool = True) -> float:
+    """Check a number is finite and >= 0 (or > 0)."""
+    value = number(value, what)
+    if not math.isfinite(value) or value < 0 or (not allow_zero and value == 0):
+        rule = ">= 0" if allow_zero else "> 0"
+        raise TokenprintError(f"{what} {value!r} is invalid; it must be a number {rule}")
+    return value
+
+
+def fmt_g(grams: float) -> str:
+    """Human text for grams CO2e (g, kg or t)."""
+    a = abs(grams)
+    if a >= 1e6:
+        return f"{grams / 1e6:.3g} t"
+    if a >= 1e3:
+        return f"{grams / 1e3:.3g} kg"
+    if a >= 1:
+        return f"{grams:.3g} g"
+    return f"{grams * 1e3:.3g} mg"

@@ -1,0 +1,65 @@
+"""The ``tokenprint`` command: thin typer commands over the library."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from tokenprint import __version__
+from tokenprint.cli import carbon_cmd, catalog_cmd
+from tokenprint.cli.common import err_console
+from tokenprint.errors import TokenprintError
+
+app = typer.Typer(
+    name="tokenprint",
+    help="Measure, predict and cut the carbon footprint of serving LLMs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(catalog_cmd.app, name="catalog")
+app.command("carbon")(carbon_cmd.carbon)
+
+
+def _register_optional() -> None:
+    """Commands whose modules land stage by stage register here."""
+    import importlib
+
+    for module, names in (
+        ("tokenprint.cli.bench_cmd", ("bench", "runs")),
+        ("tokenprint.cli.predict_cmd", ("predict", "calibrate", "validate")),
+        ("tokenprint.cli.study_cmd", ("study",)),
+    ):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name == module:
+                continue
+            raise
+        mod.register(app)
+        del names
+
+
+_register_optional()
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+) -> None:
+    if version:
+        typer.echo(f"tokenprint {__version__}")
+        raise typer.Exit()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app; a user error prints one line and exits 2, no traceback."""
+    try:
+        app(args=argv, prog_name="tokenprint")
+    except TokenprintError as exc:
+        err_console.print(f"error: {exc}", style="red", markup=False, highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted", markup=False)
+        sys.exit(130)

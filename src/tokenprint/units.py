@@ -1,0 +1,17 @@
+"""Unit conversion constants: the one place where units change.
+
+Inside tokenprint every quantity carries its unit in its name (``energy_j``, ``carbon_g``,
+``duration_s``); conversion happens only at the edges (CLI, files) with these constants.
+"""
+
+J_PER_KWH = 3.6e6
+J_PER_WH = 3600.0
+S_PER_HOUR = 3600.0
+S_PER_DAY = 86_400.0
+S_PER_YEAR = 365.25 * S_PER_DAY
+G_PER_KG = 1000.0
+MM2_PER_CM2 = 100.0
+BYTES_PER_GB = 1e9
+FLOP_PER_TFLOP = 1e12
+
+DTYPE_BYTES: dict[str, int] = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1}

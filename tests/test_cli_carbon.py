@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tokenprint.cli.main import main
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_carbon_json_contract(capsys):
+    code, out, _ = run(capsys, "carbon", "--energy-kwh", "2", "--duration-h", "1", "--gpu", "T4",
+                       "--count", "2", "--region", "US-MIDW-MISO", "--json")
+    assert code == 0
+    d = json.loads(out)
+    for key in ("operational_g", "embodied_g", "total_g", "embodied_breakdown_g",
+                "intensity_g_per_kwh", "total_range_g", "scope", "sources"):
+        assert key in d
+    assert d["operational_g"] == pytest.approx(2 * 503)
+    assert d["scope"] == "device"
+    assert d["embodied_breakdown_g"]["host"] == 0
+    assert d["total_range_g"]["low"] <= d["total_g"] <= d["total_range_g"]["high"]
+
+
+def test_carbon_hourly_file(capsys, shared_data: Path):
+    f = shared_data / "grid/electricitymaps_hourly/US-CAL-CISO_2023.csv"
+    code, out, _ = run(capsys, "carbon", "--energy-kwh", "1", "--duration-h", "1", "--gpu", "h100",
+                       "--region", "US-CAL-CISO", "--intensity-file", str(f), "--start",
+                       "2023-07-01T12:00:00Z", "--json")
+    assert code == 0
+    d = json.loads(out)
+    assert 0 < d["intensity_g_per_kwh"] < 1000
+    assert d["operational_g"] == pytest.approx(d["intensity_g_per_kwh"])
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--gpu", "t5"], "unknown gpu 't5'"),
+    (["--region", "us-cal-cisoo"], "Did you mean: us-cal-ciso"),
+    (["--energy-kwh", "-1"], "energy (kWh) -1.0 is invalid"),
+    (["--energy-kwh", "abc"], "energy (kWh) 'abc' is not a number"),
+    (["--scope", "rack"], "unknown scope 'rack'"),
+    (["--lifetime-years", "0"], "lifetime 0.0 years is invalid"),
+])
+def test_carbon_bad_input_exit_2_no_traceback(capsys, args, needle):
+    base = {"--energy-kwh": "1", "--duration-h": "1", "--gpu": "t4", "--region": "FR"}
+    for i in range(0, len(args), 2):
+        base[args[i]] = args[i + 1]
+    argv = ["carbon"] + [x for kv in base.items() for x in kv]
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert needle in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_catalog_json_lists(capsys):
+    for kind in ("gpus", "regions", "models", "hosts"):
+        code, out, _ = run(capsys, "catalog", kind, "--json")
+        assert code == 0
+        items = json.loads(out)
+        assert isinstance(items, list) and all("id" in i for i in items)
+    code, out, _ = run(capsys, "catalog", "show", "gpu", "t4", "--json")
+    assert json.loads(out)["die_area_mm2"]["value"] == 545
+
+
+def test_console_script_runs():
+    out = subprocess.run([sys.executable, "-m", "tokenprint", "catalog", "show", "region",
+                          "CA-QC"], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "Electricity Maps" in out.stdout
