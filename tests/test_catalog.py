@@ -49,6 +49,16 @@ def test_param_counts_match_published(catalog, model_id, published_b):
     assert abs(params_b - published_b) / published_b < 0.01
 
 
+def test_every_published_count_matches(catalog):
+    checked = 0
+    for m in catalog.models.values():
+        if m.published_params_b is not None:
+            pub = m.published_params_b.value
+            assert abs(m.params / 1e9 - pub) / pub < 0.01, m.id
+            checked += 1
+    assert checked >= 8
+
+
 def test_derived_model_figures_by_hand(catalog):
     m = catalog.model("llama-2-7b")
     # 2 (K,V) × 32 layers × 32 kv heads × 128 head_dim × 2 bytes = 524,288 bytes per token

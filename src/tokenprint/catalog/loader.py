@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from tokenprint.catalog.schema import (
+    CalibrationProfile,
     Entry,
     FabDefaults,
     FabNode,
@@ -33,9 +34,10 @@ KINDS: dict[str, tuple[type[Entry], str]] = {
     "model": (ModelArch, "model"),
     "fab_node": (FabNode, "fab node"),
     "memory": (MemoryFactor, "memory type"),
+    "profile": (CalibrationProfile, "profile"),  # type: ignore[dict-item]
 }
 BUILTIN_FILES = ("gpus.toml", "hosts.toml", "regions.toml", "models.toml", "fab.toml",
-                 "memory.toml")
+                 "memory.toml", "profiles.toml")
 
 E = TypeVar("E", bound=Entry)
 
@@ -51,6 +53,7 @@ class Catalog:
     fab_nodes: dict[str, FabNode]
     memory: dict[str, MemoryFactor]
     fab: FabDefaults
+    profiles: dict[str, CalibrationProfile] = field(default_factory=dict)
     files: tuple[str, ...] = field(default=())
 
     def gpu(self, gpu_id: str) -> Gpu:
@@ -78,11 +81,18 @@ class Catalog:
         """Embodied factor for a memory or storage type such as ``hbm3``."""
         return _lookup(self.memory, memory_type, "memory type")
 
+    def profile_for(self, gpu_id: str) -> CalibrationProfile | None:
+        """The calibration profile of a GPU, if one is loaded (the last one loaded wins)."""
+        gid = self.gpu(gpu_id).id
+        found = [p for p in self.profiles.values() if p.gpu.lower() == gid]
+        return found[-1] if found else None
+
     def by_kind(self, kind: str) -> dict[str, Any]:
         """Entries of a CLI kind: gpus, hosts, regions, models, fab-nodes, memory."""
         table: dict[str, dict[str, Any]] = {
             "gpus": self.gpus, "hosts": self.hosts, "regions": self.regions,
             "models": self.models, "fab-nodes": self.fab_nodes, "memory": self.memory,
+            "profiles": self.profiles,
         }
         key = kind.lower()
         if key not in table:
@@ -125,15 +135,18 @@ def _read_toml(text: str, label: str) -> dict[str, Any]:
         raise TokenprintError(f"catalog file {label}: not valid TOML: {exc}") from None
 
 
-def _cite_plain_numbers(cls: type[Entry], item: dict[str, Any], label: str, kind: str,
+def _cite_plain_numbers(cls: type[Any], item: dict[str, Any], label: str, kind: str,
                         entry_id: str) -> dict[str, Any]:
     """Wrap plain numbers in quantity fields with the source given in the same item.
 
     Done per file before merging, so a number a user writes is never credited to the source of
     the built-in entry it overrides.
     """
+    if not hasattr(cls, "_wrap_plain_numbers"):
+        return item
     try:
-        return cls._wrap_plain_numbers(item)  # type: ignore[operator]
+        wrapped: dict[str, Any] = cls._wrap_plain_numbers(item)
+        return wrapped
     except ValueError as exc:
         raise TokenprintError(f"catalog file {label}: {kind} {entry_id!r}: {exc}") from None
 
@@ -218,7 +231,7 @@ def load_catalog(user_files: list[str | Path] | None = None) -> Catalog:
     catalog = Catalog(
         gpus=built["gpu"], hosts=built["host"], regions=built["region"],
         models=built["model"], fab_nodes=built["fab_node"], memory=built["memory"],
-        fab=fab, files=tuple(str(p) for p in paths),
+        fab=fab, profiles=built["profile"], files=tuple(str(p) for p in paths),
     )
     _check_references(catalog)
     return catalog
@@ -231,6 +244,8 @@ def _check_references(cat: Catalog) -> None:
         _ref(cat.fab_nodes, gpu.act_node, where, "act_node")
         _ref(cat.memory, gpu.memory_type, where, "memory_type")
         _ref(cat.hosts, gpu.default_host, where, "default_host")
+    for prof in cat.profiles.values():
+        _ref(cat.gpus, prof.gpu, f"profile {prof.id!r}", "gpu")
     for host in cat.hosts.values():
         where = f"host {host.id!r}"
         _ref(cat.fab_nodes, host.cpu_act_node, where, "cpu_act_node")

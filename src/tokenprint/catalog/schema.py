@@ -253,3 +253,30 @@ def dtype_bytes(dtype: str) -> int:
         raise TokenprintError(
             f"unknown dtype {dtype!r}; valid: {', '.join(DTYPE_BYTES)}"
         ) from None
+
+
+class CalibrationProfile(BaseModel):
+    """Fitted performance and power parameters for one GPU (and serving engine).
+
+    Written by ``tokenprint calibrate``; loaded from ``[[profile]]`` tables in catalog files. The
+    entry-level ``source`` says which measurements the numbers were fitted to.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    gpu: str
+    engine: str = "any"
+    source: str = Field(min_length=1)
+    eff_compute: float = Field(gt=0, le=1.5)
+    eff_memory: float = Field(gt=0, le=1.5)
+    step_overhead_s: float = Field(ge=0)
+    seq_overhead_s: float = Field(ge=0)
+    idle_w: float = Field(ge=0)
+    peak_w: float = Field(gt=0)
+    power_exponent: float = Field(gt=0, le=5)
+    tp_latency_s: float = Field(default=2e-4, ge=0)
+    n_points: int = Field(default=0, ge=0)
+    error: dict[str, float] = Field(default_factory=dict)
+    aliases: list[str] = Field(default_factory=list)
+    name: str = ""

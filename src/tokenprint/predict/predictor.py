@@ -1,0 +1,101 @@
+"""Predictions as records in the same schema as measured runs (``source: predicted``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tokenprint.catalog import Catalog, Gpu, ModelArch
+from tokenprint.catalog.schema import dtype_bytes
+from tokenprint.errors import TokenprintError
+from tokenprint.predict.model import predict_static, relative_range
+from tokenprint.predict.params import (
+    MODEL_VERSION,
+    PARAM_NAMES,
+    ProfileArrays,
+    ResolvedProfile,
+    hardware_arrays,
+    resolve_profile,
+)
+from tokenprint.predict.shapes import ShapeArrays, max_batch_fits
+
+DTYPES = ("auto", "bf16", "fp16", "fp32")
+
+# which relative error (from calibration) sets the range of each predicted metric
+_RANGE_METRIC = {
+    "ttft_s": "ttft", "tpot_s": "tpot", "e2e_s": "tpot", "throughput_tok_s": "throughput",
+    "prefill_energy_j": "energy_per_token", "decode_energy_j": "energy_per_token",
+    "energy_per_input_token_j": "energy_per_token", "energy_per_output_token_j":
+    "energy_per_token", "mean_power_w": "energy_per_token",
+}
+
+
+def resolve_dtype(dtype: str, gpu: Gpu | None) -> str:
+    """``auto`` → bf16 where the GPU supports it, else fp16 (the T4 has no bf16)."""
+    if dtype not in DTYPES:
+        raise TokenprintError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}")
+    if dtype != "auto":
+        if dtype == "bf16" and gpu is not None and not gpu.bf16:
+            raise TokenprintError(f"GPU {gpu.id!r} has no bf16 support; use fp16 or auto")
+        return dtype
+    return "bf16" if gpu is None or gpu.bf16 else "fp16"
+
+
+def profile_arrays(resolved: ResolvedProfile) -> ProfileArrays:
+    """One profile as scalar arrays."""
+    return ProfileArrays(*(np.asarray(resolved.values[n], dtype=np.float64) for n in PARAM_NAMES))
+
+
+def predict_records(catalog: Catalog, model: ModelArch, gpu: Gpu, batches: list[int],
+                    input_len: int, output_len: int, dtype: str = "auto", tp: int = 1,
+                    exclude_gpu_profile: bool = False) -> list[dict[str, Any]]:
+    """Predicted static-batch records for each batch size, with ranges and memory fit."""
+    if tp < 1:
+        raise TokenprintError(f"tensor-parallel degree {tp} is invalid; it must be >= 1")
+    if model.num_kv_heads % tp and tp > 1:
+        raise TokenprintError(
+            f"tensor-parallel degree {tp} does not divide {model.id}'s {model.num_kv_heads} KV "
+            "heads"
+        )
+    for name, val in (("input length", input_len), ("output length", output_len)):
+        if val < 1:
+            raise TokenprintError(f"{name} {val} is invalid; it must be >= 1")
+    if input_len + output_len > model.max_context:
+        raise TokenprintError(
+            f"input + output length {input_len + output_len} exceeds {model.id}'s context of "
+            f"{model.max_context} tokens"
+        )
+    for size in batches:
+        if size < 1:
+            raise TokenprintError(f"batch {size} is invalid; it must be >= 1")
+    dt = resolve_dtype(dtype, gpu)
+    resolved = resolve_profile(gpu, catalog, exclude_gpu=gpu.id if exclude_gpu_profile else None)
+    shape = ShapeArrays.of([model])
+    hw = hardware_arrays([gpu], [dt])
+    b = np.asarray(batches, dtype=np.float64)
+    out = predict_static(shape, hw, profile_arrays(resolved), b, input_len, output_len,
+                         dtype_bytes(dt), tp)
+    fit = max_batch_fits(model, gpu.memory_gb.value, dt, input_len + output_len, tp)
+    records = []
+    for i, batch in enumerate(batches):
+        rec: dict[str, Any] = {
+            "run_id": f"pred-{model.id}-{gpu.id}-{dt}-tp{tp}-b{batch}-i{input_len}-o{output_len}",
+            "source": "predicted",
+            "status": "ok" if batch <= fit else "oom",
+            "model": model.id, "engine": "predict", "device": "cuda", "hardware_id": gpu.id,
+            "dtype": dt, "batch": batch, "input_len": input_len, "output_len": output_len,
+            "tp": tp, "max_batch_fits": fit,
+            "meter": "model", "energy_kind": "predicted",
+            "model_version": MODEL_VERSION, "calibration": resolved.calibration,
+            "calibrated": resolved.calibrated,
+        }
+        for key, arr in out.items():
+            value = float(np.asarray(arr).reshape(-1)[i] if np.ndim(arr) else arr)
+            rec[key] = value
+            metric = _RANGE_METRIC.get(key)
+            if metric is not None:
+                lo, hi = relative_range(value, resolved.error.get(metric, 0.5))
+                rec[f"{key}_low"], rec[f"{key}_high"] = float(lo), float(hi)
+        records.append(rec)
+    return records
