@@ -13,7 +13,10 @@ GPUs. Parameters come from a calibration profile per GPU or from the prior (see 
 Two workloads are modelled:
 
 * **static** batch (what ``tokenprint bench`` measures): prefill all ``batch`` prompts, then
-  ``output_len - 1`` decode steps; TTFT is the prefill, TPOT the mean decode step.
+  ``output_len - 1`` decode steps; TTFT is the prefill, TPOT the mean decode step. Energy per
+  input token is prefill energy / (batch × input_len); energy per output token is decode energy /
+  (batch × output_len), as bench records it; ``energy_per_token_total_j`` is all energy / output
+  tokens (ML.ENERGY's definition).
 * **serving** (continuous batching at a steady ``batch`` of requests in flight, as vLLM runs in
   the ML.ENERGY leaderboard): each iteration decodes one token for every request at the mean
   context, and prefills the ``batch / output_len`` requests that replace finished ones.
@@ -88,8 +91,7 @@ def predict_static(shape: ShapeArrays, hw: HardwareArrays, prof: ProfileArrays,
         "prefill_energy_j": e_pre,
         "decode_energy_j": e_dec,
         "energy_per_input_token_j": e_pre / (b * li),
-        "energy_per_output_token_j": np.where(n_dec > 0, e_dec / np.maximum(b * n_dec, 1.0),
-                                              e_pre / out_tokens),
+        "energy_per_output_token_j": np.where(n_dec > 0, e_dec / out_tokens, e_pre / out_tokens),
         "energy_per_token_total_j": (e_pre + e_dec) / out_tokens,
     }
 

@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tokenprint.measure import EstimateMeter, MeterError, make_meter
+from tokenprint.measure.base import Measurement, check_positive
+from tokenprint.measure.integrate import counter_energy_j, energy_in_window, power_energy_j
+from tokenprint.measure.rapl import RaplMeter
+
+
+def test_counter_wraparound():
+    # RAPL-style µJ counter with max 1000: 900 → 50 wraps (+151), then +100
+    readings = [800, 900, 50, 150]
+    assert counter_energy_j(readings, max_value=1000, scale_to_j=1e-6) == pytest.approx(
+        (100 + 151 + 100) * 1e-6)
+
+
+def test_counter_missing_samples_keep_energy():
+    assert counter_energy_j([0, np.nan, 300, np.nan, 500], 1e9, 1.0) == 500.0
+    assert counter_energy_j([np.nan], 1e9, 1.0) == 0.0
+
+
+def test_power_integration_skips_missing():
+    t = [0.0, 1.0, 2.0, 3.0]
+    p = [100.0, np.nan, 100.0, 200.0]
+    # gap bridged linearly: 200 J over [0,2] + 150 J over [2,3]
+    assert power_energy_j(t, p) == pytest.approx(350.0)
+    assert energy_in_window(t, [100, 100, 100, 200], 0.5, 2.5) == pytest.approx(
+        100 * 1.5 + (100 + 150) / 2 * 0.5)
+
+
+def _fake_rapl(root: Path, values: dict[str, list[int]], max_uj: int) -> dict[str, Path]:
+    paths = {}
+    for i, (name, _) in enumerate(values.items()):
+        z = root / f"intel-rapl:{i}"
+        z.mkdir(parents=True)
+        (z / "name").write_text(name)
+        (z / "max_energy_range_uj").write_text(str(max_uj))
+        (z / "energy_uj").write_text(str(values[name][0]))
+        paths[name] = z / "energy_uj"
+    return paths
+
+
+def test_rapl_meter_over_fake_sysfs_with_wrap(tmp_path: Path):
+    paths = _fake_rapl(tmp_path, {"package-0": [900_000], "dram": [10]}, max_uj=1_000_000)
+    meter = RaplMeter(root=tmp_path, poll_s=60)
+    try:
+        meter.begin_window("w")
+        paths["package-0"].write_text("100000")   # wrapped: +200,001 µJ
+        paths["dram"].write_text("500010")        # +500,000 µJ
+        m = meter.end_window("w")
+    finally:
+        meter.close()
+    assert m.kind == "measured" and m.meter == "rapl"
+    assert m.energy_j == pytest.approx(0.200001 + 0.5)
+
+
+def test_rapl_absent_is_an_error(tmp_path: Path):
+    with pytest.raises(MeterError, match="no readable RAPL domain"):
+        RaplMeter(root=tmp_path)
+
+
+class _FakeNvml(types.ModuleType):
+    """pynvml stand-in replaying a recorded counter sequence (mJ) and power (mW)."""
+
+    def __init__(self, counters: list[float], has_counter: bool = True) -> None:
+        super().__init__("pynvml")
+        self.counters = list(counters)
+        self.has_counter = has_counter
+        self.i = 0
+
+    def nvmlInit(self) -> None: ...
+    def nvmlShutdown(self) -> None: ...
+    def nvmlDeviceGetCount(self) -> int:
+        return 1
+
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
+        return i
+
+    def nvmlDeviceGetName(self, h: int) -> str:
+        return "NVIDIA H200"
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, h: int) -> float:
+        if not self.has_counter:
+            raise RuntimeError("not supported")
+        v = self.counters[min(self.i, len(self.counters) - 1)]
+        self.i += 1
+        return v
+
+    def nvmlDeviceGetPowerUsage(self, h: int) -> int:
+        return 250_000  # 250 W
+
+
+def test_nvml_meter_counter_path(monkeypatch):
+    fake = _FakeNvml([1_000_000.0, 1_000_000.0, 1_012_500.0])
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    from tokenprint.measure.nvml import NvmlMeter
+
+    meter = NvmlMeter(sample_hz=50)
+    try:
+        meter.begin_window("w")
+        time.sleep(0.2)
+        m = meter.end_window("w")
+    finally:
+        meter.close()
+    assert m.energy_j == pytest.approx(12.5)       # counter delta: 12,500 mJ
+    assert m.sampled_energy_j == pytest.approx(250 * m.duration_s, rel=0.15)
+    assert m.peak_power_w == pytest.approx(250.0)
+
+
+def test_nvml_meter_power_fallback(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", _FakeNvml([0.0], has_counter=False))
+    from tokenprint.measure.nvml import NvmlMeter
+
+    meter = NvmlMeter(sample_hz=50)
+    try:
+        meter.begin_window("w")
+        time.sleep(0.3)
+        m = meter.end_window("w")
+    finally:
+        meter.close()
+    assert m.energy_j == pytest.approx(250 * m.duration_s, rel=0.15)
+
+
+def test_zero_reading_is_an_error():
+    with pytest.raises(MeterError, match="reads nothing"):
+        check_positive(Measurement(1.0, 0.0, "x", "measured"))
+
+
+def test_estimate_meter_and_auto_on_cpu():
+    meter, reason = make_meter("auto", "cpu")
+    assert meter.kind == "estimated" or "rapl" in reason
+    est = EstimateMeter("cpu", tdp_w=100.0, idle_w=20.0, cores=2)
+    est.begin_window("w")
+    x = 0.0
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < 0.2:
+        x += 1.0
+    m = est.end_window("w")
+    assert m.kind == "estimated"
+    # one busy core of two: utilization ≈ 0.5 → power ≈ 60 W
+    assert 20.0 < m.mean_power_w < 100.0
+    with pytest.raises(MeterError, match="unknown meter"):
+        make_meter("joulescope", "cpu")
