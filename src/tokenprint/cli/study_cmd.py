@@ -1,0 +1,152 @@
+"""``tokenprint study``: the seed study end to end, as a report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from tokenprint.cli.common import (
+    CatalogOpt,
+    JsonOpt,
+    console,
+    int_list,
+    load,
+    number,
+    print_json,
+    split_list,
+)
+from tokenprint.errors import TokenprintError
+
+
+def study(
+    models: Annotated[str, typer.Option(help="Model ids, comma-separated.")] =
+        "llama-3.2-1b,llama-3.2-3b,llama-2-7b",
+    gpus: Annotated[str, typer.Option(help="GPU ids, comma-separated.")] = "t4,rtx-6000-ada",
+    regions: Annotated[str, typer.Option(help="Grid region ids, comma-separated.")] =
+        "US-CAL-CISO,US-MIDW-MISO,CA-QC",
+    batch: Annotated[str, typer.Option(help="Batch sizes (those that fit are kept).")] =
+        "1,2,4,8,16,32,64",
+    input_len: Annotated[int | None, typer.Option(help="One prompt length instead of the "
+                                                  "chat-like mix.")] = None,
+    output_len: Annotated[int | None, typer.Option(help="One output length instead of the "
+                                                   "chat-like mix.")] = None,
+    scope: Annotated[str, typer.Option(help="Embodied scope: die|device|card|server.")] =
+        "device",
+    lifetime_years: Annotated[str, typer.Option(help="Hardware lifetime, years.")] = "5",
+    pue: Annotated[str, typer.Option(help="Data-centre PUE.")] = "1.0",
+    tpot_target_ms: Annotated[str, typer.Option(help="TPOT target for the findings, ms.")] =
+        "200",
+    results: Annotated[Path | None, typer.Option(help="Use measured runs from this results "
+                                                 "directory where they exist.")] = None,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("tokenprint-study"),
+    intensity_file: Annotated[Path | None, typer.Option(help="Hourly intensity CSV: carbon by "
+                                                        "hour of day and the best hours.")] = None,
+    intensity_region: Annotated[str | None, typer.Option(help="Name of the grid of "
+                                                         "--intensity-file (for the report).")
+                                ] = None,
+    catalog: CatalogOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-run the seed study: performance, energy, operational and embodied carbon, findings."""
+    from tokenprint.carbon import load_intensity_csv
+    from tokenprint.carbon.amortize import check_lifetime
+    from tokenprint.carbon.embodied import check_scope
+    from tokenprint.report.study import CHAT_MIX, StudyConfig, run_study
+
+    cat = load(catalog)
+    if (input_len is None) != (output_len is None):
+        raise TokenprintError("give both --input-len and --output-len (or neither for the mix)")
+    mix = list(CHAT_MIX) if input_len is None else [(int(input_len), int(output_len or 0), 1.0)]
+    for i, o, _ in mix:
+        if i < 1 or o < 1:
+            raise TokenprintError(f"lengths must be >= 1 (got input {i}, output {o})")
+    pue_v = number(pue, "PUE")
+    if pue_v < 1.0:
+        raise TokenprintError(f"PUE {pue_v} is invalid; it must be a number >= 1.0")
+    target = number(tpot_target_ms, "TPOT target (ms)")
+    if target <= 0:
+        raise TokenprintError(f"TPOT target {target} ms is invalid; it must be > 0")
+    cfg = StudyConfig(
+        models=[cat.model(m).id for m in split_list(models, "model")],
+        gpus=[cat.gpu(g).id for g in split_list(gpus, "GPU")],
+        regions=[cat.region(r).id.upper() for r in split_list(regions, "region")],
+        batches=int_list(batch, "batch"), mix=mix, scope=check_scope(scope),
+        lifetime_years=check_lifetime(number(lifetime_years, "lifetime (years)")), pue=pue_v,
+        tpot_target_s=target / 1e3,
+    )
+    if results is not None:
+        from tokenprint.bench.export import read_records
+
+        cfg.results_records = read_records(results)
+    if intensity_file is not None:
+        cfg.intensity = load_intensity_csv(intensity_file, fill=True)
+        cfg.intensity_region = intensity_region or intensity_file.stem
+    total = len(cfg.models) * len(cfg.gpus) * len(cfg.batches)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  console=console, transient=True, disable=as_json) as progress:
+        task = progress.add_task("study: performance and energy", total=total)
+        res = run_study(cfg, cat, progress=lambda: progress.advance(task))
+        progress.update(task, description="study: figures and report", completed=total)
+        paths = write_outputs(res, cat, out)
+    if as_json:
+        print_json(json.loads(paths["json"].read_text()))
+        return
+    _summary(res, paths)
+
+
+def write_outputs(res, catalog, out: Path) -> dict[str, Path]:  # type: ignore[no-untyped-def]
+    """Write report.html, figures/*.png, study.csv and study.json into ``out``."""
+    from tokenprint.report.figures import render_all
+    from tokenprint.report.html import write_report
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TokenprintError(f"cannot create output folder {str(out)!r}: {exc}") from None
+    figs = render_all(res, catalog, out / "figures")
+    csv_path = out / "study.csv"
+    res.table().to_csv(csv_path, index=False)
+    json_path = out / "study.json"
+    json_path.write_text(json.dumps(res.to_json(catalog), indent=2, default=float))
+    if not res.hourly.empty:
+        res.hourly.to_csv(out / "study_hourly.csv", index=False)
+    report = write_report(res, catalog, figs, out)
+    return {"report": report, "csv": csv_path, "json": json_path, "figures": out / "figures"}
+
+
+def _summary(res, paths: dict[str, Path]) -> None:  # type: ignore[no-untyped-def]
+    from tokenprint.report.html import key_table
+
+    kt = key_table(res)
+    regions = list(dict.fromkeys(kt["region"]))
+    table = Table(title="Carbon per 1k output tokens (mg CO2e; embodied share), each GPU at its "
+                  f"lowest-carbon batch meeting TPOT ≤ {res.config.tpot_target_s * 1e3:.0f} ms")
+    for col in ("model", "GPU", "batch", "tok/s", "source", *regions):
+        table.add_column(col, justify="left" if col in ("model", "GPU", "source") else "right")
+    for (model, gpu), grp in kt.groupby(["model", "GPU"], sort=False):
+        by_region = grp.set_index("region")
+        first = grp.iloc[0]
+        cells = [f"{by_region.loc[r, 'total mg/1k']:.3g} ({by_region.loc[r, 'embodied %']:.0f} %)"
+                 if r in by_region.index else "—" for r in regions]
+        table.add_row(model, gpu, str(first["batch"]), f"{first['tok/s']:.0f}", first["source"],
+                      *cells)
+    console.print(table)
+    console.print(Panel("\n".join(f"• {f.sentence}" for f in res.findings
+                                  if f.kind != "batch_choice"), title="Findings",
+                        border_style="green"))
+    console.print(f"report: {paths['report']}  ·  data: {paths['csv']}, {paths['json']}  ·  "
+                  f"figures: {paths['figures']}/", style="bold")
+    if (res.performance["source"] != "measured").any():
+        console.print("predicted figures come from tokenprint's performance model; measure "
+                      "your own GPUs with tokenprint bench and pass --results", style="dim")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to the main app."""
+    app.command("study")(study)

@@ -1,0 +1,185 @@
+"""The study report: one self-contained HTML file (figures embedded), readable offline."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tokenprint import __version__
+from tokenprint.catalog import Catalog
+from tokenprint.report.study import StudyResult
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1120px;
+margin:2em auto;
+padding:0 1em;color:#222;line-height:1.5}
+h1{margin-bottom:.2em}.sub{color:#666;margin-top:0}
+h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+ol.findings li{margin:.5em 0}
+details{margin:.2em 0 .6em 0;color:#444;font-size:.9em}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
+th,td{border-bottom:1px solid #e4e4e4;padding:.25em .6em;text-align:right}
+th{background:#f5f5f5}td:first-child,th:first-child{text-align:left}
+figure{margin:1.2em 0}figure img{max-width:100%;border:1px solid #eee}
+figcaption{color:#555;font-size:.9em}
+.tag{display:inline-block;padding:0 .4em;border-radius:3px;font-size:.8em}
+.measured{background:#d8f0dc}.predicted{background:#e8eefc}.mixed{background:#fbf0d0}
+code{background:#f4f4f4;padding:0 .2em}
+"""
+
+CAPTIONS = {
+    "throughput_latency.png": "Throughput and time per output token against batch size.",
+    "energy_per_token.png": "Energy per token against batch size: prefill (per input token) "
+                            "and decode (per output token).",
+    "carbon_per_1k_tokens.png": "Operational (solid) and embodied (hatched) carbon per 1,000 "
+                                "output tokens, by region and GPU.",
+    "embodied_share_vs_intensity.png": "Embodied share of total carbon against grid intensity; "
+                                       "the star marks where the two GPUs emit the same.",
+    "carbon_by_hour.png": "The same load's carbon by hour of day with hourly grid intensity.",
+}
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
+
+
+def _table(df: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    rows = []
+    for rec in df.to_dict("records"):
+        cells = []
+        for v in rec.values():
+            if isinstance(v, float):
+                text = f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}"
+            else:
+                text = str(v)
+                if text in ("measured", "predicted", "mixed"):
+                    text = f'<span class="tag {text}">{text}</span>'
+                    cells.append(f"<td>{text}</td>")
+                    continue
+            cells.append(f"<td>{html.escape(text)}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _numbers(numbers: dict[str, Any]) -> str:
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        if isinstance(v, dict):
+            return ", ".join(f"{k}: {fmt(x)}" for k, x in v.items())
+        if isinstance(v, list):
+            return "; ".join(fmt(x) for x in v)
+        return str(v)
+
+    return "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(fmt(v))}</td></tr>"
+                   for k, v in numbers.items())
+
+
+def key_table(res: StudyResult) -> pd.DataFrame:
+    """Per model, GPU and region: the lowest-carbon batch meeting the TPOT target."""
+    from tokenprint.report.figures import best_rows
+
+    best = best_rows(res)
+    perf = res.performance.set_index(["model", "gpu", "batch"])
+    rows = []
+    for rec in best.to_dict("records"):
+        p = perf.loc[(rec["model"], rec["gpu"], rec["batch"])]
+        rows.append({
+            "model": rec["model"], "GPU": rec["gpu"], "region": rec["region"],
+            "batch": int(rec["batch"]), "source": rec["source"],
+            "tok/s": p["throughput_tok_s"], "TPOT ms": p["tpot_s"] * 1e3,
+            "mJ/in tok": p["prefill_j_per_token"] * 1e3,
+            "mJ/out tok": p["decode_j_per_token"] * 1e3,
+            "op mg/1k": rec["operational_g_per_1k"] * 1e3,
+            "emb mg/1k": rec["embodied_g_per_1k"] * 1e3,
+            "total mg/1k": rec["total_g_per_1k"] * 1e3,
+            "range mg/1k": f"{rec['total_g_per_1k_low'] * 1e3:.3g}–"
+                           f"{rec['total_g_per_1k_high'] * 1e3:.3g}",
+            "embodied %": rec["embodied_share"] * 100,
+        })
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    cfg = res.config
+    order = {"model": cfg.models, "GPU": cfg.gpus, "region": [r.upper() for r in cfg.regions]}
+    for col, cats in order.items():
+        df[col] = pd.Categorical(df[col], categories=cats, ordered=True)
+    df = df.sort_values(["model", "GPU", "region"]).reset_index(drop=True)
+    for col in order:
+        df[col] = df[col].astype(str)
+    return df
+
+
+def write_report(res: StudyResult, catalog: Catalog, figures: list[Path], out: Path) -> Path:
+    """Write ``report.html``."""
+    cfg = res.config
+    study = res.to_json(catalog)
+    pts = study["points"]
+    findings_html = "".join(
+        f"<li>{html.escape(f.sentence)}<details><summary>numbers</summary><table>"
+        f"{_numbers(f.numbers)}</table></details></li>" for f in res.findings)
+    figs_html = "".join(
+        f"<figure>{_img(p)}<figcaption>{html.escape(CAPTIONS.get(p.name, p.name))}"
+        "</figcaption></figure>" for p in figures)
+    mix = ", ".join(f"{i} in / {o} out tokens ({w:.0%})" for i, o, w in cfg.mix)
+    src_rows = []
+    for rid, r in study["sources"]["regions"].items():
+        src_rows.append(f"<tr><td>{rid}</td><td>{r['intensity_g_per_kwh']:g} g/kWh "
+                        f"({r['range'][0]:g}–{r['range'][1]:g}), {r['basis']}, {r['year']}; "
+                        f"{html.escape(r['mix'])}</td><td>{html.escape(r['source'])}</td></tr>")
+    for gid, g in study["sources"]["gpus"].items():
+        e = g["embodied_g"]
+        src_rows.append(
+            f"<tr><td>{gid}</td><td>{cfg.scope} scope embodied {e['mid'] / 1e3:.3g} kg "
+            f"({e['low'] / 1e3:.3g}–{e['high'] / 1e3:.3g})</td><td>"
+            + html.escape("; ".join(f"{k}: {v}" for k, v in g["sources"].items()))
+            + (" — " + html.escape("; ".join(g["notes"])) if g["notes"] else "")
+            + "</td></tr>")
+    calib = sorted({str(c) for c in res.performance.get("calibration", pd.Series(dtype=str))})
+    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>tokenprint study — carbon of LLM serving</title><style>{CSS}</style></head><body>
+<h1>Carbon of serving LLaMA models: old vs new GPU, three grids</h1>
+<p class="sub">tokenprint {__version__} re-run of “Towards Sustainable Large Language Model
+Serving” (Nguyen, Zhou, Ding, Liu, HotCarbon 2024) · {len(res.performance)} configurations
+({pts['measured']} measured, {pts['predicted']} predicted, {pts['mixed']} mixed)</p>
+<h2>Findings</h2><ol class="findings" id="findings">{findings_html}</ol>
+<h2>Key numbers</h2>
+<p>Each GPU at its lowest-carbon batch size meeting TPOT ≤ {cfg.tpot_target_s * 1e3:.0f} ms.
+mg CO2e per 1,000 output tokens; every number is in <code>study.csv</code>.</p>
+{_table(key_table(res))}
+<h2>Figures</h2>{figs_html}
+<h2>Method</h2>
+<ul>
+<li><b>Workload.</b> Models {', '.join(cfg.models)}; GPUs {', '.join(cfg.gpus)}; batch sizes
+{', '.join(map(str, cfg.batches))} (a batch that does not fit the GPU's memory for the longest
+request is left out); length mix {mix}. Figures are request-weighted over the mix. Static
+batches: prefill all prompts, then decode token by token.</li>
+<li><b>Performance and energy.</b> Measured runs from a tokenprint results store where they exist
+for that model, GPU, batch and lengths (<span class="tag measured">measured</span>); otherwise
+tokenprint's calibrated roofline + power model (<span class="tag predicted">predicted</span>;
+model version and calibration in <code>study.csv</code>). Ranges come from the model's held-out
+errors (predicted) or p5–p95 over repetitions (measured).</li>
+<li><b>Functional unit.</b> {study['inputs']['functional_unit']}.</li>
+<li><b>Operational carbon.</b> energy × PUE ({cfg.pue:g}) × annual grid intensity
+(lifecycle basis); range from the low/high intensity across sources.</li>
+<li><b>Embodied carbon.</b> ACT (Gupta et al., ISCA 2022) at <b>{cfg.scope}</b> scope (die +
+memory + packaging: chip area and memory size, as in the seed study), amortized linearly over a
+{cfg.lifetime_years:g}-year lifetime by busy time (the GPU serves this load back to back).</li>
+<li><b>Findings</b> are computed from these numbers; none is written in advance. Each lists the
+numbers behind it.</li>
+<li><b>Calibration used:</b> {html.escape('; '.join(calib) or 'measured data only')}.</li>
+</ul>
+<h2>Sources</h2><table><thead><tr><th>item</th><th>value</th><th>source</th></tr></thead>
+<tbody>{''.join(src_rows)}</tbody></table>
+<p class="sub">Files: <code>study.csv</code> (every number), <code>study.json</code> (inputs,
+sources, findings), <code>figures/*.png</code>.</p>
+</body></html>"""
+    path = out / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path

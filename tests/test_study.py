@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tokenprint.cli.main import main
+from tokenprint.report.study import StudyConfig, crossover_intensity, run_study
+
+
+def _run(capsys, *args: str) -> tuple[int, str, str]:
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("study")
+    try:
+        main(["study", "--out", str(out)])
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    return out
+
+
+def test_default_study_writes_everything(study_dir: Path):
+    for name in ("report.html", "study.csv", "study.json"):
+        assert (study_dir / name).is_file()
+    figs = sorted(p.name for p in (study_dir / "figures").glob("*.png"))
+    assert figs == ["carbon_per_1k_tokens.png", "embodied_share_vs_intensity.png",
+                    "energy_per_token.png", "throughput_latency.png"]
+    data = json.loads((study_dir / "study.json").read_text())
+    assert data["inputs"]["models"] == ["llama-3.2-1b", "llama-3.2-3b", "llama-2-7b"]
+    assert data["inputs"]["gpus"] == ["t4", "rtx-6000-ada"]
+    assert data["inputs"]["regions"] == ["US-CAL-CISO", "US-MIDW-MISO", "CA-QC"]
+    assert data["inputs"]["scope"] == "device" and data["inputs"]["lifetime_years"] == 5
+    kinds = {f["kind"] for f in data["findings"]}
+    assert {"gpu_choice", "crossover", "embodied_share", "batch_choice"} <= kinds
+    for f in data["findings"]:
+        assert f["sentence"] and f["numbers"]
+
+
+def test_study_csv_numbers_are_consistent(study_dir: Path):
+    df = pd.read_csv(study_dir / "study.csv")
+    assert set(df["source"]) <= {"measured", "predicted", "mixed"}
+    assert (df["total_g_per_1k"] - df["operational_g_per_1k"] - df["embodied_g_per_1k"]
+            ).abs().max() < 1e-12
+    assert (df["total_g_per_1k_low"] <= df["total_g_per_1k"]).all()
+    assert (df["total_g_per_1k"] <= df["total_g_per_1k_high"]).all()
+    # Llama-2-7B in fp16 (13.5 GB) leaves the 16 GB T4 room for batch 1 only at these lengths
+    t4_7b = df[(df["model"] == "llama-2-7b") & (df["gpu"] == "t4")]
+    assert sorted(set(t4_7b["batch"])) == [1]
+    # operational carbon follows the grid: MISO > CISO > Quebec for the same point
+    point = df[(df["model"] == "llama-3.2-1b") & (df["gpu"] == "t4") & (df["batch"] == 8)]
+    by_region = point.set_index("region")["operational_g_per_1k"]
+    assert by_region["US-MIDW-MISO"] > by_region["US-CAL-CISO"] > by_region["CA-QC"]
+
+
+def test_findings_follow_the_numbers(catalog):
+    res = run_study(StudyConfig(models=["llama-3.2-3b"], batches=[1, 8, 32]), catalog)
+    choice = next(f for f in res.findings if f.kind == "gpu_choice")
+    for r in choice.numbers["regions"]:
+        sub = res.carbon[(res.carbon["region"] == r["region"]) & res.carbon["meets_tpot_target"]
+                         & (res.carbon["model"] == "llama-3.2-3b")]
+        best = sub.groupby("gpu")["total_g_per_1k"].min()
+        assert best.idxmin() == r["winner"]
+        assert best.min() == pytest.approx(r["winner_g_per_1k"])
+
+
+def test_crossover_by_hand():
+    # old: 2 kWh + 10 g; new: 1 kWh + 60 g → equal at 50 g/kWh
+    assert crossover_intensity(2.0, 10.0, 1.0, 60.0) == pytest.approx(50.0)
+    assert crossover_intensity(1.0, 10.0, 2.0, 60.0) is None  # new is worse on both
+
+
+def test_single_length_and_measured_results(tmp_path: Path, catalog):
+    rec = {"status": "ok", "source": "measured", "model": "llama-3.2-1b", "hardware_id": "t4",
+           "batch": 8, "input_len": 256, "output_len": 64, "ttft_s": 0.1, "tpot_s": 0.02,
+           "e2e_s": 0.1 + 63 * 0.02, "prefill_energy_j": 5.0, "decode_energy_j": 60.0,
+           "energy_kind": "measured"}
+    cfg = StudyConfig(models=["llama-3.2-1b"], gpus=["t4"], batches=[8, 16],
+                      mix=[(256, 64, 1.0)], results_records=[rec])
+    res = run_study(cfg, catalog)
+    perf = res.performance.set_index("batch")
+    assert perf.loc[8, "source"] == "measured" and perf.loc[16, "source"] == "predicted"
+    assert perf.loc[8, "decode_j_per_token"] == pytest.approx(60.0 / (8 * 64))
+
+
+def test_hourly_intensity(tmp_path: Path, capsys):
+    f = tmp_path / "ci.csv"
+    rows = ["timestamp,intensity_g_per_kwh"]
+    for d in range(3):
+        for h in range(24):
+            rows.append(f"2023-07-0{d + 1}T{h:02d}:00:00Z,{100 + 300 * (h in range(18, 22))}")
+    f.write_text("\n".join(rows) + "\n")
+    code, out, _ = _run(capsys, "study", "--models", "llama-3.2-1b", "--gpus", "t4",
+                        "--batch", "1,8", "--intensity-file", str(f), "--out",
+                        str(tmp_path / "o"), "--json")
+    assert code == 0
+    data = json.loads(out)
+    best = next(x for x in data["findings"] if x["kind"] == "best_hours")
+    assert best["numbers"]["worst_hour_utc"] in range(18, 22)
+    assert (tmp_path / "o" / "figures" / "carbon_by_hour.png").is_file()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--models", "gpt-9"], "unknown model 'gpt-9'"),
+    (["--gpus", ""], "list '' is empty"),
+    (["--regions", "XX"], "unknown region 'XX'"),
+    (["--batch", "0"], "batch 0 is invalid"),
+    (["--models", "llama-3.1-70b", "--gpus", "t4"], "no batch size fits"),
+    (["--input-len", "100"], "give both --input-len and --output-len"),
+])
+def test_bad_options_exit_2(tmp_path: Path, capsys, args, needle):
+    code, _, err = _run(capsys, "study", "--out", str(tmp_path / "o"), *args)
+    assert code == 2
+    assert needle in err and "Traceback" not in err
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install "
+                    "chromium); .ci/run installs it")
+def test_report_renders_in_chromium(study_dir: Path):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--no-first-run"])
+        page = browser.new_page()
+        page.goto((study_dir / "report.html").as_uri())
+        n_imgs = page.locator("figure img").count()
+        assert n_imgs == 4
+        loaded = page.evaluate(
+            "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+        assert loaded
+        findings = page.locator("#findings li").all_inner_texts()
+        assert len(findings) >= 4
+        data = json.loads((study_dir / "study.json").read_text())
+        text = page.inner_text("#findings")
+        for f in data["findings"][:3]:
+            assert f["sentence"][:40] in text
+        browser.close()
