@@ -30,6 +30,7 @@ def _register_optional() -> None:
         ("tokenprint.cli.bench_cmd", ("bench", "runs")),
         ("tokenprint.cli.predict_cmd", ("predict", "calibrate", "validate")),
         ("tokenprint.cli.study_cmd", ("study",)),
+        ("tokenprint.cli.simulate_cmd", ("simulate", "plan")),
     ):
         try:
             mod = importlib.import_module(module)

@@ -1,0 +1,262 @@
+"""``tokenprint simulate`` and ``tokenprint plan``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from tokenprint.cli.common import (
+    CatalogOpt,
+    JsonOpt,
+    console,
+    fmt_g,
+    int_list,
+    load,
+    number,
+    print_json,
+    split_list,
+)
+from tokenprint.errors import TokenprintError
+
+
+def _trace(trace: Path | None, synthetic: str | None, time_scale: float, start: str | None,
+           seed: int) -> Any:
+    from tokenprint.carbon import parse_time
+    from tokenprint.simulate import load_trace, synthetic_poisson
+
+    if (trace is None) == (synthetic is None):
+        raise TokenprintError("give exactly one of --trace FILE or --synthetic "
+                              "N,RATE[,INPUT_MEAN,OUTPUT_MEAN]")
+    if trace is not None:
+        tr = load_trace(trace)
+    else:
+        parts = [number(x, "synthetic parameter") for x in split_list(str(synthetic),
+                                                                       "synthetic")]
+        if len(parts) not in (2, 4):
+            raise TokenprintError("--synthetic takes N,RATE or N,RATE,INPUT_MEAN,OUTPUT_MEAN")
+        in_mean, out_mean = (parts[2], parts[3]) if len(parts) == 4 else (512.0, 256.0)
+        tr = synthetic_poisson(int(parts[0]), parts[1], in_mean, out_mean, seed=seed)
+    if time_scale != 1.0:
+        tr = tr.scaled(time_scale)
+    if start is not None:
+        tr = tr.shifted(parse_time(start))
+    return tr
+
+
+def simulate(
+    model: Annotated[str, typer.Option(help="Model id.")],
+    gpu: Annotated[str, typer.Option(help="GPU id.")],
+    region: Annotated[str, typer.Option(help="Grid region id.")],
+    trace: Annotated[Path | None, typer.Option(help="Azure CSV or Mooncake JSONL trace.")] = None,
+    synthetic: Annotated[str | None, typer.Option(help="Poisson trace: N,RATE[,IN,OUT] (means)."
+                                                  )] = None,
+    replicas: Annotated[int, typer.Option(help="Replicas (each tp GPUs).")] = 1,
+    tp: Annotated[int, typer.Option(help="Tensor-parallel degree per replica.")] = 1,
+    max_batch: Annotated[int, typer.Option(help="Max requests in flight per replica.")] = 64,
+    balance: Annotated[str, typer.Option(help="least-work|round-robin")] = "least-work",
+    time_scale: Annotated[float, typer.Option(help="Replay at k× the trace's rate.")] = 1.0,
+    start: Annotated[str | None, typer.Option(help="Place the trace at this UTC time (ISO 8601)."
+                                              )] = None,
+    intensity_file: Annotated[Path | None, typer.Option(help="Hourly intensity CSV (needs "
+                                                        "--start).")] = None,
+    slo_ttft_s: Annotated[float, typer.Option(help="TTFT target, s.")] = 1.0,
+    slo_tpot_s: Annotated[float, typer.Option(help="TPOT target, s.")] = 0.2,
+    scope: Annotated[str, typer.Option(help="Embodied scope.")] = "device",
+    lifetime_years: Annotated[float, typer.Option(help="Lifetime, years.")] = 5.0,
+    pue: Annotated[float, typer.Option(help="PUE.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed for --synthetic.")] = 0,
+    catalog: CatalogOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Replay a request trace through N replicas with continuous batching; latency and carbon."""
+    from tokenprint.carbon import load_intensity_csv
+    from tokenprint.carbon.amortize import check_lifetime
+    from tokenprint.carbon.embodied import check_scope
+    from tokenprint.simulate import ClusterSpec, carbon_of, summary
+    from tokenprint.simulate import simulate as run_sim
+
+    cat = load(catalog)
+    check_scope(scope)
+    check_lifetime(lifetime_years)
+    if pue < 1.0:
+        raise TokenprintError(f"PUE {pue} is invalid; it must be >= 1.0")
+    if intensity_file is not None and start is None:
+        raise TokenprintError("--intensity-file needs --start (when the trace begins)")
+    tr = _trace(trace, synthetic, time_scale, start, seed)
+    spec = ClusterSpec(model=cat.model(model).id, gpu=cat.gpu(gpu).id, replicas=replicas, tp=tp,
+                       max_batch=max_batch, balance=balance)
+    cat.region(region)
+    series = load_intensity_csv(intensity_file, fill=True) if intensity_file else None
+    with console.status(f"simulating {tr.n:,} requests on {replicas} × {spec.gpu}…"):
+        res = run_sim(tr, cat, spec, hourly=series is not None)
+    c = carbon_of(res, cat, region, scope=scope, lifetime_years=lifetime_years, pue=pue,
+                  intensity=series)
+    out = summary(res, c, slo_ttft_s, slo_tpot_s)
+    out["region"] = cat.region(region).id.upper()
+    if as_json:
+        print_json(out)
+        return
+    table = Table(title=f"Simulated {out['n_requests']:,} requests ({tr.name}) on "
+                  f"{replicas} × {tp} × {spec.gpu}, {spec.model}, max batch {max_batch}")
+    table.add_column("metric")
+    table.add_column("p50", justify="right")
+    table.add_column("p95", justify="right")
+    table.add_column("p99", justify="right")
+    for key in ("ttft_s", "tpot_s", "e2e_s"):
+        v = out[key]
+        table.add_row(key, *(f"{v[p]:.3g}" if v[p] is not None else "—"
+                             for p in ("p50", "p95", "p99")))
+    console.print(table)
+    console.print(f"SLO attainment (TTFT ≤ {slo_ttft_s:g} s, TPOT ≤ {slo_tpot_s:g} s): "
+                  f"{out['slo_attainment']:.1%}; throughput {out['throughput_tok_s']:.0f} tok/s; "
+                  f"GPU busy {out['gpu_busy_s']:.0f} s, idle {out['gpu_idle_s']:.0f} s")
+    idle_kwh = out["idle_energy_j"] / 3.6e6
+    console.print(f"energy {out['energy_j'] / 3.6e6:.3g} kWh (idle {idle_kwh:.3g}); carbon "
+                  f"{fmt_g(out['total_g'])} = operational "
+                  f"{fmt_g(out['operational_g'])} + embodied {fmt_g(out['embodied_g'])} in "
+                  f"{out['region']}; {out['g_per_1k_tokens']:.3g} g per 1k tokens"
+                  + (f", {out['g_per_1k_slo_tokens']:.3g} g per 1k SLO-compliant tokens"
+                     if out["g_per_1k_slo_tokens"] else ""))
+    console.print(f"source: predicted ({out['calibration']})", style="dim")
+
+
+def plan(
+    models: Annotated[str, typer.Option(help="Candidate model ids.")],
+    gpus: Annotated[str, typer.Option(help="Candidate GPU ids.")],
+    regions: Annotated[str, typer.Option(help="Candidate regions (first = home region).")],
+    trace: Annotated[Path | None, typer.Option(help="Azure CSV or Mooncake JSONL trace.")] = None,
+    synthetic: Annotated[str | None, typer.Option(help="Poisson trace: N,RATE[,IN,OUT].")] = None,
+    max_batch: Annotated[str, typer.Option(help="Candidate max batch sizes.")] = "16,32,64,128",
+    slo_ttft_s: Annotated[float, typer.Option(help="TTFT target, s.")] = 1.0,
+    slo_tpot_s: Annotated[float, typer.Option(help="TPOT target, s.")] = 0.2,
+    percentile: Annotated[str, typer.Option(help="p95|p99")] = "p95",
+    max_replicas: Annotated[int, typer.Option(help="Largest replica count to try.")] = 64,
+    deferrable: Annotated[float, typer.Option(help="Share of the load that may be deferred.")
+                          ] = 0.0,
+    deadline_h: Annotated[float, typer.Option(help="Deadline for deferred work, hours.")] = 0.0,
+    intensity_dir: Annotated[Path | None, typer.Option(help="Folder of hourly intensity CSVs "
+                                                       "named REGION.csv (needs --start).")
+                             ] = None,
+    region_capacity: Annotated[str | None, typer.Option(help="GPU limits per region: "
+                                                        "FR=16,PL=8 (enables the MILP split).")
+                               ] = None,
+    time_scale: Annotated[float, typer.Option(help="Replay at k× the trace's rate.")] = 1.0,
+    start: Annotated[str | None, typer.Option(help="Trace start, UTC ISO 8601.")] = None,
+    scope: Annotated[str, typer.Option(help="Embodied scope.")] = "device",
+    lifetime_years: Annotated[float, typer.Option(help="Lifetime, years.")] = 5.0,
+    pue: Annotated[float, typer.Option(help="PUE.")] = 1.0,
+    out: Annotated[Path, typer.Option(help="Folder for plan.json and pareto.png.")] = Path(
+        "tokenprint-plan"),
+    seed: Annotated[int, typer.Option(help="Seed for --synthetic.")] = 0,
+    catalog: CatalogOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Find the lowest-carbon deployment (GPU, replicas, region, batch) meeting latency targets."""
+    import json
+
+    from tokenprint.plan import PlanInputs
+    from tokenprint.plan import plan as run_plan
+
+    cat = load(catalog)
+    caps: dict[str, int] = {}
+    if region_capacity:
+        for item in split_list(region_capacity, "region capacity"):
+            if "=" not in item:
+                raise TokenprintError(f"region capacity {item!r} must look like REGION=GPUS")
+            k, v = item.split("=", 1)
+            caps[cat.region(k).id.upper()] = int_list(v, "GPU capacity", minimum=0)[0]
+    tr = _trace(trace, synthetic, time_scale, start, seed)
+    inp = PlanInputs(
+        trace=tr, models=split_list(models, "model"), gpus=split_list(gpus, "GPU"),
+        regions=split_list(regions, "region"), max_batches=int_list(max_batch, "max batch"),
+        slo_ttft_s=slo_ttft_s, slo_tpot_s=slo_tpot_s, percentile=percentile, scope=scope,
+        lifetime_years=lifetime_years, pue=pue, max_replicas=max_replicas,
+        intensity_dir=intensity_dir, deferrable=deferrable, deadline_h=deadline_h,
+        region_capacity=caps)
+    n = len(inp.models) * len(inp.gpus) * len(inp.max_batches)
+    with console.status(f"planning over {n} candidates × {len(inp.regions)} regions…"):
+        answer = run_plan(inp, cat)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "plan.json").write_text(json.dumps(answer, indent=2, default=float))
+    if answer["feasible"]:
+        answer["figure"] = str(_pareto_figure(answer, out / "pareto.png"))
+    if as_json:
+        print_json(answer)
+    else:
+        _print_plan(answer)
+    if not answer["feasible"]:
+        raise typer.Exit(1)
+
+
+def _print_plan(a: dict[str, Any]) -> None:
+    if not a["feasible"]:
+        console.print(f"infeasible: {a['message']}", style="bold red")
+        return
+    b = a["best"]
+    console.print(f"[bold green]best:[/] {b['replicas']} × {b['tp']} × {b['gpu']} in "
+                  f"{b['region']}, max batch {b['max_batch']}, {b['model']}: "
+                  f"{fmt_g(b['total_g'])} total ({fmt_g(b['operational_g'])} operational + "
+                  f"{fmt_g(b['embodied_g'])} embodied), {a['targets']['percentile']} TTFT "
+                  f"{b['ttft_s']:.3g} s, TPOT {b['tpot_s'] * 1e3:.0f} ms")
+    t = Table(title=f"Baselines in the home region {a['home_region']} (and in {b['region']})")
+    for col in ("baseline", "configuration", "total", "saving", "saving, same region"):
+        t.add_column(col)
+    for k, v in a["baseline_configs"].items():
+        t.add_row(k, f"{v['replicas']} × {v['gpu']} b{v['max_batch']}", fmt_g(v["total_g"]),
+                  f"{a['savings_pct'][k]:.1f} %", f"{a['savings_pct_same_region'][k]:.1f} %")
+    console.print(t)
+    p = Table(title="Pareto front: carbon vs p95 end-to-end latency")
+    for col in ("configuration", "region", "total", "p95 e2e s"):
+        p.add_column(col)
+    for r in a["pareto"]:
+        p.add_row(f"{r['replicas']} × {r['gpu']} b{r['max_batch']}", r["region"],
+                  fmt_g(r["total_g"]), f"{r['e2e_s']:.3g}")
+    console.print(p)
+    if "multi_region" in a:
+        console.print(f"multi-region split (HiGHS): {a['multi_region']['split']}")
+    if "time_shift" in a and "saving_g" in a["time_shift"]:
+        console.print(f"time shifting the deferrable share saves "
+                      f"{fmt_g(a['time_shift']['saving_g'])} operational")
+    if a.get("figure"):
+        console.print(f"figure: {a['figure']}", style="dim")
+
+
+def _pareto_figure(a: dict[str, Any], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = a["table"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    regions = sorted({r["region"] for r in rows})
+    colours = plt.get_cmap("tab10")
+    for i, reg in enumerate(regions):
+        pts = [r for r in rows if r["region"] == reg]
+        ax.scatter([r["e2e_s"] for r in pts], [r["total_g"] for r in pts], s=22, alpha=0.7,
+                   color=colours(i), label=reg)
+    front = a["pareto"]
+    ax.plot([r["e2e_s"] for r in front], [r["total_g"] for r in front], "k-", lw=1.2,
+            label="Pareto front")
+    best = a["best"]
+    ax.scatter([best["e2e_s"]], [best["total_g"]], marker="*", s=200, color="k", zorder=5,
+               label="carbon-optimal")
+    ax.set_xlabel(f"{a['targets']['percentile']} end-to-end latency (s)")
+    ax.set_ylabel("total carbon for the trace (g CO2e)")
+    ax.set_yscale("log")
+    ax.set_title("Feasible deployments: carbon vs latency")
+    ax.legend(frameon=False, fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=140)
+    plt.close(fig)
+    return path
+
+
+def register(app: typer.Typer) -> None:
+    """Add the commands to the main app."""
+    app.command("simulate")(simulate)
+    app.command("plan")(plan)

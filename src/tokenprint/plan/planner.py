@@ -1,0 +1,334 @@
+"""Carbon-optimal deployment under latency targets.
+
+For every model × GPU × max-batch candidate, the smallest replica count meeting the p95 (or p99)
+TTFT and TPOT targets is found by simulation (replicas double, then bisect). Each feasible
+candidate is costed in every region (operational carbon with annual or hourly intensity, embodied
+carbon of the provisioned GPUs for the trace's duration); the lowest total wins. Baselines from
+the same simulations — latency-optimal, energy-optimal, fewest GPUs, placed in the home (first)
+region — show what the carbon-optimal plan saves; the Pareto front of carbon vs p95 latency shows
+the trade-off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tokenprint.carbon.embodied import gpu_embodied
+from tokenprint.carbon.intensity import IntensitySeries, load_intensity_csv
+from tokenprint.catalog import Catalog
+from tokenprint.errors import TokenprintError
+from tokenprint.plan.milp import LinearProgram
+from tokenprint.simulate.cluster import ClusterSpec, SimResult, carbon_of, simulate
+from tokenprint.simulate.traces import Trace
+from tokenprint.units import J_PER_KWH, S_PER_YEAR
+
+PERCENTILES = {"p95": 95.0, "p99": 99.0}
+
+
+@dataclass
+class PlanInputs:
+    """What to plan for."""
+
+    trace: Trace
+    models: list[str]
+    gpus: list[str]
+    regions: list[str]
+    max_batches: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
+    slo_ttft_s: float = 1.0
+    slo_tpot_s: float = 0.2
+    percentile: str = "p95"
+    scope: str = "device"
+    lifetime_years: float = 5.0
+    pue: float = 1.0
+    max_replicas: int = 64
+    intensity_dir: Path | None = None
+    deferrable: float = 0.0
+    deadline_h: float = 0.0
+    region_capacity: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Evaluated:
+    """One simulated configuration (independent of region)."""
+
+    model: str
+    gpu: str
+    tp: int
+    max_batch: int
+    replicas: int
+    result: SimResult
+    ttft_q: float
+    tpot_q: float
+    e2e_q: float
+    feasible: bool
+
+    @property
+    def n_gpus(self) -> int:
+        """GPUs provisioned."""
+        return self.replicas * self.tp
+
+    def label(self) -> dict[str, Any]:
+        """The configuration as JSON."""
+        return {"model": self.model, "gpu": self.gpu, "tp": self.tp, "replicas": self.replicas,
+                "max_batch": self.max_batch, "gpus_total": self.n_gpus,
+                "ttft_s": self.ttft_q, "tpot_s": self.tpot_q, "e2e_s": self.e2e_q}
+
+
+def _q(x: np.ndarray, pct: float) -> float:
+    x = x[np.isfinite(x)]
+    return float(np.percentile(x, pct)) if x.size else float("inf")
+
+
+def min_tp(catalog: Catalog, model: str, gpu: str) -> int | None:
+    """Smallest tensor-parallel degree in 1, 2, 4, 8 whose group holds the weights and some KV."""
+    m = catalog.model(model)
+    g = catalog.gpu(gpu)
+    for tp in (1, 2, 4, 8):
+        if m.num_kv_heads % tp and tp > 1:
+            continue
+        if m.weight_bytes("bf16" if g.bf16 else "fp16") < 0.8 * tp * g.memory_gb.value * 1e9:
+            return tp
+    return None
+
+
+def evaluate(inp: PlanInputs, catalog: Catalog, model: str, gpu: str, tp: int, max_batch: int,
+             replicas: int, hourly: bool) -> Evaluated:
+    """Simulate one configuration and score it against the targets."""
+    spec = ClusterSpec(model=model, gpu=gpu, replicas=replicas, tp=tp, max_batch=max_batch)
+    res = simulate(inp.trace, catalog, spec, hourly=hourly)
+    pct = PERCENTILES[inp.percentile]
+    ttft, tpot, e2e = _q(res.ttft_s, pct), _q(res.tpot_s, pct), _q(res.e2e_s, pct)
+    ok = bool(res.served.all() and ttft <= inp.slo_ttft_s and tpot <= inp.slo_tpot_s)
+    return Evaluated(model, gpu, tp, max_batch, replicas, res, ttft, tpot, e2e, ok)
+
+
+def search_replicas(inp: PlanInputs, catalog: Catalog, model: str, gpu: str, tp: int,
+                    max_batch: int, hourly: bool) -> list[Evaluated]:
+    """Every configuration simulated while finding the fewest replicas meeting the targets."""
+    seen: dict[int, Evaluated] = {}
+
+    def ev(r: int) -> Evaluated:
+        if r not in seen:
+            seen[r] = evaluate(inp, catalog, model, gpu, tp, max_batch, r, hourly)
+        return seen[r]
+
+    r = 1
+    while r < inp.max_replicas and not ev(r).feasible:
+        r = min(r * 2, inp.max_replicas)
+    if ev(r).feasible:
+        lo, hi = r // 2 + 1 if r > 1 else 1, r
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if ev(mid).feasible:
+                hi = mid
+            else:
+                lo = mid + 1
+        ev(hi)
+        ev(hi * 2 if hi * 2 <= inp.max_replicas else hi)  # one larger size for the Pareto front
+    return sorted(seen.values(), key=lambda e: e.replicas)
+
+
+def _intensity_for(inp: PlanInputs, region: str) -> IntensitySeries | None:
+    if inp.intensity_dir is None:
+        return None
+    for name in (f"{region}.csv", f"{region.upper()}.csv", f"{region}_2023.csv",
+                 f"{region.upper()}_2023.csv"):
+        p = inp.intensity_dir / name
+        if p.is_file():
+            return load_intensity_csv(p, fill=True)
+    raise TokenprintError(f"no hourly intensity file for region {region} in "
+                          f"{str(inp.intensity_dir)!r} (expected {region.upper()}.csv)")
+
+
+def plan(inp: PlanInputs, catalog: Catalog, progress: Any = None) -> dict[str, Any]:
+    """Find the lowest-carbon deployment meeting the targets; JSON-ready answer."""
+    if inp.percentile not in PERCENTILES:
+        raise TokenprintError(f"unknown percentile {inp.percentile!r}; valid: p95, p99")
+    if not (inp.models and inp.gpus and inp.regions and inp.max_batches):
+        raise TokenprintError("models, GPUs, regions and max batch sizes must be non-empty")
+    if not 0.0 <= inp.deferrable <= 1.0:
+        raise TokenprintError(f"deferrable share {inp.deferrable} must be within 0..1")
+    models = [catalog.model(m).id for m in inp.models]
+    gpus = [catalog.gpu(g).id for g in inp.gpus]
+    regions = [catalog.region(r).id.upper() for r in inp.regions]
+    hourly = inp.intensity_dir is not None
+    series = {r: _intensity_for(inp, r) for r in regions}
+    if hourly and inp.trace.start_s == 0.0:
+        raise TokenprintError("hourly intensity needs the trace placed on the calendar (--start)")
+    evaluated: list[Evaluated] = []
+    skipped: list[str] = []
+    for model in models:
+        for gpu in gpus:
+            tp = min_tp(catalog, model, gpu)
+            if tp is None:
+                skipped.append(f"{model} does not fit 8 × {gpu}")
+                continue
+            for mb in inp.max_batches:
+                evaluated.extend(search_replicas(inp, catalog, model, gpu, tp, mb, hourly))
+                if progress is not None:
+                    progress()
+    if not evaluated:
+        raise TokenprintError("no candidate can hold the model: " + "; ".join(skipped))
+    rows = []
+    for ev in evaluated:
+        for r in regions:
+            c = carbon_of(ev.result, catalog, r, scope=inp.scope,
+                          lifetime_years=inp.lifetime_years, pue=inp.pue, intensity=series[r])
+            rows.append({**ev.label(), "region": r, "feasible": ev.feasible,
+                         "energy_j": ev.result.energy_j, **c, "_ev": ev})
+    feasible = [x for x in rows if x["feasible"]]
+    answer: dict[str, Any] = {
+        "trace": inp.trace.name, "n_requests": inp.trace.n,
+        "targets": {"percentile": inp.percentile, "ttft_s": inp.slo_ttft_s,
+                    "tpot_s": inp.slo_tpot_s},
+        "candidates_simulated": len(evaluated), "skipped": skipped,
+        "scope": inp.scope, "lifetime_years": inp.lifetime_years, "pue": inp.pue,
+        "intensity": "hourly files" if hourly else "annual averages",
+    }
+    if not feasible:
+        closest = min(rows, key=lambda x: max(x["ttft_s"] / inp.slo_ttft_s,
+                                              x["tpot_s"] / inp.slo_tpot_s))
+        failing = [name for name, v, t in (("ttft", closest["ttft_s"], inp.slo_ttft_s),
+                                           ("tpot", closest["tpot_s"], inp.slo_tpot_s)) if v > t]
+        answer.update({"feasible": False, "best": None, "failing_targets": failing,
+                       "closest": _public(closest),
+                       "message": (f"no candidate meets the {inp.percentile} targets within "
+                                   f"{inp.max_replicas} replicas; {' and '.join(failing)} cannot "
+                                   f"be met; closest: {closest['replicas']} × {closest['gpu']} "
+                                   f"(batch {closest['max_batch']}) with {inp.percentile} TTFT "
+                                   f"{closest['ttft_s']:.3g} s, TPOT {closest['tpot_s']:.3g} s")})
+        return answer
+    best = min(feasible, key=lambda x: x["total_g"])
+    home = regions[0]
+    at_home = [x for x in feasible if x["region"] == home]
+    baselines = {
+        "latency-optimal": min(at_home, key=lambda x: (x["e2e_s"], x["total_g"])),
+        "energy-optimal": min(at_home, key=lambda x: (x["energy_j"], x["total_g"])),
+        "fewest-GPUs": min(at_home, key=lambda x: (x["gpus_total"], x["total_g"])),
+    }
+    answer.update({
+        "feasible": True,
+        "best": _public(best),
+        "home_region": home,
+        "baselines": {k: v["total_g"] for k, v in baselines.items()},
+        "baseline_configs": {k: _public(v) for k, v in baselines.items()},
+        "savings_pct": {k: (1 - best["total_g"] / v["total_g"]) * 100 if v["total_g"] else 0.0
+                        for k, v in baselines.items()},
+        "savings_pct_same_region": _same_region_savings(best, feasible),
+        "pareto": [_public(x) for x in pareto(feasible)],
+        "table": [_public(x) for x in sorted(feasible, key=lambda x: x["total_g"])[:50]],
+    })
+    if inp.region_capacity:
+        answer["multi_region"] = split_regions(best, inp, catalog, regions, series)
+    if inp.deferrable > 0:
+        answer["time_shift"] = time_shift(best, inp, series[best["region"]])
+    return answer
+
+
+def _same_region_savings(best: dict[str, Any], feasible: list[dict[str, Any]]
+                         ) -> dict[str, float]:
+    """Savings against the baselines placed in the best plan's own region (configuration
+    choice alone, without the choice of grid)."""
+    here = [x for x in feasible if x["region"] == best["region"]]
+    picks = {
+        "latency-optimal": min(here, key=lambda x: (x["e2e_s"], x["total_g"])),
+        "energy-optimal": min(here, key=lambda x: (x["energy_j"], x["total_g"])),
+        "fewest-GPUs": min(here, key=lambda x: (x["gpus_total"], x["total_g"])),
+    }
+    return {k: (1 - best["total_g"] / v["total_g"]) * 100 if v["total_g"] else 0.0
+            for k, v in picks.items()}
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if not k.startswith("_")}
+
+
+def pareto(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Non-dominated configurations in (total carbon, p95 end-to-end latency)."""
+    pts = sorted(rows, key=lambda x: (x["total_g"], x["e2e_s"]))
+    front: list[dict[str, Any]] = []
+    best_lat = float("inf")
+    for x in pts:
+        if x["e2e_s"] < best_lat:
+            front.append(x)
+            best_lat = x["e2e_s"]
+    return front
+
+
+def split_regions(best: dict[str, Any], inp: PlanInputs, catalog: Catalog, regions: list[str],
+                  series: dict[str, IntensitySeries | None]) -> dict[str, Any]:
+    """Split the load of the best configuration across regions with GPU capacity limits (MILP).
+
+    Variables: load share x_r ∈ [0, 1] and replicas n_r ∈ ℕ per region. Serving share x_r needs
+    n_r ≥ x_r · R (R: replicas the whole load needs), n_r · tp ≤ capacity_r. Carbon is linear:
+    busy energy scales with the share, idle energy and embodied carbon with the replicas.
+    """
+    ev: Evaluated = best["_ev"]
+    res = ev.result
+    reps = ev.replicas
+    dur = res.duration_s
+    idle_w_rep = res.idle_energy_j / res.idle_s / 1.0 if res.idle_s > 0 else 0.0
+    emb_gpu = gpu_embodied(catalog.gpu(ev.gpu), catalog, inp.scope).total_g.mid
+    emb_rep = emb_gpu * ev.tp * dur / (inp.lifetime_years * S_PER_YEAR)
+    lp = LinearProgram()
+    share_vars, rep_vars = {}, {}
+    for r in regions:
+        sr = series[r]
+        ci = (catalog.region(r).intensity_g_per_kwh.value if sr is None
+              else float(np.mean(sr.values)))
+        k = inp.pue * ci / J_PER_KWH
+        # busy energy of the share, minus the idle it displaces; idle + embodied per replica
+        busy_cost = k * (res.busy_energy_j - res.busy_s * idle_w_rep)
+        rep_cost = k * idle_w_rep * dur + emb_rep
+        cap = inp.region_capacity.get(r, inp.region_capacity.get(r.lower(), 10**6))
+        share_vars[r] = lp.var(busy_cost, 0.0, 1.0)
+        rep_vars[r] = lp.var(rep_cost, 0.0, cap // ev.tp, integer=True)
+        lp.row(0.0, float("inf"), {rep_vars[r]: 1.0, share_vars[r]: -float(reps)})
+    lp.row(1.0, 1.0, {v: 1.0 for v in share_vars.values()})
+    x = lp.solve()
+    split = {r: {"share": float(x[share_vars[r]]), "replicas": round(x[rep_vars[r]])}
+             for r in regions if x[rep_vars[r]] > 0.5 or x[share_vars[r]] > 1e-9}
+    total = float(np.dot(lp.cost, x))
+    return {"solver": "HiGHS MILP", "capacity_gpus": inp.region_capacity, "split": split,
+            "total_g": total,
+            "note": "replicas per region scale with the load share; latency per replica as in "
+                    "the single-region simulation"}
+
+
+def time_shift(best: dict[str, Any], inp: PlanInputs, series: IntensitySeries | None
+               ) -> dict[str, Any]:
+    """Move the deferrable share of the load to cleaner hours within the deadline (LP).
+
+    The cluster stays provisioned; deferred work uses its spare capacity in later hours.
+    """
+    if series is None:
+        return {"note": "time shifting needs hourly intensity (--intensity-dir)"}
+    ev: Evaluated = best["_ev"]
+    res = ev.result
+    t0 = inp.trace.start_s
+    hours = max(int(np.ceil(inp.deadline_h)), 0)
+    h0 = int(t0 // 3600)
+    idx = list(range(h0, h0 + hours + 1))
+    ci = [float(series.at(np.array([h * 3600.0 + 1800.0]))[0]) for h in idx]
+    busy_share = min(res.busy_s / max(res.duration_s * ev.replicas, 1e-9), 1.0)
+    lp = LinearProgram()
+    e_def = res.busy_energy_j * inp.deferrable
+    ys = []
+    for i, c in enumerate(ci):
+        # spare capacity: the hour of the trace keeps (1 - deferrable) of its own load
+        spare = 1.0 - busy_share * (1 - inp.deferrable) if i == 0 else 1.0
+        cap = max(spare / max(busy_share, 1e-9), 0.0)
+        ys.append(lp.var(e_def * inp.pue * c / J_PER_KWH, 0.0, cap))
+    lp.row(1.0, 1.0, {y: 1.0 for y in ys})
+    x = lp.solve()
+    shifted = float(np.dot(lp.cost, x))
+    unshifted = e_def * inp.pue * ci[0] / J_PER_KWH
+    return {"solver": "HiGHS LP", "deferrable": inp.deferrable, "deadline_h": inp.deadline_h,
+            "hours_utc": [h % 24 for h in idx], "intensity_g_per_kwh": ci,
+            "placement": [float(v) for v in x],
+            "deferrable_operational_g": {"as_arrived": unshifted, "shifted": shifted},
+            "saving_g": unshifted - shifted}

@@ -1,0 +1,267 @@
+"""A serving cluster: N replicas of one GPU type running one model, requests load-balanced.
+
+Step times and power come from ``predict`` (the GPU's calibration profile or the prior). Results
+carry per-request latencies, SLO attainment, busy and idle time, energy (idle floor included),
+and operational and embodied carbon.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tokenprint.carbon.embodied import gpu_embodied
+from tokenprint.carbon.intensity import IntensitySeries
+from tokenprint.catalog import Catalog
+from tokenprint.catalog.schema import dtype_bytes
+from tokenprint.errors import TokenprintError
+from tokenprint.predict.params import LINK_GB_S, peak_flops, resolve_profile
+from tokenprint.predict.predictor import resolve_dtype
+from tokenprint.simulate.replica import ReplicaCosts, simulate_replica
+from tokenprint.simulate.traces import Trace
+from tokenprint.units import J_PER_KWH, S_PER_YEAR
+
+BALANCERS = ("round-robin", "least-work")
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """What to simulate."""
+
+    model: str
+    gpu: str
+    replicas: int = 1
+    tp: int = 1
+    max_batch: int = 64
+    dtype: str = "auto"
+    balance: str = "least-work"
+    memory_fraction: float = 0.9
+
+
+def replica_costs(catalog: Catalog, spec: ClusterSpec) -> tuple[ReplicaCosts, dict[str, Any]]:
+    """Model constants for one replica, and a description of where they came from."""
+    model = catalog.model(spec.model)
+    gpu = catalog.gpu(spec.gpu)
+    dt = resolve_dtype(spec.dtype, gpu)
+    be = dtype_bytes(dt)
+    prof = resolve_profile(gpu, catalog)
+    v = prof.values
+    tp = spec.tp
+    if tp < 1 or (tp > 1 and model.num_kv_heads % tp):
+        raise TokenprintError(f"tensor-parallel degree {tp} is invalid for {model.id}")
+    free = spec.memory_fraction * tp * gpu.memory_gb.value * 1e9 - model.params * be
+    kv_tok = model.kv_bytes_per_token(dt)
+    budget = int(free // kv_tok) if free > 0 else 0
+    if budget <= 0:
+        raise TokenprintError(
+            f"{model.id} in {dt} ({model.params * be / 1e9:.1f} GB) does not fit {tp} × "
+            f"{gpu.id} ({gpu.memory_gb.value:g} GB each); use more tensor parallelism")
+    link = LINK_GB_S[gpu.form_factor] * 1e9
+    comm_tok = (2 * model.num_layers * model.hidden_size * be * 2 * (tp - 1) / tp / link
+                if tp > 1 else 0.0)
+    costs = ReplicaCosts(
+        flops_per_s=peak_flops(gpu, dt) * v["eff_compute"] * tp,
+        bytes_per_s=gpu.memory_bw_gb_s.value * 1e9 * v["eff_memory"] * tp,
+        matmul_flops_per_token=2.0 * model.matmul_params,
+        attn_flops_per_ctx=4.0 * model.num_layers * model.num_heads * model.head_dim,
+        weight_bytes=float(model.params * be), kv_bytes_per_token=float(kv_tok),
+        step_overhead_s=v["step_overhead_s"], seq_overhead_s=v["seq_overhead_s"],
+        comm_s_per_token=comm_tok,
+        comm_fixed_s=2.0 * model.num_layers * v["tp_latency_s"] if tp > 1 else 0.0,
+        idle_w=v["idle_w"] * tp, peak_w=v["peak_w"] * tp, power_exponent=v["power_exponent"],
+        kv_budget_tokens=budget,
+    )
+    return costs, {"dtype": dt, "calibration": prof.calibration, "calibrated": prof.calibrated,
+                   "kv_budget_tokens": budget}
+
+
+def assign(trace: Trace, replicas: int, balance: str, costs: ReplicaCosts) -> NDArray[np.int64]:
+    """Replica index per request: round-robin, or least outstanding estimated work."""
+    if balance not in BALANCERS:
+        raise TokenprintError(f"unknown balancer {balance!r}; valid: {', '.join(BALANCERS)}")
+    if replicas == 1:
+        return np.zeros(trace.n, dtype=np.int64)
+    if balance == "round-robin":
+        return np.arange(trace.n, dtype=np.int64) % replicas
+    # work estimate: prefill + decode seconds at a typical batch (relative weights suffice)
+    est = (trace.input_len * costs.matmul_flops_per_token / costs.flops_per_s
+           + trace.output_len * (costs.weight_bytes / costs.bytes_per_s / 16.0))
+    # Each replica's backlog drains at the same rate, so the least-loaded replica is the one
+    # whose queued work would finish first: a heap of those finish times.
+    heap = [(0.0, j) for j in range(replicas)]
+    out = np.empty(trace.n, dtype=np.int64)
+    arr = trace.arrival_s.tolist()
+    w = est.tolist()
+    for i in range(trace.n):
+        free_at, j = heap[0]
+        t = arr[i]
+        heapq.heapreplace(heap, ((free_at if free_at > t else t) + w[i], j))
+        out[i] = j
+    return out
+
+
+def _pct(x: NDArray[np.float64]) -> dict[str, float | None]:
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return {"p50": None, "p95": None, "p99": None, "mean": None}
+    p50, p95, p99 = np.percentile(x, [50, 95, 99])
+    return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "mean": float(x.mean())}
+
+
+@dataclass
+class SimResult:
+    """Outputs of a simulation."""
+
+    spec: ClusterSpec
+    trace_name: str
+    n_requests: int
+    ttft_s: NDArray[np.float64]
+    tpot_s: NDArray[np.float64]
+    e2e_s: NDArray[np.float64]
+    output_tokens: int
+    served: NDArray[np.bool_]
+    output_len: NDArray[np.int64]
+    duration_s: float
+    busy_s: float
+    idle_s: float
+    busy_energy_j: float
+    idle_energy_j: float
+    hourly: dict[int, tuple[float, float]]
+    hourly_span: dict[int, float]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def energy_j(self) -> float:
+        """Busy plus idle energy of every GPU in the cluster."""
+        return self.busy_energy_j + self.idle_energy_j
+
+    def slo_mask(self, slo_ttft_s: float, slo_tpot_s: float) -> NDArray[np.bool_]:
+        """Requests served within both targets."""
+        return self.served & (self.ttft_s <= slo_ttft_s) & (self.tpot_s <= slo_tpot_s)
+
+
+def simulate(trace: Trace, catalog: Catalog, spec: ClusterSpec, hourly: bool = False
+             ) -> SimResult:
+    """Replay ``trace`` through the cluster."""
+    if spec.replicas < 1:
+        raise TokenprintError(f"replicas {spec.replicas} is invalid; it must be >= 1")
+    if spec.max_batch < 1:
+        raise TokenprintError(f"max batch {spec.max_batch} is invalid; it must be >= 1")
+    model = catalog.model(spec.model)
+    costs, info = replica_costs(catalog, spec)
+    too_long = trace.input_len + trace.output_len > model.max_context
+    owner = assign(trace, spec.replicas, spec.balance, costs)
+    n = trace.n
+    first = np.full(n, np.nan)
+    finish = np.full(n, np.nan)
+    busy = energy = 0.0
+    hourly_acc: dict[int, list[float]] = {}
+    iters = 0
+    for j in range(spec.replicas):
+        idx = np.nonzero((owner == j) & ~too_long)[0]
+        if idx.size == 0:
+            continue
+        res = simulate_replica(trace.arrival_s[idx], trace.input_len[idx],
+                               trace.output_len[idx], costs, spec.max_batch,
+                               trace.start_s if hourly else None)
+        first[idx] = res.first_token_s
+        finish[idx] = res.finish_s
+        busy += res.busy_s
+        energy += res.busy_energy_j
+        iters += res.iterations
+        for h, (bs, e) in res.hourly_busy.items():
+            slot = hourly_acc.setdefault(h, [0.0, 0.0])
+            slot[0] += bs
+            slot[1] += e
+    served = np.isfinite(finish)
+    end = float(np.nanmax(finish)) if served.any() else trace.duration_s
+    duration = max(end, trace.duration_s) - float(trace.arrival_s[0])
+    provisioned = duration * spec.replicas
+    idle = max(provisioned - busy, 0.0)
+    out_len = trace.output_len.astype(np.float64)
+    ttft = first - trace.arrival_s
+    tpot = np.where(out_len > 1, (finish - first) / np.maximum(out_len - 1, 1), 0.0)
+    e2e = finish - trace.arrival_s
+    span: dict[int, float] = {}
+    if hourly:
+        t0 = trace.start_s + float(trace.arrival_s[0])
+        t1 = t0 + duration
+        for h in range(int(t0 // 3600), int(t1 // 3600) + 1):
+            overlap = min(t1, (h + 1) * 3600) - max(t0, h * 3600)
+            if overlap > 0:
+                span[h] = overlap * spec.replicas
+    info.update({"iterations": iters, "n_rejected": int((~served).sum()),
+                 "n_too_long": int(too_long.sum())})
+    return SimResult(
+        spec=spec, trace_name=trace.name, n_requests=n, ttft_s=ttft, tpot_s=tpot, e2e_s=e2e,
+        output_tokens=int(trace.output_len[served].sum()), served=served,
+        output_len=trace.output_len, duration_s=duration,
+        busy_s=busy, idle_s=idle, busy_energy_j=energy, idle_energy_j=idle * costs.idle_w,
+        hourly={h: (v[0], v[1]) for h, v in hourly_acc.items()}, hourly_span=span, info=info,
+    )
+
+
+def carbon_of(res: SimResult, catalog: Catalog, region: str, *, scope: str = "device",
+              lifetime_years: float = 5.0, pue: float = 1.0,
+              intensity: IntensitySeries | None = None, idle_w: float | None = None,
+              ) -> dict[str, float]:
+    """Operational (constant or hourly intensity) and embodied carbon of a simulation."""
+    reg = catalog.region(region)
+    gpu = catalog.gpu(res.spec.gpu)
+    n_gpus = res.spec.replicas * res.spec.tp
+    if intensity is None:
+        ci = reg.intensity_g_per_kwh.value
+        op = res.energy_j / J_PER_KWH * pue * ci
+        ci_mean = ci
+    else:
+        if not res.hourly_span:
+            raise TokenprintError("hourly intensity needs the simulation run with hourly=True "
+                                  "(give --start)")
+        group_idle_w = res.idle_energy_j / res.idle_s if res.idle_s > 0 else 0.0
+        op = 0.0
+        e_tot = 0.0
+        for h, span_s in res.hourly_span.items():
+            bs, be = res.hourly.get(h, (0.0, 0.0))
+            e = be + max(span_s - bs, 0.0) * group_idle_w
+            ci_h = float(intensity.at(np.array([h * 3600.0 + 1800.0]))[0])
+            op += e / J_PER_KWH * pue * ci_h
+            e_tot += e
+        ci_mean = op / (e_tot / J_PER_KWH * pue) if e_tot > 0 else 0.0
+    emb_one = gpu_embodied(gpu, catalog, scope).total_g.mid
+    emb = emb_one * n_gpus * res.duration_s / (lifetime_years * S_PER_YEAR)
+    total = op + emb
+    tokens = max(res.output_tokens, 1)
+    return {"operational_g": op, "embodied_g": emb, "total_g": total,
+            "intensity_g_per_kwh": ci_mean, "g_per_1k_tokens": total / tokens * 1000}
+
+
+def summary(res: SimResult, carbon: dict[str, float], slo_ttft_s: float,
+            slo_tpot_s: float) -> dict[str, Any]:
+    """The JSON summary of a simulation (keys are a contract; see the README)."""
+    ok = res.slo_mask(slo_ttft_s, slo_tpot_s)
+    ok_tokens = int(res.output_len[ok].sum())
+    return {
+        "n_requests": res.n_requests,
+        "n_served": int(res.served.sum()),
+        "n_rejected": int((~res.served).sum()),
+        "model": res.spec.model, "gpu": res.spec.gpu, "replicas": res.spec.replicas,
+        "tp": res.spec.tp, "max_batch": res.spec.max_batch, "trace": res.trace_name,
+        "ttft_s": _pct(res.ttft_s), "tpot_s": _pct(res.tpot_s), "e2e_s": _pct(res.e2e_s),
+        "slo": {"ttft_s": slo_ttft_s, "tpot_s": slo_tpot_s},
+        "slo_attainment": float(ok.sum() / res.n_requests),
+        "output_tokens": res.output_tokens,
+        "throughput_tok_s": res.output_tokens / res.duration_s if res.duration_s > 0 else 0.0,
+        "duration_s": res.duration_s, "gpu_busy_s": res.busy_s, "gpu_idle_s": res.idle_s,
+        "energy_j": res.energy_j, "busy_energy_j": res.busy_energy_j,
+        "idle_energy_j": res.idle_energy_j,
+        **carbon,
+        "g_per_1k_slo_tokens": (carbon["total_g"] / ok_tokens * 1000) if ok_tokens else None,
+        "source": "predicted",
+        "calibration": res.info.get("calibration"),
+        "kv_budget_tokens": res.info.get("kv_budget_tokens"),
+        "iterations": res.info.get("iterations"),
+    }
