@@ -1,10 +1,6 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -140,38 +136,6 @@ def test_trace_lengths(tmp_path: Path):
     j.write_text('{"timestamp": 0, "input_length": 10, "output_length": 5}\n{"bad": 1}\n')
     with pytest.raises(TokenprintError, match="line 2"):
         sample_pairs(j, 2)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def hf_server():
-    pytest.importorskip("fastapi")
-    pytest.importorskip("uvicorn")
-    import httpx
-
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "tokenprint.engines.hf_server", "--model",
-                             "tiny", "--port", str(port)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if httpx.get(url + "/models", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("hf server did not start: " + proc.stdout.read().decode()[-2000:])
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
 
 
 def test_openai_engine_against_real_server(tmp_path: Path, catalog, hf_server):

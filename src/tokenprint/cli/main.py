@@ -31,6 +31,7 @@ def _register_optional() -> None:
         ("tokenprint.cli.predict_cmd", ("predict", "calibrate", "validate")),
         ("tokenprint.cli.study_cmd", ("study",)),
         ("tokenprint.cli.simulate_cmd", ("simulate", "plan")),
+        ("tokenprint.cli.serve_cmd", ("serve", "ledger")),
     ):
         try:
             mod = importlib.import_module(module)

@@ -139,3 +139,27 @@ class NvmlMeter:
         self._thread.join(timeout=2)
         with contextlib.suppress(Exception):
             self._nv.nvmlShutdown()
+
+
+class NvmlEnergySource:
+    """Cumulative energy (J) of the visible GPUs from NVML's counters, for live attribution."""
+
+    def __init__(self, indices: list[int] | None = None) -> None:
+        nv = _nvml()
+        try:
+            nv.nvmlInit()
+        except Exception as exc:
+            raise MeterError(f"NVML could not start: {exc}") from None
+        self._nv = nv
+        count = nv.nvmlDeviceGetCount()
+        self.handles = [nv.nvmlDeviceGetHandleByIndex(i)
+                        for i in (indices if indices is not None else range(count))]
+        try:
+            self.read_j()
+        except Exception as exc:
+            raise MeterError(f"these GPUs have no NVML energy counter: {exc}") from None
+
+    def read_j(self) -> float:
+        """Sum of the counters, joules."""
+        return sum(float(self._nv.nvmlDeviceGetTotalEnergyConsumption(h)) for h in
+                   self.handles) / 1000.0

@@ -1,0 +1,122 @@
+"""``tokenprint serve`` (the gateway) and ``tokenprint ledger summary``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from tokenprint.cli.common import CatalogOpt, JsonOpt, console, fmt_g, load, print_json
+from tokenprint.errors import TokenprintError
+
+ledger_app = typer.Typer(help="Per-request carbon ledger of the gateway.", no_args_is_help=True)
+
+
+def serve(
+    config: Annotated[Path | None, typer.Option(help="Gateway TOML (several upstreams).")] = None,
+    upstream: Annotated[str | None, typer.Option(help="One upstream's base URL, e.g. "
+                                                 "http://127.0.0.1:8000/v1.")] = None,
+    model: Annotated[str | None, typer.Option(help="Catalog model id of that upstream.")] = None,
+    served_model: Annotated[str | None, typer.Option(help="Model name the upstream serves, if "
+                                                     "not the catalog id.")] = None,
+    gpu: Annotated[str | None, typer.Option(help="Catalog GPU id of that upstream.")] = None,
+    gpus_per_replica: Annotated[int, typer.Option(help="GPUs behind that upstream.")] = 1,
+    region: Annotated[str | None, typer.Option(help="Grid region of that upstream.")] = None,
+    intensity_file: Annotated[Path | None, typer.Option(help="Hourly intensity CSV.")] = None,
+    meter: Annotated[str, typer.Option(help="none|nvml (when serving on this host).")] = "none",
+    host: Annotated[str | None, typer.Option(help="Listen address (default loopback).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (default 8080).")] = None,
+    results: Annotated[Path | None, typer.Option(help="Ledger directory.")] = None,
+    hash_key: Annotated[str | None, typer.Option(help="Print the SHA-256 of an API key for "
+                                                 "api_keys_sha256, and exit.")] = None,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Start the OpenAI-compatible gateway that adds each request's carbon and routes by it."""
+    from tokenprint.gateway.config import GatewayConfig, UpstreamConfig, load_config
+    from tokenprint.gateway.config import hash_key as digest
+
+    if hash_key is not None:
+        typer.echo(digest(hash_key))
+        return
+    cat = load(catalog)
+    if config is not None:
+        cfg = load_config(config)
+    else:
+        missing = [n for n, v in (("--upstream", upstream), ("--model", model), ("--gpu", gpu),
+                                  ("--region", region)) if not v]
+        if missing:
+            raise TokenprintError(f"give --config FILE, or {', '.join(missing)} for one upstream")
+        assert upstream and model and gpu and region
+        up = UpstreamConfig(name="upstream", url=upstream, model=cat.model(model).id,
+                            served_model=served_model, gpu=cat.gpu(gpu).id,
+                            gpus_per_replica=gpus_per_replica, region=cat.region(region).id,
+                            intensity_file=str(intensity_file) if intensity_file else None,
+                            meter="nvml" if meter == "nvml" else "none")
+        cfg = GatewayConfig(upstream=[up], intensity="file" if intensity_file else "annual")
+    updates = {k: v for k, v in (("host", host), ("port", port),
+                                 ("results", str(results) if results else None)) if v}
+    cfg = cfg.model_copy(update=updates)
+    for u in cfg.upstream:
+        cat.model(u.model)
+        cat.gpu(u.gpu)
+        cat.region(u.region)
+    try:
+        import uvicorn
+
+        from tokenprint.gateway.app import create_app
+    except ImportError as exc:
+        raise TokenprintError(f"the gateway needs the serve extra: pip install "
+                              f"'tokenprint[serve]' ({exc.name} missing)") from None
+    app = create_app(cfg, cat)
+    console.print(f"tokenprint gateway on http://{cfg.host}:{cfg.port}/v1 → "
+                  + ", ".join(f"{u.name} ({u.url}, {u.gpu}, {u.region})" for u in cfg.upstream)
+                  + f"; policy {cfg.policy}; ledger in {cfg.results}; dashboard /dashboard")
+    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning")
+
+
+def _since(text: str) -> float:
+    """'1h', '30m', '2d' or an ISO time → epoch seconds."""
+    from tokenprint.carbon import parse_time
+
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text and text[-1] in units and text[:-1].replace(".", "", 1).isdigit():
+        return time.time() - float(text[:-1]) * units[text[-1]]
+    return parse_time(text)
+
+
+@ledger_app.command("summary")
+def ledger_summary(
+    since: Annotated[str, typer.Option(help="Window: 1h, 30m, 7d or an ISO time.")] = "24h",
+    results: Annotated[Path, typer.Option(help="Ledger directory.")] = Path("tokenprint-results"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Totals of requests, tokens, energy and carbon per upstream since a time."""
+    from tokenprint.gateway.ledger import DB_NAME, Ledger
+
+    if not (results / DB_NAME).is_file():
+        raise TokenprintError(f"no ledger in {str(results)!r}; run tokenprint serve first")
+    led = Ledger(results)
+    rows = led.summary(_since(since))
+    led.close()
+    if as_json:
+        print_json(rows)
+        return
+    t = Table(title=f"Ledger since {since}")
+    for col in ("upstream", "model", "region", "requests", "errors", "tokens in", "tokens out",
+                "energy", "operational", "embodied", "total"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["upstream"], r["model"], r["region"], str(r["requests"]), str(r["errors"]),
+                  str(r["prompt_tokens"] or 0), str(r["completion_tokens"] or 0),
+                  f"{(r['energy_j'] or 0) / 3600:.3g} Wh", fmt_g(r["operational_g"] or 0),
+                  fmt_g(r["embodied_g"] or 0), fmt_g(r["total_g"] or 0))
+    console.print(t)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the commands to the main app."""
+    app.command("serve")(serve)
+    app.add_typer(ledger_app, name="ledger")

@@ -1,0 +1,209 @@
+"""Per-request energy and carbon inside the gateway.
+
+* **predicted** (no meter on the serving host): the request's prefill and decode energy come from
+  ``predict`` for its token counts at the concurrency observed on its upstream while it ran;
+  embodied carbon is the upstream's provisioned hardware per second × the request's duration,
+  shared with the requests running beside it.
+* **measured** (NVML on the serving host): the GPUs' energy in each interval (a sampler closes
+  intervals every ``interval_s`` and at every request's end) is split among the requests in flight
+  by their share of work in that interval — prefill tokens and decode tokens, each weighted by
+  the predicted cost of its phase. Energy when nothing is in flight is idle: kept unattributed
+  (reported on its own) or spread over the next requests, by option.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from tokenprint.carbon.embodied import gpu_embodied
+from tokenprint.catalog import Catalog
+from tokenprint.catalog.schema import dtype_bytes
+from tokenprint.predict.model import predict_static
+from tokenprint.predict.params import PARAM_NAMES, ProfileArrays, hardware_arrays, resolve_profile
+from tokenprint.predict.predictor import resolve_dtype
+from tokenprint.predict.shapes import ShapeArrays
+from tokenprint.units import J_PER_KWH, S_PER_YEAR
+
+
+@dataclass(frozen=True)
+class RequestEnergy:
+    """Energy of one request by phase, and how it was obtained."""
+
+    prefill_j: float
+    decode_j: float
+    method: str
+
+    @property
+    def energy_j(self) -> float:
+        """Prefill + decode."""
+        return self.prefill_j + self.decode_j
+
+
+class UpstreamModel:
+    """Predicted costs for one upstream (model × GPU × GPUs per replica)."""
+
+    def __init__(self, catalog: Catalog, model: str, gpu: str, gpus: int, scope: str,
+                 lifetime_years: float) -> None:
+        m = catalog.model(model)
+        g = catalog.gpu(gpu)
+        self.dtype = resolve_dtype("auto", g)
+        self.shape = ShapeArrays.of([m])
+        self.hw = hardware_arrays([g], [self.dtype])
+        prof = resolve_profile(g, catalog)
+        self.prof = ProfileArrays(*(np.asarray(prof.values[n]) for n in PARAM_NAMES))
+        self.calibration = prof.calibration
+        self.tp = gpus
+        self.be = dtype_bytes(self.dtype)
+        emb = gpu_embodied(g, catalog, scope).total_g.mid * gpus
+        self.embodied_g_per_s = emb / (lifetime_years * S_PER_YEAR)
+        self.idle_w = float(prof.values["idle_w"]) * gpus
+
+    def energy(self, prompt_tokens: int, completion_tokens: int, concurrency: float
+               ) -> RequestEnergy:
+        """Predicted prefill and decode joules of one request among ``concurrency`` others."""
+        b = max(float(concurrency), 1.0)
+        out = predict_static(self.shape, self.hw, self.prof, b, max(prompt_tokens, 1),
+                             max(completion_tokens, 1), self.be, self.tp)
+        pre = float(out["prefill_energy_j"][0]) / b
+        dec = float(out["decode_energy_j"][0]) / b if completion_tokens > 1 else 0.0
+        return RequestEnergy(pre, dec, "predicted")
+
+    def cost_per_token(self) -> tuple[float, float]:
+        """Predicted joules per prefill token and per decode token (batch 8, 512/128)."""
+        out = predict_static(self.shape, self.hw, self.prof, 8.0, 512.0, 128.0, self.be, self.tp)
+        return (float(out["energy_per_input_token_j"][0]),
+                float(out["energy_per_output_token_j"][0]))
+
+
+class EnergySource(Protocol):
+    """A cumulative energy reading of the serving GPUs (joules since some origin)."""
+
+    def read_j(self) -> float:
+        """Joules so far."""
+        ...
+
+
+@dataclass
+class _Live:
+    start_s: float
+    prompt_tokens: int
+    first_token_s: float | None = None
+    tokens: int = 0            # tokens seen so far (the first comes from the prefill)
+    last_tokens: int = 0       # decode tokens counted at the last interval close
+    prefill_j: float = 0.0
+    decode_j: float = 0.0
+    tpot_guess_s: float = 0.02
+    ttft_guess_s: float = 0.2
+
+
+@dataclass
+class WorkShareAttributor:
+    """Splits metered interval energy among in-flight requests by their work in the interval."""
+
+    prefill_cost_j: float
+    decode_cost_j: float
+    source: EnergySource
+    idle_mode: str = "unattributed"
+    live: dict[str, _Live] = field(default_factory=dict)
+    idle_j: float = 0.0
+    _pool_j: float = 0.0
+    _last_t: float = field(default_factory=time.monotonic)
+    _last_e: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self._last_e = self.source.read_j()
+
+    def start(self, rid: str, prompt_tokens: int, now: float | None = None,
+              tpot_guess_s: float = 0.02, ttft_guess_s: float = 0.2) -> None:
+        """A request entered the upstream. The guesses place the work of requests whose tokens
+        are not seen as they come (non-streaming)."""
+        with self._lock:
+            self._close(now)
+            self.live[rid] = _Live(self._last_t, prompt_tokens, tpot_guess_s=tpot_guess_s,
+                                   ttft_guess_s=ttft_guess_s)
+
+    def progress(self, rid: str, tokens: int, now: float | None = None) -> None:
+        """A streaming request has produced ``tokens`` tokens so far."""
+        t = time.monotonic() if now is None else now
+        with self._lock:
+            r = self.live.get(rid)
+            if r is not None:
+                if r.first_token_s is None and tokens > 0:
+                    r.first_token_s = t
+                r.tokens = tokens
+
+    def finish(self, rid: str, tokens: int, now: float | None = None) -> RequestEnergy:
+        """The request ended: close the interval now and return its attributed energy."""
+        with self._lock:
+            r = self.live.get(rid)
+            if r is not None:
+                r.tokens = max(r.tokens, tokens)
+            self._close(now)
+            r = self.live.pop(rid, None)
+        if r is None:
+            return RequestEnergy(0.0, 0.0, "measured")
+        return RequestEnergy(r.prefill_j, r.decode_j, "measured")
+
+    def tick(self, now: float | None = None) -> None:
+        """Close an interval (called by a sampler every few hundred ms)."""
+        with self._lock:
+            self._close(now)
+
+    def _close(self, now: float | None) -> None:
+        t = time.monotonic() if now is None else now
+        e = self.source.read_j()
+        de = max(e - self._last_e, 0.0)
+        t0, t1 = self._last_t, t
+        self._last_t, self._last_e = t, e
+        if t1 <= t0 and de == 0:
+            return
+        if not self.live:
+            if self.idle_mode == "spread":
+                self._pool_j += de
+            else:
+                self.idle_j += de
+            return
+        de += self._pool_j
+        self._pool_j = 0.0
+        weights_p, weights_d = {}, {}
+        max(t1 - t0, 1e-9)
+        for rid, r in self.live.items():
+            # prefill work: the part of [start, first token] inside this interval; without
+            # streamed tokens the first token is placed at the predicted TTFT
+            seen = r.first_token_s is not None
+            pre_end = r.first_token_s if seen else r.start_s + r.ttft_guess_s
+            pre_end = float(pre_end) if pre_end is not None else t1
+            overlap = max(0.0, min(pre_end, t1) - max(r.start_s, t0))
+            pre_span = max(pre_end - r.start_s, 1e-9)
+            weights_p[rid] = self.prefill_cost_j * r.prompt_tokens * overlap / pre_span
+            if seen:
+                decoded = max(r.tokens - 1, 0)
+                new_tokens = float(decoded - r.last_tokens)
+                r.last_tokens = decoded
+            else:  # decode tokens guessed from the predicted time per token
+                new_tokens = max(0.0, t1 - max(t0, pre_end)) / max(r.tpot_guess_s, 1e-6)
+            weights_d[rid] = self.decode_cost_j * max(new_tokens, 0.0)
+        total = sum(weights_p.values()) + sum(weights_d.values())
+        for rid, r in self.live.items():
+            if total > 0:
+                r.prefill_j += de * weights_p[rid] / total
+                r.decode_j += de * weights_d[rid] / total
+            else:  # no work recorded yet: share evenly as prefill
+                r.prefill_j += de / len(self.live)
+
+
+def carbon_of_request(energy: RequestEnergy, intensity_g_per_kwh: float, pue: float,
+                      embodied_g_per_s: float, duration_s: float, concurrency: float
+                      ) -> dict[str, float]:
+    """Operational and embodied grams of one request."""
+    op = energy.energy_j / J_PER_KWH * pue * intensity_g_per_kwh
+    emb = embodied_g_per_s * duration_s / max(concurrency, 1.0)
+    return {"energy_j": energy.energy_j, "prefill_j": energy.prefill_j,
+            "decode_j": energy.decode_j, "operational_g": op, "embodied_g": emb,
+            "total_g": op + emb, "intensity_g_per_kwh": intensity_g_per_kwh}

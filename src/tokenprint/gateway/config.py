@@ -1,0 +1,121 @@
+"""Gateway configuration (TOML), validated; upstream credentials come from environment variables.
+
+```toml
+host = "127.0.0.1"
+port = 8080
+policy = "carbon"                 # carbon | latency | round-robin
+latency_target_s = 2.0            # recent p95 end-to-end latency an upstream must meet
+api_keys_sha256 = ["<hex sha256 of a key>"]   # empty: no key required
+results = "tokenprint-results"    # SQLite ledger lives here
+idle = "unattributed"             # or "spread"
+intensity = "annual"              # annual | file | electricitymaps
+
+[[upstream]]
+name = "h100-qc"
+url = "http://10.0.0.5:8000/v1"
+model = "llama-3.1-8b"            # catalog id (shape for predictions)
+served_model = "meta-llama/Llama-3.1-8B-Instruct"   # name the upstream serves (optional)
+gpu = "h100-sxm"
+gpus_per_replica = 1
+region = "CA-QC"
+capacity = 64                     # concurrent requests it accepts
+api_key_env = "UPSTREAM_KEY"      # optional: the upstream's key, read from this variable
+intensity_file = "CA-QC_2024.csv" # with intensity = "file"
+meter = "none"                    # "nvml" when the gateway runs on the serving host
+```
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tokenprint.errors import TokenprintError
+
+
+class UpstreamConfig(BaseModel):
+    """One OpenAI-compatible inference server behind the gateway."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
+    url: str
+    model: str
+    served_model: str | None = None
+    gpu: str
+    gpus_per_replica: int = Field(default=1, ge=1)
+    region: str
+    capacity: int = Field(default=64, ge=1)
+    api_key_env: str | None = None
+    intensity_file: str | None = None
+    meter: Literal["none", "nvml"] = "none"
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"url {v!r} must start with http:// or https://")
+        return v.rstrip("/")
+
+
+class GatewayConfig(BaseModel):
+    """The whole gateway."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    policy: Literal["carbon", "latency", "round-robin"] = "carbon"
+    latency_target_s: float = Field(default=5.0, gt=0)
+    api_keys_sha256: list[str] = Field(default_factory=list)
+    results: str = "tokenprint-results"
+    idle: Literal["unattributed", "spread"] = "unattributed"
+    intensity: Literal["annual", "file", "electricitymaps"] = "annual"
+    electricitymaps_token_env: str = "ELECTRICITYMAPS_TOKEN"
+    electricitymaps_url: str = "https://api.electricitymap.org/v3"
+    intensity_cache_s: float = Field(default=300.0, ge=0)
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    request_timeout_s: float = Field(default=600.0, gt=0)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    breaker_failures: int = Field(default=3, ge=1)
+    breaker_open_s: float = Field(default=30.0, ge=0)
+    health_interval_s: float = Field(default=10.0, ge=0)
+    store_text: bool = False
+    scope: Literal["die", "device", "card", "server"] = "device"
+    lifetime_years: float = Field(default=5.0, gt=0)
+    pue: float = Field(default=1.0, ge=1.0)
+    upstream: list[UpstreamConfig] = Field(min_length=1)
+
+    @field_validator("api_keys_sha256")
+    @classmethod
+    def _hex(cls, v: list[str]) -> list[str]:
+        for h in v:
+            if len(h) != 64 or any(c not in "0123456789abcdef" for c in h.lower()):
+                raise ValueError("api_keys_sha256 entries must be 64-character hex SHA-256 "
+                                 "digests (tokenprint serve --hash-key KEY prints one)")
+        return [h.lower() for h in v]
+
+
+def hash_key(key: str) -> str:
+    """The SHA-256 hex digest stored in the config for an API key."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    """Read and validate a gateway TOML file."""
+    p = Path(path)
+    if not p.is_file():
+        raise TokenprintError(f"gateway config {str(p)!r} does not exist")
+    try:
+        doc = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise TokenprintError(f"gateway config {str(p)!r} is not valid TOML: {exc}") from None
+    try:
+        return GatewayConfig.model_validate(doc)
+    except ValidationError as exc:
+        parts = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        raise TokenprintError(f"gateway config {str(p)!r}: " + "; ".join(parts)) from None

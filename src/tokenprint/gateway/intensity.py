@@ -1,0 +1,77 @@
+"""Grid intensity for the gateway: annual average, hourly file, or Electricity Maps live API.
+
+The live provider caches each zone's answer for ``cache_s`` and falls back to the annual average
+when the API is unreachable or no token is set; the method string says which was used.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from tokenprint.carbon.intensity import IntensitySeries, load_intensity_csv
+from tokenprint.catalog import Catalog
+
+
+class IntensityProvider:
+    """``await current(region)`` → (g/kWh, description of the source)."""
+
+    def __init__(self, catalog: Catalog, mode: str = "annual",
+                 files: dict[str, str] | None = None, token_env: str = "ELECTRICITYMAPS_TOKEN",
+                 base_url: str = "https://api.electricitymap.org/v3", cache_s: float = 300.0,
+                 timeout_s: float = 3.0) -> None:
+        self.catalog = catalog
+        self.mode = mode
+        self.series: dict[str, IntensitySeries] = {}
+        for region, path in (files or {}).items():
+            self.series[region.upper()] = load_intensity_csv(path, fill=True)
+        self.token_env = token_env
+        self.base_url = base_url.rstrip("/")
+        self.cache_s = cache_s
+        self.timeout_s = timeout_s
+        self._cache: dict[str, tuple[float, float]] = {}
+
+    def annual(self, region: str) -> tuple[float, str]:
+        """The catalog's annual average for a region."""
+        r = self.catalog.region(region)
+        return r.intensity_g_per_kwh.value, f"annual average {r.year} ({r.basis})"
+
+    async def current(self, region: str, now_s: float | None = None) -> tuple[float, str]:
+        """Intensity now, and where it came from."""
+        key = region.upper()
+        now = time.time() if now_s is None else now_s
+        if self.mode == "file" and key in self.series:
+            s = self.series[key]
+            if s.start_s <= now < s.end_s:
+                return float(s.at(np.array([now]))[0]), "hourly file"
+            v, src = self.annual(region)
+            return v, f"{src} (hourly file does not cover now)"
+        if self.mode == "electricitymaps":
+            return await self._live(key, now)
+        return self.annual(region)
+
+    async def _live(self, zone: str, now: float) -> tuple[float, str]:
+        hit = self._cache.get(zone)
+        if hit is not None and now - hit[0] < self.cache_s:
+            return hit[1], "live (electricitymaps, cached)"
+        token = os.environ.get(self.token_env)
+        if not token:
+            v, src = self.annual(zone)
+            return v, f"{src} (live unavailable: ${self.token_env} not set)"
+        try:
+            import httpx
+
+            async with httpx.AsyncClient(timeout=self.timeout_s) as client:
+                r = await client.get(f"{self.base_url}/carbon-intensity/latest",
+                                     params={"zone": zone}, headers={"auth-token": token})
+                r.raise_for_status()
+                data: dict[str, Any] = r.json()
+                value = float(data["carbonIntensity"])
+        except Exception as exc:
+            v, src = self.annual(zone)
+            return v, f"{src} (live unavailable: {exc.__class__.__name__})"
+        self._cache[zone] = (now, value)
+        return value, "live (electricitymaps)"

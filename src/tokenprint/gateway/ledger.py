@@ -1,0 +1,95 @@
+"""The request ledger: one SQLite row per request, in the results directory (no text by default)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+from tokenprint.errors import TokenprintError
+
+DB_NAME = "tokenprint.sqlite"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    id TEXT PRIMARY KEY,
+    time_utc REAL NOT NULL,
+    upstream TEXT NOT NULL,
+    model TEXT NOT NULL,
+    region TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    ttft_s REAL,
+    duration_s REAL,
+    energy_j REAL,
+    prefill_j REAL,
+    decode_j REAL,
+    operational_g REAL,
+    embodied_g REAL,
+    total_g REAL,
+    intensity_g_per_kwh REAL,
+    method TEXT,
+    attempts INTEGER,
+    prompt_text TEXT,
+    completion_text TEXT
+);
+CREATE INDEX IF NOT EXISTS requests_time ON requests(time_utc);
+"""
+COLUMNS = ("id", "time_utc", "upstream", "model", "region", "endpoint", "status",
+           "prompt_tokens", "completion_tokens", "ttft_s", "duration_s", "energy_j", "prefill_j",
+           "decode_j", "operational_g", "embodied_g", "total_g", "intensity_g_per_kwh", "method",
+           "attempts", "prompt_text", "completion_text")
+
+
+class Ledger:
+    """Thread-safe SQLite ledger; each record is committed at once."""
+
+    def __init__(self, results_dir: str | Path) -> None:
+        d = Path(results_dir)
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(d / DB_NAME, check_same_thread=False, timeout=30)
+            self.conn.executescript(SCHEMA)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+        except (OSError, sqlite3.DatabaseError) as exc:
+            raise TokenprintError(f"cannot open the ledger in {str(d)!r}: {exc}") from None
+        self.lock = threading.Lock()
+
+    def add(self, rec: dict[str, Any]) -> None:
+        """Insert one request (an id already present is ignored: never recorded twice)."""
+        row = tuple(rec.get(c) for c in COLUMNS)
+        with self.lock, self.conn:
+            self.conn.execute(f"INSERT OR IGNORE INTO requests ({', '.join(COLUMNS)}) VALUES "
+                              f"({', '.join('?' * len(COLUMNS))})", row)
+
+    def count(self) -> int:
+        """Number of requests recorded."""
+        with self.lock:
+            return int(self.conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
+
+    def since(self, t0: float) -> list[dict[str, Any]]:
+        """Requests recorded at or after epoch second ``t0``."""
+        with self.lock:
+            cur = self.conn.execute("SELECT * FROM requests WHERE time_utc >= ? ORDER BY "
+                                    "time_utc", (t0,))
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def summary(self, t0: float) -> list[dict[str, Any]]:
+        """Totals per upstream and model since ``t0``."""
+        with self.lock:
+            cur = self.conn.execute(
+                "SELECT upstream, model, region, COUNT(*), SUM(prompt_tokens), "
+                "SUM(completion_tokens), SUM(energy_j), SUM(operational_g), SUM(embodied_g), "
+                "SUM(total_g), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) FROM requests "
+                "WHERE time_utc >= ? GROUP BY upstream, model, region ORDER BY upstream", (t0,))
+            keys = ("upstream", "model", "region", "requests", "prompt_tokens",
+                    "completion_tokens", "energy_j", "operational_g", "embodied_g", "total_g",
+                    "errors")
+            return [dict(zip(keys, row, strict=True)) for row in cur.fetchall()]
+
+    def close(self) -> None:
+        """Close the database."""
+        self.conn.close()

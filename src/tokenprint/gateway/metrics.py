@@ -1,0 +1,46 @@
+"""Prometheus metrics of the gateway (one registry per app)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+@dataclass
+class Metrics:
+    """Counters and histograms by upstream, model, region and kind."""
+
+    registry: CollectorRegistry
+    requests: Counter
+    tokens: Counter
+    energy: Counter
+    carbon: Counter
+    idle_energy: Counter
+    ttft: Histogram
+    duration: Histogram
+
+    @classmethod
+    def create(cls) -> Metrics:
+        """A fresh registry with every metric."""
+        reg = CollectorRegistry()
+        labels = ["upstream", "model", "region"]
+        return cls(
+            registry=reg,
+            requests=Counter("tokenprint_requests", "Requests served", [*labels, "status"],
+                             registry=reg),
+            tokens=Counter("tokenprint_tokens", "Tokens processed", [*labels, "kind"],
+                           registry=reg),
+            energy=Counter("tokenprint_energy_joules", "Energy attributed to requests", labels,
+                           registry=reg),
+            carbon=Counter("tokenprint_carbon_grams", "Carbon attributed to requests (g CO2e)",
+                           [*labels, "kind"], registry=reg),
+            idle_energy=Counter("tokenprint_idle_energy_joules", "Metered energy with no request "
+                                "in flight (unattributed)", ["upstream"], registry=reg),
+            ttft=Histogram("tokenprint_ttft_seconds", "Time to first token", ["upstream", "model"],
+                           buckets=LATENCY_BUCKETS, registry=reg),
+            duration=Histogram("tokenprint_request_duration_seconds", "Request duration",
+                               ["upstream", "model"], buckets=LATENCY_BUCKETS, registry=reg),
+        )

@@ -1,0 +1,272 @@
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+openai = pytest.importorskip("openai")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from tokenprint.gateway.accounting import WorkShareAttributor  # noqa: E402
+from tokenprint.gateway.app import create_app  # noqa: E402
+from tokenprint.gateway.config import GatewayConfig, UpstreamConfig, hash_key  # noqa: E402
+from tokenprint.gateway.intensity import IntensityProvider  # noqa: E402
+
+FIELDS = {"energy_j", "operational_g", "embodied_g", "total_g", "intensity_g_per_kwh", "method",
+          "prefill_j", "decode_j"}
+
+
+def _cfg(tmp_path: Path, upstreams: list[UpstreamConfig], **kw) -> GatewayConfig:
+    return GatewayConfig(upstream=upstreams, results=str(tmp_path / "ledger"),
+                         health_interval_s=0, **kw)
+
+
+def _up(name: str, url: str, region: str = "FR", gpu: str = "l4") -> UpstreamConfig:
+    return UpstreamConfig(name=name, url=url, model="tiny", gpu=gpu, region=region)
+
+
+def _ledger_rows(tmp_path: Path) -> list[dict]:
+    con = sqlite3.connect(tmp_path / "ledger" / "tokenprint.sqlite")
+    con.row_factory = sqlite3.Row
+    rows = [dict(r) for r in con.execute("SELECT * FROM requests ORDER BY time_utc")]
+    con.close()
+    return rows
+
+
+def test_openai_sdk_through_gateway(tmp_path: Path, catalog, hf_server):
+    app = create_app(_cfg(tmp_path, [_up("a", hf_server)]), catalog)
+    with TestClient(app) as http:
+        client = openai.OpenAI(base_url="http://testserver/v1", api_key="none", http_client=http)
+        assert [m.id for m in client.models.list()] == ["tiny"]
+        r = client.completions.create(model="tiny", prompt="hello", max_tokens=6)
+        fp = r.usage.model_extra["tokenprint"]
+        assert set(fp) >= FIELDS and fp["method"] == "predicted"
+        assert fp["total_g"] == pytest.approx(fp["operational_g"] + fp["embodied_g"])
+        assert fp["energy_j"] == pytest.approx(fp["prefill_j"] + fp["decode_j"])
+        assert r.usage.completion_tokens == 6
+        chunks = list(client.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=4,
+            stream=True, stream_options={"include_usage": True}))
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        last = chunks[-1].usage
+        assert last.completion_tokens == 4 and set(last.model_extra["tokenprint"]) >= FIELDS
+        # streaming without include_usage: no usage chunk leaks to the client
+        plain = list(client.completions.create(model="tiny", prompt="x", max_tokens=3,
+                                               stream=True))
+        assert all(c.usage is None for c in plain)
+        raw = http.post("/v1/completions", json={"model": "tiny", "prompt": "a",
+                                                 "max_tokens": 2})
+        assert float(raw.headers["x-tokenprint-carbon-g"]) == pytest.approx(
+            raw.json()["usage"]["tokenprint"]["total_g"], rel=1e-4)
+        metrics = http.get("/metrics").text
+        assert 'tokenprint_requests_total{model="tiny",region="FR",status="200",upstream="a"} 4.0' \
+            in metrics
+        assert "tokenprint_carbon_grams_total" in metrics
+    rows = _ledger_rows(tmp_path)
+    assert len(rows) == 4                                  # exactly one record per request
+    assert all(r["prompt_text"] is None for r in rows)     # no text unless asked for
+    assert {r["method"] for r in rows} == {"predicted"}
+
+
+@pytest.mark.parametrize("body,status,needle", [
+    (b"{not json", 400, "could not parse the JSON"),
+    (b"[1, 2]", 400, "JSON object"),
+    (json.dumps({"model": "tiny", "prompt": "x", "bogus": 1}).encode(), 400,
+     "Unrecognized request argument supplied: bogus"),
+    (json.dumps({"model": "gpt-9", "prompt": "x"}).encode(), 404, "does not exist"),
+    (json.dumps({"prompt": "x"}).encode(), 400, "model parameter"),
+    (b'{"model": "tiny", "prompt": "' + b"x" * 2_000_000 + b'"}', 413, "exceeds the limit"),
+])
+def test_bad_requests_get_openai_errors(tmp_path: Path, catalog, hf_server, body, status,
+                                        needle):
+    app = create_app(_cfg(tmp_path, [_up("a", hf_server)]), catalog)
+    with TestClient(app) as http:
+        r = http.post("/v1/completions", content=body,
+                      headers={"content-type": "application/json"})
+    assert r.status_code == status
+    err = r.json()["error"]
+    assert needle in err["message"] and "type" in err
+    assert "Traceback" not in r.text
+
+
+def test_api_keys_hashed_and_required(tmp_path: Path, catalog, hf_server):
+    cfg = _cfg(tmp_path, [_up("a", hf_server)], api_keys_sha256=[hash_key("s3cret")])
+    app = create_app(cfg, catalog)
+    with TestClient(app) as http:
+        assert http.get("/v1/models").status_code == 401
+        bad = http.get("/v1/models", headers={"Authorization": "Bearer nope"})
+        assert bad.status_code == 401 and bad.json()["error"]["code"] == "invalid_api_key"
+        ok = http.get("/v1/models", headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200
+
+
+def test_carbon_routing_prefers_clean_grid(tmp_path: Path, catalog, hf_server, hf_server2):
+    ups = [_up("dirty", hf_server, region="PL"), _up("clean", hf_server2, region="SE")]
+    app = create_app(_cfg(tmp_path, ups, policy="carbon"), catalog)
+    with TestClient(app) as http:
+        names = [http.post("/v1/completions", json={"model": "tiny", "prompt": "x",
+                                                    "max_tokens": 2}
+                           ).headers["x-tokenprint-upstream"] for _ in range(3)]
+    assert names == ["clean"] * 3
+    app = create_app(_cfg(tmp_path / "rr", ups, policy="round-robin"), catalog)
+    with TestClient(app) as http:
+        names = [http.post("/v1/completions", json={"model": "tiny", "prompt": "x",
+                                                    "max_tokens": 2}
+                           ).headers["x-tokenprint-upstream"] for _ in range(4)]
+    assert set(names) == {"dirty", "clean"}
+
+
+def test_failover_retries_once_and_charges_once(tmp_path: Path, catalog, hf_server):
+    from conftest import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}/v1"          # nothing listens there
+    ups = [_up("dead", dead, region="SE"), _up("alive", hf_server, region="PL")]
+    app = create_app(_cfg(tmp_path, ups, policy="carbon", breaker_failures=2), catalog)
+    with TestClient(app) as http:
+        for _ in range(3):
+            r = http.post("/v1/completions", json={"model": "tiny", "prompt": "x",
+                                                   "max_tokens": 2})
+            assert r.status_code == 200 and r.headers["x-tokenprint-upstream"] == "alive"
+        dead_state = next(s for s in app.state.upstreams if s.name == "dead")
+        assert dead_state.open_until > 0                  # the breaker opened
+    rows = _ledger_rows(tmp_path)
+    assert len(rows) == 3 and all(r["upstream"] == "alive" for r in rows)
+    assert rows[0]["attempts"] == 2
+
+
+class _FakeCounter:
+    def __init__(self) -> None:
+        self.j = 0.0
+
+    def read_j(self) -> float:
+        return self.j
+
+
+def test_work_share_attribution_by_hand():
+    src = _FakeCounter()
+    att = WorkShareAttributor(prefill_cost_j=0.001, decode_cost_j=0.01, source=src)
+    att.start("a", 100, now=0.0, ttft_guess_s=1.0)   # a: prefill 100 tokens during [0, 1]
+    src.j = 50.0
+    att.tick(now=1.0)                             # only a in flight: all 50 J to a's prefill
+    att.progress("a", 1, now=1.0)
+    att.start("b", 100, now=1.0, ttft_guess_s=1.0)   # b joins; its prefill spans [1, 2]
+    src.j = 80.0
+    att.progress("a", 11, now=2.0)                # a: 10 decode tokens in [1, 2]
+    att.progress("b", 1, now=2.0)
+    att.tick(now=2.0)                             # 30 J: a 10 × 0.01 = 0.1, b 100 × 0.001 = 0.1
+    ea = att.finish("a", 11, now=2.0)
+    eb = att.finish("b", 1, now=2.0)
+    assert ea.prefill_j == pytest.approx(50.0)
+    assert ea.decode_j == pytest.approx(15.0)
+    assert eb.prefill_j == pytest.approx(15.0)
+    assert ea.energy_j + eb.energy_j == pytest.approx(80.0)   # nothing lost, nothing twice
+    src.j = 90.0
+    att.tick(now=3.0)                             # nobody in flight: idle, unattributed
+    assert att.idle_j == pytest.approx(10.0)
+    assert ea.method == "measured"
+
+
+def test_idle_spread_mode():
+    src = _FakeCounter()
+    att = WorkShareAttributor(0.001, 0.01, src, idle_mode="spread")
+    src.j = 10.0
+    att.tick(now=1.0)                             # idle: pooled
+    att.start("a", 10, now=1.0)
+    src.j = 15.0
+    e = att.finish("a", 0, now=2.0)
+    assert e.energy_j == pytest.approx(15.0) and att.idle_j == 0.0
+
+
+def test_live_intensity_with_cache_and_fallback(catalog, monkeypatch):
+    import asyncio
+
+    import uvicorn
+    from fastapi import FastAPI, Header
+
+    from conftest import free_port
+
+    calls = []
+    fake = FastAPI()
+
+    @fake.get("/v3/carbon-intensity/latest")
+    async def latest(zone: str, token: str | None = Header(default=None, alias="auth-token")
+                     ) -> dict:
+        calls.append((zone, token))
+        return {"zone": zone, "carbonIntensity": 123}
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(fake, host="127.0.0.1", port=port, log_level="error"))
+    th = threading.Thread(target=server.run, daemon=True)
+    th.start()
+    import time
+
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        monkeypatch.setenv("EM_TOKEN", "tok")
+        prov = IntensityProvider(catalog, "electricitymaps", token_env="EM_TOKEN",
+                                 base_url=f"http://127.0.0.1:{port}/v3", cache_s=60)
+        v1, m1 = asyncio.run(prov.current("FR"))
+        v2, m2 = asyncio.run(prov.current("FR"))
+        assert (v1, v2) == (123.0, 123.0) and "live" in m1 and "cached" in m2
+        assert calls == [("FR", "tok")]
+        down = IntensityProvider(catalog, "electricitymaps", token_env="EM_TOKEN",
+                                 base_url="http://127.0.0.1:9/v3")
+        v3, m3 = asyncio.run(down.current("FR"))
+        assert v3 == catalog.region("FR").intensity_g_per_kwh.value
+        assert "annual" in m3 and "live unavailable" in m3
+        monkeypatch.delenv("EM_TOKEN")
+        _v4, m4 = asyncio.run(prov.current("DE", now_s=0))
+        assert "not set" in m4
+    finally:
+        server.should_exit = True
+        th.join(timeout=5)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed; .ci/run installs it")
+def test_dashboard_charts_in_chromium(tmp_path: Path, catalog, hf_server):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    import time
+
+    import uvicorn
+
+    from conftest import free_port
+
+    app = create_app(_cfg(tmp_path, [_up("a", hf_server)]), catalog)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    th = threading.Thread(target=server.run, daemon=True)
+    th.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        import httpx
+
+        for _ in range(3):
+            httpx.post(f"http://127.0.0.1:{port}/v1/completions",
+                       json={"model": "tiny", "prompt": "x", "max_tokens": 3}, timeout=30)
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/dashboard")
+            page.wait_for_selector("div.up[data-upstream='a'] svg rect.bar", state="attached")
+            charts = page.locator("div.up[data-upstream='a'] .chart")
+            assert charts.count() == 4
+            heights = page.eval_on_selector_all(
+                "div.chart[data-kind='requests'] rect.bar",
+                "els => els.map(e => parseFloat(e.getAttribute('height')))")
+            assert max(heights) > 0
+            assert "3" in page.inner_text("div.chart[data-kind='requests'] .total")
+            browser.close()
+    finally:
+        server.should_exit = True
+        th.join(timeout=5)
