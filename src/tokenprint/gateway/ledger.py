@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -44,34 +45,67 @@ COLUMNS = ("id", "time_utc", "upstream", "model", "region", "endpoint", "status"
 
 
 class Ledger:
-    """Thread-safe SQLite ledger; each record is committed at once."""
+    """Thread-safe SQLite ledger.
 
-    def __init__(self, results_dir: str | Path) -> None:
+    ``add`` hands the record to a writer thread that commits within ``flush_s`` (batching rows
+    that arrive together), so the serving path never waits on the disk; ``flush`` and ``close``
+    write everything pending.
+    """
+
+    def __init__(self, results_dir: str | Path, flush_s: float = 0.05) -> None:
         d = Path(results_dir)
         try:
             d.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(d / DB_NAME, check_same_thread=False, timeout=30)
             self.conn.executescript(SCHEMA)
             self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
         except (OSError, sqlite3.DatabaseError) as exc:
             raise TokenprintError(f"cannot open the ledger in {str(d)!r}: {exc}") from None
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()       # guards the queue
+        self._db_lock = threading.Lock()   # guards the connection
+        self._pending: list[tuple[Any, ...]] = []
+        self._wake = threading.Event()
+        self._stop = False
+        self._flush_s = flush_s
+        self._writer = threading.Thread(target=self._run, daemon=True)
+        self._writer.start()
 
     def add(self, rec: dict[str, Any]) -> None:
-        """Insert one request (an id already present is ignored: never recorded twice)."""
+        """Queue one request for the writer (an id already present is ignored: never recorded
+        twice)."""
         row = tuple(rec.get(c) for c in COLUMNS)
-        with self.lock, self.conn:
-            self.conn.execute(f"INSERT OR IGNORE INTO requests ({', '.join(COLUMNS)}) VALUES "
-                              f"({', '.join('?' * len(COLUMNS))})", row)
+        with self.lock:
+            self._pending.append(row)
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop:
+            self._wake.wait(timeout=1.0)
+            self._wake.clear()
+            time.sleep(self._flush_s)
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit every queued record now."""
+        with self.lock:
+            rows, self._pending = self._pending, []
+        if rows:
+            with self._db_lock, self.conn:
+                self.conn.executemany(
+                        f"INSERT OR IGNORE INTO requests ({', '.join(COLUMNS)}) VALUES "
+                    f"({', '.join('?' * len(COLUMNS))})", rows)
 
     def count(self) -> int:
         """Number of requests recorded."""
-        with self.lock:
+        self.flush()
+        with self._db_lock:
             return int(self.conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
 
     def since(self, t0: float) -> list[dict[str, Any]]:
         """Requests recorded at or after epoch second ``t0``."""
-        with self.lock:
+        self.flush()
+        with self._db_lock:
             cur = self.conn.execute("SELECT * FROM requests WHERE time_utc >= ? ORDER BY "
                                     "time_utc", (t0,))
             names = [d[0] for d in cur.description]
@@ -79,7 +113,8 @@ class Ledger:
 
     def summary(self, t0: float) -> list[dict[str, Any]]:
         """Totals per upstream and model since ``t0``."""
-        with self.lock:
+        self.flush()
+        with self._db_lock:
             cur = self.conn.execute(
                 "SELECT upstream, model, region, COUNT(*), SUM(prompt_tokens), "
                 "SUM(completion_tokens), SUM(energy_j), SUM(operational_g), SUM(embodied_g), "
@@ -91,5 +126,9 @@ class Ledger:
             return [dict(zip(keys, row, strict=True)) for row in cur.fetchall()]
 
     def close(self) -> None:
-        """Close the database."""
+        """Write what is pending and close the database."""
+        self._stop = True
+        self._wake.set()
+        self._writer.join(timeout=5)
+        self.flush()
         self.conn.close()
