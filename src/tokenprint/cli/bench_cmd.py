@@ -83,6 +83,10 @@ def bench(
     tdp_w: Annotated[float | None, typer.Option(help="Power at full load for the estimate meter "
                                                 "(default: 10 W per CPU core).")] = None,
     idle_s: Annotated[float, typer.Option(help="Seconds to measure the idle floor.")] = 2.0,
+    executor: Annotated[str, typer.Option(help="local|ray (one sweep point per Ray task).")] =
+        "local",
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: "
+                                                    "$RAY_ADDRESS or a local Ray).")] = None,
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -146,8 +150,17 @@ def bench(
                     f"last: {rec['energy_per_output_token_j']:.3g} J/token "
                     f"({rec['energy_kind']})"))
 
-        written = run_sweep(spec, cat, on_point=on_point,
-                            on_status=lambda s: progress.console.print(s, style="dim"))
+        from tokenprint.distributed import check_executor
+
+        if check_executor(executor) == "ray":
+            from tokenprint.distributed.bench import run_sweep_ray
+
+            progress.console.print(f"running {n_points} point(s) as Ray tasks", style="dim")
+            written = run_sweep_ray(spec, cat, ray_address, on_point=on_point,
+                                    catalog_files=[str(c) for c in (catalog or [])])
+        else:
+            written = run_sweep(spec, cat, on_point=on_point,
+                                on_status=lambda s: progress.console.print(s, style="dim"))
     if as_json:
         print_json(written)
         return

@@ -48,14 +48,16 @@ def _trace(trace: Path | None, synthetic: str | None, time_scale: float, start: 
 
 def simulate(
     model: Annotated[str, typer.Option(help="Model id.")],
-    gpu: Annotated[str, typer.Option(help="GPU id.")],
+    gpu: Annotated[str, typer.Option(help="GPU id (comma-separated: several configurations).")],
     region: Annotated[str, typer.Option(help="Grid region id.")],
     trace: Annotated[Path | None, typer.Option(help="Azure CSV or Mooncake JSONL trace.")] = None,
     synthetic: Annotated[str | None, typer.Option(help="Poisson trace: N,RATE[,IN,OUT] (means)."
                                                   )] = None,
-    replicas: Annotated[int, typer.Option(help="Replicas (each tp GPUs).")] = 1,
+    replicas: Annotated[str, typer.Option(help="Replicas (each tp GPUs); comma-separated for "
+                                          "several configurations.")] = "1",
     tp: Annotated[int, typer.Option(help="Tensor-parallel degree per replica.")] = 1,
-    max_batch: Annotated[int, typer.Option(help="Max requests in flight per replica.")] = 64,
+    max_batch: Annotated[str, typer.Option(help="Max requests in flight per replica "
+                                           "(comma-separated: several).")] = "64",
     balance: Annotated[str, typer.Option(help="least-work|round-robin")] = "least-work",
     time_scale: Annotated[float, typer.Option(help="Replay at k× the trace's rate.")] = 1.0,
     start: Annotated[str | None, typer.Option(help="Place the trace at this UTC time (ISO 8601)."
@@ -68,10 +70,17 @@ def simulate(
     lifetime_years: Annotated[float, typer.Option(help="Lifetime, years.")] = 5.0,
     pue: Annotated[float, typer.Option(help="PUE.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed for --synthetic.")] = 0,
+    executor: Annotated[str, typer.Option(help="local|ray (several configurations in "
+                                          "parallel).")] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address.")] = None,
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Replay a request trace through N replicas with continuous batching; latency and carbon."""
+    """Replay a request trace through N replicas with continuous batching; latency and carbon.
+
+    Several GPUs, replica counts or max batches (comma-separated) simulate every combination
+    (in parallel with --executor ray) and print one result per configuration.
+    """
     from tokenprint.carbon import load_intensity_csv
     from tokenprint.carbon.amortize import check_lifetime
     from tokenprint.carbon.embodied import check_scope
@@ -85,22 +94,45 @@ def simulate(
         raise TokenprintError(f"PUE {pue} is invalid; it must be >= 1.0")
     if intensity_file is not None and start is None:
         raise TokenprintError("--intensity-file needs --start (when the trace begins)")
+    from tokenprint.distributed.executor import check_executor, parallel_map
+
+    check_executor(executor)
     tr = _trace(trace, synthetic, time_scale, start, seed)
-    spec = ClusterSpec(model=cat.model(model).id, gpu=cat.gpu(gpu).id, replicas=replicas, tp=tp,
-                       max_batch=max_batch, balance=balance)
+    specs = [ClusterSpec(model=cat.model(model).id, gpu=cat.gpu(g).id, replicas=r, tp=tp,
+                         max_batch=b, balance=balance)
+             for g in split_list(gpu, "GPU") for r in int_list(replicas, "replicas")
+             for b in int_list(max_batch, "max batch")]
     cat.region(region)
     series = load_intensity_csv(intensity_file, fill=True) if intensity_file else None
-    with console.status(f"simulating {tr.n:,} requests on {replicas} × {spec.gpu}…"):
-        res = run_sim(tr, cat, spec, hourly=series is not None)
-    c = carbon_of(res, cat, region, scope=scope, lifetime_years=lifetime_years, pue=pue,
-                  intensity=series)
-    out = summary(res, c, slo_ttft_s, slo_tpot_s)
-    out["region"] = cat.region(region).id.upper()
+    files = [str(f) for f in (catalog or [])]
+
+    def one(spec: ClusterSpec) -> dict[str, Any]:
+        from tokenprint.catalog import get_catalog
+
+        c_ = cat if executor == "local" else get_catalog(list(files))
+        res_ = run_sim(tr, c_, spec, hourly=series is not None)
+        carbon_ = carbon_of(res_, c_, region, scope=scope, lifetime_years=lifetime_years,
+                            pue=pue, intensity=series)
+        out_ = summary(res_, carbon_, slo_ttft_s, slo_tpot_s)
+        out_["region"] = c_.region(region).id.upper()
+        return out_
+
+    with console.status(f"simulating {tr.n:,} requests × {len(specs)} configuration(s)…"):
+        outs = parallel_map(one, specs, executor, ray_address)
+    if len(outs) > 1:
+        if as_json:
+            print_json(outs)
+            return
+        _configs_table(outs)
+        return
+    out = outs[0]
+    spec = specs[0]
     if as_json:
         print_json(out)
         return
     table = Table(title=f"Simulated {out['n_requests']:,} requests ({tr.name}) on "
-                  f"{replicas} × {tp} × {spec.gpu}, {spec.model}, max batch {max_batch}")
+                  f"{spec.replicas} × {tp} × {spec.gpu}, {spec.model}, max batch "
+                  f"{spec.max_batch}")
     table.add_column("metric")
     table.add_column("p50", justify="right")
     table.add_column("p95", justify="right")
@@ -121,6 +153,19 @@ def simulate(
                   + (f", {out['g_per_1k_slo_tokens']:.3g} g per 1k SLO-compliant tokens"
                      if out["g_per_1k_slo_tokens"] else ""))
     console.print(f"source: predicted ({out['calibration']})", style="dim")
+
+
+def _configs_table(outs: list[dict[str, Any]]) -> None:
+    t = Table(title="Simulated configurations")
+    for col in ("gpu", "replicas", "max batch", "p95 TTFT s", "p95 TPOT s", "SLO", "energy kWh",
+                "total", "g / 1k tok"):
+        t.add_column(col)
+    for o in outs:
+        t.add_row(o["gpu"], str(o["replicas"]), str(o["max_batch"]),
+                  f"{o['ttft_s']['p95']:.3g}", f"{o['tpot_s']['p95']:.3g}",
+                  f"{o['slo_attainment']:.1%}", f"{o['energy_j'] / 3.6e6:.3g}",
+                  fmt_g(o["total_g"]), f"{o['g_per_1k_tokens']:.3g}")
+    console.print(t)
 
 
 def plan(
@@ -151,6 +196,9 @@ def plan(
     out: Annotated[Path, typer.Option(help="Folder for plan.json and pareto.png.")] = Path(
         "tokenprint-plan"),
     seed: Annotated[int, typer.Option(help="Seed for --synthetic.")] = 0,
+    executor: Annotated[str, typer.Option(help="local|ray (candidates in parallel).")] =
+        "local",
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address.")] = None,
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -178,7 +226,7 @@ def plan(
         region_capacity=caps)
     n = len(inp.models) * len(inp.gpus) * len(inp.max_batches)
     with console.status(f"planning over {n} candidates × {len(inp.regions)} regions…"):
-        answer = run_plan(inp, cat)
+        answer = run_plan(inp, cat, executor=executor, address=ray_address)
     out.mkdir(parents=True, exist_ok=True)
     (out / "plan.json").write_text(json.dumps(answer, indent=2, default=float))
     if answer["feasible"]:

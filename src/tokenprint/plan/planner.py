@@ -144,8 +144,18 @@ def _intensity_for(inp: PlanInputs, region: str) -> IntensitySeries | None:
                           f"{str(inp.intensity_dir)!r} (expected {region.upper()}.csv)")
 
 
-def plan(inp: PlanInputs, catalog: Catalog, progress: Any = None) -> dict[str, Any]:
-    """Find the lowest-carbon deployment meeting the targets; JSON-ready answer."""
+def _worker_catalog(files: list[str]) -> Catalog:
+    from tokenprint.catalog import get_catalog
+
+    return get_catalog(list(files))
+
+
+def plan(inp: PlanInputs, catalog: Catalog, progress: Any = None, executor: str = "local",
+         address: str | None = None) -> dict[str, Any]:
+    """Find the lowest-carbon deployment meeting the targets; JSON-ready answer.
+
+    ``executor="ray"`` simulates the candidates as parallel Ray tasks; the answer is the same.
+    """
     if inp.percentile not in PERCENTILES:
         raise TokenprintError(f"unknown percentile {inp.percentile!r}; valid: p95, p99")
     if not (inp.models and inp.gpus and inp.regions and inp.max_batches):
@@ -159,18 +169,26 @@ def plan(inp: PlanInputs, catalog: Catalog, progress: Any = None) -> dict[str, A
     series = {r: _intensity_for(inp, r) for r in regions}
     if hourly and inp.trace.start_s == 0.0:
         raise TokenprintError("hourly intensity needs the trace placed on the calendar (--start)")
-    evaluated: list[Evaluated] = []
     skipped: list[str] = []
+    jobs: list[tuple[str, str, int, int]] = []
     for model in models:
         for gpu in gpus:
             tp = min_tp(catalog, model, gpu)
             if tp is None:
                 skipped.append(f"{model} does not fit 8 × {gpu}")
                 continue
-            for mb in inp.max_batches:
-                evaluated.extend(search_replicas(inp, catalog, model, gpu, tp, mb, hourly))
-                if progress is not None:
-                    progress()
+            jobs.extend((model, gpu, tp, mb) for mb in inp.max_batches)
+    from tokenprint.distributed.executor import parallel_map
+
+    files = list(catalog.files)
+
+    def run(job: tuple[str, str, int, int]) -> list[Evaluated]:
+        cat = catalog if executor == "local" else _worker_catalog(files)
+        return search_replicas(inp, cat, job[0], job[1], job[2], job[3], hourly)
+
+    results = parallel_map(run, jobs, executor, address,
+                           on_result=(lambda i, r: progress()) if progress else None)
+    evaluated = [ev for group in results for ev in group]
     if not evaluated:
         raise TokenprintError("no candidate can hold the model: " + "; ".join(skipped))
     rows = []

@@ -1,0 +1,85 @@
+"""Benchmark sweeps on Ray: one sweep point per task, records committed by the driver."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from tokenprint.bench.runner import (
+    SweepSpec,
+    _run_id,
+    iter_points,
+    point_key,
+    run_point,
+    target_of,
+    validate_spec,
+)
+from tokenprint.bench.store import ResultsStore
+from tokenprint.bench.workload import LengthPair
+from tokenprint.catalog import Catalog
+from tokenprint.distributed.executor import init_ray
+
+
+def _point_task(spec: SweepSpec, catalog_files: list[str], model_id: str, pair: LengthPair,
+                batch: int, key: str) -> dict[str, Any]:
+    """Runs on a worker: open the engine and a meter there, measure one point, return it."""
+    from tokenprint.bench.runner import make_engine
+    from tokenprint.catalog import load_catalog
+    from tokenprint.measure import make_meter, measure_idle
+
+    marker = spec.extra.get("fault_injection_crash_once")
+    if marker and not os.path.exists(marker):  # fault injection (tests): die once mid-task
+        Path(marker).write_text("crashed")
+        os._exit(1)
+    cat = load_catalog(list[str | Path](catalog_files))
+    engine = make_engine(spec, cat.model(model_id), cat)
+    meter, reason = make_meter(spec.meter, spec.device, spec.tdp_w)
+    try:
+        idle = measure_idle(meter, spec.idle_s) if spec.idle_s > 0 else None
+        rec = run_point(spec, engine, meter, idle, model_id, pair, batch)
+    finally:
+        meter.close()
+        engine.close()
+    rec.update({"point_key": key, "run_id": _run_id(key), "meter_reason": reason,
+                "executor": "ray", "worker_node": os.uname().nodename})
+    return rec
+
+
+def run_sweep_ray(spec: SweepSpec, catalog: Catalog, address: str | None = None,
+                  on_point: Callable[[str, dict[str, Any] | None], None] | None = None,
+                  catalog_files: list[str] | None = None) -> list[dict[str, Any]]:
+    """Schedule every point not yet stored as a Ray task; store records as they return."""
+    models = {m.id: m for m in validate_spec(spec, catalog)}
+    spec = replace(spec, models=list(models))
+    hardware, dtype = target_of(spec, catalog)
+    store = ResultsStore(spec.results)
+    ray = init_ray(address)
+    num_gpus = 1.0 if spec.device.startswith("cuda") else 0.0
+    task = ray.remote(num_gpus=num_gpus, max_retries=3)(_point_task)
+    refs: dict[Any, str] = {}
+    written: list[dict[str, Any]] = []
+    try:
+        for model_id, pair, batch in iter_points(spec):
+            key = point_key(spec, model_id, pair, batch, hardware, dtype)
+            label = f"{model_id} b={batch} in={pair.input_len} out={pair.output_len}"
+            if store.has(key):
+                if on_point:
+                    on_point(label, {"status": "skipped"})
+                continue
+            refs[task.remote(spec, list(catalog_files or []), model_id, pair, batch, key)] = label
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                rec = ray.get(ref)
+                if not store.has(rec["point_key"]):
+                    store.add(rec)
+                    written.append(rec)
+                if on_point:
+                    on_point(refs[ref], rec)
+    finally:
+        store.close()
+    return written
