@@ -92,9 +92,10 @@ async def burst(url: str, n: int) -> list[tuple[float, float, bool]]:
         return await asyncio.gather(*(one(client, url) for _ in range(n)))
 
 
-def ledger_rows(results: Path) -> list[tuple[str, int]]:
+def ledger_rows(results: Path) -> list[tuple[str, int, int, str]]:
     con = sqlite3.connect(results / "tokenprint.sqlite")
-    rows = con.execute("SELECT id, status FROM requests").fetchall()
+    rows = con.execute("SELECT id, status, attempts, upstream FROM requests ORDER BY rowid"
+                       ).fetchall()
     con.close()
     return rows
 
@@ -181,10 +182,13 @@ capacity = 10000
         rows = ledger_rows(results)
         new = rows[before:]
         succeeded = sum(x[2] for x in res)
-        print(f"fault run: upstream b killed mid-run; {succeeded} of {len(res)} requests "
-              f"succeeded (the rest were streams cut mid-way on b, which the client sees as "
-              f"errors); {len(new)} ledger records, {len({r[0] for r in new})} unique; "
-              f"{sum(1 for r in new if r[1] == 499)} recorded as cut (status 499)")
+        print(f"fault run: upstream b killed 50 ms into a burst of {n}, then {n} more: "
+              f"{succeeded} of {len(res)} requests succeeded, {len(res) - succeeded} failed "
+              f"visibly (streams cut on b); {len(new)} ledger records, "
+              f"{len({r[0] for r in new})} unique ids; "
+              f"{sum(1 for r in new if r[2] == 2)} failed over to a (attempts = 2); "
+              f"{sum(1 for r in new if r[1] == 499)} recorded as cut (status 499); "
+              f"records on b after the kill: {sum(1 for r in new[n:] if r[3] == 'b')}")
         print("second half after the kill: " + json.dumps(
             {"ok": sum(x[2] for x in res[n:]), "of": n}))
     finally:

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from dataclasses import dataclass, field
@@ -65,8 +66,15 @@ class UpstreamModel:
 
     def energy(self, prompt_tokens: int, completion_tokens: int, concurrency: float
                ) -> RequestEnergy:
-        """Predicted prefill and decode joules of one request among ``concurrency`` others."""
-        b = max(float(concurrency), 1.0)
+        """Predicted prefill and decode joules of one request among ``concurrency`` others
+        (concurrency rounded to a whole request; answers are memoized)."""
+        return self._energy(int(prompt_tokens), int(completion_tokens),
+                            max(round(float(concurrency)), 1))
+
+    @functools.lru_cache(maxsize=65536)  # noqa: B019 - one model per upstream, kept for life
+    def _energy(self, prompt_tokens: int, completion_tokens: int, concurrency: int
+                ) -> RequestEnergy:
+        b = float(concurrency)
         out = predict_static(self.shape, self.hw, self.prof, b, max(prompt_tokens, 1),
                              max(completion_tokens, 1), self.be, self.tp)
         pre = float(out["prefill_energy_j"][0]) / b
