@@ -182,3 +182,28 @@ def test_simulate_cli_json(capsys, shared_data: Path):
     d = json.loads(capsys.readouterr().out)
     assert d["n_requests"] == 8819 and 0 <= d["slo_attainment"] <= 1
     assert d["total_g"] > 0 and d["g_per_1k_tokens"] > 0
+
+
+def test_time_shift_moves_deferrable_work_to_clean_hours(tmp_path: Path, catalog):
+    from tokenprint.carbon import parse_time
+
+    d = tmp_path / "hourly"
+    d.mkdir()
+    rows = ["timestamp,intensity_g_per_kwh"]
+    for h in range(24):  # dirty at noon, clean from 15:00
+        rows.append(f"2023-07-01T{h:02d}:00:00Z,{600 if h < 15 else 50}")
+    for region in ("FR", "PL"):
+        (d / f"{region}.csv").write_text("\n".join(rows) + "\n")
+    tr = _trace(150, rate=3.0).shifted(parse_time("2023-07-01T12:00:00Z"))
+    inp = PlanInputs(tr, ["llama-3.2-1b"], ["l4"], ["FR", "PL"], max_batches=[16],
+                     slo_ttft_s=2.0, slo_tpot_s=0.2, max_replicas=8, intensity_dir=d,
+                     deferrable=0.3, deadline_h=6)
+    a = plan(inp, catalog)
+    shift = a["time_shift"]
+    assert shift["solver"] == "HiGHS LP"
+    assert sum(shift["placement"]) == pytest.approx(1.0)
+    # all deferrable work lands in the clean hours (15:00 and later)
+    late = sum(p for h, p in zip(shift["hours_utc"], shift["placement"], strict=True) if h >= 15)
+    assert late == pytest.approx(1.0)
+    assert shift["saving_g"] > 0
+    assert a["intensity"] == "hourly files"
