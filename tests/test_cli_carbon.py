@@ -73,6 +73,14 @@ def test_catalog_json_lists(capsys):
         assert isinstance(items, list) and all("id" in i for i in items)
     code, out, _ = run(capsys, "catalog", "show", "gpu", "t4", "--json")
     assert json.loads(out)["die_area_mm2"]["value"] == 545
+    code, out, _ = run(capsys, "catalog", "profiles", "--json")
+    profiles = json.loads(out)
+    assert {p["gpu"] for p in profiles} >= {"a100-sxm4-40gb", "h100-sxm"}
+    assert all("ML.ENERGY" in p["source"] for p in profiles)
+    code, out, _ = run(capsys, "catalog", "show", "profile", profiles[0]["id"], "--json")
+    assert code == 0 and json.loads(out)["gpu"] == profiles[0]["gpu"]
+    code, _, err = run(capsys, "catalog", "show", "profile", "nope")
+    assert code == 2 and "unknown profile 'nope'" in err
 
 
 def test_console_script_runs():

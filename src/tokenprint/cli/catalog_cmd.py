@@ -23,6 +23,7 @@ _COLUMNS: dict[str, list[str]] = {
     "hosts": ["name", "gpu_slots", "cpu_count", "dram_gb", "ssd_gb"],
     "fab-nodes": ["name", "epa_kwh_per_cm2", "gpa95_g_per_cm2", "gpa99_g_per_cm2"],
     "memory": ["name", "kind", "g_per_gb"],
+    "profiles": ["gpu", "engine", "n_points", "eff_compute", "eff_memory", "idle_w", "peak_w"],
 }
 
 
@@ -36,6 +37,8 @@ def _cell(entry: Any, col: str) -> str:
         return f"{val.value:g}"
     if isinstance(val, bool):
         return "yes" if val else ""
+    if isinstance(val, float):
+        return f"{val:.3g}"
     return str(val)
 
 
@@ -102,6 +105,12 @@ def memory(catalog: CatalogOpt = None, as_json: JsonOpt = False) -> None:
     _list("memory", catalog, as_json)
 
 
+@app.command("profiles")
+def profiles(catalog: CatalogOpt = None, as_json: JsonOpt = False) -> None:
+    """List calibration profiles of the performance model."""
+    _list("profiles", catalog, as_json)
+
+
 @app.command("show")
 def show(
     kind: Annotated[str, typer.Argument(help="gpus|regions|models|hosts|fab-nodes|memory "
@@ -114,9 +123,17 @@ def show(
     cat = load(catalog)
     k = kind.lower()
     plural = {"gpu": "gpus", "region": "regions", "model": "models", "host": "hosts",
-              "fab-node": "fab-nodes"}.get(k, k)
+              "fab-node": "fab-nodes", "profile": "profiles"}.get(k, k)
+
+    def profile(pid: str) -> Any:
+        from tokenprint.errors import unknown_choice
+
+        if pid.lower() not in cat.profiles:
+            raise unknown_choice("profile", pid, cat.profiles)
+        return cat.profiles[pid.lower()]
+
     getter = {"gpus": cat.gpu, "regions": cat.region, "models": cat.model, "hosts": cat.host,
-              "fab-nodes": cat.fab_node, "memory": cat.memory_factor}
+              "fab-nodes": cat.fab_node, "memory": cat.memory_factor, "profiles": profile}
     if plural not in getter:
         cat.by_kind(plural)  # raises the error listing valid kinds
     entry = getter[plural](entry_id)
@@ -139,7 +156,10 @@ def show(
             table.add_row(key, f"{val['value']:g}{rng}{note}", val["source"])
         elif isinstance(val, dict):
             for sub, q in val.items():
-                table.add_row(f"{key}.{sub}", f"{q['value']:g}", q["source"])
+                if isinstance(q, dict):
+                    table.add_row(f"{key}.{sub}", f"{q['value']:g}", q["source"])
+                else:
+                    table.add_row(f"{key}.{sub}", str(q), "")
         else:
             table.add_row(key, str(val), "")
     console.print(table)
