@@ -291,3 +291,53 @@ def test_gateway_over_vllm_upstream(tmp_path: Path, catalog, vllm_server):
     rows = _ledger_rows(tmp_path)
     assert len(rows) == 2 and {r["upstream"] for r in rows} == {"vllm"}
     assert rows[0]["completion_tokens"] == 8
+
+
+def test_stream_with_crlf_upstream(tmp_path: Path, catalog):
+    """Servers built on sse-starlette end SSE lines with CRLF; the gateway must still stream."""
+    import time
+
+    import uvicorn
+    from fastapi import FastAPI
+    from fastapi.responses import StreamingResponse
+
+    from conftest import free_port
+
+    up = FastAPI()
+
+    @up.get("/v1/models")
+    async def models() -> dict:
+        return {"object": "list", "data": [{"id": "tiny", "object": "model"}]}
+
+    @up.post("/v1/completions")
+    async def comp() -> StreamingResponse:
+        async def gen():
+            for i in range(3):
+                yield ('data: ' + json.dumps({"choices": [{"index": 0, "text": f"t{i}"}]})
+                       + "\r\n\r\n")
+            yield 'data: ' + json.dumps({"choices": [], "usage": {
+                "prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}}) + "\r\n\r\n"
+            yield "data: [DONE]\r\n\r\n"
+        return StreamingResponse(gen(), media_type="text/event-stream")
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(up, host="127.0.0.1", port=port, log_level="error"))
+    th = threading.Thread(target=server.run, daemon=True)
+    th.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        app = create_app(_cfg(tmp_path, [_up("crlf", f"http://127.0.0.1:{port}/v1")]), catalog)
+        with TestClient(app) as http:
+            client = openai.OpenAI(base_url="http://testserver/v1", api_key="none",
+                                   http_client=http)
+            chunks = list(client.completions.create(model="tiny", prompt="x", max_tokens=3,
+                                                    stream=True,
+                                                    stream_options={"include_usage": True}))
+        texts = [c.choices[0].text for c in chunks if c.choices]
+        assert texts == ["t0", "t1", "t2"]
+        assert chunks[-1].usage.completion_tokens == 3
+        assert chunks[-1].usage.model_extra["tokenprint"]["total_g"] > 0
+    finally:
+        server.should_exit = True
+        th.join(timeout=5)

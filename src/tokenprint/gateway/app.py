@@ -356,42 +356,54 @@ def create_app(cfg: GatewayConfig, catalog: Catalog,
             usage_chunk: dict[str, Any] | None = None
             finished = False
             try:
-                async for line in resp.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        break
-                    if '"usage"' not in data:
-                        # the common case: forward the chunk untouched, count it if it has text
-                        if '"text": ""' not in data and '"text":""' not in data and \
-                                ('"text"' in data or '"content"' in data) and \
-                                '"content": null' not in data and '"content":null' not in data:
+                buf = b""
+                done = False
+                async for raw in resp.aiter_raw():
+                    # SSE allows CRLF line ends (sse-starlette sends them): normalize first
+                    buf = (buf + raw).replace(b"\r\n", b"\n")
+                    out: list[bytes] = []
+                    # forward every complete SSE event of this read in one write
+                    while not done and b"\n\n" in buf:
+                        event, buf = buf.split(b"\n\n", 1)
+                        line = event.strip()
+                        if not line.startswith(b"data:"):
+                            continue
+                        data = line[5:].strip()
+                        if data == b"[DONE]":
+                            done = True
+                            break
+                        if b'"usage"' not in data:
+                            if _bytes_has_text(data):
+                                pieces += 1
+                                if ttft is None:
+                                    ttft = time.monotonic() - t0
+                                if st.attributor is not None:
+                                    st.attributor.progress(rid, pieces)
+                            out.append(b"data: " + data + b"\n\n")
+                            continue
+                        try:
+                            chunk = json.loads(data)
+                        except json.JSONDecodeError:
+                            continue
+                        if chunk.get("usage") and not chunk.get("choices"):
+                            usage = dict(chunk["usage"])
+                            usage_chunk = chunk
+                            continue
+                        if chunk.get("usage"):
+                            usage = dict(chunk["usage"])
+                            chunk = {k: v for k, v in chunk.items()
+                                     if k != "usage" or want_usage}
+                        if any(_has_text(c) for c in chunk.get("choices") or []):
                             pieces += 1
                             if ttft is None:
                                 ttft = time.monotonic() - t0
                             if st.attributor is not None:
                                 st.attributor.progress(rid, pieces)
-                        yield f"data: {data}\n\n".encode()
-                        continue
-                    try:
-                        chunk = json.loads(data)
-                    except json.JSONDecodeError:
-                        continue
-                    if chunk.get("usage") and not chunk.get("choices"):
-                        usage = dict(chunk["usage"])
-                        usage_chunk = chunk
-                        continue
-                    if chunk.get("usage"):
-                        usage = dict(chunk["usage"])
-                        chunk = {k: v for k, v in chunk.items() if k != "usage" or want_usage}
-                    if any(_has_text(c) for c in chunk.get("choices") or []):
-                        pieces += 1
-                        if ttft is None:
-                            ttft = time.monotonic() - t0
-                        if st.attributor is not None:
-                            st.attributor.progress(rid, pieces)
-                    yield f"data: {json.dumps(chunk)}\n\n".encode()
+                        out.append(f"data: {json.dumps(chunk)}\n\n".encode())
+                    if out:
+                        yield b"".join(out)
+                    if done:
+                        break
                 finished = True
             finally:
                 await resp.aclose()
@@ -426,6 +438,16 @@ def create_app(cfg: GatewayConfig, catalog: Catalog,
         return await handle(request, "chat/completions", CHAT_FIELDS)
 
     return app
+
+
+def _bytes_has_text(data: bytes) -> bool:
+    """Whether a raw chunk carries generated text (a non-empty ``text`` or ``content``)."""
+    if b'"text"' in data:
+        return b'"text": ""' not in data and b'"text":""' not in data
+    if b'"content"' in data:
+        return not any(x in data for x in (b'"content": ""', b'"content":""',
+                                           b'"content": null', b'"content":null'))
+    return False
 
 
 def _has_text(choice: dict[str, Any]) -> bool:
