@@ -63,20 +63,35 @@ def start_hf_server(model: str = "tiny") -> tuple[subprocess.Popen[bytes], str]:
     raise AssertionError
 
 
-@pytest.fixture(scope="session")
-def hf_server() -> Iterator[str]:
+def _served() -> Iterator[str]:
     proc, url = start_hf_server()
     yield url
     proc.terminate()
     proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def hf_server() -> Iterator[str]:
+    yield from _served()
 
 
 @pytest.fixture(scope="session")
 def hf_server2() -> Iterator[str]:
-    proc, url = start_hf_server()
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    """A second, independent server (routing tests need two upstreams)."""
+    yield from _served()
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run the CLI in-process: exit code, stdout, stderr."""
+    from tokenprint.cli.main import main
+
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
 VLLM_VENV = Path(os.environ.get("TOKENPRINT_VLLM_VENV",

@@ -7,17 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tokenprint.cli.main import main
+from conftest import run_cli
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_cli(capsys, *args)
 
 
 def test_carbon_json_contract(capsys):

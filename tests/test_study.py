@@ -7,18 +7,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import run_cli
 from tokenprint.cli.main import main
 from tokenprint.report.study import StudyConfig, crossover_intensity, run_study
 
 
 def _run(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_cli(capsys, *args)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -183,12 +183,58 @@ ProgressFn = Callable[[str, dict[str, Any] | None], None]
 def target_of(spec: SweepSpec, catalog: Catalog) -> tuple[str, str]:
     """Hardware id and dtype of the points, known without loading any model."""
     if spec.engine in ("hf", "vllm"):
-        from tokenprint.engines.hf import auto_dtype, hardware_id
+        from tokenprint.engines.hf import TORCH_DTYPES, engine_dtype, hardware_id
 
-        return hardware_id(spec.device, catalog), (
-            auto_dtype(spec.device) if spec.dtype == "auto" else spec.dtype)
+        return hardware_id(spec.device, catalog), engine_dtype(
+            spec.engine, spec.device, spec.dtype, tuple(TORCH_DTYPES))
     hw = catalog.gpu(spec.gpu).id if spec.gpu else "remote"
     return hw, ("unknown" if spec.dtype == "auto" else spec.dtype)
+
+
+@dataclass(frozen=True)
+class PendingPoint:
+    """A sweep point not yet in the store, with its identity there."""
+
+    model: str
+    pair: LengthPair
+    batch: int
+    key: str
+
+    @property
+    def label(self) -> str:
+        """Short text for progress displays."""
+        return (f"{self.model} b={self.batch} in={self.pair.input_len} "
+                f"out={self.pair.output_len}")
+
+
+def prepare_spec(spec: SweepSpec, catalog: Catalog
+                 ) -> tuple[SweepSpec, dict[str, ModelArch]]:
+    """Validate a sweep; return it with catalog model ids, and the models by id."""
+    models = {m.id: m for m in validate_spec(spec, catalog)}
+    return replace(spec, models=list(models)), models
+
+
+def pending_points(spec: SweepSpec, catalog: Catalog, store: ResultsStore,
+                   on_point: ProgressFn | None = None) -> list[PendingPoint]:
+    """The points of a prepared sweep not yet stored, in order (stored ones are reported to
+    ``on_point`` with ``{"status": "skipped"}``)."""
+    hardware, dtype = target_of(spec, catalog)
+    pending = []
+    for model_id, pair, batch in iter_points(spec):
+        point = PendingPoint(model_id, pair, batch,
+                             point_key(spec, model_id, pair, batch, hardware, dtype))
+        if store.has(point.key):
+            if on_point:
+                on_point(point.label, {"status": "skipped"})
+        else:
+            pending.append(point)
+    return pending
+
+
+def finish_record(rec: dict[str, Any], key: str, meter_reason: str) -> dict[str, Any]:
+    """Add the store identity and the meter's reason to a measured record."""
+    rec.update({"point_key": key, "run_id": _run_id(key), "meter_reason": meter_reason})
+    return rec
 
 
 def run_sweep(spec: SweepSpec, catalog: Catalog, on_point: ProgressFn | None = None,
@@ -198,57 +244,46 @@ def run_sweep(spec: SweepSpec, catalog: Catalog, on_point: ProgressFn | None = N
     ``on_point(label, record)`` is called before (record None) and after each point; a point
     already stored is reported with ``{"status": "skipped"}``.
     """
-    models = {m.id: m for m in validate_spec(spec, catalog)}
-    spec.models = list(models)
-    hardware, dtype = target_of(spec, catalog)
+    spec, models = prepare_spec(spec, catalog)
     store = ResultsStore(spec.results)
     written: list[dict[str, Any]] = []
     meter: EnergyMeter | None = None
     idle: Measurement | None = None
     meter_reason = ""
+    engine: Engine | None = None
+    loaded = ""
     try:
-        for model_id in spec.models:
-            engine: Engine | None = None
-            try:
-                for _, pair, batch in (p for p in iter_points(spec) if p[0] == model_id):
-                    key = point_key(spec, model_id, pair, batch, hardware, dtype)
-                    label = f"{model_id} b={batch} in={pair.input_len} out={pair.output_len}"
-                    if store.has(key):
-                        if on_point:
-                            on_point(label, {"status": "skipped"})
-                        continue
-                    if engine is None:
-                        if on_status:
-                            on_status(f"loading {model_id} on {spec.device} ({spec.engine})")
-                        engine = make_engine(spec, models[model_id], catalog)
-                    if meter is None:
-                        meter, meter_reason = make_meter(spec.meter, _meter_device(spec),
-                                                         spec.tdp_w)
-                        if on_status:
-                            on_status(f"meter {meter.name} ({meter_reason}); measuring the idle "
-                                      f"floor for {spec.idle_s:g} s")
-                        idle = measure_idle(meter, spec.idle_s) if spec.idle_s > 0 else None
-                    if on_point:
-                        on_point(label, None)
-                    rec = run_point(spec, engine, meter, idle, model_id, pair, batch)
-                    rec.update({"point_key": key, "run_id": _run_id(key),
-                                "meter_reason": meter_reason})
-                    store.add(rec)
-                    written.append(rec)
-                    if on_point:
-                        on_point(label, rec)
-            finally:
+        # points come grouped by model: one engine per model
+        for point in pending_points(spec, catalog, store, on_point):
+            if engine is None or loaded != point.model:
                 if engine is not None:
                     engine.close()
+                    engine = None
+                if on_status:
+                    on_status(f"loading {point.model} on {spec.device} ({spec.engine})")
+                engine = make_engine(spec, models[point.model], catalog)
+                loaded = point.model
+            if meter is None:
+                meter, meter_reason = make_meter(spec.meter, spec.device, spec.tdp_w)
+                if on_status:
+                    on_status(f"meter {meter.name} ({meter_reason}); measuring the idle "
+                              f"floor for {spec.idle_s:g} s")
+                idle = measure_idle(meter, spec.idle_s) if spec.idle_s > 0 else None
+            if on_point:
+                on_point(point.label, None)
+            rec = finish_record(run_point(spec, engine, meter, idle, point.model, point.pair,
+                                          point.batch), point.key, meter_reason)
+            store.add(rec)
+            written.append(rec)
+            if on_point:
+                on_point(point.label, rec)
     finally:
+        if engine is not None:
+            engine.close()
         if meter is not None:
             meter.close()
         store.close()
     return written
-
-
-def _meter_device(spec: SweepSpec) -> str:
-    return "cpu" if spec.engine == "openai" and spec.device == "cpu" else spec.device
 
 
 def run_point(spec: SweepSpec, engine: Engine, meter: EnergyMeter, idle: Measurement | None,

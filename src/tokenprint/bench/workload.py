@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from tokenprint.errors import TokenprintError
+from tokenprint.traces import load_trace
 
 
 @dataclass(frozen=True)
@@ -23,33 +22,8 @@ class LengthPair:
 
 def read_trace_lengths(path: str | Path) -> tuple[np.ndarray, np.ndarray, str]:
     """Input and output lengths from an Azure CSV or Mooncake JSONL trace."""
-    p = Path(path)
-    if not p.is_file():
-        raise TokenprintError(f"trace file {str(p)!r} does not exist")
-    if p.suffix == ".jsonl":
-        ins, outs = [], []
-        for i, line in enumerate(p.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                ins.append(int(rec["input_length"]))
-                outs.append(int(rec["output_length"]))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise TokenprintError(
-                    f"trace {str(p)!r} line {i}: needs integer 'input_length' and "
-                    f"'output_length' ({exc})"
-                ) from None
-        return np.array(ins), np.array(outs), f"mooncake:{p.name}"
-    df = pd.read_csv(p)
-    need = {"ContextTokens", "GeneratedTokens"}
-    if not need <= set(df.columns):
-        raise TokenprintError(
-            f"trace {str(p)!r} has columns {list(df.columns)}; expected Azure format "
-            "TIMESTAMP,ContextTokens,GeneratedTokens or Mooncake JSONL"
-        )
-    return (df["ContextTokens"].to_numpy(int), df["GeneratedTokens"].to_numpy(int),
-            f"azure:{p.name}")
+    trace = load_trace(path)
+    return trace.input_len, trace.output_len, trace.name
 
 
 def sample_pairs(path: str | Path, n: int, seed: int = 0,

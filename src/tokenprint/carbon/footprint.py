@@ -16,7 +16,7 @@ from tokenprint.carbon.amortize import (
 )
 from tokenprint.carbon.embodied import COMPONENTS, EmbodiedBreakdown, gpu_embodied
 from tokenprint.carbon.intensity import Intensity, IntensitySeries
-from tokenprint.carbon.operational import operational_g, operational_g_over
+from tokenprint.carbon.operational import operational_g
 from tokenprint.catalog import Catalog
 from tokenprint.errors import TokenprintError
 from tokenprint.ranges import Estimate
@@ -173,15 +173,9 @@ def compute_footprint(
     sources["intensity"] = intensity_source
     e = Estimate.exact(energy_j) if energy_range_j is None else Estimate(
         energy_range_j[0], energy_j, energy_range_j[1])
-    if intensity is not None and start_s is not None:
-        op_mid = float(operational_g_over(energy_j, start_s, duration_s, intensity, pue))
-        if energy_j > 0:
-            op = Estimate(op_mid * e.low / energy_j, op_mid, op_mid * e.high / energy_j)
-        else:
-            op = Estimate.exact(0.0)
-    else:
-        op = Estimate(*(float(operational_g(x, c, pue)) for x, c in
-                        zip((e.low, e.mid, e.high), (ci.low, ci.mid, ci.high), strict=True)))
+    # the mean intensity over the run: energy spread evenly, integrated hour by hour
+    op = Estimate(*(float(operational_g(x, c, pue)) for x, c in
+                    zip((e.low, e.mid, e.high), (ci.low, ci.mid, ci.high), strict=True)))
     emb_one = gpu_embodied(g, catalog, scope, h)
     share = float(amortized_share(duration_s, lifetime_years))
     emb = emb_one.scaled(share * gpu_count)

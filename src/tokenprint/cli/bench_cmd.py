@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,6 +19,7 @@ from tokenprint.cli.common import (
     split_list,
 )
 from tokenprint.errors import TokenprintError
+from tokenprint.files import read_toml_file
 
 runs_app = typer.Typer(help="List, show and export measured runs from a results store.",
                        no_args_is_help=True)
@@ -38,12 +38,7 @@ def _as_list(value: Any, what: str) -> list[Any]:
 
 
 def _read_sweep(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise TokenprintError(f"sweep file {str(path)!r} does not exist")
-    try:
-        doc = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise TokenprintError(f"sweep file {str(path)!r} is not valid TOML: {exc}") from None
+    doc = read_toml_file(path, "sweep file")
     unknown = set(doc) - _SWEEP_KEYS
     if unknown:
         raise TokenprintError(f"sweep file {str(path)!r}: unknown key(s) {sorted(unknown)}; "

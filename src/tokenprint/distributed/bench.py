@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from tokenprint.bench.runner import (
     SweepSpec,
-    _run_id,
-    iter_points,
-    point_key,
+    finish_record,
+    pending_points,
+    prepare_spec,
     run_point,
-    target_of,
-    validate_spec,
 )
 from tokenprint.bench.store import ResultsStore
 from tokenprint.bench.workload import LengthPair
@@ -43,33 +40,26 @@ def _point_task(spec: SweepSpec, catalog_files: list[str], model_id: str, pair: 
     finally:
         meter.close()
         engine.close()
-    rec.update({"point_key": key, "run_id": _run_id(key), "meter_reason": reason,
-                "executor": "ray", "worker_node": os.uname().nodename})
-    return rec
+    rec.update({"executor": "ray", "worker_node": os.uname().nodename})
+    return finish_record(rec, key, reason)
 
 
 def run_sweep_ray(spec: SweepSpec, catalog: Catalog, address: str | None = None,
                   on_point: Callable[[str, dict[str, Any] | None], None] | None = None,
                   catalog_files: list[str] | None = None) -> list[dict[str, Any]]:
     """Schedule every point not yet stored as a Ray task; store records as they return."""
-    models = {m.id: m for m in validate_spec(spec, catalog)}
-    spec = replace(spec, models=list(models))
-    hardware, dtype = target_of(spec, catalog)
+    spec, _ = prepare_spec(spec, catalog)
     store = ResultsStore(spec.results)
-    ray = init_ray(address)
-    num_gpus = 1.0 if spec.device.startswith("cuda") else 0.0
-    task = ray.remote(num_gpus=num_gpus, max_retries=3)(_point_task)
     refs: dict[Any, str] = {}
     written: list[dict[str, Any]] = []
     try:
-        for model_id, pair, batch in iter_points(spec):
-            key = point_key(spec, model_id, pair, batch, hardware, dtype)
-            label = f"{model_id} b={batch} in={pair.input_len} out={pair.output_len}"
-            if store.has(key):
-                if on_point:
-                    on_point(label, {"status": "skipped"})
-                continue
-            refs[task.remote(spec, list(catalog_files or []), model_id, pair, batch, key)] = label
+        pending = pending_points(spec, catalog, store, on_point)
+        ray = init_ray(address)
+        num_gpus = 1.0 if spec.device.startswith("cuda") else 0.0
+        task = ray.remote(num_gpus=num_gpus, max_retries=3)(_point_task)
+        for p in pending:
+            refs[task.remote(spec, list(catalog_files or []), p.model, p.pair, p.batch,
+                             p.key)] = p.label
         pending = list(refs)
         while pending:
             done, pending = ray.wait(pending, num_returns=1)

@@ -57,6 +57,15 @@ def auto_dtype(device: str) -> str:
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
+def engine_dtype(engine: str, device: str, dtype: str, valid: tuple[str, ...]) -> str:
+    """The dtype an engine runs (``auto`` resolved for the device), refused if it has none."""
+    resolved = auto_dtype(device) if dtype == "auto" else dtype
+    if resolved not in valid:
+        raise TokenprintError(f"dtype {resolved!r} is not supported by the {engine} engine; "
+                              f"valid: auto, {', '.join(valid)}")
+    return resolved
+
+
 def hardware_id(device: str, catalog: Catalog) -> str:
     """The catalog GPU id of a CUDA device (or its product name), ``cpu`` for the CPU."""
     if device == "cpu":
@@ -94,10 +103,7 @@ class HFEngine:
         check_device(device)
         self.torch = torch
         self.device = device
-        self.dtype = auto_dtype(device) if dtype == "auto" else dtype
-        if self.dtype not in TORCH_DTYPES:
-            raise TokenprintError(f"dtype {self.dtype!r} is not supported by the hf engine; "
-                                  f"valid: auto, {', '.join(TORCH_DTYPES)}")
+        self.dtype = engine_dtype("hf", device, dtype, tuple(TORCH_DTYPES))
         if self.dtype == "bf16" and device.startswith("cuda") and \
                 not torch.cuda.is_bf16_supported():
             raise TokenprintError(f"device {device} has no bf16 support; use fp16 or auto")

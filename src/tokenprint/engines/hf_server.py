@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 
@@ -31,8 +32,7 @@ def create_app(model_id: str = "tiny", device: str = "cpu", dtype: str = "auto",
 
     catalog = load_catalog()
     arch = catalog.model(model_id)
-    engine = HFEngine(arch, device, dtype, catalog, None if weights is None else
-                      __import__("pathlib").Path(weights))
+    engine = HFEngine(arch, device, dtype, catalog, None if weights is None else Path(weights))
     lock = threading.Lock()
     app = FastAPI(title="tokenprint hf server")
     served_name = arch.id

@@ -35,15 +35,12 @@ class VllmEngine:
             import vllm
         except ImportError as exc:
             raise missing_extra("vllm", "vllm", exc) from None
-        from tokenprint.engines.hf import auto_dtype, hardware_id, llama_config
+        from tokenprint.engines.hf import engine_dtype, hardware_id, llama_config
 
         self._vllm = vllm
         self.device = device
-        self.dtype = auto_dtype(device) if dtype == "auto" else dtype
-        if self.dtype not in VLLM_DTYPES:
-            raise TokenprintError(f"dtype {self.dtype!r} is not supported by vllm; valid: "
-                                  f"auto, {', '.join(VLLM_DTYPES)}")
-        self.hardware_id = hardware_id(device, catalog) if device != "cpu" else "cpu"
+        self.dtype = engine_dtype("vllm", device, dtype, tuple(VLLM_DTYPES))
+        self.hardware_id = hardware_id(device, catalog)
         self.seed = seed
         self.vocab = model.vocab_size
         self._tmp: tempfile.TemporaryDirectory[str] | None = None

@@ -21,11 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tokenprint.catalog import Catalog
-from tokenprint.gateway.accounting import (
-    RequestEnergy,
-    WorkShareAttributor,
-    carbon_of_request,
-)
+from tokenprint.gateway.accounting import WorkShareAttributor, carbon_of_request
 from tokenprint.gateway.config import GatewayConfig, hash_key
 from tokenprint.gateway.dashboard import DASHBOARD_HTML, dashboard_data
 from tokenprint.gateway.intensity import IntensityProvider
@@ -282,36 +278,56 @@ def create_app(cfg: GatewayConfig, catalog: Catalog,
             "completion_text": text if cfg.store_text else None,
         })
 
-    async def _unary(st: UpstreamState, endpoint: str, fwd: dict[str, Any], rid: str,
-                     attempt: int, body: dict[str, Any]) -> Any:
+    async def _open_tracked(st: UpstreamState, endpoint: str, fwd: dict[str, Any], rid: str
+                            ) -> tuple[httpx.Response, float, int]:
+        """Count the request in flight (and in the meter's attribution), then open upstream;
+        undo both if opening fails. Returns the response, start time and concurrency."""
         t0 = time.monotonic()
         st.inflight += 1
         conc_start = st.inflight
         if st.attributor is not None:
             st.attributor.start(rid, 0)
         try:
-            resp = await _open(st, endpoint, fwd)
-            raw = await resp.aread()
-            await resp.aclose()
+            return await _open(st, endpoint, fwd), t0, conc_start
         except BaseException:
-            if st.attributor is not None:
-                st.attributor.finish(rid, 0)
-            st.inflight -= 1
+            _release(st, rid)
             raise
+
+    def _release(st: UpstreamState, rid: str) -> None:
+        """The request left the upstream without a footprint."""
+        if st.attributor is not None:
+            st.attributor.finish(rid, 0)
+        st.inflight -= 1
+
+    def _passthrough(st: UpstreamState, rid: str, endpoint: str, resp: httpx.Response,
+                     raw: bytes, duration: float, attempt: int, body: dict[str, Any]
+                     ) -> Response:
+        """An upstream error (4xx, or a body that is not JSON) goes back as it came, recorded."""
+        _record(st, rid, endpoint, resp.status_code, {}, None, duration, None, attempt, body,
+                None)
+        return Response(raw, status_code=resp.status_code,
+                        media_type=resp.headers.get("content-type", "application/json"))
+
+    async def _unary(st: UpstreamState, endpoint: str, fwd: dict[str, Any], rid: str,
+                     attempt: int, body: dict[str, Any]) -> Any:
+        resp, t0, conc_start = await _open_tracked(st, endpoint, fwd, rid)
+        try:
+            raw = await resp.aread()
+        except BaseException:
+            _release(st, rid)
+            raise
+        finally:
+            await resp.aclose()
         duration = time.monotonic() - t0
         concurrency = (conc_start + st.inflight) / 2
-        st.inflight -= 1
         try:
             data = json.loads(raw)
         except json.JSONDecodeError:
             data = None
         if resp.status_code >= 400 or not isinstance(data, dict):
-            if st.attributor is not None:
-                st.attributor.finish(rid, 0)
-            _record(st, rid, endpoint, resp.status_code, {}, None, duration, None, attempt,
-                    body, None)
-            return Response(raw, status_code=resp.status_code,
-                            media_type=resp.headers.get("content-type", "application/json"))
+            _release(st, rid)
+            return _passthrough(st, rid, endpoint, resp, raw, duration, attempt, body)
+        st.inflight -= 1
         usage = dict(data.get("usage") or {})
         fp = await _footprint(st, rid, int(usage.get("prompt_tokens") or 0),
                               int(usage.get("completion_tokens") or 0), duration, concurrency)
@@ -326,28 +342,13 @@ def create_app(cfg: GatewayConfig, catalog: Catalog,
 
     async def _stream(st: UpstreamState, endpoint: str, fwd: dict[str, Any], rid: str,
                       want_usage: bool, attempt: int, body: dict[str, Any]) -> Any:
-        t0 = time.monotonic()
-        st.inflight += 1
-        conc_start = st.inflight
-        if st.attributor is not None:
-            st.attributor.start(rid, 0)
-        try:
-            resp = await _open(st, endpoint, fwd)
-        except BaseException:
-            if st.attributor is not None:
-                st.attributor.finish(rid, 0)
-            st.inflight -= 1
-            raise
+        resp, t0, conc_start = await _open_tracked(st, endpoint, fwd, rid)
         if resp.status_code >= 400:
             raw = await resp.aread()
             await resp.aclose()
-            st.inflight -= 1
-            if st.attributor is not None:
-                st.attributor.finish(rid, 0)
-            _record(st, rid, endpoint, resp.status_code, {}, None, time.monotonic() - t0, None,
-                    attempt, body, None)
-            return Response(raw, status_code=resp.status_code,
-                            media_type=resp.headers.get("content-type", "application/json"))
+            _release(st, rid)
+            return _passthrough(st, rid, endpoint, resp, raw, time.monotonic() - t0, attempt,
+                                body)
 
         async def events() -> AsyncIterator[bytes]:
             ttft: float | None = None
@@ -467,4 +468,4 @@ def _text_of(data: dict[str, Any]) -> str:
     return "".join(out)
 
 
-__all__ = ["RequestEnergy", "create_app"]
+__all__ = ["create_app"]

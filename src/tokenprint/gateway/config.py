@@ -28,13 +28,13 @@ meter = "none"                    # "nvml" when the gateway runs on the serving 
 from __future__ import annotations
 
 import hashlib
-import tomllib
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tokenprint.errors import TokenprintError
+from tokenprint.files import read_toml_file
 
 
 class UpstreamConfig(BaseModel):
@@ -108,12 +108,7 @@ def hash_key(key: str) -> str:
 def load_config(path: str | Path) -> GatewayConfig:
     """Read and validate a gateway TOML file."""
     p = Path(path)
-    if not p.is_file():
-        raise TokenprintError(f"gateway config {str(p)!r} does not exist")
-    try:
-        doc = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise TokenprintError(f"gateway config {str(p)!r} is not valid TOML: {exc}") from None
+    doc = read_toml_file(p, "gateway config")
     try:
         return GatewayConfig.model_validate(doc)
     except ValidationError as exc:

@@ -23,7 +23,7 @@ from tokenprint.catalog import Catalog
 from tokenprint.errors import TokenprintError
 from tokenprint.plan.milp import LinearProgram
 from tokenprint.simulate.cluster import ClusterSpec, SimResult, carbon_of, simulate
-from tokenprint.simulate.traces import Trace
+from tokenprint.traces import Trace
 from tokenprint.units import J_PER_KWH, S_PER_YEAR
 
 PERCENTILES = {"p95": 95.0, "p99": 99.0}

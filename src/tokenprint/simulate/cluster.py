@@ -22,7 +22,7 @@ from tokenprint.errors import TokenprintError
 from tokenprint.predict.params import LINK_GB_S, peak_flops, resolve_profile
 from tokenprint.predict.predictor import resolve_dtype
 from tokenprint.simulate.replica import ReplicaCosts, simulate_replica
-from tokenprint.simulate.traces import Trace
+from tokenprint.traces import Trace
 from tokenprint.units import J_PER_KWH, S_PER_YEAR
 
 BALANCERS = ("round-robin", "least-work")

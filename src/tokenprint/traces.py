@@ -134,7 +134,7 @@ def load_mooncake(path: str | Path) -> Trace:
                 outs.append(int(rec["output_length"]))
             except (ValueError, KeyError, TypeError) as exc:
                 raise TokenprintError(
-                    f"trace {str(p)!r} row {i}: needs numeric 'timestamp' (ms), "
+                    f"trace {str(p)!r} line {i} (row {i}): needs numeric 'timestamp' (ms), "
                     f"'input_length', 'output_length' ({exc.__class__.__name__}: {exc})"
                 ) from None
     t = np.array(times)
