@@ -84,7 +84,11 @@ def _since(text: str) -> float:
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     if text and text[-1] in units and text[:-1].replace(".", "", 1).isdigit():
         return time.time() - float(text[:-1]) * units[text[-1]]
-    return parse_time(text)
+    try:
+        return parse_time(text)
+    except TokenprintError:
+        raise TokenprintError(f"--since {text!r} is not a window or a time; use 30m, 24h, 7d "
+                              "or an ISO 8601 time such as 2026-11-01T00:00:00Z") from None
 
 
 @ledger_app.command("summary")
