@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,6 +37,90 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any) -> Iterator[int]:
+    """Run an ASGI app under uvicorn on a loopback port in a thread; yields the port."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    th = threading.Thread(target=server.run, daemon=True)
+    th.start()
+    while not server.started:
+        time.sleep(0.02)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        th.join(timeout=10)
+
+
+@contextlib.contextmanager
+def scripted_upstream(tokens: int, itl_s: float = 0.0, cut_after: int | None = None
+                      ) -> Iterator[str]:
+    """A minimal OpenAI-style streaming server on loopback (plain asyncio in a thread):
+    ``tokens`` completion chunks ``itl_s`` apart, or the connection dropped after
+    ``cut_after`` chunks. Yields its ``/v1`` base URL."""
+    import asyncio
+    import json
+
+    def chunk(b: bytes) -> bytes:
+        return b"%x\r\n%s\r\n" % (len(b), b)
+
+    def event(obj: dict[str, Any]) -> bytes:
+        return chunk(("data: " + json.dumps(obj) + "\n\n").encode())
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.split(b"\r\n")
+                n = next((int(x[15:]) for x in lines if x[:15].lower() == b"content-length:"),
+                         0)
+                if n:
+                    await reader.readexactly(n)
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                             b"transfer-encoding: chunked\r\n\r\n")
+                for i in range(tokens):
+                    if cut_after is not None and i == cut_after:
+                        await writer.drain()
+                        writer.transport.abort()
+                        return
+                    await asyncio.sleep(itl_s)
+                    writer.write(event({"choices": [{"index": 0, "text": f" t{i}"}]}))
+                    await writer.drain()
+                writer.write(event({"choices": [], "usage": {
+                    "prompt_tokens": 3, "completion_tokens": tokens,
+                    "total_tokens": 3 + tokens}}))
+                writer.write(chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    port = free_port()
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    stop: list[asyncio.Future[None]] = []
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", port)
+        stop.append(loop.create_future())
+        ready.set()
+        async with server:
+            await stop[0]
+
+    th = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    th.start()
+    ready.wait(10)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        loop.call_soon_threadsafe(stop[0].set_result, None)
+        th.join(timeout=10)
 
 
 def start_hf_server(model: str = "tiny") -> tuple[subprocess.Popen[bytes], str]:

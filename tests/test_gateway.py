@@ -341,3 +341,147 @@ def test_stream_with_crlf_upstream(tmp_path: Path, catalog):
     finally:
         server.should_exit = True
         th.join(timeout=5)
+
+
+# ---- the hot path: SSE relay, cut streams, every request recorded ---------------------------
+
+def test_sse_relay_counts_pieces_and_keeps_usage():
+    from tokenprint.gateway.sse import SseRelay
+
+    text = b'data: {"choices": [{"index": 0, "text": " a"}]}\n\n'
+    empty = b'data: {"choices": [{"index": 0, "text": ""}]}\n\n'
+    usage = b'data: {"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 2}}\n\n'
+    relay = SseRelay(want_usage=False)
+    assert relay.feed(text) == (text, 1)                 # one whole event: forwarded as is
+    out, n = relay.feed(text[:10])                      # split across reads: held back
+    assert (out, n) == (b"", 0)
+    out, n = relay.feed(text[10:] + empty.replace(b"\n", b"\r\n") + usage + b"data: [DONE]\n\n")
+    assert n == 1 and out == text + empty               # CRLF normalized, usage withheld
+    assert relay.done and relay.pieces == 2
+    assert relay.usage == {"prompt_tokens": 2, "completion_tokens": 2}
+    assert relay.feed(text) == (b"", 0)                 # nothing after [DONE]
+    # usage riding on a text chunk: kept, and stripped unless the client asked for it
+    both = b'data: {"choices": [{"text": "x"}], "usage": {"completion_tokens": 1}}\n\n'
+    r2 = SseRelay(want_usage=False)
+    out, n = r2.feed(both)
+    assert n == 1 and b"usage" not in out and r2.usage == {"completion_tokens": 1}
+    r3 = SseRelay(want_usage=True)
+    assert b'"usage"' in r3.feed(both)[0]
+
+
+def test_client_leaving_mid_stream_is_recorded_once(tmp_path: Path, catalog):
+    import time
+
+    import httpx
+
+    from conftest import scripted_upstream, serve_in_thread
+
+    with scripted_upstream(tokens=200, itl_s=0.02) as url:
+        app = create_app(_cfg(tmp_path, [_up("slow", url)]), catalog)
+        with serve_in_thread(app) as port, httpx.stream(
+                "POST", f"http://127.0.0.1:{port}/v1/completions", timeout=30,
+                json={"model": "tiny", "prompt": "x", "max_tokens": 200, "stream": True}) as r:
+            got = 0
+            for line in r.iter_lines():
+                got += line.startswith("data:")
+                if got == 3:
+                    break                               # the client hangs up
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not _ledger_rows(tmp_path):
+                time.sleep(0.1)
+            state = app.state.upstreams[0]
+            assert state.inflight == 0 and not state.conc_start
+    rows = _ledger_rows(tmp_path)
+    assert len(rows) == 1 and rows[0]["status"] == 499
+    assert 3 <= rows[0]["completion_tokens"] < 200      # charged for what was generated
+    assert rows[0]["energy_j"] > 0
+
+
+def test_upstream_cut_mid_stream_fails_visibly_and_is_recorded(tmp_path: Path, catalog):
+    from conftest import scripted_upstream
+
+    with scripted_upstream(tokens=10, cut_after=3) as url:
+        app = create_app(_cfg(tmp_path, [_up("flaky", url)]), catalog)
+        with TestClient(app) as http:
+            client = openai.OpenAI(base_url="http://testserver/v1", api_key="none",
+                                   http_client=http, max_retries=0)
+            texts = []
+            with pytest.raises(openai.APIError, match="cut the stream"):
+                for c in client.completions.create(model="tiny", prompt="x", max_tokens=10,
+                                                   stream=True):
+                    texts.append(c.choices[0].text)
+            assert texts == [" t0", " t1", " t2"]
+    rows = _ledger_rows(tmp_path)
+    assert len(rows) == 1 and rows[0]["status"] == 502 and rows[0]["completion_tokens"] == 3
+
+
+def test_no_upstream_left_is_a_502_with_a_record(tmp_path: Path, catalog):
+    from conftest import free_port
+
+    ups = [_up("d1", f"http://127.0.0.1:{free_port()}/v1"),
+           _up("d2", f"http://127.0.0.1:{free_port()}/v1")]
+    app = create_app(_cfg(tmp_path, ups), catalog)
+    with TestClient(app) as http:
+        r = http.post("/v1/chat/completions", json={
+            "model": "tiny", "messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_unavailable"
+        assert "ConnectorError" in r.json()["error"]["message"]
+        assert http.get("/v1/completions").status_code == 405
+        assert all(s.inflight == 0 for s in app.state.upstreams)
+    rows = _ledger_rows(tmp_path)
+    assert [(r["status"], r["attempts"], r["energy_j"]) for r in rows] == [(502, 2, None)]
+
+
+def test_streamed_requests_record_the_gateways_own_time(tmp_path: Path, catalog):
+    from conftest import scripted_upstream
+
+    with scripted_upstream(tokens=5, itl_s=0.01) as url:
+        app = create_app(_cfg(tmp_path, [_up("a", url)]), catalog)
+        with TestClient(app) as http:
+            for _ in range(3):
+                r = http.post("/v1/completions", json={"model": "tiny", "prompt": "x",
+                                                       "stream": True})
+                assert r.text.endswith("data: [DONE]\n\n")
+            metrics = http.get("/metrics").text
+    rows = _ledger_rows(tmp_path)
+    assert len(rows) == 3 and all(r["status"] == 200 for r in rows)
+    # the gateway's own share is a small part of each request (5 tokens 10 ms apart)
+    assert all(0 < r["added_s"] < r["duration_s"] for r in rows)
+    assert 'tokenprint_gateway_added_seconds_count{upstream="a"} 3.0' in metrics
+
+
+def test_ledger_written_by_an_older_version_gains_new_columns(tmp_path: Path):
+    from tokenprint.gateway.ledger import SCHEMA, Ledger
+
+    d = tmp_path / "old"
+    d.mkdir()
+    con = sqlite3.connect(d / "tokenprint.sqlite")
+    con.executescript(SCHEMA.replace("    added_s REAL,\n", ""))
+    con.execute("INSERT INTO requests (id, time_utc, upstream, model, region, endpoint, status) "
+                "VALUES ('old', 1.0, 'a', 'm', 'FR', 'completions', 200)")
+    con.commit()
+    con.close()
+    ledger = Ledger(d)
+    ledger.add({"id": "new", "time_utc": 2.0, "upstream": "a", "model": "m", "region": "FR",
+                "endpoint": "completions", "status": 200, "added_s": 0.001})
+    rows = ledger.since(0)
+    ledger.close()
+    assert [(r["id"], r["added_s"]) for r in rows] == [("old", None), ("new", 0.001)]
+
+
+def test_latest_intensity_never_waits_on_the_network(catalog, monkeypatch):
+    monkeypatch.delenv("EM_TOKEN", raising=False)
+    prov = IntensityProvider(catalog, "electricitymaps", token_env="EM_TOKEN",
+                             base_url="http://127.0.0.1:9/v3", cache_s=60)
+    annual = catalog.region("FR").intensity_g_per_kwh.value
+    v, how = prov.latest("FR")
+    assert v == annual and "not fetched yet" in how
+    import asyncio
+
+    asyncio.run(prov.refresh(["FR"]))
+    v, how = prov.latest("FR")
+    assert v == annual and "EM_TOKEN not set" in how
+    prov._cache["FR"] = (1000.0, 42.0)                   # a live answer fetched at t = 1000 s
+    assert prov.latest("FR", now_s=1010.0) == (42.0, "live (electricitymaps, cached)")
+    assert prov.latest("FR", now_s=1400.0)[1].endswith("stale, 400 s old)")
+    assert prov.latest("FR", now_s=1000.0 + 7200)[0] == annual   # too old: annual again

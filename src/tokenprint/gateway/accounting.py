@@ -146,12 +146,17 @@ class WorkShareAttributor:
                     r.first_token_s = t
                 r.tokens = tokens
 
-    def finish(self, rid: str, tokens: int, now: float | None = None) -> RequestEnergy:
-        """The request ended: close the interval now and return its attributed energy."""
+    def finish(self, rid: str, tokens: int, now: float | None = None,
+               prompt_tokens: int | None = None) -> RequestEnergy:
+        """The request ended: close the interval now and return its attributed energy.
+        ``prompt_tokens``, when the upstream reported it, replaces the count guessed at start
+        for this last interval."""
         with self._lock:
             r = self.live.get(rid)
             if r is not None:
                 r.tokens = max(r.tokens, tokens)
+                if prompt_tokens:
+                    r.prompt_tokens = prompt_tokens
             self._close(now)
             r = self.live.pop(rid, None)
         if r is None:
@@ -180,7 +185,6 @@ class WorkShareAttributor:
         de += self._pool_j
         self._pool_j = 0.0
         weights_p, weights_d = {}, {}
-        max(t1 - t0, 1e-9)
         for rid, r in self.live.items():
             # prefill work: the part of [start, first token] inside this interval; without
             # streamed tokens the first token is placed at the predicted TTFT

@@ -15,9 +15,12 @@ import numpy as np
 from tokenprint.carbon.intensity import IntensitySeries, load_intensity_csv
 from tokenprint.catalog import Catalog
 
+STALE_AFTER_S = 3600.0  # a live answer older than this gives way to the annual average
+
 
 class IntensityProvider:
-    """``await current(region)`` → (g/kWh, description of the source)."""
+    """``await current(region)`` → (g/kWh, description of the source); ``latest(region)`` the
+    same without touching the network (for the request path)."""
 
     def __init__(self, catalog: Catalog, mode: str = "annual",
                  files: dict[str, str] | None = None, token_env: str = "ELECTRICITYMAPS_TOKEN",
@@ -33,6 +36,7 @@ class IntensityProvider:
         self.cache_s = cache_s
         self.timeout_s = timeout_s
         self._cache: dict[str, tuple[float, float]] = {}
+        self._why: dict[str, str] = {}  # why the last live fetch failed, per zone
 
     def annual(self, region: str) -> tuple[float, str]:
         """The catalog's annual average for a region."""
@@ -43,15 +47,42 @@ class IntensityProvider:
         """Intensity now, and where it came from."""
         key = region.upper()
         now = time.time() if now_s is None else now_s
-        if self.mode == "file" and key in self.series:
-            s = self.series[key]
-            if s.start_s <= now < s.end_s:
-                return float(s.at(np.array([now]))[0]), "hourly file"
-            v, src = self.annual(region)
-            return v, f"{src} (hourly file does not cover now)"
+        if self.mode == "file":
+            return self._from_file(key, region, now)
         if self.mode == "electricitymaps":
             return await self._live(key, now)
         return self.annual(region)
+
+    def latest(self, region: str, now_s: float | None = None) -> tuple[float, str]:
+        """Intensity now without waiting on the network: the hourly file, or the last live
+        answer (``refresh`` keeps it fresh in the background), or the annual average."""
+        key = region.upper()
+        if self.mode == "electricitymaps":
+            hit = self._cache.get(key)
+            age = (time.time() if now_s is None else now_s) - hit[0] if hit else 0.0
+            if hit is not None and age < max(self.cache_s, STALE_AFTER_S):
+                fresh = "cached" if age < self.cache_s else f"stale, {age:.0f} s old"
+                return hit[1], f"live (electricitymaps, {fresh})"
+            v, src = self.annual(region)
+            return v, f"{src} (live {self._why.get(key, 'not fetched yet')})"
+        if self.mode == "file":
+            return self._from_file(key, region, time.time() if now_s is None else now_s)
+        return self.annual(region)
+
+    async def refresh(self, regions: list[str]) -> None:
+        """Fetch live answers whose cache expired (a no-op unless the mode is live)."""
+        if self.mode == "electricitymaps":
+            for region in sorted({r.upper() for r in regions}):
+                await self._live(region, time.time())
+
+    def _from_file(self, key: str, region: str, now: float) -> tuple[float, str]:
+        s = self.series.get(key)
+        if s is None:
+            return self.annual(region)
+        if s.start_s <= now < s.end_s:
+            return float(s.at(np.array([now]))[0]), "hourly file"
+        v, src = self.annual(region)
+        return v, f"{src} (hourly file does not cover now)"
 
     async def _live(self, zone: str, now: float) -> tuple[float, str]:
         hit = self._cache.get(zone)
@@ -59,8 +90,9 @@ class IntensityProvider:
             return hit[1], "live (electricitymaps, cached)"
         token = os.environ.get(self.token_env)
         if not token:
+            self._why[zone] = f"unavailable: ${self.token_env} not set"
             v, src = self.annual(zone)
-            return v, f"{src} (live unavailable: ${self.token_env} not set)"
+            return v, f"{src} (live {self._why[zone]})"
         try:
             import httpx
 
@@ -71,7 +103,8 @@ class IntensityProvider:
                 data: dict[str, Any] = r.json()
                 value = float(data["carbonIntensity"])
         except Exception as exc:
+            self._why[zone] = f"unavailable: {exc.__class__.__name__}"
             v, src = self.annual(zone)
-            return v, f"{src} (live unavailable: {exc.__class__.__name__})"
+            return v, f"{src} (live {self._why[zone]})"
         self._cache[zone] = (now, value)
         return value, "live (electricitymaps)"

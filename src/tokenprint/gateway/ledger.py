@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS requests (
     intensity_g_per_kwh REAL,
     method TEXT,
     attempts INTEGER,
+    added_s REAL,
     prompt_text TEXT,
     completion_text TEXT
 );
@@ -41,7 +42,7 @@ CREATE INDEX IF NOT EXISTS requests_time ON requests(time_utc);
 COLUMNS = ("id", "time_utc", "upstream", "model", "region", "endpoint", "status",
            "prompt_tokens", "completion_tokens", "ttft_s", "duration_s", "energy_j", "prefill_j",
            "decode_j", "operational_g", "embodied_g", "total_g", "intensity_g_per_kwh", "method",
-           "attempts", "prompt_text", "completion_text")
+           "attempts", "added_s", "prompt_text", "completion_text")
 
 
 class Ledger:
@@ -58,6 +59,10 @@ class Ledger:
             d.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(d / DB_NAME, check_same_thread=False, timeout=30)
             self.conn.executescript(SCHEMA)
+            have = {r[1] for r in self.conn.execute("PRAGMA table_info(requests)")}
+            for col in ("added_s",):  # columns newer than a ledger written by 0.1.0
+                if col not in have:
+                    self.conn.execute(f"ALTER TABLE requests ADD COLUMN {col} REAL")
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
         except (OSError, sqlite3.DatabaseError) as exc:

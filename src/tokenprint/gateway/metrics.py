@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
+ADDED_BUCKETS = (0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5)
 
 
 @dataclass
@@ -21,6 +22,7 @@ class Metrics:
     idle_energy: Counter
     ttft: Histogram
     duration: Histogram
+    added: Histogram
 
     @classmethod
     def create(cls) -> Metrics:
@@ -43,4 +45,7 @@ class Metrics:
                            buckets=LATENCY_BUCKETS, registry=reg),
             duration=Histogram("tokenprint_request_duration_seconds", "Request duration",
                                ["upstream", "model"], buckets=LATENCY_BUCKETS, registry=reg),
+            added=Histogram("tokenprint_gateway_added_seconds", "The gateway's own time on a "
+                            "request's critical path, outside the upstream call", ["upstream"],
+                            buckets=ADDED_BUCKETS, registry=reg),
         )

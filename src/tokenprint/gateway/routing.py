@@ -13,6 +13,8 @@ from tokenprint.gateway.accounting import UpstreamModel, WorkShareAttributor
 from tokenprint.gateway.config import UpstreamConfig
 from tokenprint.units import J_PER_KWH
 
+P95_REFRESH_S = 0.5
+
 
 @dataclass
 class UpstreamState:
@@ -21,6 +23,7 @@ class UpstreamState:
     cfg: UpstreamConfig
     model: UpstreamModel
     inflight: int = 0
+    conc_start: dict[str, int] = field(default_factory=dict)  # in flight at each start
     latencies: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=256))
     failures: int = 0
     open_until: float = 0.0
@@ -28,6 +31,8 @@ class UpstreamState:
     intensity: float = 0.0
     intensity_method: str = ""
     attributor: WorkShareAttributor | None = None
+    _p95: float | None = None
+    _p95_at: float = float("-inf")
 
     @property
     def name(self) -> str:
@@ -42,10 +47,15 @@ class UpstreamState:
         return names
 
     def p95_latency_s(self, window_s: float = 300.0) -> float | None:
-        """Recent p95 end-to-end latency (None without recent requests)."""
+        """Recent p95 end-to-end latency (None without recent requests); recomputed at most
+        every ``P95_REFRESH_S`` so routing stays cheap under load."""
         now = time.monotonic()
+        if now - self._p95_at < P95_REFRESH_S:
+            return self._p95
         recent = [lat for t, lat in self.latencies if now - t <= window_s]
-        return float(np.percentile(recent, 95)) if recent else None
+        self._p95 = float(np.percentile(recent, 95)) if recent else None
+        self._p95_at = now
+        return self._p95
 
     def available(self, now: float) -> bool:
         """Healthy and not held out by the circuit breaker."""

@@ -1,0 +1,451 @@
+"""The gateway's hot path: forward one completion request and account for it.
+
+Written as a plain ASGI handler (no framework routing or middleware on this path) so the
+gateway's own time per request stays small next to the upstream's: body read with a size limit,
+validation, routing, one retry elsewhere before the first byte, the stream relayed per upstream
+read, then the footprint, a ledger record and metrics.
+
+Each record carries ``added_s``: the gateway's own time on the request's critical path, outside
+the upstream call — from the request's arrival to the upstream request, plus relaying the first
+token (or the whole unary response), plus closing the stream after the upstream's last byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import os
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from tokenprint.gateway.accounting import carbon_of_request
+from tokenprint.gateway.config import GatewayConfig, hash_key
+from tokenprint.gateway.intensity import IntensityProvider
+from tokenprint.gateway.ledger import Ledger
+from tokenprint.gateway.metrics import Metrics
+from tokenprint.gateway.routing import Router, UpstreamState
+from tokenprint.gateway.sse import SseRelay, choice_has_text
+from tokenprint.gateway.upstream import UpstreamClient, UpstreamFailed, UpstreamResponse
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+# OpenAI request fields (plus the extensions vLLM, TGI and llama.cpp accept) that pass through.
+COMMON_FIELDS = frozenset({
+    "model", "stream", "stream_options", "max_tokens", "temperature", "top_p", "n", "stop",
+    "presence_penalty", "frequency_penalty", "logit_bias", "user", "seed", "logprobs",
+    "top_k", "min_p", "repetition_penalty", "ignore_eos", "min_tokens", "best_of",
+    "response_format", "metadata", "service_tier", "store",
+})
+COMPLETION_FIELDS = COMMON_FIELDS | {"prompt", "suffix", "echo"}
+CHAT_FIELDS = COMMON_FIELDS | {"messages", "max_completion_tokens", "tools", "tool_choice",
+                               "parallel_tool_calls", "top_logprobs", "functions",
+                               "function_call", "modalities", "reasoning_effort"}
+# path → (upstream endpoint, accepted fields)
+ENDPOINTS = {"/v1/completions": ("completions", COMPLETION_FIELDS),
+             "/v1/chat/completions": ("chat/completions", CHAT_FIELDS)}
+CHARS_PER_TOKEN = 4.0  # prompt-size guess until the upstream reports its count (English text)
+
+
+def error_body(message: str, kind: str = "invalid_request_error", code: str | None = None,
+               param: str | None = None) -> bytes:
+    """An OpenAI-style error object, encoded."""
+    return json.dumps({"error": {"message": message, "type": kind, "param": param,
+                                 "code": code}}).encode()
+
+
+async def send_bytes(send: Send, status: int, body: bytes,
+                     content_type: str = "application/json",
+                     headers: dict[str, str] | None = None) -> None:
+    """A complete response in two ASGI messages."""
+    hdrs = [(b"content-type", content_type.encode()),
+            (b"content-length", str(len(body)).encode())]
+    hdrs += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": hdrs})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def send_error(send: Send, status: int, message: str, kind: str = "invalid_request_error",
+                     code: str | None = None, param: str | None = None) -> None:
+    """An OpenAI-style error response."""
+    await send_bytes(send, status, error_body(message, kind, code, param))
+
+
+async def read_body(receive: Receive, limit: int) -> bytes | None:
+    """The request body, or None once it passes ``limit`` bytes."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            raise ConnectionResetError("client disconnected while sending its request")
+        chunk = msg.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        parts.append(chunk)
+        if not msg.get("more_body"):
+            return b"".join(parts)
+
+
+def prompt_chars(body: dict[str, Any]) -> int:
+    """Characters of prompt text in a request (for the prompt-size guess)."""
+    if "messages" in body:
+        n = 0
+        for m in body.get("messages") or []:
+            c = m.get("content") if isinstance(m, dict) else None
+            if isinstance(c, str):
+                n += len(c)
+            elif isinstance(c, list):
+                n += sum(len(p.get("text") or "") for p in c if isinstance(p, dict))
+        return n
+    p = body.get("prompt")
+    if isinstance(p, str):
+        return len(p)
+    if isinstance(p, list):
+        return sum(len(x) if isinstance(x, str) else 4 for x in p)
+    return 0
+
+
+@dataclass
+class _Timing:
+    """Monotonic instants of one attempt."""
+
+    arrived: float
+    sent: float = 0.0        # just before the upstream request
+    headers: float = 0.0     # upstream response headers in
+
+
+class Proxy:
+    """Forwards completion requests; one instance per gateway."""
+
+    def __init__(self, cfg: GatewayConfig, states: list[UpstreamState], router: Router,
+                 client: UpstreamClient, provider: IntensityProvider, ledger: Ledger,
+                 metrics: Metrics) -> None:
+        self.cfg = cfg
+        self.states = states
+        self.router = router
+        self.client = client
+        self.provider = provider
+        self.ledger = ledger
+        self.metrics = metrics
+        self.key_hashes = [bytes.fromhex(h) for h in cfg.api_keys_sha256]
+
+    # ---- request checks -------------------------------------------------------------------
+
+    def key_ok(self, scope: Scope) -> bool:
+        """Whether the request carries a configured API key (always, when none is configured);
+        the digest is compared with every key in constant time."""
+        if not self.key_hashes:
+            return True
+        header = ""
+        for k, v in scope.get("headers") or []:
+            if k == b"authorization":
+                header = v.decode("latin-1")
+        token = header[7:] if header.lower().startswith("bearer ") else ""
+        digest = bytes.fromhex(hash_key(token))
+        ok = False
+        for h in self.key_hashes:
+            ok |= hmac.compare_digest(digest, h)
+        return ok
+
+    def auth_headers(self, st: UpstreamState) -> dict[str, str]:
+        """The upstream's own credentials (never sent back to clients)."""
+        env = st.cfg.api_key_env
+        if env and os.environ.get(env):
+            return {"Authorization": f"Bearer {os.environ[env]}"}
+        return {}
+
+    # ---- ASGI entry -----------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        arrived = time.monotonic()
+        endpoint, allowed = ENDPOINTS[scope["path"]]
+        try:
+            await self._handle(scope, receive, send, endpoint, allowed, arrived)
+        except ConnectionResetError:
+            return
+        except Exception as exc:  # never a traceback to the client
+            with contextlib.suppress(Exception):  # fails if the response had started
+                await send_error(send, 500, f"internal error in the gateway "
+                                 f"({exc.__class__.__name__})", "server_error")
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, endpoint: str,
+                      allowed: frozenset[str], arrived: float) -> None:
+        if not self.key_ok(scope):
+            await send_error(send, 401, "Incorrect or missing API key.",
+                             code="invalid_api_key")
+            return
+        raw = await read_body(receive, self.cfg.max_body_bytes)
+        if raw is None:
+            await send_error(send, 413, f"request body exceeds the limit of "
+                             f"{self.cfg.max_body_bytes} bytes")
+            return
+        try:
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            await send_error(send, 400, "We could not parse the JSON body of your request.")
+            return
+        if not isinstance(body, dict):
+            await send_error(send, 400, "The request body must be a JSON object.")
+            return
+        unknown = sorted(set(body) - allowed)
+        if unknown:
+            await send_error(send, 400, "Unrecognized request argument supplied: "
+                             f"{', '.join(unknown)}", param=unknown[0])
+            return
+        name = body.get("model")
+        if not isinstance(name, str) or not name:
+            await send_error(send, 400, "you must provide a model parameter", param="model")
+            return
+        candidates = [s for s in self.states if name in s.served_names()]
+        if not candidates:
+            await send_error(send, 404, f"The model `{name}` does not exist.",
+                             code="model_not_found")
+            return
+        stream = bool(body.get("stream"))
+        opts = body.get("stream_options")
+        want_usage = bool(opts.get("include_usage")) if isinstance(opts, dict) else False
+        rid = f"tp-{os.urandom(16).hex()}"
+        guess = max(round(prompt_chars(body) / CHARS_PER_TOKEN), 1)
+        last_exc: Exception | None = None
+        tried: list[UpstreamState] = []
+        for attempt, st in enumerate(self.router.order(candidates)[:2], start=1):
+            tried.append(st)
+            fwd = dict(body)
+            fwd["model"] = st.cfg.served_model or st.cfg.model
+            if stream:
+                fwd["stream_options"] = {**(opts if isinstance(opts, dict) else {}),
+                                         "include_usage": True}
+            timing = _Timing(arrived)
+            try:
+                resp = await self._open(st, endpoint, json.dumps(fwd).encode(), rid, guess,
+                                        timing)
+            except UpstreamFailed as exc:
+                st.record_failure(self.cfg.breaker_failures, self.cfg.breaker_open_s)
+                last_exc = exc
+                continue
+            if stream and resp.status < 400:
+                await self._stream(st, resp, endpoint, rid, want_usage, attempt, body, timing,
+                                   receive, send)
+            else:
+                await self._unary(st, resp, endpoint, rid, attempt, body, timing, send)
+            return
+        await send_error(send, 502, f"no upstream could serve the request ({last_exc})",
+                         "server_error", "upstream_unavailable")
+        # recorded too, against the last upstream tried, so every request has one record
+        self._record(tried[-1], rid, endpoint, 502, {}, None, time.monotonic() - arrived,
+                     None, len(tried), body, None, None)
+
+    # ---- upstream ---------------------------------------------------------------------------
+
+    async def _open(self, st: UpstreamState, endpoint: str, payload: bytes, rid: str,
+                    prompt_guess: int, timing: _Timing) -> UpstreamResponse:
+        """Count the request in flight (and in the meter's attribution), then open upstream;
+        undo both if opening fails."""
+        st.inflight += 1
+        st.conc_start[rid] = st.inflight
+        if st.attributor is not None:
+            st.attributor.start(rid, prompt_guess)
+        timing.sent = time.monotonic()
+        try:
+            resp = await self.client.open(st.name, f"{st.cfg.url}/{endpoint}", payload,
+                                          self.auth_headers(st))
+        except BaseException:
+            self._release(st, rid)
+            raise
+        timing.headers = time.monotonic()
+        return resp
+
+    def _release(self, st: UpstreamState, rid: str) -> None:
+        """The request left the upstream without a footprint."""
+        if st.attributor is not None:
+            st.attributor.finish(rid, 0)
+        st.inflight -= 1
+        st.conc_start.pop(rid, None)
+
+    def _footprint(self, st: UpstreamState, rid: str, prompt_tokens: int,
+                   completion_tokens: int, duration_s: float) -> dict[str, Any]:
+        """The request's footprint; ends its accounting on the upstream."""
+        concurrency = (st.conc_start.pop(rid, st.inflight) + st.inflight) / 2
+        st.inflight -= 1
+        intensity, isrc = self.provider.latest(st.cfg.region)
+        if st.attributor is not None:
+            energy = st.attributor.finish(rid, completion_tokens, prompt_tokens=prompt_tokens)
+            method = "measured"
+        else:
+            energy = st.model.energy(prompt_tokens, completion_tokens, concurrency)
+            method = "predicted"
+        fp: dict[str, Any] = dict(carbon_of_request(
+            energy, intensity, self.cfg.pue, st.model.embodied_g_per_s, duration_s, concurrency))
+        fp["method"] = method
+        fp["intensity_source"] = isrc
+        fp["region"] = st.cfg.region.upper()
+        return fp
+
+    def _record(self, st: UpstreamState, rid: str, endpoint: str, status: int,
+                usage: dict[str, Any], ttft: float | None, duration: float,
+                fp: dict[str, Any] | None, attempts: int, body: dict[str, Any],
+                text: str | None, added_s: float | None) -> None:
+        m = self.metrics
+        model = st.cfg.model
+        labels = (st.name, model, st.cfg.region.upper())
+        m.requests.labels(*labels, str(status)).inc()
+        pt, ct = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        m.tokens.labels(*labels, "prompt").inc(pt)
+        m.tokens.labels(*labels, "completion").inc(ct)
+        if ttft is not None:
+            m.ttft.labels(st.name, model).observe(ttft)
+        m.duration.labels(st.name, model).observe(duration)
+        if added_s is not None:
+            m.added.labels(st.name).observe(added_s)
+        if fp is not None:
+            m.energy.labels(*labels).inc(fp["energy_j"])
+            m.carbon.labels(*labels, "operational").inc(fp["operational_g"])
+            m.carbon.labels(*labels, "embodied").inc(fp["embodied_g"])
+        store = self.cfg.store_text
+        self.ledger.add({
+            "id": rid, "time_utc": time.time(), "upstream": st.name, "model": model,
+            "region": st.cfg.region.upper(), "endpoint": endpoint, "status": status,
+            "prompt_tokens": pt, "completion_tokens": ct, "ttft_s": ttft,
+            "duration_s": duration, "attempts": attempts, "added_s": added_s,
+            **({k: fp[k] for k in ("energy_j", "prefill_j", "decode_j", "operational_g",
+                                   "embodied_g", "total_g", "intensity_g_per_kwh", "method")}
+               if fp else {}),
+            "prompt_text": json.dumps(body.get("messages") or body.get("prompt"))
+            if store else None,
+            "completion_text": text if store else None,
+        })
+
+    # ---- unary ------------------------------------------------------------------------------
+
+    async def _unary(self, st: UpstreamState, resp: UpstreamResponse, endpoint: str, rid: str,
+                     attempt: int, body: dict[str, Any], timing: _Timing, send: Send) -> None:
+        try:
+            raw = await resp.read()
+        except BaseException:
+            self._release(st, rid)
+            raise
+        finally:
+            resp.close()
+        t_read = time.monotonic()
+        duration = t_read - timing.sent
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError:
+            data = None
+        if resp.status >= 400 or not isinstance(data, dict):
+            # an upstream error (4xx, or a body that is not JSON) goes back as it came, recorded
+            self._release(st, rid)
+            await send_bytes(send, resp.status, raw, resp.content_type)
+            self._record(st, rid, endpoint, resp.status, {}, None, duration, None, attempt,
+                         body, None, None)
+            return
+        usage = dict(data.get("usage") or {})
+        fp = self._footprint(st, rid, int(usage.get("prompt_tokens") or 0),
+                             int(usage.get("completion_tokens") or 0), duration)
+        usage["tokenprint"] = fp
+        data["usage"] = usage
+        st.record_success(duration)
+        out = json.dumps(data).encode()
+        await send_bytes(send, 200, out, headers={
+            "x-tokenprint-carbon-g": f"{fp['total_g']:.6g}", "x-tokenprint-request-id": rid,
+            "x-tokenprint-upstream": st.name})
+        added = (timing.sent - timing.arrived) + (time.monotonic() - t_read)
+        self._record(st, rid, endpoint, 200, usage, None, duration, fp, attempt, body,
+                     _text_of(data), added)
+
+    # ---- streaming --------------------------------------------------------------------------
+
+    async def _stream(self, st: UpstreamState, resp: UpstreamResponse, endpoint: str,
+                      rid: str, want_usage: bool, attempt: int, body: dict[str, Any],
+                      timing: _Timing, receive: Receive, send: Send) -> None:
+        relay = SseRelay(want_usage)
+        ttft: float | None = None
+        first_relay_s: float | None = None
+        status = 499  # until the stream ends well: cut by the client, or cancelled
+        cut: str | None = None
+        # the client hanging up shows as receive() returning http.disconnect
+        gone = asyncio.ensure_future(receive())
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": [
+                (b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
+                (b"x-tokenprint-request-id", rid.encode()),
+                (b"x-tokenprint-upstream", st.name.encode())]})
+            try:
+                while raw := await resp.next_chunk():
+                    t_in = time.monotonic()
+                    out, pieces = relay.feed(raw)
+                    if pieces:
+                        if ttft is None:
+                            ttft = t_in - timing.sent
+                        if st.attributor is not None:
+                            st.attributor.progress(rid, relay.pieces)
+                    if out:
+                        await send({"type": "http.response.body", "body": out,
+                                    "more_body": True})
+                        if first_relay_s is None:
+                            first_relay_s = time.monotonic() - t_in
+                    if relay.done or gone.done():
+                        break
+                if not gone.done():
+                    status = 200
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                cut = f"upstream {st.name} cut the stream ({exc.__class__.__name__})"
+                status = 502
+        finally:
+            t_up_done = time.monotonic()
+            resp.close()
+            if not gone.done():
+                gone.cancel()
+            duration = t_up_done - timing.sent
+            usage = relay.usage
+            usage.setdefault("completion_tokens", relay.pieces)
+            usage.setdefault("prompt_tokens", 0)
+            fp = self._footprint(st, rid, int(usage["prompt_tokens"]),
+                                 int(usage["completion_tokens"]), duration)
+            if status != 200:  # recorded at once: nothing more will be sent
+                self._record(st, rid, endpoint, status, usage, ttft, duration, fp, attempt,
+                             body, None, None)
+        if status == 502:
+            await send({"type": "http.response.body", "more_body": False, "body":
+                        b"data: " + error_body(str(cut), "server_error", "upstream_cut")
+                        + b"\n\n"})
+        if status != 200:
+            return
+        st.record_success(duration)
+        tail = b""
+        if want_usage:
+            usage["tokenprint"] = fp
+            final = relay.usage_chunk or {"id": rid, "object": "chunk", "choices": []}
+            final["usage"] = usage
+            final["choices"] = []
+            tail = f"data: {json.dumps(final)}\n\n".encode()
+        await send({"type": "http.response.body", "body": tail + b"data: [DONE]\n\n",
+                    "more_body": False})
+        added = ((timing.sent - timing.arrived) + (first_relay_s or 0.0)
+                 + (time.monotonic() - t_up_done))
+        self._record(st, rid, endpoint, 200, usage, ttft, duration, fp, attempt, body, None,
+                     added)
+
+
+def _text_of(data: dict[str, Any]) -> str:
+    out = []
+    for c in data.get("choices") or []:
+        if "text" in c:
+            out.append(str(c["text"]))
+        elif isinstance(c.get("message"), dict):
+            out.append(str(c["message"].get("content") or ""))
+    return "".join(out)
+
+
+__all__ = ["CHAT_FIELDS", "COMPLETION_FIELDS", "ENDPOINTS", "Proxy", "choice_has_text",
+           "error_body"]

@@ -1,0 +1,110 @@
+"""Relaying an upstream's server-sent events: count generated pieces, capture ``usage``.
+
+The relay sees the stream as the socket delivers it (any split, LF or CRLF line ends) and returns,
+for each read, the complete events to forward in one write. Text chunks pass through as bytes,
+unparsed; only chunks that carry ``usage`` are decoded, so the client gets the upstream's usage
+chunk only if it asked for one, and the gateway always learns the token counts.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+_EMPTY_CONTENT = (b'"content": ""', b'"content":""', b'"content": null', b'"content":null')
+
+
+def bytes_has_text(data: bytes) -> bool:
+    """Whether a raw chunk carries generated text (a non-empty ``text`` or ``content``)."""
+    if b'"text"' in data:
+        return b'"text": ""' not in data and b'"text":""' not in data
+    if b'"content"' in data:
+        return all(empty not in data for empty in _EMPTY_CONTENT)
+    return False
+
+
+def choice_has_text(choice: dict[str, Any]) -> bool:
+    """Whether a decoded choice carries generated text."""
+    if choice.get("text"):
+        return True
+    delta = choice.get("delta") or {}
+    return bool(delta.get("content"))
+
+
+class SseRelay:
+    """Parses one upstream stream incrementally.
+
+    ``feed(raw)`` returns the bytes to forward (possibly empty) and the number of text pieces
+    they hold. After the upstream's ``[DONE]`` (or its end), ``usage`` holds the upstream's token
+    counts (empty if it sent none) and ``usage_chunk`` the chunk that carried them, if separate.
+    """
+
+    def __init__(self, want_usage: bool) -> None:
+        self.want_usage = want_usage
+        self.pieces = 0
+        self.usage: dict[str, Any] = {}
+        self.usage_chunk: dict[str, Any] | None = None
+        self.done = False
+        self._buf = b""
+
+    def feed(self, raw: bytes) -> tuple[bytes, int]:
+        """Consume one read; return (bytes to forward, text pieces in them)."""
+        if self.done:
+            return b"", 0
+        if (not self._buf and raw.startswith(b"data:") and raw.endswith(b"\n\n")
+                and raw.count(b"\n\n") == 1 and b"\r" not in raw and b'"usage"' not in raw
+                and b"[DONE]" not in raw):
+            # the common case: one whole text event per read, forwarded as it came
+            pieces = int(bytes_has_text(raw))
+            self.pieces += pieces
+            return raw, pieces
+        buf = self._buf + raw
+        if b"\r" in buf:  # SSE allows CRLF line ends (sse-starlette sends them)
+            buf = buf.replace(b"\r\n", b"\n")
+        out: list[bytes] = []
+        pieces = 0
+        while b"\n\n" in buf:
+            event, buf = buf.split(b"\n\n", 1)
+            line = event.strip()
+            if not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                self.done = True
+                buf = b""
+                break
+            if b'"usage"' not in data:
+                if bytes_has_text(data):
+                    pieces += 1
+                out.append(b"data: " + data + b"\n\n")
+                continue
+            forward, n = self._usage_event(data)
+            pieces += n
+            if forward is not None:
+                out.append(forward)
+        self._buf = buf
+        self.pieces += pieces
+        return b"".join(out), pieces
+
+    def _usage_event(self, data: bytes) -> tuple[bytes | None, int]:
+        """A chunk mentioning usage: decode it, keep the counts, forward what the client asked."""
+        try:
+            chunk = json.loads(data)
+        except json.JSONDecodeError:
+            return b"data: " + data + b"\n\n", 0
+        if not isinstance(chunk, dict):
+            return b"data: " + data + b"\n\n", 0
+        if chunk.get("usage") and not chunk.get("choices"):
+            self.usage = dict(chunk["usage"])
+            self.usage_chunk = chunk
+            return None, 0
+        if chunk.get("usage"):
+            self.usage = dict(chunk["usage"])
+            if not self.want_usage:
+                chunk = {k: v for k, v in chunk.items() if k != "usage"}
+        pieces = int(any(choice_has_text(c) for c in chunk.get("choices") or []
+                         if isinstance(c, dict)))
+        return f"data: {json.dumps(chunk)}\n\n".encode(), pieces
+
+
+__all__ = ["SseRelay", "bytes_has_text", "choice_has_text"]
