@@ -1,21 +1,34 @@
-"""Gateway load: 200+ concurrent streaming requests, added latency, ledger integrity, fail-over.
+"""Gateway load: 200 concurrent streams, the latency the gateway adds, ledger integrity, fail-over.
 
-Starts two fast OpenAI-compatible stub upstreams (16 streamed tokens, no model: the point is the
-gateway's own cost) and the gateway, all on loopback, then:
+Two fast stub upstreams (plain asyncio, no model: each request streams ``--tokens`` SSE chunks,
+one every ``--itl-ms``, like an inference server's decode) and the gateway run on loopback. A
+closed-loop client keeps ``--streams`` streaming requests open at all times (each virtual user
+sends its next request when its stream ends) for ``--seconds``, first straight to the upstreams,
+then through the gateway, then straight again. It prints:
 
-1. drives N concurrent streaming requests directly to an upstream and through the gateway, and
-   prints p50/p99 of the latency the gateway adds (end to end and to the first token);
-2. checks that every request got exactly one ledger record;
-3. fault run: kills one upstream mid-run and shows that later requests fail over, and that the
-   ledger holds each request once at most (none lost without an error, none counted twice).
+1. added latency seen by the client: p50/p99 of time to first token and of end-to-end time,
+   through the gateway minus straight (the mean of the two straight runs);
+2. added latency the gateway measured itself (ledger ``added_s``: its time on each request's
+   critical path outside the upstream call) and its CPU time per request;
+3. that every request got exactly one ledger record;
+4. a fault run: upstream b is killed halfway through a gateway run; requests fail over, streams
+   cut on b fail visibly, and the ledger holds each request once, none lost, none twice.
 
-Usage: python benchmarks/gateway_load.py [N=200]
+Where the machine has two or more CPUs the gateway gets its own (the last one) and the client
+and stubs share the rest, as in a deployment where load and upstreams live elsewhere; ``--no-pin``
+lets everything share. Prints one JSON line at the end with every figure.
+
+Usage: python benchmarks/gateway_load.py [--streams 200] [--tokens 64] [--itl-ms 20]
+       [--seconds 10] [--no-pin]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import json
+import os
 import socket
 import sqlite3
 import subprocess
@@ -25,32 +38,67 @@ import textwrap
 import time
 from pathlib import Path
 
-import httpx
+import aiohttp
 import numpy as np
 
 STUB = textwrap.dedent('''
-    import json, sys, time
-    from fastapi import FastAPI, Request
-    from fastapi.responses import StreamingResponse
-    import uvicorn
-    app = FastAPI()
-    @app.get("/v1/models")
-    def models():
-        return {"object": "list", "data": [{"id": "tiny", "object": "model"}]}
-    @app.post("/v1/completions")
-    async def comp(request: Request):
-        body = await request.json()
-        n = int(body.get("max_tokens", 16))
-        async def gen():
-            for i in range(n):
-                yield "data: " + json.dumps({"id": "x", "object": "text_completion",
-                    "choices": [{"index": 0, "text": f" t{i}", "finish_reason": None}]}) + "\\n\\n"
-            yield "data: " + json.dumps({"id": "x", "choices": [], "usage": {
-                "prompt_tokens": 8, "completion_tokens": n, "total_tokens": 8 + n}}) + "\\n\\n"
-            yield "data: [DONE]\\n\\n"
-        return StreamingResponse(gen(), media_type="text/event-stream")
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error")
+    import asyncio, json, sys
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+    PORT, N, ITL = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+
+    def chunk(b):
+        return b"%x\\r\\n%s\\r\\n" % (len(b), b)
+
+    EVENTS = [chunk(("data: " + json.dumps({"id": "x", "object": "text_completion", "choices": [
+        {"index": 0, "text": f" t{i}", "finish_reason": None}]}) + "\\n\\n").encode())
+        for i in range(N)]
+    TAIL = chunk(("data: " + json.dumps({"id": "x", "choices": [], "usage": {
+        "prompt_tokens": 8, "completion_tokens": N, "total_tokens": 8 + N}})
+        + "\\n\\ndata: [DONE]\\n\\n").encode()) + b"0\\r\\n\\r\\n"
+    MODELS = json.dumps({"object": "list", "data": [{"id": "tiny", "object": "model"}]}).encode()
+
+    async def handle(reader, writer):
+        try:
+            while True:
+                head = await reader.readuntil(b"\\r\\n\\r\\n")
+                lines = head.split(b"\\r\\n")
+                length = 0
+                for line in lines[1:]:
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                if length:
+                    await reader.readexactly(length)
+                if lines[0].startswith(b"GET"):
+                    writer.write(b"HTTP/1.1 200 OK\\r\\ncontent-type: application/json\\r\\n"
+                                 b"content-length: %d\\r\\n\\r\\n%s" % (len(MODELS), MODELS))
+                    continue
+                writer.write(b"HTTP/1.1 200 OK\\r\\ncontent-type: text/event-stream\\r\\n"
+                             b"transfer-encoding: chunked\\r\\n\\r\\n")
+                loop = asyncio.get_running_loop()
+                start = loop.time()
+                for i, e in enumerate(EVENTS, start=1):  # a fixed cadence: lag never adds up
+                    await asyncio.sleep(max(start + i * ITL - loop.time(), 0))
+                    writer.write(e)
+                writer.write(TAIL)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", PORT, backlog=4096)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
 ''')
+
+BODY = {"model": "tiny", "prompt": "x", "max_tokens": 16, "stream": True}
 
 
 def free_port() -> int:
@@ -59,142 +107,251 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_up(url: str) -> None:
-    for _ in range(200):
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
+def wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
+    import urllib.request
+
+    for _ in range(300):
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as r:
+            if r.status == 200:
                 return
-        except httpx.HTTPError:
-            time.sleep(0.1)
+        time.sleep(0.1)
     raise RuntimeError(f"{url} did not come up")
 
 
-async def one(client: httpx.AsyncClient, url: str) -> tuple[float, float, bool]:
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Result:
+    """One request as the client saw it."""
+
+    __slots__ = ("e2e", "ok", "ttft")
+
+    def __init__(self, ttft: float, e2e: float, ok: bool) -> None:
+        self.ttft, self.e2e, self.ok = ttft, e2e, ok
+
+
+async def one(session: aiohttp.ClientSession, url: str) -> Result:
     t0 = time.perf_counter()
-    first = None
+    first = float("nan")
     try:
-        async with client.stream("POST", url, json={"model": "tiny", "prompt": "x",
-                                                    "max_tokens": 16, "stream": True}) as r:
-            if r.status_code != 200:
-                await r.aread()
-                return float("nan"), float("nan"), False
-            async for line in r.aiter_lines():
-                if line.startswith("data:") and first is None and '"text"' in line:
+        async with session.post(url, json=BODY) as r:
+            if r.status != 200:
+                await r.read()
+                return Result(first, time.perf_counter() - t0, False)
+            ok = False
+            async for line in r.content:
+                if first != first and line.startswith(b"data:") and b'"text"' in line:
                     first = time.perf_counter() - t0
-    except httpx.HTTPError:
-        return float("nan"), float("nan"), False
-    return (first or float("nan")), time.perf_counter() - t0, True
+                if line.startswith(b"data: [DONE]"):
+                    ok = True
+                elif line.startswith(b'data: {"error"'):
+                    ok = False
+                    break
+    except (TimeoutError, aiohttp.ClientError):
+        return Result(first, time.perf_counter() - t0, False)
+    return Result(first, time.perf_counter() - t0, ok)
 
 
-async def burst(url: str, n: int) -> list[tuple[float, float, bool]]:
-    limits = httpx.Limits(max_connections=n + 10)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
-        return await asyncio.gather(*(one(client, url) for _ in range(n)))
+async def closed_loop(urls: list[str], streams: int, seconds: float, ramp_s: float,
+                      at_half: subprocess.Popen[bytes] | None = None
+                      ) -> tuple[list[Result], list[Result]]:
+    """``streams`` virtual users, each sending its next request when its stream ends.
+
+    Users start evenly spread over ``ramp_s`` (one request's duration) so arrivals and tokens
+    are not synchronized waves. Returns (requests sent after the ramp, all requests)."""
+    out: list[Result] = []
+    everything: list[Result] = []
+    conn = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=conn,
+                                     timeout=aiohttp.ClientTimeout(total=120)) as session:
+        t0 = time.perf_counter()
+        end = t0 + ramp_s + seconds
+
+        async def user(k: int) -> None:
+            await asyncio.sleep(ramp_s * k / streams)
+            i = k
+            while time.perf_counter() < end:
+                sent = time.perf_counter()
+                r = await one(session, urls[i % len(urls)])
+                everything.append(r)
+                if sent - t0 >= ramp_s:
+                    out.append(r)
+                i += 1
+
+        async def killer() -> None:
+            if at_half is not None:
+                await asyncio.sleep(ramp_s + seconds / 2)
+                at_half.kill()
+
+        await asyncio.gather(killer(), *(user(k) for k in range(streams)))
+    return out, everything
 
 
-def ledger_rows(results: Path) -> list[tuple[str, int, int, str]]:
+def pct(xs: list[float], q: float) -> float:
+    a = np.array([x for x in xs if x == x])
+    return float(np.percentile(a, q)) if a.size else float("nan")
+
+
+def ledger(results: Path) -> list[tuple[str, int, int, str, float | None]]:
     con = sqlite3.connect(results / "tokenprint.sqlite")
-    rows = con.execute("SELECT id, status, attempts, upstream FROM requests ORDER BY rowid"
-                       ).fetchall()
+    rows = con.execute("SELECT id, status, attempts, upstream, added_s FROM requests "
+                       "ORDER BY rowid").fetchall()
     con.close()
     return rows
 
 
+def settle(results: Path, timeout_s: float = 10.0) -> list:
+    """Ledger rows once the writer thread has committed everything (no change for 0.5 s)."""
+    end = time.monotonic() + timeout_s
+    rows = ledger(results)
+    while time.monotonic() < end:
+        time.sleep(0.5)
+        again = ledger(results)
+        if len(again) == len(rows):
+            break
+        rows = again
+    return rows
+
+
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--streams", type=int, default=200)
+    ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--itl-ms", type=float, default=20.0)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--no-pin", action="store_true")
+    args = ap.parse_args()
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+    cpus = sorted(os.sched_getaffinity(0))
+    pin = len(cpus) >= 2 and not args.no_pin
+    gw_cpus, rest = ({cpus[-1]}, set(cpus[:-1])) if pin else (set(cpus), set(cpus))
+    if pin:
+        os.sched_setaffinity(0, rest)
     tmp = Path(tempfile.mkdtemp(prefix="tokenprint-load-"))
-    stub = tmp / "stub.py"
-    stub.write_text(STUB)
+    (tmp / "stub.py").write_text(STUB)
     ports = [free_port(), free_port()]
-    ups = [subprocess.Popen([sys.executable, str(stub), str(p)]) for p in ports]
+    ups = [subprocess.Popen([sys.executable, str(tmp / "stub.py"), str(p), str(args.tokens),
+                             str(args.itl_ms / 1e3)]) for p in ports]
     gw_port = free_port()
     results = tmp / "ledger"
-    (tmp / "gw.toml").write_text(f'''
-port = {gw_port}
-policy = "round-robin"
-results = "{results}"
-health_interval_s = 0
-breaker_failures = 1
-[[upstream]]
-name = "a"
-url = "http://127.0.0.1:{ports[0]}/v1"
-model = "tiny"
-gpu = "l4"
-region = "FR"
-capacity = 10000
-[[upstream]]
-name = "b"
-url = "http://127.0.0.1:{ports[1]}/v1"
-model = "tiny"
-gpu = "l4"
-region = "SE"
-capacity = 10000
-''')
+    (tmp / "gw.toml").write_text(textwrap.dedent(f'''
+        port = {gw_port}
+        policy = "round-robin"
+        results = "{results}"
+        health_interval_s = 0
+        breaker_failures = 1
+        breaker_open_s = 60
+        [[upstream]]
+        name = "a"
+        url = "http://127.0.0.1:{ports[0]}/v1"
+        model = "tiny"
+        gpu = "l4"
+        region = "FR"
+        capacity = 100000
+        [[upstream]]
+        name = "b"
+        url = "http://127.0.0.1:{ports[1]}/v1"
+        model = "tiny"
+        gpu = "l4"
+        region = "SE"
+        capacity = 100000
+    '''))
     gw = subprocess.Popen([sys.executable, "-m", "tokenprint", "serve", "--config",
                            str(tmp / "gw.toml")], stdout=subprocess.DEVNULL)
+    os.sched_setaffinity(gw.pid, gw_cpus)
+    report: dict[str, object] = {"streams": args.streams, "tokens": args.tokens,
+                                 "itl_ms": args.itl_ms, "seconds": args.seconds,
+                                 "gateway_cpus": sorted(gw_cpus), "pinned": pin}
     try:
-        for p in ports:
-            wait_up(f"http://127.0.0.1:{p}/v1/models")
-        wait_up(f"http://127.0.0.1:{gw_port}/health")
-        direct_url = f"http://127.0.0.1:{ports[0]}/v1/completions"
-        gw_url = f"http://127.0.0.1:{gw_port}/v1/completions"
-        asyncio.run(burst(direct_url, 20))
-        asyncio.run(burst(gw_url, 20))
-        seq_direct = [asyncio.run(burst(direct_url, 1))[0][1] for _ in range(30)]
-        seq_gw = [asyncio.run(burst(gw_url, 1))[0][1] for _ in range(30)]
-        print(f"one request at a time (30): end-to-end p50 direct "
-              f"{np.median(seq_direct) * 1e3:.2f} ms, via gateway {np.median(seq_gw) * 1e3:.2f} "
-              f"ms → added {(np.median(seq_gw) - np.median(seq_direct)) * 1e3:.2f} ms")
-        time.sleep(0.5)  # let the ledger writer commit the warm-up rows
-        before = len(ledger_rows(results))
-        direct = asyncio.run(burst(direct_url, n))
-        via = asyncio.run(burst(gw_url, n))
-        d = np.array([x[1] for x in direct])
-        g = np.array([x[1] for x in via])
-        df = np.array([x[0] for x in direct])
-        gf = np.array([x[0] for x in via])
-        ok = sum(x[2] for x in via)
-        print(f"{n} concurrent streaming requests, 16 tokens each")
-        print(f"end-to-end p50: direct {np.nanpercentile(d, 50) * 1e3:.1f} ms, via gateway "
-              f"{np.nanpercentile(g, 50) * 1e3:.1f} ms → added "
-              f"{(np.nanpercentile(g, 50) - np.nanpercentile(d, 50)) * 1e3:.2f} ms p50, "
-              f"{(np.nanpercentile(g, 99) - np.nanpercentile(d, 99)) * 1e3:.2f} ms p99")
-        print(f"first token p50: direct {np.nanpercentile(df, 50) * 1e3:.1f} ms, via gateway "
-              f"{np.nanpercentile(gf, 50) * 1e3:.1f} ms (target: under 2 ms added p50)")
-        time.sleep(0.5)
-        rows = ledger_rows(results)
-        new = len(rows) - before
-        print(f"ledger: {ok} successful requests, {new} new records, "
-              f"{len({r[0] for r in rows})} unique ids of {len(rows)} "
-              f"({'exactly one record per request' if new == ok else 'MISMATCH'})")
+        for p, u in zip(ports, ups, strict=True):
+            wait_up(f"http://127.0.0.1:{p}/v1/models", u)
+        wait_up(f"http://127.0.0.1:{gw_port}/health", gw)
+        direct = [f"http://127.0.0.1:{p}/v1/completions" for p in ports]
+        via = [f"http://127.0.0.1:{gw_port}/v1/completions"]
+        print(f"gateway on CPU {sorted(gw_cpus)}, client and stubs on {sorted(rest)}; "
+              f"{args.streams} streams held open, {args.tokens} tokens every "
+              f"{args.itl_ms:g} ms, {args.seconds:g} s per run")
+        ramp = args.tokens * args.itl_ms / 1e3
+        asyncio.run(closed_loop(direct, 20, 1.0, 0.0))
+        asyncio.run(closed_loop(via, 20, 1.0, 0.0))
+        before = len(settle(results))
 
-        async def fault() -> list[tuple[float, float, bool]]:
-            task = asyncio.create_task(burst(gw_url, n))
-            await asyncio.sleep(0.05)
-            ups[1].kill()
-            first = await task
-            second = await burst(gw_url, n)
-            return first + second
+        d1, _ = asyncio.run(closed_loop(direct, args.streams, args.seconds, ramp))
+        c0, w0 = cpu_s(gw.pid), time.perf_counter()
+        g, g_all = asyncio.run(closed_loop(via, args.streams, args.seconds, ramp))
+        cpu, wall = cpu_s(gw.pid) - c0, time.perf_counter() - w0
+        d2, _ = asyncio.run(closed_loop(direct, args.streams, args.seconds, ramp))
+        d = d1 + d2
+        ok = [r for r in g if r.ok]
+        add = {}
+        for key in ("ttft", "e2e"):
+            for q in (50, 99):
+                add[f"added_{key}_p{q}_ms"] = (pct([getattr(r, key) for r in ok], q)
+                                               - pct([getattr(r, key) for r in d], q)) * 1e3
+        print(f"straight: {len(d)} requests, ttft p50 {pct([r.ttft for r in d], 50) * 1e3:.2f} "
+              f"ms, e2e p50 {pct([r.e2e for r in d], 50) * 1e3:.1f} ms; via gateway: {len(g)} "
+              f"requests ({len(g) / args.seconds:.0f}/s), ttft p50 "
+              f"{pct([r.ttft for r in ok], 50) * 1e3:.2f} ms, e2e p50 "
+              f"{pct([r.e2e for r in ok], 50) * 1e3:.1f} ms")
+        print(f"added latency seen by the client: first token p50 {add['added_ttft_p50_ms']:.2f}"
+              f" ms, p99 {add['added_ttft_p99_ms']:.2f} ms; end to end p50 "
+              f"{add['added_e2e_p50_ms']:.2f} ms, p99 {add['added_e2e_p99_ms']:.2f} ms "
+              "(target: under 2 ms p50)")
+        rows = settle(results)[before:]
+        own = [r[4] for r in rows if r[4] is not None]
+        print(f"added latency measured by the gateway (ledger added_s, {len(own)} requests): "
+              f"p50 {pct(own, 50) * 1e3:.3f} ms, p99 {pct(own, 99) * 1e3:.3f} ms; gateway CPU "
+              f"{cpu / max(len(g_all), 1) * 1e6:.0f} µs per request "
+              f"({cpu / wall * 100:.0f} % of one core)")
+        ids = [r[0] for r in rows]
+        ok_all = sum(r.ok for r in g_all)
+        exact = len(rows) == len(g_all) and len(set(ids)) == len(ids) and \
+            sum(r[1] == 200 for r in rows) == ok_all
+        print(f"ledger: {len(g_all)} requests ({ok_all} succeeded), {len(rows)} new records, "
+              f"{len(set(ids))} unique ids → "
+              f"{'exactly one record per request' if exact else 'MISMATCH'}")
+        report |= add | {"straight_requests": len(d), "gateway_requests": len(g),
+                         "gateway_ok": len(ok), "gateway_req_per_s": len(g) / args.seconds,
+                         "self_added_p50_ms": pct(own, 50) * 1e3,
+                         "self_added_p99_ms": pct(own, 99) * 1e3,
+                         "gateway_cpu_us_per_request": cpu / max(len(g_all), 1) * 1e6,
+                         "gateway_cpu_share": cpu / wall,
+                         "ledger_exact": exact}
 
-        before = len(ledger_rows(results))
-        res = asyncio.run(fault())
-        time.sleep(0.5)
-        rows = ledger_rows(results)
-        new = rows[before:]
-        succeeded = sum(x[2] for x in res)
-        print(f"fault run: upstream b killed 50 ms into a burst of {n}, then {n} more: "
-              f"{succeeded} of {len(res)} requests succeeded, {len(res) - succeeded} failed "
-              f"visibly (streams cut on b); {len(new)} ledger records, "
-              f"{len({r[0] for r in new})} unique ids; "
-              f"{sum(1 for r in new if r[2] == 2)} failed over to a (attempts = 2); "
-              f"{sum(1 for r in new if r[1] == 499)} recorded as cut (status 499); "
-              f"records on b after the kill: {sum(1 for r in new[n:] if r[3] == 'b')}")
-        print("second half after the kill: " + json.dumps(
-            {"ok": sum(x[2] for x in res[n:]), "of": n}))
+        before = len(settle(results))
+        _, f = asyncio.run(closed_loop(via, args.streams, args.seconds, ramp,
+                                       at_half=ups[1]))
+        rows = settle(results)[before:]
+        ids = [r[0] for r in rows]
+        good = sum(r.ok for r in f)
+        fault = {"requests": len(f), "succeeded": good, "failed": len(f) - good,
+                 "records": len(rows), "unique_ids": len(set(ids)),
+                 "failed_over": sum(1 for r in rows if r[2] == 2 and r[1] == 200),
+                 "cut_on_b": sum(1 for r in rows if r[1] == 502 and r[3] == "b"),
+                 "records_ok": sum(1 for r in rows if r[1] == 200)}
+        fault["exact"] = (fault["records"] == fault["requests"] == fault["unique_ids"]
+                          and fault["records_ok"] == good)
+        print(f"fault run: upstream b killed {args.seconds / 2:g} s into {args.seconds:g} s: "
+              f"{good} of {len(f)} requests succeeded, {len(f) - good} failed visibly "
+              f"({fault['cut_on_b']} streams cut on b); {fault['failed_over']} failed over to a "
+              f"(attempts = 2); {len(rows)} ledger records, {len(set(ids))} unique ids → "
+              f"{'none lost, none twice' if fault['exact'] else 'MISMATCH'}")
+        report["fault"] = fault
+        print(json.dumps(report))
     finally:
         gw.terminate()
         for u in ups:
             u.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            gw.wait(timeout=10)
 
 
 if __name__ == "__main__":
