@@ -19,7 +19,7 @@ and stubs share the rest, as in a deployment where load and upstreams live elsew
 lets everything share. Prints one JSON line at the end with every figure.
 
 Usage: python benchmarks/gateway_load.py [--streams 200] [--tokens 64] [--itl-ms 20]
-       [--seconds 10] [--no-pin]
+       [--seconds 10] [--no-pin] [--workers 1]
 """
 
 from __future__ import annotations
@@ -121,9 +121,24 @@ def wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
 
 
 def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of a process and its children (worker processes) so far."""
+    total = 0.0
+    for p in [pid, *children(pid)]:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def children(pid: int) -> list[int]:
+    """Descendant process ids (the gateway's workers)."""
+    out: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            kids = (task / "children").read_text().split()
+            for k in kids:
+                out += [int(k), *children(int(k))]
+    return out
 
 
 class Result:
@@ -225,6 +240,7 @@ def main() -> None:
     ap.add_argument("--itl-ms", type=float, default=20.0)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--no-pin", action="store_true")
+    ap.add_argument("--workers", type=int, default=1, help="gateway worker processes")
     args = ap.parse_args()
     with contextlib.suppress(ImportError):
         import uvloop
@@ -265,11 +281,13 @@ def main() -> None:
         capacity = 100000
     '''))
     gw = subprocess.Popen([sys.executable, "-m", "tokenprint", "serve", "--config",
-                           str(tmp / "gw.toml")], stdout=subprocess.DEVNULL)
-    os.sched_setaffinity(gw.pid, gw_cpus)
+                           str(tmp / "gw.toml"), "--workers", str(args.workers)],
+                          stdout=subprocess.DEVNULL,
+                          preexec_fn=lambda: os.sched_setaffinity(0, gw_cpus))
     report: dict[str, object] = {"streams": args.streams, "tokens": args.tokens,
                                  "itl_ms": args.itl_ms, "seconds": args.seconds,
-                                 "gateway_cpus": sorted(gw_cpus), "pinned": pin}
+                                 "gateway_cpus": sorted(gw_cpus), "pinned": pin,
+                                 "workers": args.workers}
     try:
         for p, u in zip(ports, ups, strict=True):
             wait_up(f"http://127.0.0.1:{p}/v1/models", u)

@@ -485,3 +485,66 @@ def test_latest_intensity_never_waits_on_the_network(catalog, monkeypatch):
     assert prov.latest("FR", now_s=1010.0) == (42.0, "live (electricitymaps, cached)")
     assert prov.latest("FR", now_s=1400.0)[1].endswith("stale, 400 s old)")
     assert prov.latest("FR", now_s=1000.0 + 7200)[0] == annual   # too old: annual again
+
+
+def test_two_worker_processes_share_one_ledger_and_metrics(tmp_path: Path):
+    import asyncio
+    import re
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from conftest import free_port, scripted_upstream
+
+    with scripted_upstream(tokens=4, itl_s=0.005) as url:
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tokenprint", "serve", "--upstream", url, "--model", "tiny",
+             "--gpu", "l4", "--region", "FR", "--workers", "2", "--port", str(port),
+             "--results", str(tmp_path / "ledger")], stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while True:
+                assert proc.poll() is None, proc.stdout.read().decode()
+                try:
+                    if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    assert time.monotonic() < deadline, "the gateway did not come up"
+                    time.sleep(0.2)
+
+            async def burst() -> list[int]:
+                async with httpx.AsyncClient(base_url=base, timeout=30) as c:
+                    rs = await asyncio.gather(*(c.post("/v1/completions", json={
+                        "model": "tiny", "prompt": "x", "stream": k % 2 == 0})
+                        for k in range(40)))
+                    return [r.status_code for r in rs]
+
+            assert asyncio.run(burst()) == [200] * 40
+            time.sleep(0.5)  # the ledger writers commit within 50 ms
+            totals = set()
+            for _ in range(6):  # whichever worker answers, it reports both workers' counts
+                text = httpx.get(f"{base}/metrics", timeout=5).text
+                totals.add(sum(float(v) for v in re.findall(
+                    r'^tokenprint_requests_total\{[^}]*status="200"[^}]*\} (\S+)$', text,
+                    re.M)))
+            assert totals == {40.0}
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+    rows = _ledger_rows(tmp_path)
+    assert len(rows) == 40 and len({r["id"] for r in rows}) == 40
+
+
+def test_workers_refuse_a_metered_upstream(tmp_path: Path):
+    from pydantic import ValidationError
+
+    up = UpstreamConfig(name="a", url="http://127.0.0.1:1/v1", model="tiny", gpu="l4",
+                        region="FR", meter="nvml")
+    with pytest.raises(ValidationError, match="run one worker on a metered host"):
+        GatewayConfig(upstream=[up], workers=2)
+    assert GatewayConfig(upstream=[up]).workers == 1

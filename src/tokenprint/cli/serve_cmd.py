@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from tokenprint.cli.common import CatalogOpt, JsonOpt, console, fmt_g, load, print_json
 from tokenprint.errors import TokenprintError
+
+if TYPE_CHECKING:
+    from tokenprint.gateway.config import GatewayConfig
 
 ledger_app = typer.Typer(help="Per-request carbon ledger of the gateway.", no_args_is_help=True)
 
@@ -30,11 +33,16 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Listen address (default loopback).")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port (default 8080).")] = None,
     results: Annotated[Path | None, typer.Option(help="Ledger directory.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Gateway processes sharing the port "
+                                                "(default 1; for more streams than one core "
+                                                "relays).")] = None,
     hash_key: Annotated[str | None, typer.Option(help="Print the SHA-256 of an API key for "
                                                  "api_keys_sha256, and exit.")] = None,
     catalog: CatalogOpt = None,
 ) -> None:
     """Start the OpenAI-compatible gateway that adds each request's carbon and routes by it."""
+    from pydantic import ValidationError
+
     from tokenprint.gateway.config import GatewayConfig, UpstreamConfig, load_config
     from tokenprint.gateway.config import hash_key as digest
 
@@ -56,9 +64,15 @@ def serve(
                             intensity_file=str(intensity_file) if intensity_file else None,
                             meter="nvml" if meter == "nvml" else "none")
         cfg = GatewayConfig(upstream=[up], intensity="file" if intensity_file else "annual")
-    updates = {k: v for k, v in (("host", host), ("port", port),
+    if workers is not None and workers < 1:
+        raise TokenprintError(f"--workers {workers}: give 1 or more worker processes")
+    updates = {k: v for k, v in (("host", host), ("port", port), ("workers", workers),
                                  ("results", str(results) if results else None)) if v}
-    cfg = cfg.model_copy(update=updates)
+    try:
+        cfg = GatewayConfig.model_validate(cfg.model_dump() | updates)
+    except ValidationError as exc:
+        raise TokenprintError("; ".join(e["msg"].removeprefix("Value error, ")
+                                        for e in exc.errors())) from None
     for u in cfg.upstream:
         cat.model(u.model)
         cat.gpu(u.gpu)
@@ -70,11 +84,37 @@ def serve(
     except ImportError as exc:
         raise TokenprintError(f"the gateway needs the serve extra: pip install "
                               f"'tokenprint[serve]' ({exc.name} missing)") from None
-    app = create_app(cfg, cat)
     console.print(f"tokenprint gateway on http://{cfg.host}:{cfg.port}/v1 → "
                   + ", ".join(f"{u.name} ({u.url}, {u.gpu}, {u.region})" for u in cfg.upstream)
-                  + f"; policy {cfg.policy}; ledger in {cfg.results}; dashboard /dashboard")
-    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning")
+                  + f"; policy {cfg.policy}; ledger in {cfg.results}; dashboard /dashboard"
+                  + (f"; {cfg.workers} worker processes" if cfg.workers > 1 else ""))
+    if cfg.workers == 1:
+        uvicorn.run(create_app(cfg, cat), host=cfg.host, port=cfg.port, log_level="warning")
+        return
+    _serve_workers(cfg, [str(Path(p).resolve()) for p in catalog or []])
+
+
+def _serve_workers(cfg: GatewayConfig, catalog_files: list[str]) -> None:
+    """Run ``cfg.workers`` uvicorn worker processes; metrics are summed across them through
+    prometheus_client's multiprocess files in a directory made (and removed) here."""
+    import os
+    import shutil
+    import tempfile
+
+    import uvicorn
+
+    from tokenprint.gateway.app import WORKER_ENV, worker_spec
+    from tokenprint.gateway.ledger import Ledger
+
+    Ledger(cfg.results).close()  # create or migrate the ledger once, before the workers race
+    prom_dir = tempfile.mkdtemp(prefix="tokenprint-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = prom_dir
+    os.environ[WORKER_ENV] = worker_spec(cfg, catalog_files, cfg.workers)
+    try:
+        uvicorn.run("tokenprint.gateway.app:app_from_env", factory=True, host=cfg.host,
+                    port=cfg.port, workers=cfg.workers, log_level="warning")
+    finally:
+        shutil.rmtree(prom_dir, ignore_errors=True)
 
 
 def _since(text: str) -> float:

@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import math
+import os
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -93,9 +97,14 @@ def _states(cfg: GatewayConfig, catalog: Catalog, provider: IntensityProvider,
 
 
 def create_app(cfg: GatewayConfig, catalog: Catalog,
-               energy_sources: dict[str, Any] | None = None) -> GatewayApp:
+               energy_sources: dict[str, Any] | None = None, workers: int = 1) -> GatewayApp:
     """Build the gateway. ``energy_sources`` maps upstream names to cumulative energy readers
-    (NVML on the serving host); without one, an upstream's energy is predicted."""
+    (NVML on the serving host); without one, an upstream's energy is predicted. With
+    ``workers`` processes each takes its share of every upstream's capacity."""
+    if workers > 1:
+        cfg = cfg.model_copy(update={"upstream": [
+            u.model_copy(update={"capacity": math.ceil(u.capacity / workers)})
+            for u in cfg.upstream]})
     ledger = Ledger(cfg.results)
     metrics = Metrics.create()
     files = {u.region: u.intensity_file for u in cfg.upstream if u.intensity_file}
@@ -166,7 +175,7 @@ def create_app(cfg: GatewayConfig, catalog: Catalog,
 
     @api.get("/metrics")
     async def prom() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(metrics.collected()), media_type=CONTENT_TYPE_LATEST)
 
     @api.get("/dashboard")
     async def dashboard() -> HTMLResponse:
@@ -179,4 +188,24 @@ def create_app(cfg: GatewayConfig, catalog: Catalog,
     return GatewayApp(api, proxy)
 
 
-__all__ = ["CHAT_FIELDS", "COMPLETION_FIELDS", "GatewayApp", "create_app"]
+WORKER_ENV = "TOKENPRINT_GATEWAY_WORKER"  # what ``serve --workers N`` hands each worker
+
+
+def worker_spec(cfg: GatewayConfig, catalog_files: list[str], workers: int) -> str:
+    """The environment value ``app_from_env`` reads in each worker process."""
+    return json.dumps({"config": cfg.model_dump(mode="json"), "catalog": catalog_files,
+                       "workers": workers})
+
+
+def app_from_env() -> GatewayApp:
+    """The app factory uvicorn calls in each worker process of ``tokenprint serve --workers``."""
+    from tokenprint.catalog import get_catalog
+
+    spec = json.loads(os.environ[WORKER_ENV])
+    cfg = GatewayConfig.model_validate(spec["config"])
+    return create_app(cfg, get_catalog([Path(p) for p in spec["catalog"]]),
+                      workers=int(spec["workers"]))
+
+
+__all__ = ["CHAT_FIELDS", "COMPLETION_FIELDS", "WORKER_ENV", "GatewayApp", "app_from_env",
+           "create_app", "worker_spec"]

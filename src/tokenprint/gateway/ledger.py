@@ -62,7 +62,11 @@ class Ledger:
             have = {r[1] for r in self.conn.execute("PRAGMA table_info(requests)")}
             for col in ("added_s",):  # columns newer than a ledger written by 0.1.0
                 if col not in have:
-                    self.conn.execute(f"ALTER TABLE requests ADD COLUMN {col} REAL")
+                    try:
+                        self.conn.execute(f"ALTER TABLE requests ADD COLUMN {col} REAL")
+                    except sqlite3.OperationalError as exc:  # another worker added it first
+                        if "duplicate column" not in str(exc):
+                            raise
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
         except (OSError, sqlite3.DatabaseError) as exc:

@@ -1,7 +1,9 @@
-"""Prometheus metrics of the gateway (one registry per app)."""
+"""Prometheus metrics of the gateway (one registry per app; summed over worker processes in
+prometheus_client's multiprocess mode when ``serve --workers`` runs several)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -23,6 +25,17 @@ class Metrics:
     ttft: Histogram
     duration: Histogram
     added: Histogram
+
+    def collected(self) -> CollectorRegistry:
+        """What ``/metrics`` exposes: this process's registry, or, when the gateway runs
+        several worker processes (``$PROMETHEUS_MULTIPROC_DIR`` set), all of theirs summed."""
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return self.registry
+        from prometheus_client import multiprocess
+
+        reg = CollectorRegistry()
+        multiprocess.MultiProcessCollector(reg)
+        return reg
 
     @classmethod
     def create(cls) -> Metrics:
