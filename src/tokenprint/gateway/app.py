@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import math
 import os
@@ -120,6 +121,10 @@ def create_app(cfg: GatewayConfig, catalog: Catalog,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await client.start()
         tasks.append(asyncio.create_task(_background()))
+        # The catalog, numpy and pandas leave a large heap of long-lived objects; every full
+        # collection would walk it. Freezing it keeps the collector to what requests allocate.
+        gc.collect()
+        gc.freeze()
         yield
         for t in tasks:
             t.cancel()

@@ -4,12 +4,37 @@ prometheus_client's multiprocess mode when ``serve --workers`` runs several)."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
 ADDED_BUCKETS = (0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5)
+
+
+@dataclass
+class UpstreamMetrics:
+    """One upstream's metric children (see ``Metrics.of_upstream``)."""
+
+    requests: Callable[[str], Counter]
+    prompt_tokens: Counter
+    completion_tokens: Counter
+    energy: Counter
+    operational: Counter
+    embodied: Counter
+    ttft: Histogram
+    duration: Histogram
+    added: Histogram
+    _by_status: dict[str, Counter] = field(default_factory=dict)
+
+    def request(self, status: int) -> Counter:
+        """The request counter for one status."""
+        key = str(status)
+        c = self._by_status.get(key)
+        if c is None:
+            c = self._by_status[key] = self.requests(key)
+        return c
 
 
 @dataclass
@@ -25,6 +50,22 @@ class Metrics:
     ttft: Histogram
     duration: Histogram
     added: Histogram
+
+    def of_upstream(self, upstream: str, model: str, region: str) -> UpstreamMetrics:
+        """The children of every metric for one upstream, resolved once (``labels()`` costs a
+        lock and a lookup on each call)."""
+        labels = (upstream, model, region)
+        return UpstreamMetrics(
+            requests=lambda status: self.requests.labels(*labels, status),
+            prompt_tokens=self.tokens.labels(*labels, "prompt"),
+            completion_tokens=self.tokens.labels(*labels, "completion"),
+            energy=self.energy.labels(*labels),
+            operational=self.carbon.labels(*labels, "operational"),
+            embodied=self.carbon.labels(*labels, "embodied"),
+            ttft=self.ttft.labels(upstream, model),
+            duration=self.duration.labels(upstream, model),
+            added=self.added.labels(upstream),
+        )
 
     def collected(self) -> CollectorRegistry:
         """What ``/metrics`` exposes: this process's registry, or, when the gateway runs

@@ -28,7 +28,7 @@ from tokenprint.gateway.accounting import carbon_of_request
 from tokenprint.gateway.config import GatewayConfig, hash_key
 from tokenprint.gateway.intensity import IntensityProvider
 from tokenprint.gateway.ledger import Ledger
-from tokenprint.gateway.metrics import Metrics
+from tokenprint.gateway.metrics import Metrics, UpstreamMetrics
 from tokenprint.gateway.routing import Router, UpstreamState
 from tokenprint.gateway.sse import SseRelay, choice_has_text
 from tokenprint.gateway.upstream import UpstreamClient, UpstreamFailed, UpstreamResponse
@@ -138,6 +138,7 @@ class Proxy:
         self.ledger = ledger
         self.metrics = metrics
         self.key_hashes = [bytes.fromhex(h) for h in cfg.api_keys_sha256]
+        self._metrics: dict[str, UpstreamMetrics] = {}
 
     # ---- request checks -------------------------------------------------------------------
 
@@ -295,22 +296,24 @@ class Proxy:
                 usage: dict[str, Any], ttft: float | None, duration: float,
                 fp: dict[str, Any] | None, attempts: int, body: dict[str, Any],
                 text: str | None, added_s: float | None) -> None:
-        m = self.metrics
         model = st.cfg.model
-        labels = (st.name, model, st.cfg.region.upper())
-        m.requests.labels(*labels, str(status)).inc()
+        m = self._metrics.get(st.name)
+        if m is None:
+            m = self._metrics[st.name] = self.metrics.of_upstream(st.name, model,
+                                                                  st.cfg.region.upper())
+        m.request(status).inc()
         pt, ct = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-        m.tokens.labels(*labels, "prompt").inc(pt)
-        m.tokens.labels(*labels, "completion").inc(ct)
+        m.prompt_tokens.inc(pt)
+        m.completion_tokens.inc(ct)
         if ttft is not None:
-            m.ttft.labels(st.name, model).observe(ttft)
-        m.duration.labels(st.name, model).observe(duration)
+            m.ttft.observe(ttft)
+        m.duration.observe(duration)
         if added_s is not None:
-            m.added.labels(st.name).observe(added_s)
+            m.added.observe(added_s)
         if fp is not None:
-            m.energy.labels(*labels).inc(fp["energy_j"])
-            m.carbon.labels(*labels, "operational").inc(fp["operational_g"])
-            m.carbon.labels(*labels, "embodied").inc(fp["embodied_g"])
+            m.energy.inc(fp["energy_j"])
+            m.operational.inc(fp["operational_g"])
+            m.embodied.inc(fp["embodied_g"])
         store = self.cfg.store_text
         self.ledger.add({
             "id": rid, "time_utc": time.time(), "upstream": st.name, "model": model,
