@@ -159,14 +159,15 @@ async def one(session: aiohttp.ClientSession, url: str) -> Result:
                 await r.read()
                 return Result(first, time.perf_counter() - t0, False)
             ok = False
-            async for line in r.content:
-                if first != first and line.startswith(b"data:") and b'"text"' in line:
+            tail = b""
+            while raw := await r.content.readany():  # reads, not lines: a light client
+                if first != first and b'"text"' in raw:
                     first = time.perf_counter() - t0
-                if line.startswith(b"data: [DONE]"):
-                    ok = True
-                elif line.startswith(b'data: {"error"'):
-                    ok = False
+                if b'{"error"' in raw:
                     break
+                tail = (tail + raw)[-64:]
+            else:
+                ok = tail.endswith(b"data: [DONE]\n\n")
     except (TimeoutError, aiohttp.ClientError):
         return Result(first, time.perf_counter() - t0, False)
     return Result(first, time.perf_counter() - t0, ok)
