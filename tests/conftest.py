@@ -62,7 +62,8 @@ def scripted_upstream(tokens: int, itl_s: float = 0.0, cut_after: int | None = N
                       ) -> Iterator[str]:
     """A minimal OpenAI-style streaming server on loopback (plain asyncio in a thread):
     ``tokens`` completion chunks ``itl_s`` apart, or the connection dropped after
-    ``cut_after`` chunks. Yields its ``/v1`` base URL."""
+    ``cut_after`` chunks; it counts a prompt's words as its tokens. Yields its ``/v1`` base
+    URL."""
     import asyncio
     import json
 
@@ -79,8 +80,8 @@ def scripted_upstream(tokens: int, itl_s: float = 0.0, cut_after: int | None = N
                 lines = head.split(b"\r\n")
                 n = next((int(x[15:]) for x in lines if x[:15].lower() == b"content-length:"),
                          0)
-                if n:
-                    await reader.readexactly(n)
+                body = json.loads(await reader.readexactly(n)) if n else {}
+                prompt_tokens = max(len(str(body.get("prompt", "")).split()), 1)  # words
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
                              b"transfer-encoding: chunked\r\n\r\n")
                 for i in range(tokens):
@@ -92,8 +93,8 @@ def scripted_upstream(tokens: int, itl_s: float = 0.0, cut_after: int | None = N
                     writer.write(event({"choices": [{"index": 0, "text": f" t{i}"}]}))
                     await writer.drain()
                 writer.write(event({"choices": [], "usage": {
-                    "prompt_tokens": 3, "completion_tokens": tokens,
-                    "total_tokens": 3 + tokens}}))
+                    "prompt_tokens": prompt_tokens, "completion_tokens": tokens,
+                    "total_tokens": prompt_tokens + tokens}}))
                 writer.write(chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):

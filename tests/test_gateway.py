@@ -548,3 +548,47 @@ def test_workers_refuse_a_metered_upstream(tmp_path: Path):
     with pytest.raises(ValidationError, match="run one worker on a metered host"):
         GatewayConfig(upstream=[up], workers=2)
     assert GatewayConfig(upstream=[up]).workers == 1
+
+
+class _ConstantPower:
+    """A counter reading like a GPU drawing ``watts`` steadily."""
+
+    def __init__(self, watts: float) -> None:
+        import time
+
+        self.watts = watts
+        self.t0 = time.monotonic()
+        self.first: float | None = None
+
+    def read_j(self) -> float:
+        import time
+
+        j = self.watts * (time.monotonic() - self.t0)
+        if self.first is None:
+            self.first = j
+        return j
+
+
+def test_metered_gateway_conserves_energy(tmp_path: Path, catalog):
+    from conftest import scripted_upstream
+
+    meter = _ConstantPower(300.0)
+    with scripted_upstream(tokens=6, itl_s=0.02) as url:
+        app = create_app(_cfg(tmp_path, [_up("gpu", url)]), catalog,
+                         energy_sources={"gpu": meter})
+        with TestClient(app) as http:
+            for prompt in ("short", "a much longer prompt " * 40):
+                r = http.post("/v1/completions", json={"model": "tiny", "prompt": prompt,
+                                                       "stream": True})
+                assert r.status_code == 200
+            att = app.state.upstreams[0].attributor
+            rows = app.state.ledger.since(0)
+            assert len(rows) == 2 and {r["method"] for r in rows} == {"measured"}
+            # every joule the counter moved is either some request's or idle
+            attributed = sum(r["energy_j"] for r in rows)
+            assert attributed + att.idle_j + att._pool_j == pytest.approx(
+                att._last_e - meter.first, rel=1e-9)
+            # ~120 ms of streaming at 300 W each, prefill weighed by the prompt-size guess
+            assert all(20 < r["energy_j"] < 200 and r["prefill_j"] > 0 for r in rows)
+            assert rows[1]["prefill_j"] / rows[1]["energy_j"] > \
+                rows[0]["prefill_j"] / rows[0]["energy_j"]
