@@ -58,12 +58,14 @@ def serve_in_thread(app: Any) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def scripted_upstream(tokens: int, itl_s: float = 0.0, cut_after: int | None = None
+def scripted_upstream(tokens: int, itl_s: float = 0.0, cut_after: int | None = None,
+                      first_delay_s: float = 0.0, dropped: list[float] | None = None
                       ) -> Iterator[str]:
     """A minimal OpenAI-style streaming server on loopback (plain asyncio in a thread):
     ``tokens`` completion chunks ``itl_s`` apart, or the connection dropped after
-    ``cut_after`` chunks; it counts a prompt's words as its tokens. Yields its ``/v1`` base
-    URL."""
+    ``cut_after`` chunks; ``first_delay_s`` more before the first (a long prefill). It counts
+    a prompt's words as its tokens, and appends to ``dropped`` the monotonic time at which a
+    client dropped a stream. Yields its ``/v1`` base URL."""
     import asyncio
     import json
 
@@ -84,6 +86,14 @@ def scripted_upstream(tokens: int, itl_s: float = 0.0, cut_after: int | None = N
                 prompt_tokens = max(len(str(body.get("prompt", "")).split()), 1)  # words
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
                              b"transfer-encoding: chunked\r\n\r\n")
+                await writer.drain()
+                if first_delay_s:
+                    closed = asyncio.ensure_future(reader.read())  # b"" once the peer closes
+                    await asyncio.wait({closed}, timeout=first_delay_s)
+                    if closed.done() and dropped is not None:
+                        dropped.append(time.monotonic())
+                        return
+                    closed.cancel()
                 for i in range(tokens):
                     if cut_after is not None and i == cut_after:
                         await writer.drain()

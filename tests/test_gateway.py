@@ -592,3 +592,27 @@ def test_metered_gateway_conserves_energy(tmp_path: Path, catalog):
             assert all(20 < r["energy_j"] < 200 and r["prefill_j"] > 0 for r in rows)
             assert rows[1]["prefill_j"] / rows[1]["energy_j"] > \
                 rows[0]["prefill_j"] / rows[0]["energy_j"]
+
+
+def test_client_leaving_during_prefill_drops_the_upstream_request(tmp_path: Path, catalog):
+    """The upstream learns at once that nobody waits (it stops generating), not at its first
+    token, 10 s of prefill later."""
+    import time
+
+    import httpx
+
+    from conftest import scripted_upstream, serve_in_thread
+
+    dropped: list[float] = []
+    with scripted_upstream(tokens=3, first_delay_s=10.0, dropped=dropped) as url:
+        app = create_app(_cfg(tmp_path, [_up("slow", url)]), catalog)
+        with serve_in_thread(app) as port:
+            with httpx.stream("POST", f"http://127.0.0.1:{port}/v1/completions", timeout=30,
+                              json={"model": "tiny", "prompt": "x", "stream": True}) as r:
+                assert r.status_code == 200
+            left = time.monotonic()                     # the client hung up after the headers
+            while not dropped and time.monotonic() < left + 5:
+                time.sleep(0.02)
+            assert dropped and dropped[0] - left < 2.0
+            rows = app.state.ledger.since(0)
+    assert [(r["status"], r["completion_tokens"]) for r in rows] == [(499, 0)]

@@ -376,8 +376,15 @@ class Proxy:
         first_relay_s: float | None = None
         status = 499  # until the stream ends well: cut by the client, or cancelled
         cut: str | None = None
-        # the client hanging up shows as receive() returning http.disconnect
+        # The client hanging up shows as receive() returning http.disconnect; the upstream
+        # request is then dropped at once (so the server stops generating for nobody), not at
+        # its next token, which may be a long prefill away.
         gone = asyncio.ensure_future(receive())
+
+        def hang_up(_: asyncio.Future[Message]) -> None:
+            resp.close()
+
+        gone.add_done_callback(hang_up)
         try:
             await send({"type": "http.response.start", "status": 200, "headers": [
                 (b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
@@ -402,10 +409,12 @@ class Proxy:
                 if not gone.done():
                     status = 200
             except (TimeoutError, aiohttp.ClientError) as exc:
-                cut = f"upstream {st.name} cut the stream ({exc.__class__.__name__})"
-                status = 502
+                if not gone.done():  # else: closed by hang_up, the client's doing
+                    cut = f"upstream {st.name} cut the stream ({exc.__class__.__name__})"
+                    status = 502
         finally:
             t_up_done = time.monotonic()
+            gone.remove_done_callback(hang_up)
             resp.close()
             if not gone.done():
                 gone.cancel()
