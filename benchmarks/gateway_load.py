@@ -29,6 +29,8 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -242,7 +244,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--no-pin", action="store_true")
     ap.add_argument("--workers", type=int, default=1, help="gateway worker processes")
+    ap.add_argument("--keep", action="store_true", help="keep the ledger and stubs' folder")
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the children too
     with contextlib.suppress(ImportError):
         import uvloop
 
@@ -371,6 +375,10 @@ def main() -> None:
             u.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             gw.wait(timeout=10)
+        if args.keep:
+            print(f"ledger and stubs kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
