@@ -433,6 +433,7 @@ def test_no_upstream_left_is_a_502_with_a_record(tmp_path: Path, catalog):
 
 
 def test_streamed_requests_record_the_gateways_own_time(tmp_path: Path, catalog):
+    """And the intensity source each footprint used."""
     from conftest import scripted_upstream
 
     with scripted_upstream(tokens=5, itl_s=0.01) as url:
@@ -447,6 +448,8 @@ def test_streamed_requests_record_the_gateways_own_time(tmp_path: Path, catalog)
     assert len(rows) == 3 and all(r["status"] == 200 for r in rows)
     # the gateway's own share is a small part of each request (5 tokens 10 ms apart)
     assert all(0 < r["added_s"] < r["duration_s"] for r in rows)
+    fr = catalog.region("FR")
+    assert {r["intensity_source"] for r in rows} == {f"annual average {fr.year} ({fr.basis})"}
     assert 'tokenprint_gateway_added_seconds_count{upstream="a"} 3.0' in metrics
 
 
@@ -456,7 +459,8 @@ def test_ledger_written_by_an_older_version_gains_new_columns(tmp_path: Path):
     d = tmp_path / "old"
     d.mkdir()
     con = sqlite3.connect(d / "tokenprint.sqlite")
-    con.executescript(SCHEMA.replace("    added_s REAL,\n", ""))
+    con.executescript(SCHEMA.replace("    added_s REAL,\n", "").replace(
+        "    intensity_source TEXT,\n", ""))
     con.execute("INSERT INTO requests (id, time_utc, upstream, model, region, endpoint, status) "
                 "VALUES ('old', 1.0, 'a', 'm', 'FR', 'completions', 200)")
     con.commit()
@@ -616,3 +620,18 @@ def test_client_leaving_during_prefill_drops_the_upstream_request(tmp_path: Path
             assert dropped and dropped[0] - left < 2.0
             rows = app.state.ledger.since(0)
     assert [(r["status"], r["completion_tokens"]) for r in rows] == [(499, 0)]
+
+
+def test_a_body_that_never_arrives_gets_a_408(tmp_path: Path, catalog):
+    import socket
+
+    from conftest import serve_in_thread
+
+    app = create_app(_cfg(tmp_path, [_up("a", "http://127.0.0.1:9/v1")], body_timeout_s=0.3),
+                     catalog)
+    with serve_in_thread(app) as port, socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: "
+                     b"application/json\r\ncontent-length: 100\r\n\r\n{\"model\":")
+        sock.settimeout(5)
+        reply = sock.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 408") and b"within 0.3 s" in reply

@@ -91,6 +91,7 @@ class GatewayConfig(BaseModel):
     electricitymaps_url: str = "https://api.electricitymap.org/v3"
     intensity_cache_s: float = Field(default=300.0, ge=0)
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    body_timeout_s: float = Field(default=30.0, gt=0)
     request_timeout_s: float = Field(default=600.0, gt=0)
     connect_timeout_s: float = Field(default=5.0, gt=0)
     breaker_failures: int = Field(default=3, ge=1)

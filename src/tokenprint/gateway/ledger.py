@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS requests (
     method TEXT,
     attempts INTEGER,
     added_s REAL,
+    intensity_source TEXT,
     prompt_text TEXT,
     completion_text TEXT
 );
@@ -42,7 +43,9 @@ CREATE INDEX IF NOT EXISTS requests_time ON requests(time_utc);
 COLUMNS = ("id", "time_utc", "upstream", "model", "region", "endpoint", "status",
            "prompt_tokens", "completion_tokens", "ttft_s", "duration_s", "energy_j", "prefill_j",
            "decode_j", "operational_g", "embodied_g", "total_g", "intensity_g_per_kwh", "method",
-           "attempts", "added_s", "prompt_text", "completion_text")
+           "attempts", "added_s", "intensity_source", "prompt_text", "completion_text")
+
+NEWER_COLUMNS = {"added_s": "REAL", "intensity_source": "TEXT"}  # not in 0.1.0's ledgers
 
 
 class Ledger:
@@ -60,10 +63,10 @@ class Ledger:
             self.conn = sqlite3.connect(d / DB_NAME, check_same_thread=False, timeout=30)
             self.conn.executescript(SCHEMA)
             have = {r[1] for r in self.conn.execute("PRAGMA table_info(requests)")}
-            for col in ("added_s",):  # columns newer than a ledger written by 0.1.0
+            for col, kind in NEWER_COLUMNS.items():
                 if col not in have:
                     try:
-                        self.conn.execute(f"ALTER TABLE requests ADD COLUMN {col} REAL")
+                        self.conn.execute(f"ALTER TABLE requests ADD COLUMN {col} {kind}")
                     except sqlite3.OperationalError as exc:  # another worker added it first
                         if "duplicate column" not in str(exc):
                             raise

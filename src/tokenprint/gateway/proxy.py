@@ -185,7 +185,13 @@ class Proxy:
             await send_error(send, 401, "Incorrect or missing API key.",
                              code="invalid_api_key")
             return
-        raw = await read_body(receive, self.cfg.max_body_bytes)
+        try:
+            async with asyncio.timeout(self.cfg.body_timeout_s):
+                raw = await read_body(receive, self.cfg.max_body_bytes)
+        except TimeoutError:
+            await send_error(send, 408, f"the request body did not arrive within "
+                             f"{self.cfg.body_timeout_s:g} s")
+            return
         if raw is None:
             await send_error(send, 413, f"request body exceeds the limit of "
                              f"{self.cfg.max_body_bytes} bytes")
@@ -321,7 +327,8 @@ class Proxy:
             "prompt_tokens": pt, "completion_tokens": ct, "ttft_s": ttft,
             "duration_s": duration, "attempts": attempts, "added_s": added_s,
             **({k: fp[k] for k in ("energy_j", "prefill_j", "decode_j", "operational_g",
-                                   "embodied_g", "total_g", "intensity_g_per_kwh", "method")}
+                                   "embodied_g", "total_g", "intensity_g_per_kwh", "method",
+                                   "intensity_source")}
                if fp else {}),
             "prompt_text": json.dumps(body.get("messages") or body.get("prompt"))
             if store else None,
