@@ -635,3 +635,26 @@ def test_a_body_that_never_arrives_gets_a_408(tmp_path: Path, catalog):
         sock.settimeout(5)
         reply = sock.recv(4096)
     assert reply.startswith(b"HTTP/1.1 408") and b"within 0.3 s" in reply
+
+
+def test_dashboard_bins_are_summed_by_the_database(tmp_path: Path):
+    import time
+
+    from tokenprint.gateway.dashboard import dashboard_data
+    from tokenprint.gateway.ledger import Ledger
+
+    ledger = Ledger(tmp_path)
+    now = time.time()
+    for k, (age_s, up, tokens, g) in enumerate([(30, "a", 10, 1.0), (45, "a", 5, 0.5),
+                                                 (200, "b", 7, 2.0), (7200, "a", 99, 9.0)]):
+        ledger.add({"id": f"r{k}", "time_utc": now - age_s, "upstream": up, "model": "m",
+                    "region": "FR", "endpoint": "completions", "status": 200,
+                    "prompt_tokens": tokens, "completion_tokens": 0, "energy_j": g * 10,
+                    "total_g": g})
+    data = dashboard_data(ledger, ["a", "b"])
+    ledger.close()
+    a, b = data["series"]["a"], data["series"]["b"]
+    assert data["totals"]["a"] == {"requests": 2, "tokens": 15, "energy_j": 15.0,
+                                   "carbon_g": 1.5}              # the 2-hour-old row is out
+    assert a["requests"][-1] == 2 and sum(a["requests"][:-1]) == 0  # both in the last minute
+    assert b["requests"][-4] == 1 and data["totals"]["b"]["carbon_g"] == 2.0

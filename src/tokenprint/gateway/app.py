@@ -188,7 +188,9 @@ def create_app(cfg: GatewayConfig, catalog: Catalog,
 
     @api.get("/dashboard/data")
     async def dash_data() -> JSONResponse:
-        return JSONResponse(dashboard_data(ledger, [s.name for s in states]))
+        # off the event loop: an hour of a busy gateway is a large query
+        return JSONResponse(await asyncio.to_thread(dashboard_data, ledger,
+                                                    [s.name for s in states]))
 
     return GatewayApp(api, proxy)
 

@@ -10,21 +10,22 @@ from tokenprint.gateway.ledger import Ledger
 
 def dashboard_data(ledger: Ledger, upstreams: list[str], window_s: float = 3600.0,
                    bin_s: float = 60.0) -> dict[str, Any]:
-    """Per-upstream series in one-minute bins over the last hour."""
+    """Per-upstream series in one-minute bins over the last hour (blocking: call it in a
+    thread from the event loop)."""
     now = time.time()
     t0 = now - window_s
     n_bins = int(window_s // bin_s)
     series = {u: {k: [0.0] * n_bins for k in ("requests", "tokens", "energy_j", "carbon_g")}
               for u in upstreams}
-    for r in ledger.since(t0):
-        s = series.get(r["upstream"])
+    for upstream, b, requests, tokens, energy_j, carbon_g in ledger.binned(t0, bin_s):
+        s = series.get(upstream)
         if s is None:
             continue
-        i = min(int((r["time_utc"] - t0) // bin_s), n_bins - 1)
-        s["requests"][i] += 1
-        s["tokens"][i] += (r["prompt_tokens"] or 0) + (r["completion_tokens"] or 0)
-        s["energy_j"][i] += r["energy_j"] or 0.0
-        s["carbon_g"][i] += r["total_g"] or 0.0
+        i = min(max(int(b), 0), n_bins - 1)
+        s["requests"][i] += requests
+        s["tokens"][i] += tokens
+        s["energy_j"][i] += energy_j
+        s["carbon_g"][i] += carbon_g
     totals = {u: {k: sum(v) for k, v in s.items()} for u, s in series.items()}
     return {"now": now, "bin_s": bin_s, "series": series, "totals": totals}
 

@@ -123,6 +123,17 @@ class Ledger:
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
+    def binned(self, t0: float, bin_s: float) -> list[tuple[str, int, int, int, float, float]]:
+        """(upstream, bin, requests, tokens, energy_j, carbon_g) per ``bin_s`` bin since ``t0``,
+        summed by SQLite (the dashboard's query: no row leaves the database)."""
+        self.flush()
+        with self._db_lock:
+            return [tuple(r) for r in self.conn.execute(
+                "SELECT upstream, CAST((time_utc - ?) / ? AS INTEGER) AS bin, COUNT(*), "
+                "SUM(COALESCE(prompt_tokens, 0) + COALESCE(completion_tokens, 0)), "
+                "SUM(COALESCE(energy_j, 0)), SUM(COALESCE(total_g, 0)) FROM requests "
+                "WHERE time_utc >= ? GROUP BY upstream, bin", (t0, bin_s, t0))]
+
     def summary(self, t0: float) -> list[dict[str, Any]]:
         """Totals per upstream and model since ``t0``."""
         self.flush()
