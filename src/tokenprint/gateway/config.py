@@ -25,7 +25,7 @@ meter = "none"                    # "nvml" when the gateway runs on the serving 
 ```
 
 ``workers = N`` (or ``serve --workers N``) runs N gateway processes on one port for hosts whose
-streams outgrow one core (about 10,000 relayed tokens/s use 60 % of one here); each takes
+streams outgrow one core (10,000 relayed tokens/s use three quarters of one here); each takes
 1/N of every upstream's capacity, the ledger and ``/metrics`` cover them all, and routing
 state (in flight, latency, breaker) is per process. Not with ``meter = "nvml"``.
 """
