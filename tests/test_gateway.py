@@ -658,3 +658,19 @@ def test_dashboard_bins_are_summed_by_the_database(tmp_path: Path):
                                    "carbon_g": 1.5}              # the 2-hour-old row is out
     assert a["requests"][-1] == 2 and sum(a["requests"][:-1]) == 0  # both in the last minute
     assert b["requests"][-4] == 1 and data["totals"]["b"]["carbon_g"] == 2.0
+
+
+def test_an_internal_error_is_a_500_for_the_client_and_a_traceback_in_the_log(
+        tmp_path: Path, catalog, monkeypatch, caplog):
+    from tokenprint.gateway.proxy import Proxy
+
+    def broken(self, scope):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(Proxy, "key_ok", broken)
+    app = create_app(_cfg(tmp_path, [_up("a", "http://127.0.0.1:9/v1")]), catalog)
+    with TestClient(app) as http, caplog.at_level("ERROR", logger="tokenprint.gateway"):
+        r = http.post("/v1/completions", json={"model": "tiny", "prompt": "x"})
+    assert r.status_code == 500 and r.json()["error"]["type"] == "server_error"
+    assert "KeyError" in r.json()["error"]["message"] and "a bug" not in r.text
+    assert any(rec.exc_info and "a bug" in str(rec.exc_info[1]) for rec in caplog.records)

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -32,6 +33,8 @@ from tokenprint.gateway.metrics import Metrics, UpstreamMetrics
 from tokenprint.gateway.routing import Router, UpstreamState
 from tokenprint.gateway.sse import SseRelay, choice_has_text
 from tokenprint.gateway.upstream import UpstreamClient, UpstreamFailed, UpstreamResponse
+
+log = logging.getLogger("tokenprint.gateway")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -174,7 +177,8 @@ class Proxy:
             await self._handle(scope, receive, send, endpoint, allowed, arrived)
         except ConnectionResetError:
             return
-        except Exception as exc:  # never a traceback to the client
+        except Exception as exc:  # never a traceback to the client; the log gets it
+            log.exception("gateway error on %s", scope["path"])
             with contextlib.suppress(Exception):  # fails if the response had started
                 await send_error(send, 500, f"internal error in the gateway "
                                  f"({exc.__class__.__name__})", "server_error")
