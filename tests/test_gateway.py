@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-import threading
 from pathlib import Path
 
 import pytest
@@ -185,10 +184,9 @@ def test_idle_spread_mode():
 def test_live_intensity_with_cache_and_fallback(catalog, monkeypatch):
     import asyncio
 
-    import uvicorn
     from fastapi import FastAPI, Header
 
-    from conftest import free_port
+    from conftest import serve_in_thread
 
     calls = []
     fake = FastAPI()
@@ -199,15 +197,7 @@ def test_live_intensity_with_cache_and_fallback(catalog, monkeypatch):
         calls.append((zone, token))
         return {"zone": zone, "carbonIntensity": 123}
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(fake, host="127.0.0.1", port=port, log_level="error"))
-    th = threading.Thread(target=server.run, daemon=True)
-    th.start()
-    import time
-
-    while not server.started:
-        time.sleep(0.05)
-    try:
+    with serve_in_thread(fake) as port:
         monkeypatch.setenv("EM_TOKEN", "tok")
         prov = IntensityProvider(catalog, "electricitymaps", token_env="EM_TOKEN",
                                  base_url=f"http://127.0.0.1:{port}/v3", cache_s=60)
@@ -223,9 +213,6 @@ def test_live_intensity_with_cache_and_fallback(catalog, monkeypatch):
         monkeypatch.delenv("EM_TOKEN")
         _v4, m4 = asyncio.run(prov.current("DE", now_s=0))
         assert "not set" in m4
-    finally:
-        server.should_exit = True
-        th.join(timeout=5)
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -234,22 +221,12 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed; .ci/run installs it")
 def test_dashboard_charts_in_chromium(tmp_path: Path, catalog, hf_server):
     sync_api = pytest.importorskip("playwright.sync_api")
-    import time
+    import httpx
 
-    import uvicorn
-
-    from conftest import free_port
+    from conftest import serve_in_thread
 
     app = create_app(_cfg(tmp_path, [_up("a", hf_server)]), catalog)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    th = threading.Thread(target=server.run, daemon=True)
-    th.start()
-    while not server.started:
-        time.sleep(0.05)
-    try:
-        import httpx
-
+    with serve_in_thread(app) as port:
         for _ in range(3):
             httpx.post(f"http://127.0.0.1:{port}/v1/completions",
                        json={"model": "tiny", "prompt": "x", "max_tokens": 3}, timeout=30)
@@ -267,9 +244,6 @@ def test_dashboard_charts_in_chromium(tmp_path: Path, catalog, hf_server):
             assert max(heights) > 0
             assert "3" in page.inner_text("div.chart[data-kind='requests'] .total")
             browser.close()
-    finally:
-        server.should_exit = True
-        th.join(timeout=5)
 
 
 def test_gateway_over_vllm_upstream(tmp_path: Path, catalog, vllm_server):
@@ -295,13 +269,10 @@ def test_gateway_over_vllm_upstream(tmp_path: Path, catalog, vllm_server):
 
 def test_stream_with_crlf_upstream(tmp_path: Path, catalog):
     """Servers built on sse-starlette end SSE lines with CRLF; the gateway must still stream."""
-    import time
-
-    import uvicorn
     from fastapi import FastAPI
     from fastapi.responses import StreamingResponse
 
-    from conftest import free_port
+    from conftest import serve_in_thread
 
     up = FastAPI()
 
@@ -320,13 +291,7 @@ def test_stream_with_crlf_upstream(tmp_path: Path, catalog):
             yield "data: [DONE]\r\n\r\n"
         return StreamingResponse(gen(), media_type="text/event-stream")
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(up, host="127.0.0.1", port=port, log_level="error"))
-    th = threading.Thread(target=server.run, daemon=True)
-    th.start()
-    while not server.started:
-        time.sleep(0.05)
-    try:
+    with serve_in_thread(up) as port:
         app = create_app(_cfg(tmp_path, [_up("crlf", f"http://127.0.0.1:{port}/v1")]), catalog)
         with TestClient(app) as http:
             client = openai.OpenAI(base_url="http://testserver/v1", api_key="none",
@@ -338,9 +303,6 @@ def test_stream_with_crlf_upstream(tmp_path: Path, catalog):
         assert texts == ["t0", "t1", "t2"]
         assert chunks[-1].usage.completion_tokens == 3
         assert chunks[-1].usage.model_extra["tokenprint"]["total_g"] > 0
-    finally:
-        server.should_exit = True
-        th.join(timeout=5)
 
 
 # ---- the hot path: SSE relay, cut streams, every request recorded ---------------------------
