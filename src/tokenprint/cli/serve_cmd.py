@@ -109,7 +109,7 @@ def _serve_workers(cfg: GatewayConfig, catalog_files: list[str]) -> None:
     Ledger(cfg.results).close()  # create or migrate the ledger once, before the workers race
     prom_dir = tempfile.mkdtemp(prefix="tokenprint-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = prom_dir
-    os.environ[WORKER_ENV] = worker_spec(cfg, catalog_files, cfg.workers)
+    os.environ[WORKER_ENV] = worker_spec(cfg, catalog_files)
     try:
         uvicorn.run("tokenprint.gateway.app:app_from_env", factory=True, host=cfg.host,
                     port=cfg.port, workers=cfg.workers, log_level="warning")

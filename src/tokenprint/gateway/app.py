@@ -33,8 +33,6 @@ from tokenprint.gateway.intensity import IntensityProvider
 from tokenprint.gateway.ledger import Ledger
 from tokenprint.gateway.metrics import Metrics
 from tokenprint.gateway.proxy import (
-    CHAT_FIELDS,
-    COMPLETION_FIELDS,
     ENDPOINTS,
     Proxy,
     Receive,
@@ -98,13 +96,13 @@ def _states(cfg: GatewayConfig, catalog: Catalog, provider: IntensityProvider,
 
 
 def create_app(cfg: GatewayConfig, catalog: Catalog,
-               energy_sources: dict[str, Any] | None = None, workers: int = 1) -> GatewayApp:
-    """Build the gateway. ``energy_sources`` maps upstream names to cumulative energy readers
-    (NVML on the serving host); without one, an upstream's energy is predicted. With
-    ``workers`` processes each takes its share of every upstream's capacity."""
-    if workers > 1:
+               energy_sources: dict[str, Any] | None = None) -> GatewayApp:
+    """Build the gateway (one process of ``cfg.workers``: it takes its share of every
+    upstream's capacity). ``energy_sources`` maps upstream names to cumulative energy readers
+    (NVML on the serving host); without one, an upstream's energy is predicted."""
+    if cfg.workers > 1:
         cfg = cfg.model_copy(update={"upstream": [
-            u.model_copy(update={"capacity": math.ceil(u.capacity / workers)})
+            u.model_copy(update={"capacity": math.ceil(u.capacity / cfg.workers)})
             for u in cfg.upstream]})
     ledger = Ledger(cfg.results)
     metrics = Metrics.create()
@@ -198,10 +196,9 @@ def create_app(cfg: GatewayConfig, catalog: Catalog,
 WORKER_ENV = "TOKENPRINT_GATEWAY_WORKER"  # what ``serve --workers N`` hands each worker
 
 
-def worker_spec(cfg: GatewayConfig, catalog_files: list[str], workers: int) -> str:
+def worker_spec(cfg: GatewayConfig, catalog_files: list[str]) -> str:
     """The environment value ``app_from_env`` reads in each worker process."""
-    return json.dumps({"config": cfg.model_dump(mode="json"), "catalog": catalog_files,
-                       "workers": workers})
+    return json.dumps({"config": cfg.model_dump(mode="json"), "catalog": catalog_files})
 
 
 def app_from_env() -> GatewayApp:
@@ -210,9 +207,7 @@ def app_from_env() -> GatewayApp:
 
     spec = json.loads(os.environ[WORKER_ENV])
     cfg = GatewayConfig.model_validate(spec["config"])
-    return create_app(cfg, get_catalog([Path(p) for p in spec["catalog"]]),
-                      workers=int(spec["workers"]))
+    return create_app(cfg, get_catalog([Path(p) for p in spec["catalog"]]))
 
 
-__all__ = ["CHAT_FIELDS", "COMPLETION_FIELDS", "WORKER_ENV", "GatewayApp", "app_from_env",
-           "create_app", "worker_spec"]
+__all__ = ["WORKER_ENV", "GatewayApp", "app_from_env", "create_app", "worker_spec"]

@@ -31,7 +31,7 @@ from tokenprint.gateway.intensity import IntensityProvider
 from tokenprint.gateway.ledger import Ledger
 from tokenprint.gateway.metrics import Metrics, UpstreamMetrics
 from tokenprint.gateway.routing import Router, UpstreamState
-from tokenprint.gateway.sse import SseRelay, choice_has_text
+from tokenprint.gateway.sse import SseRelay
 from tokenprint.gateway.upstream import UpstreamClient, UpstreamFailed, UpstreamResponse
 
 log = logging.getLogger("tokenprint.gateway")
@@ -114,7 +114,8 @@ def prompt_chars(body: dict[str, Any]) -> int:
     if isinstance(p, str):
         return len(p)
     if isinstance(p, list):
-        return sum(len(x) if isinstance(x, str) else 4 for x in p)
+        # a list of strings, or of token ids (one token each)
+        return sum(len(x) if isinstance(x, str) else round(CHARS_PER_TOKEN) for x in p)
     return 0
 
 
@@ -124,7 +125,6 @@ class _Timing:
 
     arrived: float
     sent: float = 0.0        # just before the upstream request
-    headers: float = 0.0     # upstream response headers in
 
 
 class Proxy:
@@ -273,7 +273,6 @@ class Proxy:
         except BaseException:
             self._release(st, rid)
             raise
-        timing.headers = time.monotonic()
         return resp
 
     def _release(self, st: UpstreamState, rid: str) -> None:
@@ -470,5 +469,4 @@ def _text_of(data: dict[str, Any]) -> str:
     return "".join(out)
 
 
-__all__ = ["CHAT_FIELDS", "COMPLETION_FIELDS", "ENDPOINTS", "Proxy", "choice_has_text",
-           "error_body"]
+__all__ = ["CHAT_FIELDS", "COMPLETION_FIELDS", "ENDPOINTS", "Proxy", "error_body"]
