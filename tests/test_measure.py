@@ -97,18 +97,23 @@ class _FakeNvml(types.ModuleType):
         return 250_000  # 250 W
 
 
-def test_nvml_meter_counter_path(monkeypatch):
-    fake = _FakeNvml([1_000_000.0, 1_000_000.0, 1_012_500.0])
-    monkeypatch.setitem(sys.modules, "pynvml", fake)
+def _nvml_window(seconds: float):
+    """One measurement window of ``seconds`` with an NvmlMeter over the faked pynvml."""
     from tokenprint.measure.nvml import NvmlMeter
 
     meter = NvmlMeter(sample_hz=50)
     try:
         meter.begin_window("w")
-        time.sleep(0.2)
-        m = meter.end_window("w")
+        time.sleep(seconds)
+        return meter.end_window("w")
     finally:
         meter.close()
+
+
+def test_nvml_meter_counter_path(monkeypatch):
+    fake = _FakeNvml([1_000_000.0, 1_000_000.0, 1_012_500.0])
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    m = _nvml_window(0.2)
     assert m.energy_j == pytest.approx(12.5)       # counter delta: 12,500 mJ
     assert m.sampled_energy_j == pytest.approx(250 * m.duration_s, rel=0.15)
     assert m.peak_power_w == pytest.approx(250.0)
@@ -116,15 +121,7 @@ def test_nvml_meter_counter_path(monkeypatch):
 
 def test_nvml_meter_power_fallback(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", _FakeNvml([0.0], has_counter=False))
-    from tokenprint.measure.nvml import NvmlMeter
-
-    meter = NvmlMeter(sample_hz=50)
-    try:
-        meter.begin_window("w")
-        time.sleep(0.3)
-        m = meter.end_window("w")
-    finally:
-        meter.close()
+    m = _nvml_window(0.3)
     assert m.energy_j == pytest.approx(250 * m.duration_s, rel=0.15)
 
 
