@@ -636,3 +636,33 @@ def test_an_internal_error_is_a_500_for_the_client_and_a_traceback_in_the_log(
     assert r.status_code == 500 and r.json()["error"]["type"] == "server_error"
     assert "KeyError" in r.json()["error"]["message"] and "a bug" not in r.text
     assert any(rec.exc_info and "a bug" in str(rec.exc_info[1]) for rec in caplog.records)
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--upstream", "ftp://x"], "--upstream: url 'ftp://x' must start with http://"),
+    (["--meter", "nvmll"], "--meter: Input should be 'none' or 'nvml' (got 'nvmll')"),
+    (["--workers", "0"], "--workers: Input should be greater than or equal to 1 (got 0)"),
+    (["--port", "0"], "--port: Input should be greater than or equal to 1 (got 0)"),
+])
+def test_serve_flags_are_validated_with_their_names(capsys, args, needle):
+    from conftest import run_cli
+
+    flags = {"--upstream": "http://127.0.0.1:9/v1", "--model": "tiny", "--gpu": "l4",
+             "--region": "FR"}
+    flags.update(dict(zip(args[::2], args[1::2], strict=True)))
+    code, _out, err = run_cli(capsys, "serve", *[x for kv in flags.items() for x in kv])
+    assert code == 2 and needle in err and "Traceback" not in err
+
+
+def test_unknown_config_fields_list_the_valid_ones(tmp_path: Path):
+    from tokenprint.errors import TokenprintError
+    from tokenprint.gateway.config import load_config
+
+    f = tmp_path / "g.toml"
+    f.write_text('worker = 2\n[[upstream]]\nname = "a"\nurl = "http://x/v1"\nmodel = "tiny"\n'
+                 'gpu = "l4"\nregion = "FR"\nmetre = "nvml"\n')
+    with pytest.raises(TokenprintError) as exc:
+        load_config(f)
+    msg = str(exc.value)
+    assert "worker: unknown field; valid: host, port" in msg and "workers" in msg
+    assert "upstream.0.metre: unknown field; valid: name, url" in msg and "meter" in msg

@@ -15,6 +15,13 @@ from tokenprint.errors import TokenprintError
 if TYPE_CHECKING:
     from tokenprint.gateway.config import GatewayConfig
 
+# configuration fields as the serve flags name them, for error messages
+FLAG_NAMES = {"host": "--host", "port": "--port", "workers": "--workers", "results": "--results",
+              **{f"upstream.0.{k}": f"--{k.replace('_', '-')}" for k in (
+                  "model", "served_model", "gpu", "gpus_per_replica", "region", "intensity_file",
+                  "meter")},
+              "upstream.0.url": "--upstream"}
+
 ledger_app = typer.Typer(help="Per-request carbon ledger of the gateway.", no_args_is_help=True)
 
 
@@ -41,38 +48,31 @@ def serve(
     catalog: CatalogOpt = None,
 ) -> None:
     """Start the OpenAI-compatible gateway that adds each request's carbon and routes by it."""
-    from pydantic import ValidationError
-
-    from tokenprint.gateway.config import GatewayConfig, UpstreamConfig, load_config
     from tokenprint.gateway.config import hash_key as digest
+    from tokenprint.gateway.config import load_config, parse_config
 
     if hash_key is not None:
         typer.echo(digest(hash_key))
         return
     cat = load(catalog)
     if config is not None:
-        cfg = load_config(config)
+        doc = load_config(config).model_dump()
     else:
         missing = [n for n, v in (("--upstream", upstream), ("--model", model), ("--gpu", gpu),
                                   ("--region", region)) if not v]
         if missing:
             raise TokenprintError(f"give --config FILE, or {', '.join(missing)} for one upstream")
         assert upstream and model and gpu and region
-        up = UpstreamConfig(name="upstream", url=upstream, model=cat.model(model).id,
-                            served_model=served_model, gpu=cat.gpu(gpu).id,
-                            gpus_per_replica=gpus_per_replica, region=cat.region(region).id,
-                            intensity_file=str(intensity_file) if intensity_file else None,
-                            meter="nvml" if meter == "nvml" else "none")
-        cfg = GatewayConfig(upstream=[up], intensity="file" if intensity_file else "annual")
-    if workers is not None and workers < 1:
-        raise TokenprintError(f"--workers {workers}: give 1 or more worker processes")
+        doc = {"intensity": "file" if intensity_file else "annual", "upstream": [{
+            "name": "upstream", "url": upstream, "model": cat.model(model).id,
+            "served_model": served_model, "gpu": cat.gpu(gpu).id,
+            "gpus_per_replica": gpus_per_replica, "region": cat.region(region).id,
+            "intensity_file": str(intensity_file) if intensity_file else None,
+            "meter": meter}]}
     updates = {k: v for k, v in (("host", host), ("port", port), ("workers", workers),
-                                 ("results", str(results) if results else None)) if v}
-    try:
-        cfg = GatewayConfig.model_validate(cfg.model_dump() | updates)
-    except ValidationError as exc:
-        raise TokenprintError("; ".join(e["msg"].removeprefix("Value error, ")
-                                        for e in exc.errors())) from None
+                                 ("results", str(results) if results else None))
+               if v is not None}
+    cfg = parse_config(doc | updates, "serve", FLAG_NAMES)
     for u in cfg.upstream:
         cat.model(u.model)
         cat.gpu(u.gpu)

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -129,13 +129,29 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def load_config(path: str | Path) -> GatewayConfig:
-    """Read and validate a gateway TOML file."""
-    p = Path(path)
-    doc = read_toml_file(p, "gateway config")
+def parse_config(doc: dict[str, Any], where: str, names: dict[str, str] | None = None
+                 ) -> GatewayConfig:
+    """Validate a gateway configuration; a ``TokenprintError`` names each wrong field (as
+    ``names`` calls it, e.g. a command-line flag), the value given and what is valid."""
     try:
         return GatewayConfig.model_validate(doc)
     except ValidationError as exc:
-        parts = [(f"{'.'.join(map(str, e['loc']))}: " if e["loc"] else "")
-                 + e["msg"].removeprefix("Value error, ") for e in exc.errors()]
-        raise TokenprintError(f"gateway config {str(p)!r}: " + "; ".join(parts)) from None
+        parts = []
+        for e in exc.errors():
+            field = ".".join(map(str, e["loc"]))
+            field = (names or {}).get(field, field)
+            if e["type"] == "extra_forbidden":
+                model = UpstreamConfig if e["loc"][0] == "upstream" else GatewayConfig
+                msg = f"unknown field; valid: {', '.join(model.model_fields)}"
+            else:
+                msg = e["msg"].removeprefix("Value error, ")
+                if e["type"] != "value_error" and isinstance(e.get("input"), int | float | str):
+                    msg += f" (got {e['input']!r})"
+            parts.append(f"{field}: {msg}" if field else msg)
+        raise TokenprintError(f"{where}: " + "; ".join(parts)) from None
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    """Read and validate a gateway TOML file."""
+    p = Path(path)
+    return parse_config(read_toml_file(p, "gateway config"), f"gateway config {str(p)!r}")
