@@ -1,38 +1,74 @@
-"""Regenerate the shipped calibration profiles from the public ML.ENERGY v2 runs.
+"""Regenerate the shipped calibration profiles from every public measurement in shared/data.
 
-Usage: python scripts/fit_shipped_profiles.py [../shared/data/calibration/mlenergy_v2_llm_runs.csv]
-Writes src/tokenprint/catalog/data/profiles.toml.
+Usage: python scripts/fit_shipped_profiles.py [SHARED_CALIBRATION_DIR]
+Writes src/tokenprint/catalog/data/profiles.toml (one profile per GPU and serving stack).
+
+Data, stacks and boundaries (each loader states its assumptions in the profile's source):
+ML.ENERGY v1 → hf-transformers; ML.ENERGY v2 and Argonne vLLM → vllm-2024; ML.ENERGY v3 →
+vllm-2025; Argonne TensorRT-LLM → tensorrt-llm; Argonne DeepSpeed-MII → deepspeed-mii.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
+
+import pandas as pd
 
 from tokenprint.catalog import load_catalog
 from tokenprint.predict.calibrate import calibrate_with_errors, profiles_toml
-from tokenprint.predict.datasets import load_mlenergy
+from tokenprint.predict.datasets import (
+    Points,
+    load_argonne,
+    load_mlenergy,
+    load_mlenergy_v1,
+    load_mlenergy_v3,
+)
 
 REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "src/tokenprint/catalog/data/profiles.toml"
+
+
+def load_all(cal: Path) -> list[Points]:
+    """Every calibration source in the shared data directory."""
+    cat = load_catalog()
+    return [
+        load_mlenergy_v1(cal / "v1_legacy", cat),
+        load_mlenergy(cal / "mlenergy_v2_llm_runs.csv", cat),
+        load_mlenergy_v3(cal / "mlenergy_v3_h100/mlenergy_v3_h100_configs.csv", cat),
+        load_argonne(cal / "argonne_llm_inference_bench", cat),
+    ]
 
 
 def main() -> None:
-    data = Path(sys.argv[1]) if len(sys.argv) > 1 else \
-        REPO.parent / "shared/data/calibration/mlenergy_v2_llm_runs.csv"
-    (REPO / "src/tokenprint/catalog/data/profiles.toml").write_text(
-        "# Calibration profiles of the performance model; filled by tokenprint calibrate.\n")
+    cal = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO.parent / "shared/data/calibration"
+    OUT.write_text("# Calibration profiles of the performance model; filled by "
+                   "scripts/fit_shipped_profiles.py.\n")
     cat = load_catalog()
-    pts = load_mlenergy(data, cat)
-    profiles = calibrate_with_errors(pts.table, cat, pts.source, engine="vllm")
+    sets = load_all(cal)
+    points = pd.concat([s.table for s in sets], ignore_index=True)
+    t0 = time.perf_counter()
+    profiles = calibrate_with_errors(points, cat, "see below")
+    # each profile names only the data sets it was fitted to
+    profiles = [p.model_copy(update={"source": p.source.replace("see below", " | ".join(
+        s.source for s in sets
+        if ((s.table["gpu"] == p.gpu) & (s.table["stack"] == p.stack)).any()))})
+        for p in profiles]
     header = (
-        "Calibration profiles shipped with tokenprint, fitted by scripts/fit_shipped_profiles.py\n"
-        f"to {len(pts.table)} ML.ENERGY v2 runs of catalog models ({pts.n_skipped} rows of other "
-        "models skipped).\nerror: p90 absolute relative error with batch sizes held out; "
-        "gpu_holdout.*: with the GPU held out.\nThese set the ranges of predictions."
+        "Calibration profiles shipped with tokenprint: one per GPU and serving stack, fitted by\n"
+        "scripts/fit_shipped_profiles.py to every public measurement in shared/data/calibration\n"
+        f"({len(points)} points; skipped: {sum(s.n_skipped for s in sets)}, by reason in the "
+        "loaders).\n"
+        "error: multiplicative ranges [lo, hi] covering 90 % of held-out ratios measured /\n"
+        "predicted: {metric}.lo/.hi with the model held out, gpu_holdout.* with the whole GPU\n"
+        "held out (the stack's prior). at_bounds: parameters that ended on a bound of the fit."
     )
-    out = REPO / "src/tokenprint/catalog/data/profiles.toml"
-    out.write_text(profiles_toml(profiles, header))
-    print(f"wrote {out} ({len(profiles)} profiles)")
+    OUT.write_text(profiles_toml(profiles, header))
+    print(f"wrote {OUT}: {len(profiles)} profiles from {len(points)} points "
+          f"in {time.perf_counter() - t0:.0f} s")
+    for p in profiles:
+        print(f"  {p.id:32s} n={p.n_points:4d} rms={p.fit_rms_log:.3f} bounds={p.at_bounds}")
 
 
 if __name__ == "__main__":

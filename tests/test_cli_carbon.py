@@ -70,7 +70,8 @@ def test_catalog_json_lists(capsys):
     code, out, _ = run(capsys, "catalog", "profiles", "--json")
     profiles = json.loads(out)
     assert {p["gpu"] for p in profiles} >= {"a100-sxm4-40gb", "h100-sxm"}
-    assert all("ML.ENERGY" in p["source"] for p in profiles)
+    assert all("fitted by tokenprint calibrate" in p["source"] for p in profiles)
+    assert {p["stack"] for p in profiles} >= {"hf-transformers", "vllm-2024", "vllm-2025"}
     code, out, _ = run(capsys, "catalog", "show", "profile", profiles[0]["id"], "--json")
     assert code == 0 and json.loads(out)["gpu"] == profiles[0]["gpu"]
     code, _, err = run(capsys, "catalog", "show", "profile", "nope")

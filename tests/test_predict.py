@@ -25,15 +25,49 @@ def test_flops_and_bytes_by_hand(catalog):
     per_layer = attn + 3 * 128 * 256 + 2 * 128
     params = 1024 * 128 + 2 * per_layer + 128 + 1024 * 128
     assert tiny.params == params
-    shape = ShapeArrays.of([tiny])
-    # prefill 10 tokens, batch 3: 3 × (2·P_mm·10 + 4·2·4·32·(10·11/2))
-    p_mm = params - 1024 * 128
+    shape = ShapeArrays.of([tiny], ["bf16"])
+    # prefill 10 tokens, batch 3: 3 × (2·P_mm·10 + 4·2·4·32·(10·11/2)); P_mm: no embedding, norms
+    p_mm = params - 1024 * 128 - (2 * 2 * 128 + 128)
     expected = 3 * (2 * p_mm * 10 + 4 * 2 * 4 * 32 * 55)
     assert float(pass_flops(shape, 3, 10, 0)[0]) == expected
     # one decode step at context 10: attention over 10 cached + itself
     assert float(pass_flops(shape, 1, 1, 10)[0]) == 2 * p_mm + 4 * 2 * 4 * 32 * 11
-    # bytes: weights in bf16 + KV (2·2·2·32·2 = 512 B/token) × 11 tokens × batch 2
-    assert float(pass_bytes(shape, 2, 1, 10, 2)[0]) == params * 2 + 2 * 512 * 11
+    # bytes: matmul weights in bf16 + KV (2·2·2·32·2 = 512 B/token) × 11 tokens × batch 2
+    assert float(pass_bytes(shape, 2, 1, 10)[0]) == p_mm * 2 + 2 * 512 * 11
+
+
+def test_moe_flops_and_bytes_by_hand(catalog):
+    m = catalog.model("qwen3-30b-a3b")
+    shape = ShapeArrays.of([m], ["bf16"])
+    dense, expert = m.dense_matmul_params, m.expert_params
+    # FLOPs follow the active parameters: dense + 8 routed experts per token
+    assert float(pass_flops(shape, 1, 1, 0)[0]) == 2 * (dense + 8 * expert) \
+        + 4 * 48 * 32 * 128 * 1
+    # bytes: one token touches exactly its 8 experts; many tokens touch all 128
+    kv = 2 * 48 * 4 * 128 * 2
+    assert float(pass_bytes(shape, 1, 1, 0)[0]) == pytest.approx(
+        dense * 2 + 8 * expert * 2 + kv, rel=1e-12)
+    two = 128 * (1 - (1 - 8 / 128) ** 2)  # expected experts two tokens touch
+    assert float(pass_bytes(shape, 2, 1, 0)[0]) == pytest.approx(
+        dense * 2 + two * expert * 2 + 2 * kv, rel=1e-12)
+    assert float(pass_bytes(shape, 4096, 1, 0)[0]) == pytest.approx(
+        dense * 2 + 128 * expert * 2 + 4096 * kv, rel=1e-9)
+    # memory holds all experts: a 30.5 B model in bf16 does not fit 48 GB beside much KV
+    assert max_batch_fits(m, 48, "bf16", 4096) < max_batch_fits(m, 80, "bf16", 4096)
+
+
+def test_fp8_uses_fp8_tensor_rate_only_where_it_exists(catalog):
+    from tokenprint.predict.params import peak_flops
+
+    assert peak_flops(catalog.gpu("h100-sxm"), "fp8") == pytest.approx(1978.9e12)
+    assert peak_flops(catalog.gpu("a100-sxm4-80gb"), "fp8") == pytest.approx(312e12)
+    m = catalog.model("llama-3.1-70b")
+    # fp8 weights halve the bytes a decode step reads (KV stays 16-bit by default)
+    b16 = ShapeArrays.of([m], ["bf16"])
+    b8 = ShapeArrays.of([m], ["fp8"])
+    assert float(b8.dense_matmul_params[0] * b8.dense_weight_bytes_per_param[0]) == \
+        pytest.approx(float(b16.dense_matmul_params[0] * b16.dense_weight_bytes_per_param[0]) / 2)
+    assert float(b8.kv_bytes_per_token[0]) == float(b16.kv_bytes_per_token[0])
 
 
 def test_max_batch_fits_by_hand(catalog):
@@ -48,8 +82,10 @@ def test_monotone_in_batch(catalog):
                            [1, 2, 4, 8, 16, 32, 64], 512, 128)
     thr = [r["throughput_tok_s"] for r in recs]
     ept = [r["energy_per_output_token_j"] for r in recs]
+    pw = [r["decode_power_w"] for r in recs]
     assert all(b > a for a, b in itertools.pairwise(thr))
     assert all(b < a for a, b in itertools.pairwise(ept))
+    assert all(b >= a for a, b in itertools.pairwise(pw))  # power never falls with load
     for r in recs:
         assert r["source"] == "predicted" and r["energy_kind"] == "predicted"
         assert r["ttft_s_low"] <= r["ttft_s"] <= r["ttft_s_high"]
@@ -75,14 +111,14 @@ def test_bad_inputs(catalog):
 
 
 def _synthetic_points(catalog, truth: np.ndarray, noise: float, seed: int = 0) -> pd.DataFrame:
-    rows = []
+    rows: list[dict] = []
     for model in ("llama-3.1-8b", "mistral-7b", "llama-3.1-70b", "codellama-34b"):
         tp = 4 if "70b" in model else (2 if "34b" in model else 1)
         for b in (16, 32, 64, 128, 256, 512):
             for mode in ("serving", "static"):
-                rows.append({"gpu": "h100-sxm", "model": model, "tp": tp, "batch": float(b),
-                             "input_len": 512.0, "output_len": 256.0, "dtype": "bf16",
-                             "mode": mode, "task": "synthetic"})
+                rows.append({"gpu": "h100-sxm", "model": model, "stack": "vllm-2025", "tp": tp,
+                             "batch": float(b), "input_len": 512.0, "output_len": 256.0,
+                             "dtype": "bf16", "mode": mode, "task": "synthetic"})
     df = pd.DataFrame(rows)
     for m in ("energy_per_output_token_j", "tpot_s", "throughput_tok_s", "ttft_s"):
         df[m] = np.nan
@@ -95,11 +131,13 @@ def _synthetic_points(catalog, truth: np.ndarray, noise: float, seed: int = 0) -
 
 
 def test_calibration_recovers_known_parameters(catalog):
-    truth = np.array([0.55, 0.7, 2e-3, 1e-4, 90.0, 500.0, 1.2, 3e-4])
+    # PARAM_NAMES order: eff_compute, eff_memory, step, seq, tp_latency, base, mem, peak, exponent
+    truth = np.array([0.55, 0.7, 2e-3, 1e-4, 3e-4, 0.3, 0.5, 0.6, 0.6])
     df = _synthetic_points(catalog, truth, noise=0.02)
-    fitted, _ = fit_params(point_arrays(df, catalog), 700.0)
+    fit = fit_params(point_arrays(df, catalog))
+    fitted = fit.values
     # the well-identified parameters come back within 15 %
-    for name in ("eff_compute", "eff_memory", "seq_overhead_s", "peak_w"):
+    for name in ("eff_compute", "eff_memory", "seq_overhead_s", "mem_frac"):
         i = PARAM_NAMES.index(name)
         assert fitted[i] == pytest.approx(truth[i], rel=0.15), name
     # and the fitted model reproduces the data to about the noise level
@@ -115,7 +153,9 @@ def test_validate_on_shared_subset(shared_data: Path, catalog):
     sub = pts.table[pts.table["model"].isin(["llama-3.1-8b", "mistral-7b"])]
     report = validation_report(sub.reset_index(drop=True), catalog, "batch", pts.n_skipped,
                                pts.source)
-    assert set(report) >= {"n_points", "n_skipped", "mape", "by_gpu"}
+    assert set(report) >= {"n_points", "n_skipped", "mape", "bias", "coverage", "by_gpu",
+                           "by_model", "by_stack"}
+    assert set(report["coverage"]) == {"energy_per_token", "tpot", "throughput"}
     assert set(report["mape"]) == {"energy_per_token", "tpot", "throughput"}
     assert report["n_points"] == len(sub)
     assert report["mape"]["energy_per_token"] < 25.0
@@ -136,9 +176,129 @@ def test_predict_cli_json(capsys):
 
 def test_user_profile_via_catalog(tmp_path: Path):
     f = tmp_path / "prof.toml"
-    f.write_text('[[profile]]\nid = "t4-mine"\ngpu = "t4"\nsource = "my fit"\neff_compute = 0.3\n'
-                 'eff_memory = 0.6\nstep_overhead_s = 0.02\nseq_overhead_s = 0.0001\n'
-                 'idle_w = 15\npeak_w = 65\npower_exponent = 1.0\n')
+    f.write_text('[[profile]]\nid = "t4-mine"\ngpu = "t4"\nstack = "hf-transformers"\n'
+                 'source = "my fit"\neff_compute = 0.3\neff_memory = 0.6\n'
+                 'step_overhead_s = 0.02\nseq_overhead_s = 0.0001\nbase_frac = 0.2\n'
+                 'mem_frac = 0.5\npeak_frac = 0.5\npower_exponent = 1.0\n')
     cat = load_catalog([f])
-    rec = predict_records(cat, cat.model("llama-3.2-1b"), cat.gpu("t4"), [1], 128, 32)[0]
+    rec = predict_records(cat, cat.model("llama-3.2-1b"), cat.gpu("t4"), [1], 128, 32,
+                          stack="hf-transformers")[0]
     assert rec["calibrated"] is True and "my fit" in rec["calibration"]
+    assert rec["stack"] == "hf-transformers" and rec["profile"] == "t4-mine"
+    # the same GPU under another stack is not calibrated by that profile
+    other = predict_records(cat, cat.model("llama-3.2-1b"), cat.gpu("t4"), [1], 128, 32,
+                            stack="vllm-2025")[0]
+    assert other["calibrated"] is False and other["stack"] == "vllm-2025"
+
+
+# --- issue #13: physics, stacks, one model, validation as users get it -------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from tokenprint.predict.model import pass_time, power_levels, power_w  # noqa: E402
+from tokenprint.predict.params import hardware_arrays, resolve_profile  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(eff_c=st.floats(0.05, 0.9), eff_m=st.floats(0.05, 0.95), step=st.floats(1e-5, 0.1),
+       seq=st.floats(1e-8, 5e-3), base=st.floats(0.0, 1.0), mem=st.floats(0.0, 1.0),
+       peak=st.floats(0.0, 1.0), k=st.floats(0.1, 1.0), ctx=st.integers(1, 8192),
+       gpu=st.sampled_from(["t4", "rtx-6000-ada", "a100-sxm4-80gb", "h100-sxm"]),
+       model=st.sampled_from(["llama-3.2-1b", "llama-2-7b", "qwen3-30b-a3b"]))
+def test_power_is_monotone_in_load_and_bounded(eff_c, eff_m, step, seq, base, mem, peak, k, ctx,
+                                               gpu, model):
+    cat = load_catalog()
+    g, m = cat.gpu(gpu), cat.model(model)
+    dt = "bf16" if g.bf16 else "fp16"
+    shape, hw = ShapeArrays.of([m], [dt]), hardware_arrays([g], [dt])
+    prof = ProfileArrays.from_vector(np.array([eff_c, eff_m, step, seq, 2e-4, base, mem, peak,
+                                               k]))
+    batches = np.array([1, 2, 4, 8, 16, 32, 64, 128, 256, 512], dtype=float)
+    p = power_w(hw, prof, pass_time(shape, hw, prof, batches, 1.0, float(ctx), 1.0))
+    assert np.all(np.diff(p) >= -1e-9 * p[:-1])          # never falls as the batch grows
+    assert np.all(p >= hw.idle_w - 1e-9) and np.all(p <= hw.tdp_w + 1e-9)
+    # and TDP is reachable: all fractions at 1 and a compute-bound pass give TDP
+    full = ProfileArrays.from_vector(np.array([eff_c, eff_m, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, k]))
+    assert float(power_levels(hw, full)[2][0]) == pytest.approx(g.tdp_w.value)
+
+
+def test_transferred_prior_never_mixes_stacks(catalog):
+    # the B200 has no profile: under each stack it borrows that stack's parameters only
+    b200 = catalog.gpu("b200")
+    for stack in ("vllm-2025", "hf-transformers", "tensorrt-llm"):
+        res = resolve_profile(b200, catalog, stack)
+        assert res.calibrated is False and res.stack == stack
+        donors = catalog.stack_profiles(stack)
+        assert donors and all(d.stack == stack for d in donors)
+        for name in ("eff_compute", "step_overhead_s"):
+            gm = float(np.exp(np.mean(np.log([getattr(d, name) for d in donors]))))
+            assert res.values[name] == pytest.approx(gm)
+    # different stacks give different answers on the same GPU
+    a = resolve_profile(b200, catalog, "vllm-2025").values["step_overhead_s"]
+    b = resolve_profile(b200, catalog, "hf-transformers").values["step_overhead_s"]
+    assert a != pytest.approx(b)
+    with pytest.raises(TokenprintError, match=r"(?i)valid stacks: .*vllm-2025"):
+        resolve_profile(b200, catalog, "vllm-1999")  # names the valid stacks
+
+
+def test_no_refit_equals_predict_row_for_row(catalog):
+    from tokenprint.predict.validate import no_refit_predictions
+
+    rows = [{"gpu": g, "model": "llama-3.1-8b", "stack": s, "tp": 1, "batch": float(b),
+             "input_len": 512.0, "output_len": 128.0, "dtype": "bf16", "mode": "static",
+             "energy_total": False, "idle_tail_s": 0.0, "energy_per_output_token_j": 1.0,
+             "tpot_s": 1.0, "throughput_tok_s": 1.0, "ttft_s": np.nan, "task": "t"}
+            for g in ("h100-sxm", "b200") for s in ("vllm-2025", "tensorrt-llm")
+            for b in (1, 8, 64)]
+    df = no_refit_predictions(pd.DataFrame(rows), catalog)
+    for _, row in df.iterrows():
+        rec = predict_records(catalog, catalog.model("llama-3.1-8b"), catalog.gpu(row["gpu"]),
+                              [int(row["batch"])], 512, 128, stack=row["stack"])[0]
+        for m in ("energy_per_output_token_j", "tpot_s", "throughput_tok_s"):
+            assert row[f"pred_{m}"] == pytest.approx(rec[m], rel=1e-12)
+            assert row[f"low_{m}"] == pytest.approx(rec[f"{m}_low"], rel=1e-12)
+            assert row[f"high_{m}"] == pytest.approx(rec[f"{m}_high"], rel=1e-12)
+
+
+def test_simulate_step_equals_predict_step(catalog):
+    from tokenprint.predict.step import step_costs
+
+    for model in ("llama-3.1-8b", "qwen3-30b-a3b"):
+        costs, _ = step_costs(catalog, model, "h100-sxm", stack="vllm-2025")
+        m = catalog.model(model)
+        shape = ShapeArrays.of([m], ["bf16"])
+        hw = hardware_arrays([catalog.gpu("h100-sxm")], ["bf16"])
+        prof = ProfileArrays.from_values(resolve_profile(catalog.gpu("h100-sxm"), catalog,
+                                                         "vllm-2025").values)
+        for b, ctx in ((1, 100), (16, 700), (256, 2000)):
+            pt = pass_time(shape, hw, prof, float(b), 1.0, float(ctx), 1.0)
+            # the simulator's decode step for b requests holding ctx tokens each, in total b*ctx
+            comp = (costs.matmul_flops_per_token * b + costs.attn_flops_per_ctx * (b * ctx + b)
+                    ) / costs.flops_per_s
+            mem = (costs.weight_bytes(b) + costs.kv_bytes_per_token * (b * ctx + b)) \
+                / costs.bytes_per_s
+            dt = max(comp, mem) + costs.step_overhead_s + costs.seq_overhead_s * b
+            assert dt == pytest.approx(float(pt.total_s[0]), rel=1e-9)
+            assert costs.power(dt, comp, costs.step_overhead_s) == pytest.approx(
+                float(power_w(hw, prof, pt)[0]), rel=1e-9)
+
+
+def test_coverage_on_a_hand_made_table():
+    from tokenprint.predict.validate import _stats
+
+    meas = [1.0, 2.0, 3.0, 4.0]
+    df = pd.DataFrame({"energy_per_output_token_j": meas, "tpot_s": meas,
+                       "throughput_tok_s": meas,
+                       "pred_energy_per_output_token_j": [1.0, 1.0, 3.0, 5.0],
+                       "low_energy_per_output_token_j": [0.5, 0.5, 2.0, 4.5],
+                       "high_energy_per_output_token_j": [1.5, 1.5, 4.0, 5.5]})
+    for m in ("tpot_s", "throughput_tok_s"):
+        df[f"pred_{m}"], df[f"low_{m}"], df[f"high_{m}"] = np.nan, np.nan, np.nan
+    s = _stats(df)
+    # inside: 1 in [0.5,1.5], 3 in [2,4]; outside: 2 (> 1.5), 4 (< 4.5)
+    assert s["coverage"]["energy_per_token"] == 0.5
+    # errors 0, -0.5, 0, +0.25 → MAPE 18.75 %, bias -6.25 %
+    assert s["mape"]["energy_per_token"] == pytest.approx(18.75)
+    assert s["bias"]["energy_per_token"] == pytest.approx(-6.25)
+    assert s["mape"]["tpot"] is None

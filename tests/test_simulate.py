@@ -14,12 +14,14 @@ from tokenprint.simulate.replica import ReplicaCosts, _sum_max_linear, simulate_
 
 
 def _flat_costs(step_s: float = 0.01, budget: int = 10_000) -> ReplicaCosts:
-    """Every iteration takes exactly ``step_s`` (memory-bound on the weights alone)."""
+    """Every iteration takes exactly ``step_s`` (memory-bound on the weights alone), drawing
+    the memory-bound level (100 W: no fixed overhead, no compute)."""
     return ReplicaCosts(flops_per_s=1e30, bytes_per_s=1.0, matmul_flops_per_token=0.0,
-                        attn_flops_per_ctx=0.0, weight_bytes=step_s, kv_bytes_per_token=0.0,
+                        attn_flops_per_ctx=0.0, dense_weight_bytes=step_s, expert_bytes=0.0,
+                        n_experts=0.0, experts_per_token=0.0, kv_bytes_per_token=0.0,
                         step_overhead_s=0.0, seq_overhead_s=0.0, comm_s_per_token=0.0,
-                        comm_fixed_s=0.0, idle_w=10.0, peak_w=100.0, power_exponent=1.0,
-                        kv_budget_tokens=budget)
+                        comm_fixed_s=0.0, idle_w=10.0, base_w=50.0, mem_w=100.0, peak_w=200.0,
+                        power_exponent=1.0, kv_budget_tokens=budget)
 
 
 def test_two_requests_one_replica_by_hand():
@@ -33,7 +35,7 @@ def test_two_requests_one_replica_by_hand():
     assert res.finish_s.tolist() == pytest.approx([0.03, 0.04])
     assert res.iterations == 4
     assert res.busy_s == pytest.approx(0.04)
-    assert res.busy_energy_j == pytest.approx(100.0 * 0.04)  # fully busy: peak power
+    assert res.busy_energy_j == pytest.approx(100.0 * 0.04)  # memory-bound all along: mem level
 
 
 def test_batch_limit_queues_fcfs():

@@ -14,4 +14,6 @@ MM2_PER_CM2 = 100.0
 BYTES_PER_GB = 1e9
 FLOP_PER_TFLOP = 1e12
 
-DTYPE_BYTES: dict[str, int] = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1}
+# mxfp4: 4-bit elements plus one 8-bit scale per 32 (OCP Microscaling spec) = 4.25 bits
+DTYPE_BYTES: dict[str, float] = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1,
+                                 "mxfp4": 4.25 / 8}

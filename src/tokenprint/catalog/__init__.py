@@ -10,9 +10,10 @@ from tokenprint.catalog.schema import (
     ModelArch,
     Quantity,
     Region,
+    Stack,
 )
 
 __all__ = [
     "Catalog", "FabDefaults", "FabNode", "Gpu", "Host", "MemoryFactor", "ModelArch", "Quantity",
-    "Region", "entry_dict", "get_catalog", "load_catalog",
+    "Region", "Stack", "entry_dict", "get_catalog", "load_catalog",
 ]

@@ -21,6 +21,7 @@ from tokenprint.catalog.schema import (
     MemoryFactor,
     ModelArch,
     Region,
+    Stack,
 )
 from tokenprint.errors import TokenprintError, unknown_choice
 
@@ -34,10 +35,11 @@ KINDS: dict[str, tuple[type[Entry], str]] = {
     "model": (ModelArch, "model"),
     "fab_node": (FabNode, "fab node"),
     "memory": (MemoryFactor, "memory type"),
+    "stack": (Stack, "stack"),
     "profile": (CalibrationProfile, "profile"),  # type: ignore[dict-item]
 }
 BUILTIN_FILES = ("gpus.toml", "hosts.toml", "regions.toml", "models.toml", "fab.toml",
-                 "memory.toml", "profiles.toml")
+                 "memory.toml", "stacks.toml", "profiles.toml")
 
 E = TypeVar("E", bound=Entry)
 
@@ -54,6 +56,7 @@ class Catalog:
     memory: dict[str, MemoryFactor]
     fab: FabDefaults
     profiles: dict[str, CalibrationProfile] = field(default_factory=dict)
+    stacks: dict[str, Stack] = field(default_factory=dict)
     files: tuple[str, ...] = field(default=())
 
     def gpu(self, gpu_id: str) -> Gpu:
@@ -81,18 +84,30 @@ class Catalog:
         """Embodied factor for a memory or storage type such as ``hbm3``."""
         return _lookup(self.memory, memory_type, "memory type")
 
-    def profile_for(self, gpu_id: str) -> CalibrationProfile | None:
-        """The calibration profile of a GPU, if one is loaded (the last one loaded wins)."""
+    def stack(self, stack_id: str) -> Stack:
+        """The serving stack with this id (``vllm-2025``, ``hf-transformers``, ...)."""
+        return _lookup(self.stacks, stack_id, "stack")
+
+    def profile_for(self, gpu_id: str, stack_id: str) -> CalibrationProfile | None:
+        """The calibration profile of a GPU under a stack, if one is loaded (the last loaded
+        wins)."""
         gid = self.gpu(gpu_id).id
-        found = [p for p in self.profiles.values() if p.gpu.lower() == gid]
+        sid = self.stack(stack_id).id
+        found = [p for p in self.profiles.values()
+                 if p.gpu.lower() == gid and p.stack.lower() == sid]
         return found[-1] if found else None
+
+    def stack_profiles(self, stack_id: str) -> list[CalibrationProfile]:
+        """Every calibrated profile of one stack."""
+        sid = self.stack(stack_id).id
+        return [p for p in self.profiles.values() if p.stack.lower() == sid]
 
     def by_kind(self, kind: str) -> dict[str, Any]:
         """Entries of a CLI kind: gpus, hosts, regions, models, fab-nodes, memory."""
         table: dict[str, dict[str, Any]] = {
             "gpus": self.gpus, "hosts": self.hosts, "regions": self.regions,
             "models": self.models, "fab-nodes": self.fab_nodes, "memory": self.memory,
-            "profiles": self.profiles,
+            "profiles": self.profiles, "stacks": self.stacks,
         }
         key = kind.lower()
         if key not in table:
@@ -108,7 +123,7 @@ def _normalize_model_id(model_id: str) -> str:
     for prefix in ("meta-",):
         if s.startswith(prefix):
             s = s[len(prefix):]
-    for suffix in ("-instruct", "-chat-hf", "-hf", "-chat"):
+    for suffix in ("-fp8", "-instruct", "-chat-hf", "-hf", "-chat"):
         if s.endswith(suffix):
             s = s[: -len(suffix)]
     return s
@@ -231,7 +246,8 @@ def load_catalog(user_files: list[str | Path] | None = None) -> Catalog:
     catalog = Catalog(
         gpus=built["gpu"], hosts=built["host"], regions=built["region"],
         models=built["model"], fab_nodes=built["fab_node"], memory=built["memory"],
-        fab=fab, profiles=built["profile"], files=tuple(str(p) for p in paths),
+        fab=fab, profiles=built["profile"], stacks=built["stack"],
+        files=tuple(str(p) for p in paths),
     )
     _check_references(catalog)
     return catalog
@@ -246,6 +262,7 @@ def _check_references(cat: Catalog) -> None:
         _ref(cat.hosts, gpu.default_host, where, "default_host")
     for prof in cat.profiles.values():
         _ref(cat.gpus, prof.gpu, f"profile {prof.id!r}", "gpu")
+        _ref(cat.stacks, prof.stack, f"profile {prof.id!r}", "stack")
     for host in cat.hosts.values():
         where = f"host {host.id!r}"
         _ref(cat.fab_nodes, host.cpu_act_node, where, "cpu_act_node")

@@ -113,6 +113,7 @@ class Gpu(Entry):
     tdp_w: Quantity
     idle_w: Quantity | None = None
     fp16_tflops: Quantity
+    fp8_tflops: Quantity | None = None
     bf16: bool
     release_year: int = Field(ge=2000, le=2100)
     form_factor: Literal["pcie", "sxm", "oam"]
@@ -186,7 +187,12 @@ class MemoryFactor(Entry):
 
 
 class ModelArch(Entry):
-    """A decoder-only (LLaMA-style) transformer architecture."""
+    """A decoder-only transformer: dense (LLaMA-style) or mixture-of-experts.
+
+    MoE layers replace the dense MLP by ``num_experts`` experts of ``moe_ffn_size`` each, of which
+    ``experts_per_token`` (plus ``shared_experts`` always-on ones) run per token: FLOPs follow the
+    *active* parameters, weight memory the *total*.
+    """
 
     hf_ids: list[str] = Field(default_factory=list)
     hidden_size: int = Field(ge=1)
@@ -198,7 +204,12 @@ class ModelArch(Entry):
     vocab_size: int = Field(ge=1)
     tied_embeddings: bool
     max_context: int = Field(ge=1)
+    num_experts: int = Field(default=0, ge=0)
+    experts_per_token: int = Field(default=0, ge=0)
+    shared_experts: int = Field(default=0, ge=0)
+    moe_ffn_size: int = Field(default=0, ge=0)
     published_params_b: Quantity | None = None
+    published_active_params_b: Quantity | None = None
 
     @model_validator(mode="after")
     def _heads_divide(self) -> ModelArch:
@@ -207,43 +218,79 @@ class ModelArch(Entry):
                 f"num_heads {self.num_heads} must be a multiple of num_kv_heads "
                 f"{self.num_kv_heads}"
             )
+        if self.num_experts and not (0 < self.experts_per_token <= self.num_experts
+                                     and self.moe_ffn_size > 0):
+            raise ValueError("a MoE model needs 0 < experts_per_token <= num_experts and "
+                             "moe_ffn_size > 0")
         return self
 
     @property
-    def params(self) -> int:
-        """Total parameter count (embeddings, attention, MLP, norms, untied LM head)."""
+    def is_moe(self) -> bool:
+        """True for a mixture-of-experts model."""
+        return self.num_experts > 0
+
+    @property
+    def attention_params_per_layer(self) -> int:
+        """Q, K, V and output projections of one layer."""
         h, hd = self.hidden_size, self.head_dim
-        attn = h * self.num_heads * hd * 2 + h * self.num_kv_heads * hd * 2
-        mlp = 3 * h * self.ffn_size
-        per_layer = attn + mlp + 2 * h
-        embed = self.vocab_size * h
-        head = 0 if self.tied_embeddings else self.vocab_size * h
-        return embed + self.num_layers * per_layer + h + head
+        return h * self.num_heads * hd * 2 + h * self.num_kv_heads * hd * 2
+
+    @property
+    def expert_params(self) -> int:
+        """Parameters of one routed expert summed over all layers (0 for a dense model)."""
+        return self.num_layers * 3 * self.hidden_size * self.moe_ffn_size if self.is_moe else 0
+
+    @property
+    def dense_matmul_params(self) -> int:
+        """Matmul parameters every token uses: attention, dense or shared MLP, router, LM head."""
+        h = self.hidden_size
+        if self.is_moe:
+            mlp = 3 * h * self.moe_ffn_size * self.shared_experts + h * self.num_experts
+        else:
+            mlp = 3 * h * self.ffn_size
+        return self.num_layers * (self.attention_params_per_layer + mlp) + self.vocab_size * h
+
+    @property
+    def params(self) -> int:
+        """Total parameter count (embeddings, attention, MLP or experts, norms, LM head)."""
+        h = self.hidden_size
+        embed = 0 if self.tied_embeddings else self.vocab_size * h
+        norms = self.num_layers * 2 * h + h
+        return self.dense_matmul_params + self.num_experts * self.expert_params + embed + norms
 
     @property
     def matmul_params(self) -> int:
-        """Parameters used in matrix multiplies per token (all but the embedding lookup)."""
-        return self.params - self.vocab_size * self.hidden_size * (0 if self.tied_embeddings else 1)
+        """Parameters used in matrix multiplies per token (active experts only)."""
+        return self.dense_matmul_params + self.experts_per_token * self.expert_params
 
-    def weight_bytes(self, dtype: str) -> int:
-        """Bytes of weights in ``dtype`` (fp32, bf16, fp16, fp8, int8)."""
+    @property
+    def active_params(self) -> int:
+        """Parameters a token touches: the active matmul ones plus norms."""
+        return self.matmul_params + self.num_layers * 2 * self.hidden_size + self.hidden_size
+
+    def weight_bytes(self, dtype: str) -> float:
+        """Bytes of weights in ``dtype``; ``mxfp4`` quantizes only the routed experts (as
+        gpt-oss ships), the rest stays bf16."""
+        if dtype == "mxfp4":
+            experts = self.num_experts * self.expert_params
+            return experts * dtype_bytes("mxfp4") + (self.params - experts) * dtype_bytes("bf16")
         return self.params * dtype_bytes(dtype)
 
-    def kv_bytes_per_token(self, dtype: str) -> int:
+    def kv_bytes_per_token(self, dtype: str) -> float:
         """KV-cache bytes per token of context: 2 (K and V) × layers × kv_heads × head_dim."""
         return 2 * self.num_layers * self.num_kv_heads * self.head_dim * dtype_bytes(dtype)
 
     def flops_per_token(self, context_len: float = 0.0) -> float:
         """Forward FLOPs for one token attending to ``context_len`` earlier tokens.
 
-        2 FLOPs per matmul parameter plus attention scores and values: 4 × layers × heads ×
-        head_dim × context.
+        2 FLOPs per active matmul parameter plus attention scores and values: 4 × layers × heads
+        × head_dim × context.
         """
         attn = 4.0 * self.num_layers * self.num_heads * self.head_dim * context_len
         return 2.0 * self.matmul_params + attn
 
 
-def dtype_bytes(dtype: str) -> int:
+def dtype_bytes(dtype: str) -> float:
     """Bytes per element of a dtype name."""
     from tokenprint.errors import TokenprintError
 
@@ -255,28 +302,44 @@ def dtype_bytes(dtype: str) -> int:
         ) from None
 
 
+class Stack(Entry):
+    """A serving stack: an engine and its release family. Speed and power depend on it as much
+    as on the GPU, so calibration profiles are keyed by GPU *and* stack."""
+
+    engine: str
+    releases: str
+    description: str = ""
+    paged_kv: bool = True
+
+
 class CalibrationProfile(BaseModel):
-    """Fitted performance and power parameters for one GPU (and serving engine).
+    """Fitted performance and power parameters for one GPU under one serving stack.
 
     Written by ``tokenprint calibrate``; loaded from ``[[profile]]`` tables in catalog files. The
-    entry-level ``source`` says which measurements the numbers were fitted to.
+    entry-level ``source`` says which measurements the numbers were fitted to. Power while a pass
+    runs: ``base`` during overheads, rising to ``mem`` while memory-bound work runs and toward
+    ``peak`` with the compute-bound share; each level is a fraction of the way from the one below
+    to the TDP, so ``idle <= base <= mem <= peak <= TDP`` always holds.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
     gpu: str
-    engine: str = "any"
+    stack: str
     source: str = Field(min_length=1)
-    eff_compute: float = Field(gt=0, le=1.5)
-    eff_memory: float = Field(gt=0, le=1.5)
+    eff_compute: float = Field(gt=0, le=1.0)
+    eff_memory: float = Field(gt=0, le=1.0)
     step_overhead_s: float = Field(ge=0)
     seq_overhead_s: float = Field(ge=0)
-    idle_w: float = Field(ge=0)
-    peak_w: float = Field(gt=0)
-    power_exponent: float = Field(gt=0, le=5)
     tp_latency_s: float = Field(default=2e-4, ge=0)
+    base_frac: float = Field(ge=0, le=1)
+    mem_frac: float = Field(ge=0, le=1)
+    peak_frac: float = Field(ge=0, le=1)
+    power_exponent: float = Field(gt=0, le=1)
     n_points: int = Field(default=0, ge=0)
+    at_bounds: list[str] = Field(default_factory=list)
+    fit_rms_log: float | None = None
     error: dict[str, float] = Field(default_factory=dict)
     aliases: list[str] = Field(default_factory=list)
     name: str = ""

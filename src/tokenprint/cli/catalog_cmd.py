@@ -19,17 +19,26 @@ _COLUMNS: dict[str, list[str]] = {
              "tdp_w", "fp16_tflops", "bf16", "release_year"],
     "regions": ["name", "intensity_g_per_kwh", "basis", "year", "mix", "study"],
     "models": ["name", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "ffn_size",
-               "vocab_size", "params_b"],
+               "vocab_size", "params_b", "active_b"],
     "hosts": ["name", "gpu_slots", "cpu_count", "dram_gb", "ssd_gb"],
     "fab-nodes": ["name", "epa_kwh_per_cm2", "gpa95_g_per_cm2", "gpa99_g_per_cm2"],
     "memory": ["name", "kind", "g_per_gb"],
-    "profiles": ["gpu", "engine", "n_points", "eff_compute", "eff_memory", "idle_w", "peak_w"],
+    "profiles": ["gpu", "stack", "n_points", "fit_rms_log", "energy_range", "at_bounds",
+                 "source"],
+    "stacks": ["name", "engine", "releases", "source"],
 }
 
 
 def _cell(entry: Any, col: str) -> str:
     if col == "params_b":
         return f"{entry.params / 1e9:.3g}"
+    if col == "active_b":
+        return f"{entry.active_params / 1e9:.3g}" if entry.is_moe else ""
+    if col == "energy_range":
+        lo, hi = entry.error.get("energy_per_token.lo"), entry.error.get("energy_per_token.hi")
+        return f"×{lo:.2f}–×{hi:.2f}" if lo and hi else "—"
+    if col == "at_bounds":
+        return ", ".join(entry.at_bounds) or "none"
     val = getattr(entry, col)
     if isinstance(val, Quantity):
         if val.low is not None and (val.low != val.value or val.high != val.value):
@@ -107,8 +116,14 @@ def memory(catalog: CatalogOpt = None, as_json: JsonOpt = False) -> None:
 
 @app.command("profiles")
 def profiles(catalog: CatalogOpt = None, as_json: JsonOpt = False) -> None:
-    """List calibration profiles of the performance model."""
+    """List calibration profiles (GPU × serving stack) with their data, fit quality and ranges."""
     _list("profiles", catalog, as_json)
+
+
+@app.command("stacks")
+def stacks(catalog: CatalogOpt = None, as_json: JsonOpt = False) -> None:
+    """List serving stacks (engine and release family) that profiles are keyed by."""
+    _list("stacks", catalog, as_json)
 
 
 @app.command("show")
@@ -123,7 +138,7 @@ def show(
     cat = load(catalog)
     k = kind.lower()
     plural = {"gpu": "gpus", "region": "regions", "model": "models", "host": "hosts",
-              "fab-node": "fab-nodes", "profile": "profiles"}.get(k, k)
+              "fab-node": "fab-nodes", "profile": "profiles", "stack": "stacks"}.get(k, k)
 
     def profile(pid: str) -> Any:
         from tokenprint.errors import unknown_choice
@@ -133,7 +148,8 @@ def show(
         return cat.profiles[pid.lower()]
 
     getter = {"gpus": cat.gpu, "regions": cat.region, "models": cat.model, "hosts": cat.host,
-              "fab-nodes": cat.fab_node, "memory": cat.memory_factor, "profiles": profile}
+              "fab-nodes": cat.fab_node, "memory": cat.memory_factor, "profiles": profile,
+              "stacks": cat.stack}
     if plural not in getter:
         cat.by_kind(plural)  # raises the error listing valid kinds
     entry = getter[plural](entry_id)

@@ -18,7 +18,8 @@ from tokenprint.cli.common import (
 )
 from tokenprint.errors import TokenprintError
 
-FORMATS = ("tokenprint", "mlenergy")
+STACK_HELP = ("Serving stack (engine and release): vllm-2025 (default), vllm-2024, tensorrt-llm, "
+              "deepspeed-mii, hf-transformers.")
 
 
 def predict(
@@ -27,9 +28,12 @@ def predict(
     batch: Annotated[str, typer.Option(help="Batch sizes, comma-separated.")] = "1,2,4,8,16,32,64",
     input_len: Annotated[int, typer.Option(help="Prompt tokens per request.")] = 512,
     output_len: Annotated[int, typer.Option(help="Generated tokens per request.")] = 128,
-    dtype: Annotated[str, typer.Option(help="auto|bf16|fp16|fp32 (auto: bf16 where supported)."
-                                       )] = "auto",
-    tp: Annotated[int, typer.Option(help="Tensor-parallel degree (GPUs per replica).")] = 1,
+    dtype: Annotated[str, typer.Option(help="Weights: auto|bf16|fp16|fp32|fp8|mxfp4 (auto: bf16 "
+                                       "where supported).")] = "auto",
+    kv_dtype: Annotated[str, typer.Option(help="KV cache: auto|bf16|fp16|fp8 (auto: 16-bit).")
+                        ] = "auto",
+    tp: Annotated[int, typer.Option(help="GPUs per replica (tensor or expert parallel).")] = 1,
+    stack: Annotated[str, typer.Option(help=STACK_HELP)] = "vllm-2025",
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -38,13 +42,13 @@ def predict(
 
     cat = load(catalog)
     recs = predict_records(cat, cat.model(model), cat.gpu(gpu), int_list(batch, "batch"),
-                           input_len, output_len, dtype, tp)
+                           input_len, output_len, dtype, tp, stack=stack, kv_dtype=kv_dtype)
     if as_json:
         print_json(recs)
         return
     r0 = recs[0]
     table = Table(title=f"Predicted: {r0['model']} on {tp} × {r0['hardware_id']} ({r0['dtype']}), "
-                  f"input {input_len}, output {output_len}")
+                  f"{r0['stack']}, input {input_len}, output {output_len}")
     for col in ("batch", "TTFT s", "TPOT ms", "tok/s", "prefill J/tok", "decode J/tok",
                 "power W", "status"):
         table.add_column(col, justify="right")
@@ -59,90 +63,107 @@ def predict(
                       rng(r, "throughput_tok_s", 1.0, ".4g"), rng(r, "energy_per_input_token_j"),
                       rng(r, "energy_per_output_token_j"), f"{r['mean_power_w']:.0f}", status)
     console.print(table)
-    kind = "calibrated profile" if r0["calibrated"] else "prior (GPU not calibrated)"
+    kind = (f"calibrated profile {r0['profile']}" if r0["calibrated"] else
+            f"{r0['stack']} prior ({r0['hardware_id']} not calibrated under this stack)")
     console.print(f"source: predicted ({r0['model_version']}); {kind}: {r0['calibration']}",
                   style="dim")
     console.print(f"largest batch whose KV cache fits: {r0['max_batch_fits']}", style="dim")
 
 
-def _load_points(data: Path, fmt: str, catalog: CatalogOpt, input_len: int):  # type: ignore[no-untyped-def]
-    from tokenprint.predict.datasets import load_mlenergy, points_from_records
+def _load_points(data: Path, fmt: str, catalog: CatalogOpt, stack: str | None):  # type: ignore[no-untyped-def]
+    from tokenprint.predict.datasets import load_points
+    from tokenprint.predict.params import check_stack
 
     cat = load(catalog)
-    if fmt not in FORMATS:
-        raise TokenprintError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
-    if fmt == "mlenergy":
-        return cat, load_mlenergy(data, cat, input_len=input_len)
-    from tokenprint.bench.export import read_records
+    return cat, load_points(fmt, data, cat, check_stack(cat, stack) if stack else None)
 
-    return cat, points_from_records(read_records(data), cat, f"tokenprint results {data}")
+
+FORMAT_HELP = ("tokenprint (results dir or export) | mlenergy (v2 CSV) | mlenergy-v3 (v3 configs "
+               "CSV) | mlenergy-v1 (v1 directory) | argonne (LLM-Inference-Bench directory)")
 
 
 def calibrate(
     data: Annotated[Path, typer.Option(help="Measured runs: a tokenprint results directory or "
-                                       "export, or an ML.ENERGY runs CSV.")],
-    fmt: Annotated[str, typer.Option("--format", help="tokenprint|mlenergy")] = "tokenprint",
+                                       "export, or a public benchmark file (see --format).")],
+    fmt: Annotated[str, typer.Option("--format", help=FORMAT_HELP)] = "tokenprint",
     out: Annotated[Path, typer.Option(help="Profile TOML to write (load it with --catalog).")
                    ] = Path("tokenprint-profiles.toml"),
-    engine: Annotated[str, typer.Option(help="Engine the measurements used (label).")] = "any",
-    mlenergy_input_len: Annotated[int, typer.Option(help="Assumed prompt length for ML.ENERGY "
-                                                    "data (it records none).")] = 512,
+    stack: Annotated[str | None, typer.Option(help="Keep only this stack's points; for "
+                                              "tokenprint records, the stack they ran on.")
+                     ] = None,
     catalog: CatalogOpt = None,
 ) -> None:
-    """Fit per-GPU profiles to measured runs and write them as catalog TOML."""
+    """Fit one profile per (GPU, serving stack) to measured runs and write catalog TOML."""
+    from tokenprint.files import write_text_atomic
     from tokenprint.predict.calibrate import calibrate_with_errors, profiles_toml
 
-    cat, pts = _load_points(data, fmt, catalog, mlenergy_input_len)
-    with console.status("fitting profiles (with held-out errors)…"):
-        profiles = calibrate_with_errors(pts.table, cat, pts.source, engine)
-    out.write_text(profiles_toml(profiles, f"Fitted by tokenprint calibrate from {data}"))
+    cat, pts = _load_points(data, fmt, catalog, stack)
+    with console.status("fitting profiles (with held-out ranges)…"):
+        profiles = calibrate_with_errors(pts.table, cat, pts.source)
+    write_text_atomic(out, profiles_toml(profiles, f"Fitted by tokenprint calibrate from {data}"))
     table = Table(title=f"Profiles written to {out}")
-    for col in ("gpu", "points", "eff compute", "eff memory", "idle W", "peak W",
-                "p90 err energy/tok"):
+    for col in ("gpu", "stack", "points", "eff compute", "eff memory", "fit rms (log)",
+                "energy/tok range", "on a bound"):
         table.add_column(col)
     for p in profiles:
-        table.add_row(p.gpu, str(p.n_points), f"{p.eff_compute:.2f}", f"{p.eff_memory:.2f}",
-                      f"{p.idle_w:.0f}", f"{p.peak_w:.0f}",
-                      f"{p.error.get('energy_per_token', float('nan')):.1%}")
+        lo, hi = p.error.get("energy_per_token.lo"), p.error.get("energy_per_token.hi")
+        table.add_row(p.gpu, p.stack, str(p.n_points), f"{p.eff_compute:.2f}",
+                      f"{p.eff_memory:.2f}", f"{p.fit_rms_log or 0:.3f}",
+                      f"×{lo:.2f}–×{hi:.2f}" if lo and hi else "—",
+                      ", ".join(p.at_bounds) or "none")
     console.print(table)
+    if any(p.at_bounds for p in profiles):
+        console.print("parameters on a bound: the data pins them at a physical limit (or cannot "
+                      "separate them); treat those profiles' extrapolations with care",
+                      style="yellow")
     console.print(f"{len(pts.table)} points used, {pts.n_skipped} skipped; use with "
                   f"--catalog {out}", style="dim")
 
 
 def validate(
     data: Annotated[Path, typer.Option(help="Measured runs (as for calibrate).")],
-    fmt: Annotated[str, typer.Option("--format", help="tokenprint|mlenergy")] = "tokenprint",
-    holdout: Annotated[str, typer.Option(help="Held-out dimension: gpu|model|batch.")] = "batch",
-    mlenergy_input_len: Annotated[int, typer.Option(help="Assumed prompt length for ML.ENERGY "
-                                                    "data.")] = 512,
+    fmt: Annotated[str, typer.Option("--format", help=FORMAT_HELP)] = "tokenprint",
+    stack: Annotated[str | None, typer.Option(help="Keep only this stack's points.")] = None,
+    no_refit: Annotated[bool, typer.Option("--no-refit", help="Predict every point with the "
+                                           "shipped profiles, exactly as predict does (what a "
+                                           "user gets).")] = False,
+    holdout: Annotated[str, typer.Option(help="With refitting, the held-out dimension: "
+                                         "gpu|model|batch|stack.")] = "gpu",
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Leave-one-out accuracy (MAPE, bias) of energy per token, TPOT and throughput."""
-    from tokenprint.predict.validate import validation_report
+    """Accuracy (MAPE, bias) and range coverage of energy per token, TPOT and throughput."""
+    from tokenprint.predict.validate import HOLDOUTS, validation_report
 
-    cat, pts = _load_points(data, fmt, catalog, mlenergy_input_len)
-    with console.status(f"validating with {holdout} held out…"):
-        report = validation_report(pts.table, cat, holdout, pts.n_skipped, pts.source)
+    if holdout not in HOLDOUTS:
+        raise TokenprintError(f"unknown holdout {holdout!r}; valid: {', '.join(HOLDOUTS)}")
+    cat, pts = _load_points(data, fmt, catalog, stack)
+    what = "shipped profiles, no refit" if no_refit else f"{holdout} held out"
+    with console.status(f"validating ({what})…"):
+        report = validation_report(pts.table, cat, None if no_refit else holdout, pts.n_skipped,
+                                   pts.source, pts.skipped_reasons)
     if as_json:
         print_json(report)
         return
-    table = Table(title=f"Validation, {holdout} held out: {report['n_points']} points "
+    table = Table(title=f"Validation ({what}): {report['n_points']} points "
                   f"({report['n_skipped']} skipped)")
     table.add_column("scope")
-    for m in ("energy_per_token", "tpot", "throughput"):
-        table.add_column(f"{m} MAPE (bias)", justify="right")
+    names = ("energy_per_token", "tpot", "throughput")
+    for m in names:
+        table.add_column(f"{m}: MAPE (bias) coverage", justify="right")
 
-    def row(name: str, s: dict) -> None:
-        table.add_row(name, *(f"{s['mape'][m]:.1f}% ({s['bias'][m]:+.1f}%)"
-                              for m in ("energy_per_token", "tpot", "throughput")))
+    def cell(s: dict, m: str) -> str:
+        if s["mape"][m] is None:
+            return "—"
+        return f"{s['mape'][m]:.1f}% ({s['bias'][m]:+.1f}%) {s['coverage'][m]:.0%}"
 
-    row("all", report)
-    for g, s in report["by_gpu"].items():
-        row(f"gpu {g}", s)
-    for m, s in report["by_model"].items():
-        row(f"model {m}", s)
+    table.add_row("all", *(cell(report, m) for m in names))
+    for key, label in (("by_stack", "stack"), ("by_gpu", "gpu"), ("by_model", "model")):
+        for name, s in report[key].items():
+            table.add_row(f"{label} {name}", *(cell(s, m) for m in names))
     console.print(table)
+    console.print("coverage: share of measured values inside the predicted [low, high]",
+                  style="dim")
 
 
 def register(app: typer.Typer) -> None:

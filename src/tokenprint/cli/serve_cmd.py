@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 # configuration fields as the serve flags name them, for error messages
 FLAG_NAMES = {"host": "--host", "port": "--port", "workers": "--workers", "results": "--results",
               **{f"upstream.0.{k}": f"--{k.replace('_', '-')}" for k in (
-                  "model", "served_model", "gpu", "gpus_per_replica", "region", "intensity_file",
-                  "meter")},
+                  "model", "served_model", "gpu", "gpus_per_replica", "stack", "region",
+                  "intensity_file", "meter")},
               "upstream.0.url": "--upstream"}
 
 ledger_app = typer.Typer(help="Per-request carbon ledger of the gateway.", no_args_is_help=True)
@@ -34,6 +34,9 @@ def serve(
                                                      "not the catalog id.")] = None,
     gpu: Annotated[str | None, typer.Option(help="Catalog GPU id of that upstream.")] = None,
     gpus_per_replica: Annotated[int, typer.Option(help="GPUs behind that upstream.")] = 1,
+    stack: Annotated[str, typer.Option(help="Serving stack of that upstream (predictions): "
+                                       "vllm-2025 (default), vllm-2024, tensorrt-llm, "
+                                       "hf-transformers, ...")] = "vllm-2025",
     region: Annotated[str | None, typer.Option(help="Grid region of that upstream.")] = None,
     intensity_file: Annotated[Path | None, typer.Option(help="Hourly intensity CSV.")] = None,
     meter: Annotated[str, typer.Option(help="none|nvml (when serving on this host).")] = "none",
@@ -66,7 +69,8 @@ def serve(
         doc = {"intensity": "file" if intensity_file else "annual", "upstream": [{
             "name": "upstream", "url": upstream, "model": cat.model(model).id,
             "served_model": served_model, "gpu": cat.gpu(gpu).id,
-            "gpus_per_replica": gpus_per_replica, "region": cat.region(region).id,
+            "gpus_per_replica": gpus_per_replica, "stack": cat.stack(stack).id,
+            "region": cat.region(region).id,
             "intensity_file": str(intensity_file) if intensity_file else None,
             "meter": meter}]}
     updates = {k: v for k, v in (("host", host), ("port", port), ("workers", workers),
@@ -76,6 +80,7 @@ def serve(
     for u in cfg.upstream:
         cat.model(u.model)
         cat.gpu(u.gpu)
+        cat.stack(u.stack)
         cat.region(u.region)
     try:
         import uvicorn

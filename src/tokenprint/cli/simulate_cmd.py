@@ -20,6 +20,7 @@ from tokenprint.cli.common import (
     split_list,
 )
 from tokenprint.errors import TokenprintError
+from tokenprint.predict.params import check_stack
 
 
 def _trace(trace: Path | None, synthetic: str | None, time_scale: float, start: str | None,
@@ -56,6 +57,9 @@ def simulate(
     replicas: Annotated[str, typer.Option(help="Replicas (each tp GPUs); comma-separated for "
                                           "several configurations.")] = "1",
     tp: Annotated[int, typer.Option(help="Tensor-parallel degree per replica.")] = 1,
+    stack: Annotated[str, typer.Option(help="Serving stack the replicas run (speed and power "
+                                       "profile): vllm-2025 (default), vllm-2024, tensorrt-llm, "
+                                       "hf-transformers, deepspeed-mii.")] = "vllm-2025",
     max_batch: Annotated[str, typer.Option(help="Max requests in flight per replica "
                                            "(comma-separated: several).")] = "64",
     balance: Annotated[str, typer.Option(help="least-work|round-robin")] = "least-work",
@@ -99,7 +103,7 @@ def simulate(
     check_executor(executor)
     tr = _trace(trace, synthetic, time_scale, start, seed)
     specs = [ClusterSpec(model=cat.model(model).id, gpu=cat.gpu(g).id, replicas=r, tp=tp,
-                         max_batch=b, balance=balance)
+                         max_batch=b, balance=balance, stack=check_stack(cat, stack))
              for g in split_list(gpu, "GPU") for r in int_list(replicas, "replicas")
              for b in int_list(max_batch, "max batch")]
     cat.region(region)
@@ -175,6 +179,9 @@ def plan(
     trace: Annotated[Path | None, typer.Option(help="Azure CSV or Mooncake JSONL trace.")] = None,
     synthetic: Annotated[str | None, typer.Option(help="Poisson trace: N,RATE[,IN,OUT].")] = None,
     max_batch: Annotated[str, typer.Option(help="Candidate max batch sizes.")] = "16,32,64,128",
+    stack: Annotated[str, typer.Option(help="Serving stack the replicas run (speed and power "
+                                       "profile): vllm-2025 (default), vllm-2024, tensorrt-llm, "
+                                       "hf-transformers, deepspeed-mii.")] = "vllm-2025",
     slo_ttft_s: Annotated[float, typer.Option(help="TTFT target, s.")] = 1.0,
     slo_tpot_s: Annotated[float, typer.Option(help="TPOT target, s.")] = 0.2,
     percentile: Annotated[str, typer.Option(help="p95|p99")] = "p95",
@@ -223,7 +230,7 @@ def plan(
         slo_ttft_s=slo_ttft_s, slo_tpot_s=slo_tpot_s, percentile=percentile, scope=scope,
         lifetime_years=lifetime_years, pue=pue, max_replicas=max_replicas,
         intensity_dir=intensity_dir, deferrable=deferrable, deadline_h=deadline_h,
-        region_capacity=caps)
+        region_capacity=caps, stack=check_stack(cat, stack))
     n = len(inp.models) * len(inp.gpus) * len(inp.max_batches)
     with console.status(f"planning over {n} candidates × {len(inp.regions)} regions…"):
         answer = run_plan(inp, cat, executor=executor, address=ray_address)

@@ -50,6 +50,10 @@ def study(
     intensity_region: Annotated[str | None, typer.Option(help="Name of the grid of "
                                                          "--intensity-file (for the report).")
                                 ] = None,
+    stack: Annotated[str, typer.Option(help="Serving stack of the predictions: hf-transformers "
+                                       "(the seed study's engine; default), vllm-2025, vllm-2024, "
+                                       "tensorrt-llm. Several, comma-separated, compare stacks: "
+                                       "one study each in OUT/STACK/.")] = "hf-transformers",
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -80,6 +84,9 @@ def study(
         lifetime_years=check_lifetime(number(lifetime_years, "lifetime (years)")), pue=pue_v,
         tpot_target_s=target / 1e3,
     )
+    from tokenprint.predict.params import check_stack
+
+    stacks = [check_stack(cat, st) for st in split_list(stack, "stack")]
     if results is not None:
         from tokenprint.bench.export import read_records
 
@@ -88,16 +95,21 @@ def study(
         cfg.intensity = load_intensity_csv(intensity_file, fill=True)
         cfg.intensity_region = intensity_region or intensity_file.stem
     total = len(cfg.models) * len(cfg.gpus) * len(cfg.batches)
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  console=console, transient=True, disable=as_json) as progress:
-        task = progress.add_task("study: performance and energy", total=total)
-        res = run_study(cfg, cat, progress=lambda: progress.advance(task))
-        progress.update(task, description="study: figures and report", completed=total)
-        paths = write_outputs(res, cat, out)
-    if as_json:
-        print_json(json.loads(paths["json"].read_text()))
-        return
-    _summary(res, paths)
+    for st in stacks:
+        cfg.stack = st
+        folder = out if len(stacks) == 1 else out / st
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      console=console, transient=True, disable=as_json) as progress:
+            task = progress.add_task(f"study ({st}): performance and energy", total=total)
+            res = run_study(cfg, cat, progress=lambda t=task: progress.advance(t))
+            progress.update(task, description="study: figures and report", completed=total)
+            paths = write_outputs(res, cat, folder)
+        if as_json:
+            print_json(json.loads(paths["json"].read_text()))
+            continue
+        if len(stacks) > 1:
+            console.print(f"[bold]stack {st}[/bold]")
+        _summary(res, paths)
 
 
 def write_outputs(res, catalog, out: Path) -> dict[str, Path]:  # type: ignore[no-untyped-def]

@@ -19,13 +19,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import numpy as np
-
 from tokenprint.carbon.embodied import gpu_embodied
 from tokenprint.catalog import Catalog
-from tokenprint.catalog.schema import dtype_bytes
 from tokenprint.predict.model import predict_static
-from tokenprint.predict.params import PARAM_NAMES, ProfileArrays, hardware_arrays, resolve_profile
+from tokenprint.predict.params import (
+    DEFAULT_STACK,
+    ProfileArrays,
+    hardware_arrays,
+    idle_w,
+    resolve_profile,
+)
 from tokenprint.predict.predictor import resolve_dtype
 from tokenprint.predict.shapes import ShapeArrays
 from tokenprint.units import J_PER_KWH, S_PER_YEAR
@@ -49,20 +52,20 @@ class UpstreamModel:
     """Predicted costs for one upstream (model × GPU × GPUs per replica)."""
 
     def __init__(self, catalog: Catalog, model: str, gpu: str, gpus: int, scope: str,
-                 lifetime_years: float) -> None:
+                 lifetime_years: float, stack: str = DEFAULT_STACK) -> None:
         m = catalog.model(model)
         g = catalog.gpu(gpu)
         self.dtype = resolve_dtype("auto", g)
-        self.shape = ShapeArrays.of([m])
+        self.shape = ShapeArrays.of([m], [self.dtype])
         self.hw = hardware_arrays([g], [self.dtype])
-        prof = resolve_profile(g, catalog)
-        self.prof = ProfileArrays(*(np.asarray(prof.values[n]) for n in PARAM_NAMES))
+        prof = resolve_profile(g, catalog, stack)
+        self.prof = ProfileArrays.from_values(prof.values)
         self.calibration = prof.calibration
+        self.stack = prof.stack
         self.tp = gpus
-        self.be = dtype_bytes(self.dtype)
         emb = gpu_embodied(g, catalog, scope).total_g.mid * gpus
         self.embodied_g_per_s = emb / (lifetime_years * S_PER_YEAR)
-        self.idle_w = float(prof.values["idle_w"]) * gpus
+        self.idle_w = idle_w(g) * gpus
 
     def energy(self, prompt_tokens: int, completion_tokens: int, concurrency: float
                ) -> RequestEnergy:
@@ -76,14 +79,14 @@ class UpstreamModel:
                 ) -> RequestEnergy:
         b = float(concurrency)
         out = predict_static(self.shape, self.hw, self.prof, b, max(prompt_tokens, 1),
-                             max(completion_tokens, 1), self.be, self.tp)
+                             max(completion_tokens, 1), self.tp)
         pre = float(out["prefill_energy_j"][0]) / b
         dec = float(out["decode_energy_j"][0]) / b if completion_tokens > 1 else 0.0
         return RequestEnergy(pre, dec, "predicted")
 
     def cost_per_token(self) -> tuple[float, float]:
         """Predicted joules per prefill token and per decode token (batch 8, 512/128)."""
-        out = predict_static(self.shape, self.hw, self.prof, 8.0, 512.0, 128.0, self.be, self.tp)
+        out = predict_static(self.shape, self.hw, self.prof, 8.0, 512.0, 128.0, self.tp)
         return (float(out["energy_per_input_token_j"][0]),
                 float(out["energy_per_output_token_j"][0]))
 

@@ -80,7 +80,7 @@ def _states(cfg: GatewayConfig, catalog: Catalog, provider: IntensityProvider,
     states: list[UpstreamState] = []
     for u in cfg.upstream:
         model = UpstreamModel(catalog, u.model, u.gpu, u.gpus_per_replica, cfg.scope,
-                              cfg.lifetime_years)
+                              cfg.lifetime_years, u.stack)
         st = UpstreamState(u, model)
         st.intensity, st.intensity_method = provider.latest(u.region)
         src = (energy_sources or {}).get(u.name)

@@ -17,6 +17,7 @@ model = "llama-3.1-8b"            # catalog id (shape for predictions)
 served_model = "meta-llama/Llama-3.1-8B-Instruct"   # name the upstream serves (optional)
 gpu = "h100-sxm"
 gpus_per_replica = 1
+stack = "vllm-2025"               # serving stack of the upstream (predictions; default vllm-2025)
 region = "CA-QC"
 capacity = 64                     # concurrent requests it accepts
 api_key_env = "UPSTREAM_KEY"      # optional: the upstream's key, read from this variable
@@ -60,6 +61,7 @@ class UpstreamConfig(BaseModel):
     served_model: str | None = None
     gpu: str
     gpus_per_replica: int = Field(default=1, ge=1)
+    stack: str = "vllm-2025"
     region: str
     capacity: int = Field(default=64, ge=1)
     api_key_env: str | None = None

@@ -22,6 +22,8 @@ from tokenprint.carbon.intensity import IntensitySeries, load_intensity_csv
 from tokenprint.catalog import Catalog
 from tokenprint.errors import TokenprintError
 from tokenprint.plan.milp import LinearProgram
+from tokenprint.predict.params import DEFAULT_STACK
+from tokenprint.predict.shapes import kv_token_budget
 from tokenprint.simulate.cluster import ClusterSpec, SimResult, carbon_of, simulate
 from tokenprint.traces import Trace
 from tokenprint.units import J_PER_KWH, S_PER_YEAR
@@ -49,6 +51,7 @@ class PlanInputs:
     deferrable: float = 0.0
     deadline_h: float = 0.0
     region_capacity: dict[str, int] = field(default_factory=dict)
+    stack: str = DEFAULT_STACK
 
 
 @dataclass
@@ -90,7 +93,7 @@ def min_tp(catalog: Catalog, model: str, gpu: str) -> int | None:
     for tp in (1, 2, 4, 8):
         if m.num_kv_heads % tp and tp > 1:
             continue
-        if m.weight_bytes("bf16" if g.bf16 else "fp16") < 0.8 * tp * g.memory_gb.value * 1e9:
+        if kv_token_budget(m, g.memory_gb.value, "bf16" if g.bf16 else "fp16", tp) > 0:
             return tp
     return None
 
@@ -98,7 +101,8 @@ def min_tp(catalog: Catalog, model: str, gpu: str) -> int | None:
 def evaluate(inp: PlanInputs, catalog: Catalog, model: str, gpu: str, tp: int, max_batch: int,
              replicas: int, hourly: bool) -> Evaluated:
     """Simulate one configuration and score it against the targets."""
-    spec = ClusterSpec(model=model, gpu=gpu, replicas=replicas, tp=tp, max_batch=max_batch)
+    spec = ClusterSpec(model=model, gpu=gpu, replicas=replicas, tp=tp, max_batch=max_batch,
+                       stack=inp.stack)
     res = simulate(inp.trace, catalog, spec, hourly=hourly)
     pct = PERCENTILES[inp.percentile]
     ttft, tpot, e2e = _q(res.ttft_s, pct), _q(res.tpot_s, pct), _q(res.e2e_s, pct)

@@ -1,4 +1,11 @@
-"""Fit calibration profiles (per GPU) to measured points by robust least squares in log space."""
+"""Fit calibration profiles, one per (GPU, serving stack), by robust least squares in log space.
+
+Each point is predicted on its own measurement boundary: serving or static batches, energy with
+or without the prefill, and an idle tail inside the power window where the benchmark had one.
+Parameters are bounded by the hardware (efficiencies below the datasheet peaks, power levels
+between the idle floor and the TDP); a parameter that ends on a bound is listed in the profile's
+``at_bounds`` so that ``calibrate`` and ``catalog profiles`` can say so.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +13,42 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 from scipy.optimize import least_squares
 
 from tokenprint.catalog import Catalog
-from tokenprint.catalog.schema import CalibrationProfile, dtype_bytes
+from tokenprint.catalog.schema import CalibrationProfile
 from tokenprint.errors import TokenprintError
 from tokenprint.predict.model import predict_serving, predict_static
 from tokenprint.predict.params import (
     DEFAULT_PRIOR,
     F64,
     PARAM_NAMES,
+    HardwareArrays,
     ProfileArrays,
     hardware_arrays,
 )
 from tokenprint.predict.shapes import ShapeArrays
+
+Mask = NDArray[np.bool_]
 
 # residual weights: energy per token is the figure carbon depends on
 METRIC_WEIGHTS = {"energy_per_output_token_j": 2.0, "tpot_s": 1.0, "throughput_tok_s": 1.0,
                   "ttft_s": 1.0}
 ERROR_KEYS = {"energy_per_output_token_j": "energy_per_token", "tpot_s": "tpot",
               "throughput_tok_s": "throughput", "ttft_s": "ttft"}
+# A gentle pull toward the default prior keeps weakly constrained terms (the compute efficiency
+# of batch-1 data, say) sane without moving well-constrained ones.
 PRIOR_WEIGHT = 0.05
-NDArrayBool = np.ndarray  # gentle pull toward the default prior keeps weakly constrained terms sane
+# Bounds: the fastest kernels reach ~90 % of the datasheet tensor peak and ~95 % of the memory
+# bandwidth; overheads from 10 µs to 0.2 s per step; power fractions anywhere in [0, 1].
+BOUNDS = {
+    "eff_compute": (0.02, 0.9), "eff_memory": (0.05, 0.95), "step_overhead_s": (1e-5, 0.2),
+    "seq_overhead_s": (1e-8, 5e-3), "tp_latency_s": (1e-7, 2e-3), "base_frac": (1e-3, 1.0),
+    "mem_frac": (1e-3, 1.0), "peak_frac": (1e-3, 1.0), "power_exponent": (0.1, 1.0),
+}
+# Held-out ranges cover this central share of the held-out ratios measured / predicted.
+RANGE_QUANTILES = (0.05, 0.95)
 
 
 @dataclass(frozen=True)
@@ -35,171 +56,219 @@ class PointArrays:
     """Everything the model needs per point, precomputed once per table."""
 
     shape: ShapeArrays
-    peak_flops: F64
-    mem_bw_b_s: F64
-    link_b_s: F64
-    tdp_w: F64
-    mem_bytes: F64
+    hw: HardwareArrays
     batch: F64
     input_len: F64
     output_len: F64
-    bytes_per_elem: F64
     tp: F64
-    serving: NDArrayBool
+    serving: Mask
+    energy_total: Mask
+    idle_tail_s: F64
     measured: dict[str, F64]
 
+    def take(self, idx: NDArray[np.int64]) -> PointArrays:
+        """The points at these indices."""
+        return PointArrays(
+            shape=self.shape.take(idx), hw=self.hw.take(idx), batch=self.batch[idx],
+            input_len=self.input_len[idx], output_len=self.output_len[idx], tp=self.tp[idx],
+            serving=self.serving[idx], energy_total=self.energy_total[idx],
+            idle_tail_s=self.idle_tail_s[idx],
+            measured={m: v[idx] for m, v in self.measured.items()})
 
 
 def point_arrays(points: pd.DataFrame, catalog: Catalog) -> PointArrays:
     """Precompute per-point arrays for a points table."""
     models = [catalog.model(m) for m in points["model"]]
     gpus = [catalog.gpu(g) for g in points["gpu"]]
-    dtypes = list(points["dtype"])
-    hw = hardware_arrays(gpus, dtypes)
+    dtypes = [str(d) for d in points["dtype"]]
+
+    def col(name: str, default: float = 0.0) -> F64:
+        if name not in points:
+            return np.full(len(points), default)
+        return points[name].to_numpy(float)
+
     return PointArrays(
-        shape=ShapeArrays.of(models), peak_flops=hw.peak_flops, mem_bw_b_s=hw.mem_bw_b_s,
-        link_b_s=hw.link_b_s, tdp_w=hw.tdp_w, mem_bytes=hw.mem_bytes,
-        batch=points["batch"].to_numpy(float), input_len=points["input_len"].to_numpy(float),
-        output_len=points["output_len"].to_numpy(float),
-        bytes_per_elem=np.array([dtype_bytes(d) for d in dtypes], dtype=float),
-        tp=points["tp"].to_numpy(float), serving=(points["mode"] == "serving").to_numpy(),
-        measured={m: points[m].to_numpy(float) for m in METRIC_WEIGHTS},
+        shape=ShapeArrays.of(models, dtypes), hw=hardware_arrays(gpus, dtypes),
+        batch=col("batch"), input_len=col("input_len"), output_len=col("output_len"),
+        tp=col("tp", 1.0), serving=(points["mode"] == "serving").to_numpy(),
+        energy_total=(points["energy_total"].to_numpy(bool) if "energy_total" in points
+                      else np.zeros(len(points), dtype=bool)),
+        idle_tail_s=col("idle_tail_s"),
+        measured={m: col(m, np.nan) for m in METRIC_WEIGHTS},
     )
 
 
 def predict_points(pa: PointArrays, prof: ProfileArrays) -> dict[str, F64]:
-    """Model predictions for each point, in its own mode (serving or static)."""
-    from tokenprint.predict.params import HardwareArrays
-
-    hw = HardwareArrays(pa.peak_flops, pa.mem_bw_b_s, pa.link_b_s, pa.tdp_w, pa.mem_bytes)
-    args = (pa.shape, hw, prof, pa.batch, pa.input_len, pa.output_len, pa.bytes_per_elem, pa.tp)
+    """Model predictions for each point, on its own mode and measurement boundary."""
+    args = (pa.shape, pa.hw, prof, pa.batch, pa.input_len, pa.output_len, pa.tp)
     serv = predict_serving(*args)
     stat = predict_static(*args)
-    return {m: np.where(pa.serving, serv[m], stat[m]) for m in METRIC_WEIGHTS}
+    static_energy = np.where(pa.energy_total, stat["energy_per_token_total_j"],
+                             stat["energy_per_output_token_j"])
+    # a power window with `tail` seconds of idle after the run: average power × run time
+    tail = pa.idle_tail_s
+    e_run = stat["energy_per_token_total_j"] * pa.batch * pa.output_len
+    e2e = stat["e2e_s"]
+    windowed = (e_run + pa.hw.idle_w * tail * pa.tp) * e2e / (e2e + tail) \
+        / (pa.batch * pa.output_len)
+    static_energy = np.where(tail > 0, windowed, static_energy)
+    return {
+        "energy_per_output_token_j": np.where(pa.serving, serv["energy_per_output_token_j"],
+                                              static_energy),
+        "tpot_s": np.where(pa.serving, serv["tpot_s"], stat["tpot_s"]),
+        "throughput_tok_s": np.where(pa.serving, serv["throughput_tok_s"],
+                                     stat["throughput_tok_s"]),
+        "ttft_s": np.where(pa.serving, serv["ttft_s"], stat["ttft_s"]),
+    }
 
 
-def _bounds(tdp_w: float) -> tuple[F64, F64]:
-    # Efficiencies are capped where real kernels top out: dense GEMMs reach about 80 % of the
-    # datasheet tensor peak, streaming kernels about 90 % of the memory bandwidth.
-    lo = np.array([0.02, 0.02, 1e-6, 1e-8, 0.02 * tdp_w, 0.1 * tdp_w, 0.25, 1e-7])
-    hi = np.array([0.8, 0.9, 2.0, 0.05, 0.6 * tdp_w, 1.2 * tdp_w, 4.0, 0.05])
-    return np.log(lo), np.log(hi)
+def _log_bounds() -> tuple[F64, F64]:
+    lo = np.log([BOUNDS[n][0] for n in PARAM_NAMES])
+    hi = np.log([BOUNDS[n][1] for n in PARAM_NAMES])
+    return lo, hi
 
 
-def _x0(tdp_w: float) -> F64:
-    p = DEFAULT_PRIOR
-    return np.log(np.array([p["eff_compute"], p["eff_memory"], p["step_overhead_s"],
-                            p["seq_overhead_s"], p["idle_frac"] * tdp_w, p["peak_frac"] * tdp_w,
-                            p["power_exponent"], p["tp_latency_s"]]))
+def _x_prior() -> F64:
+    return np.log(np.array([DEFAULT_PRIOR[n] for n in PARAM_NAMES]))
 
 
-def fit_params(pa: PointArrays, tdp_w: float, x0: F64 | None = None) -> tuple[F64, float]:
-    """Fit the 8 parameters of one GPU to its points; returns (values, rms log residual)."""
-    lo, hi = _bounds(tdp_w)
-    start = np.clip(_x0(tdp_w) if x0 is None else np.log(x0), lo + 1e-9, hi - 1e-9)
-    prior = _x0(tdp_w)
+def at_bounds(values: F64, rel: float = 0.01) -> list[str]:
+    """Parameters within 1 % (in log terms) of a bound."""
+    lo, hi = _log_bounds()
+    x = np.log(values)
+    return [n for n, xi, a, b in zip(PARAM_NAMES, x, lo, hi, strict=True)
+            if xi - a < rel or b - xi < rel]
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Fitted parameter values, the rms of the weighted log residuals, and bound hits."""
+
+    values: F64
+    rms_log: float
+    at_bounds: list[str]
+
+
+def fit_params(pa: PointArrays, x0: F64 | None = None) -> Fit:
+    """Fit the parameters of one (GPU, stack) to its points."""
+    lo, hi = _log_bounds()
+    prior = _x_prior()
+    start = np.clip(prior if x0 is None else np.log(x0), lo + 1e-9, hi - 1e-9)
     masks = {m: np.isfinite(v) & (v > 0) for m, v in pa.measured.items()}
     if sum(int(mk.sum()) for mk in masks.values()) < 3:
         raise TokenprintError("too few measured values to fit a profile (need at least 3)")
 
     def residuals(x: F64) -> F64:
-        prof = ProfileArrays.from_vector(np.exp(x))
-        pred = predict_points(pa, prof)
+        pred = predict_points(pa, ProfileArrays.from_vector(np.exp(x)))
         parts = [METRIC_WEIGHTS[m] * np.log(np.maximum(pred[m][mk], 1e-30) / pa.measured[m][mk])
                  for m, mk in masks.items() if mk.any()]
         parts.append(PRIOR_WEIGHT * (x - prior))
         return np.concatenate(parts)
 
     sol = least_squares(residuals, start, bounds=(lo, hi), loss="soft_l1", f_scale=0.2,
-                        max_nfev=400)
-    rms = float(np.sqrt(np.mean(sol.fun ** 2)))
-    return np.exp(sol.x), rms
+                        max_nfev=300)
+    values = np.exp(sol.x)
+    return Fit(values, float(np.sqrt(np.mean(sol.fun ** 2))), at_bounds(values))
 
 
-def rel_errors(pa: PointArrays, values: F64) -> dict[str, F64]:
-    """Signed relative error (pred - meas) / meas per metric (NaN where unmeasured)."""
+def ratios(pa: PointArrays, values: F64) -> dict[str, F64]:
+    """Measured / predicted per metric (NaN where unmeasured)."""
     pred = predict_points(pa, ProfileArrays.from_vector(values))
-    return {m: (pred[m] - pa.measured[m]) / pa.measured[m] for m in METRIC_WEIGHTS}
+    return {m: pa.measured[m] / pred[m] for m in METRIC_WEIGHTS}
 
 
-def subset(pa: PointArrays, mask: NDArrayBool) -> PointArrays:
-    """The points selected by a boolean mask."""
-    idx = np.nonzero(mask)[0]
-    return PointArrays(
-        shape=pa.shape.take(idx), peak_flops=pa.peak_flops[idx], mem_bw_b_s=pa.mem_bw_b_s[idx],
-        link_b_s=pa.link_b_s[idx], tdp_w=pa.tdp_w[idx], mem_bytes=pa.mem_bytes[idx],
-        batch=pa.batch[idx],
-        input_len=pa.input_len[idx], output_len=pa.output_len[idx],
-        bytes_per_elem=pa.bytes_per_elem[idx], tp=pa.tp[idx], serving=pa.serving[idx],
-        measured={m: v[idx] for m, v in pa.measured.items()},
-    )
+def range_factors(ratio: F64) -> tuple[float, float] | None:
+    """The (low, high) multiplicative range covering the central share of held-out ratios,
+    always containing 1 (the prediction itself)."""
+    r = ratio[np.isfinite(ratio) & (ratio > 0)]
+    if r.size < 3:
+        return None
+    lo, hi = np.quantile(r, RANGE_QUANTILES)
+    return round(float(min(lo, 1.0)), 4), round(float(max(hi, 1.0)), 4)
 
 
-def p90_abs(errors: F64) -> float:
-    """90th percentile of absolute relative errors (finite ones)."""
-    e = np.abs(errors[np.isfinite(errors)])
-    return float(np.percentile(e, 90)) if e.size else float("nan")
+def groups(points: pd.DataFrame) -> list[tuple[str, str]]:
+    """The (gpu, stack) pairs in a points table."""
+    pairs = points[["gpu", "stack"]].drop_duplicates().itertuples(index=False)
+    return sorted((str(g), str(s)) for g, s in pairs)
 
 
-def fit_profiles(points: pd.DataFrame, catalog: Catalog, source: str,
-                 engine: str = "any") -> list[CalibrationProfile]:
-    """One profile per GPU in the points, with in-sample p90 relative errors."""
+def group_mask(points: pd.DataFrame, gpu: str, stack: str) -> Mask:
+    """Rows of one (gpu, stack)."""
+    return ((points["gpu"] == gpu) & (points["stack"] == stack)).to_numpy()
+
+
+def fit_profiles(points: pd.DataFrame, catalog: Catalog, source: str) -> list[CalibrationProfile]:
+    """One profile per (GPU, stack) in the points, without held-out ranges."""
     if points.empty:
         raise TokenprintError("no usable points to calibrate on (none matches the catalog)")
     pa_all = point_arrays(points, catalog)
     profiles = []
-    for gpu_id in sorted(points["gpu"].unique()):
-        mask = (points["gpu"] == gpu_id).to_numpy()
-        pa = subset(pa_all, mask)
-        tdp = catalog.gpu(gpu_id).tdp_w.value
-        values, _ = fit_params(pa, tdp)
-        errs = rel_errors(pa, values)
-        error = {ERROR_KEYS[m]: round(p90_abs(e), 4) for m, e in errs.items()
-                 if np.isfinite(p90_abs(e))}
+    for gpu_id, stack in groups(points):
+        mask = group_mask(points, gpu_id, stack)
+        fit = fit_params(pa_all.take(np.nonzero(mask)[0]))
         profiles.append(CalibrationProfile.model_validate({
-            "id": f"{gpu_id}-{engine}", "gpu": gpu_id, "engine": engine,
+            "id": f"{gpu_id}-{stack}", "gpu": gpu_id, "stack": stack,
             "source": f"fitted by tokenprint calibrate to {int(mask.sum())} points: {source}",
-            "n_points": int(mask.sum()), "error": error,
-            **{n: float(v) for n, v in zip(PARAM_NAMES, values, strict=True)},
+            "n_points": int(mask.sum()), "at_bounds": fit.at_bounds,
+            "fit_rms_log": round(fit.rms_log, 4),
+            **{n: float(v) for n, v in zip(PARAM_NAMES, fit.values, strict=True)},
         }))
     return profiles
+
+
+def heldout_errors(points: pd.DataFrame, catalog: Catalog,
+                   profiles: list[CalibrationProfile]) -> list[CalibrationProfile]:
+    """Profiles with ranges from held-out ratios.
+
+    ``{metric}.lo/.hi``: a model of the GPU held out (batch sizes where the GPU saw one model);
+    ``gpu_holdout.{metric}.lo/.hi``: the whole GPU held out and predicted by its stack's prior
+    from the other GPUs. A stack with a single calibrated GPU gets the GPU-held-out ranges pooled
+    over the stacks that have several (stated in its source).
+    """
+    from tokenprint.predict.validate import heldout_predictions
+
+    by_model = heldout_predictions(points, catalog, "model", fallback_batch=True)
+    multi = [s for s in points["stack"].unique() if points.loc[points["stack"] == s,
+                                                                "gpu"].nunique() > 1]
+    by_gpu = heldout_predictions(points[points["stack"].isin(multi)].reset_index(drop=True),
+                                 catalog, "gpu") if multi else None
+    out = []
+    for prof in profiles:
+        error = dict(prof.error)
+        source = prof.source
+        m_mask = group_mask(by_model, prof.gpu, prof.stack)
+        single = prof.stack not in multi
+        for m, key in ERROR_KEYS.items():
+            if f"ratio_{m}" not in by_model:
+                continue
+            rng = range_factors(by_model.loc[m_mask, f"ratio_{m}"].to_numpy(float))
+            if rng is not None:
+                error[f"{key}.lo"], error[f"{key}.hi"] = rng
+            if by_gpu is None:
+                continue
+            g_rows = by_gpu if single else by_gpu[group_mask(by_gpu, prof.gpu, prof.stack)]
+            rng = range_factors(g_rows[f"ratio_{m}"].to_numpy(float))
+            if rng is not None:
+                error[f"gpu_holdout.{key}.lo"], error[f"gpu_holdout.{key}.hi"] = rng
+        if single and by_gpu is not None:
+            source += ("; GPU-held-out ranges pooled from stacks with several calibrated GPUs ("
+                       + ", ".join(sorted(multi)) + "), this stack has one")
+        out.append(prof.model_copy(update={"error": error, "source": source}))
+    return out
+
+
+def calibrate_with_errors(points: pd.DataFrame, catalog: Catalog,
+                          source: str) -> list[CalibrationProfile]:
+    """Fitted profiles whose ``error`` holds the held-out ranges used by predictions."""
+    return heldout_errors(points, catalog, fit_profiles(points, catalog, source))
 
 
 def profiles_toml(profiles: list[CalibrationProfile], header: str = "") -> str:
     """Catalog TOML text (``[[profile]]`` tables) for profiles."""
     import tomli_w
 
-    doc = {"profile": [p.model_dump(exclude={"aliases", "name"}) for p in profiles]}
+    doc = {"profile": [p.model_dump(exclude={"aliases", "name"}, exclude_none=True)
+                       for p in profiles]}
     lines = [f"# {line}" for line in header.splitlines()] if header else []
     return ("\n".join(lines) + "\n\n" if lines else "") + tomli_w.dumps(doc)
-
-
-def calibrate_with_errors(points: pd.DataFrame, catalog: Catalog, source: str,
-                          engine: str = "any") -> list[CalibrationProfile]:
-    """Profiles whose ``error`` holds held-out p90 relative errors, used as prediction ranges.
-
-    Keys ``energy_per_token``, ``tpot``, ``throughput``, ``ttft`` come from leave-one-out over
-    batch sizes; ``gpu_holdout.*`` (with two or more GPUs) from predicting each GPU with the
-    prior of the others, and set the range of predictions for uncalibrated GPUs.
-    """
-    from tokenprint.predict.validate import heldout_predictions
-
-    base = fit_profiles(points, catalog, source, engine)
-    by_batch = heldout_predictions(points, catalog, "batch")
-    by_gpu = heldout_predictions(points, catalog, "gpu") if points["gpu"].nunique() > 1 else None
-    out = []
-    for prof in base:
-        mask = by_batch["gpu"] == prof.gpu
-        error = dict(prof.error)
-        for m, key in ERROR_KEYS.items():
-            col = f"err_{m}"
-            if col in by_batch:
-                v = p90_abs(by_batch.loc[mask, col].to_numpy(float))
-                if np.isfinite(v):
-                    error[key] = round(v, 4)
-            if by_gpu is not None and col in by_gpu:
-                v = p90_abs(by_gpu.loc[by_gpu["gpu"] == prof.gpu, col].to_numpy(float))
-                if np.isfinite(v):
-                    error[f"gpu_holdout.{key}"] = round(v, 4)
-        out.append(prof.model_copy(update={"error": error}))
-    return out

@@ -1,9 +1,16 @@
-"""Measured points for calibration and validation, from ML.ENERGY files or tokenprint records.
+"""Measured points for calibration and validation: public benchmark files and tokenprint records.
 
-A *points* table has one row per measured configuration: ``gpu``, ``model`` (catalog ids), ``tp``,
-``batch``, ``input_len``, ``output_len``, ``dtype``, ``mode`` (``serving`` or ``static``) and the
-measured metrics ``energy_per_output_token_j``, ``tpot_s``, ``throughput_tok_s``, ``ttft_s``
-(NaN where not measured).
+A *points* table has one row per measured configuration: ``gpu``, ``model`` (catalog ids),
+``stack``, ``tp`` (GPUs in the parallel group), ``batch``, ``input_len``, ``output_len``,
+``dtype`` (weights), ``mode`` (``serving`` or ``static``), the measurement boundary
+(``energy_total``: energy counts prefill too; ``idle_tail_s``: seconds of idle inside the power
+window) and the measured metrics ``energy_per_output_token_j``, ``tpot_s``, ``throughput_tok_s``
+(output tokens per second), ``ttft_s`` (NaN where not measured).
+
+Every loader converts to these boundaries where it can do so exactly (Argonne's input+output
+throughput → output tokens/s) and records what it cannot (Argonne's idle tail) for the model to
+reproduce. Assumptions (prompt lengths where none are recorded, which catalog GPU a name means)
+are stated in the returned ``source``.
 """
 
 from __future__ import annotations
@@ -20,13 +27,63 @@ from tokenprint.catalog import Catalog
 from tokenprint.errors import TokenprintError
 
 METRICS = ("energy_per_output_token_j", "tpot_s", "throughput_tok_s", "ttft_s")
+COLUMNS = ("gpu", "model", "stack", "tp", "batch", "input_len", "output_len", "dtype", "mode",
+           "energy_total", "idle_tail_s", *METRICS, "task")
+FORMATS = ("tokenprint", "mlenergy", "mlenergy-v3", "mlenergy-v1", "argonne")
 
 # ML.ENERGY v2 does not record prompt lengths; the mean prompt length is assumed.
 MLENERGY_INPUT_LEN_DEFAULT = 512
 MLENERGY_SOURCE = ("ML.ENERGY leaderboard v2 (github ml-energy/leaderboard-v2, Apache-2.0): vLLM "
-                   "runs on A100-SXM4-40GB and H100 80GB HBM3")
+                   "2024 runs on A100-SXM4-40GB and H100 80GB HBM3, GPU energy (NVML)")
 _MLENERGY_COLUMNS = ("Model", "GPU", "TP", "Avg BS (reqs)", "Avg Output Tokens",
                      "Token tput (tok/s)", "Avg TPOT (s)", "energy_per_output_token_J")
+
+# ML.ENERGY v3 records no prompt lengths either; assumed per task (stated in the source).
+V3_INPUT_LEN = {"lm-arena-chat": 512, "gpqa": 384, "sourcegraph-fim": 2048}
+V3_SOURCE = ("ML.ENERGY leaderboard v3.0 (github ml-energy/leaderboard @0cd52dab): vLLM late-2025 "
+             "(0.11 image) serving runs, GPU energy (NVML via Zeus, steady state); measured "
+             "running "
+             "batch; TPOT = median inter-token latency")
+_V3_COLUMNS = ("task", "model_id", "architecture", "weight_precision", "gpu_model", "num_gpus",
+               "data_parallel", "avg_batch_size", "avg_output_len", "energy_per_token_joules",
+               "output_throughput_tokens_per_sec", "median_itl_ms")
+_V3_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "fp8": "fp8", "mxfp4": "mxfp4"}
+
+# ML.ENERGY v1 (2023, Hugging Face transformers, batch 1, fp16): LLaMA fine-tunes share their
+# base model's shape; the GPU names are mapped onto catalog parts (assumption: SXM A100 40 GB).
+V1_GPUS = {"A100": "a100-sxm4-40gb", "A40": "a40", "V100": "v100-sxm2-32gb"}
+V1_BASE_SHAPES = {
+    "metaai/llama-7b": "llama-7b", "lmsys/vicuna-7b": "llama-7b",
+    "tatsu-lab/alpaca-7b": "llama-7b",
+    "bair/koala-7b": "llama-7b", "project-baize/baize-v2-7b": "llama-7b",
+    "metaai/llama-13b": "llama-13b", "lmsys/vicuna-13b": "llama-13b",
+    "bair/koala-13b": "llama-13b", "nomic-ai/gpt4all-13b-snoozy": "llama-13b",
+    "openaccess-ai-collective/manticore-13b-chat-pyg": "llama-13b",
+    "camel-ai/camel-13b-combined-data": "llama-13b",
+    "h2oai/h2ogpt-gm-oasst1-en-2048-open-llama-7b-preview-300bt-v2": "openllama-7b",
+}
+V1_INPUT_LEN = 256
+V1_SOURCE = ("ML.ENERGY leaderboard v1 (github ml-energy/leaderboard, 2023, Apache-2.0): "
+             "Hugging Face transformers, batch 1, fp16, energy per request (prefill included, "
+             "NVML); LLaMA "
+             "fine-tunes mapped to their base shapes; A100 taken as SXM4 40 GB; prompt length "
+             f"assumed {V1_INPUT_LEN} tokens")
+
+# Argonne LLM-Inference-Bench: offline static batches, input = output length, fp16, one GPU's power.
+ARGONNE_STACKS = {"vllm": "vllm-2024", "tensorrt-llm": "tensorrt-llm",
+                  "deepspeed-mii": "deepspeed-mii"}
+ARGONNE_GPUS = {"nvidia a100 gpu": "a100-sxm4-40gb", "nvidia h100 gpu": "h100-sxm",
+                "nvidia gh200 gpu": "gh200"}
+ARGONNE_MODELS = {"meta-llama/meta-llama-3-8b": "llama-3.1-8b",
+                  "meta-llama/meta-llama-3-70b": "llama-3.1-70b",
+                  "huggyllama/llama-7b": "llama-7b"}
+ARGONNE_IDLE_TAIL_S = 1.0
+ARGONNE_SOURCE = ("Argonne LLM-Inference-Bench (github argonne-lcf/LLM-Inference-Bench @4211f5d4, "
+                  "BSD-3-Clause): offline static batches, input = output length, fp16; throughput "
+                  "converted from input+output to output tokens/s; average power (GPU 0, NVML) "
+                  f"includes ~{ARGONNE_IDLE_TAIL_S:g} s of idle after the run, modelled as such; "
+                  "A100 taken as SXM4 40 GB (Polaris), H100 as SXM; Llama-3 8B/70B share "
+                  "Llama-3.1's shapes; vLLM there is 0.5-0.6 (stack vllm-2024)")
 
 
 @dataclass(frozen=True)
@@ -52,79 +109,264 @@ def _resolve(catalog: Catalog, kind: str, name: str) -> str | None:
         return None
 
 
-def load_mlenergy(path: str | Path, catalog: Catalog,
-                  input_len: int = MLENERGY_INPUT_LEN_DEFAULT) -> Points:
-    """Read ML.ENERGY v2 runs (the flattened leaderboard CSV); skip models not in the catalog."""
-    p = Path(path)
-    if not p.is_file():
-        raise TokenprintError(f"calibration data file {str(p)!r} does not exist")
+def _read_csv(path: Path, what: str) -> pd.DataFrame:
+    if not path.is_file():
+        raise TokenprintError(f"{what} file {str(path)!r} does not exist")
     try:
-        df = pd.read_csv(p)
+        return pd.read_csv(path)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise TokenprintError(f"calibration data {str(p)!r} is not a readable CSV: {exc}") from None
-    missing = [c for c in _MLENERGY_COLUMNS if c not in df.columns]
+        raise TokenprintError(f"{what} {str(path)!r} is not a readable CSV: {exc}") from None
+
+
+def _require(df: pd.DataFrame, cols: tuple[str, ...], path: Path, fmt: str) -> None:
+    missing = [c for c in cols if c not in df.columns]
     if missing:
         raise TokenprintError(
-            f"calibration data {str(p)!r} lacks ML.ENERGY columns {missing}; has "
-            f"{list(df.columns)}"
+            f"calibration data {str(path)!r} lacks the {fmt} columns {missing}; has "
+            f"{list(df.columns)} (is --format right? valid: {', '.join(FORMATS)})"
         )
-    rows: list[dict[str, Any]] = []
-    reasons: dict[str, int] = {}
+
+
+class _Collector:
+    """Rows kept and rows skipped by reason."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.reasons: dict[str, int] = {}
+
+    def skip(self, why: str) -> None:
+        self.reasons[why] = self.reasons.get(why, 0) + 1
+
+    def add(self, **row: Any) -> None:
+        base = {"energy_total": False, "idle_tail_s": 0.0, "ttft_s": np.nan, "task": ""}
+        self.rows.append({**base, **row})
+
+    def points(self, source: str) -> Points:
+        table = pd.DataFrame(self.rows, columns=list(COLUMNS))
+        return Points(table, sum(self.reasons.values()), dict(self.reasons), source)
+
+
+def load_mlenergy(path: str | Path, catalog: Catalog,
+                  input_len: int = MLENERGY_INPUT_LEN_DEFAULT) -> Points:
+    """Read ML.ENERGY v2 runs (the flattened leaderboard CSV; stack ``vllm-2024``)."""
+    p = Path(path)
+    df = _read_csv(p, "calibration data")
+    _require(df, _MLENERGY_COLUMNS, p, "ML.ENERGY v2")
+    out = _Collector()
     for rec in df.to_dict("records"):
         gpu = _resolve(catalog, "gpu", str(rec["GPU"]))
         model = _resolve(catalog, "model", str(rec["Model"]))
         if gpu is None or model is None:
-            why = f"model not in catalog: {rec['Model']}" if model is None else \
-                f"gpu not in catalog: {rec['GPU']}"
-            reasons[why] = reasons.get(why, 0) + 1
+            out.skip(f"model not in catalog: {rec['Model']}" if model is None else
+                     f"gpu not in catalog: {rec['GPU']}")
             continue
         tp = int(rec["TP"])
         # a model whose bf16 weights cannot fit the TP group ran in 8-bit (405B on 8 x H100)
         fits_bf16 = catalog.model(model).weight_bytes("bf16") < 0.9 * tp * \
             catalog.gpu(gpu).memory_gb.value * 1e9
-        rows.append({
-            "gpu": gpu, "model": model, "tp": tp,
-            "batch": float(rec["Avg BS (reqs)"]), "input_len": float(input_len),
-            "output_len": float(rec["Avg Output Tokens"]),
-            "dtype": "bf16" if fits_bf16 else "fp8", "mode": "serving",
-            "energy_per_output_token_j": float(rec["energy_per_output_token_J"]),
-            "tpot_s": float(rec["Avg TPOT (s)"]),
-            "throughput_tok_s": float(rec["Token tput (tok/s)"]),
-            "ttft_s": np.nan, "task": str(rec.get("task", "")),
-        })
-    table = pd.DataFrame(rows, columns=[
-        "gpu", "model", "tp", "batch", "input_len", "output_len", "dtype", "mode", *METRICS,
-        "task"])
-    return Points(table, sum(reasons.values()), reasons,
-                  f"{MLENERGY_SOURCE}; file {p.name}; prompt length assumed {input_len} tokens")
+        out.add(gpu=gpu, model=model, stack="vllm-2024", tp=tp,
+                batch=float(rec["Avg BS (reqs)"]), input_len=float(input_len),
+                output_len=float(rec["Avg Output Tokens"]),
+                dtype="bf16" if fits_bf16 else "fp8", mode="serving",
+                energy_per_output_token_j=float(rec["energy_per_output_token_J"]),
+                tpot_s=float(rec["Avg TPOT (s)"]),
+                throughput_tok_s=float(rec["Token tput (tok/s)"]), task=str(rec.get("task", "")))
+    return out.points(f"{MLENERGY_SOURCE}; file {p.name}; prompt length assumed {input_len} "
+                      "tokens")
 
 
-def points_from_records(records: list[dict[str, Any]], catalog: Catalog,
-                        source: str) -> Points:
-    """Measured tokenprint bench records (static batches on a catalog GPU) as points."""
-    rows: list[dict[str, Any]] = []
-    reasons: dict[str, int] = {}
+def load_mlenergy_v3(path: str | Path, catalog: Catalog) -> Points:
+    """Read ML.ENERGY v3 configurations (any GPU; stack ``vllm-2025``)."""
+    p = Path(path)
+    df = _read_csv(p, "calibration data")
+    _require(df, _V3_COLUMNS, p, "ML.ENERGY v3")
+    out = _Collector()
+    for rec in df.to_dict("records"):
+        task = str(rec["task"])
+        arch = str(rec["architecture"])
+        if task not in V3_INPUT_LEN:
+            out.skip(f"task {task}: multimodal prompts are not modelled")
+            continue
+        if "mamba" in arch.lower():
+            out.skip(f"architecture not modelled: {arch}")
+            continue
+        dtype = _V3_DTYPES.get(str(rec["weight_precision"]).lower())
+        gpu = _resolve(catalog, "gpu", str(rec["gpu_model"]))
+        model = _resolve(catalog, "model", str(rec["model_id"]))
+        if model is None:
+            out.skip(f"model not in catalog: {rec['model_id']}")
+            continue
+        if gpu is None:
+            out.skip(f"gpu not in catalog: {rec['gpu_model']}")
+            continue
+        if dtype is None:
+            out.skip(f"weight precision not modelled: {rec['weight_precision']}")
+            continue
+        dp = max(int(rec["data_parallel"]), 1)
+        out.add(gpu=gpu, model=model, stack="vllm-2025", tp=int(rec["num_gpus"]) // dp,
+                batch=float(rec["avg_batch_size"]) / dp, input_len=float(V3_INPUT_LEN[task]),
+                output_len=float(rec["avg_output_len"]), dtype=dtype, mode="serving",
+                energy_per_output_token_j=float(rec["energy_per_token_joules"]),
+                tpot_s=float(rec["median_itl_ms"]) / 1e3,
+                throughput_tok_s=float(rec["output_throughput_tokens_per_sec"]) / dp, task=task)
+    lens = ", ".join(f"{k} {v}" for k, v in V3_INPUT_LEN.items())
+    return out.points(f"{V3_SOURCE}; file {p.name}; prompt lengths assumed per task ({lens} "
+                      "tokens)")
+
+
+def load_mlenergy_v1(path: str | Path, catalog: Catalog) -> Points:
+    """Read the ML.ENERGY v1 directory of ``{GPU}_{task}_benchmark.csv`` files
+    (stack ``hf-transformers``, batch 1)."""
+    p = Path(path)
+    if not p.is_dir():
+        raise TokenprintError(f"ML.ENERGY v1 data {str(p)!r} must be the directory holding "
+                              "{GPU}_{task}_benchmark.csv files")
+    files = sorted(p.glob("*_benchmark.csv"))
+    if not files:
+        raise TokenprintError(f"no *_benchmark.csv files in {str(p)!r}")
+    out = _Collector()
+    for f in files:
+        gpu_name, task = f.name.split("_", 1)[0], f.name.split("_", 1)[1].rsplit("_", 1)[0]
+        df = _read_csv(f, "ML.ENERGY v1 file")
+        _require(df, ("model", "throughput", "response_length", "latency", "energy"), f,
+                 "ML.ENERGY v1")
+        gpu = V1_GPUS.get(gpu_name)
+        for rec in df.to_dict("records"):
+            model = V1_BASE_SHAPES.get(str(rec["model"]).lower())
+            if gpu is None:
+                out.skip(f"gpu not mapped: {gpu_name}")
+                continue
+            if model is None:
+                out.skip(f"model not LLaMA-shaped: {rec['model']}")
+                continue
+            n_out = float(rec["response_length"])
+            out.add(gpu=gpu, model=model, stack="hf-transformers", tp=1, batch=1.0,
+                    input_len=float(V1_INPUT_LEN), output_len=n_out, dtype="fp16",
+                    mode="static", energy_total=True,
+                    energy_per_output_token_j=float(rec["energy"]) / n_out, tpot_s=np.nan,
+                    throughput_tok_s=n_out / float(rec["latency"]), task=task)
+    return out.points(V1_SOURCE)
+
+
+def _argonne_row(out: _Collector, catalog: Catalog, rec: dict[str, Any], n_gpus: int,
+                 energy: float, power_tail: bool) -> None:
+    hw = str(rec["hardware"]).strip().lower()
+    fw = str(rec["framework"]).strip().lower()
+    name = str(rec["model"]).strip().lower()
+    gpu = ARGONNE_GPUS.get(hw)
+    stack = ARGONNE_STACKS.get(fw)
+    if gpu is None:
+        out.skip(f"hardware without a calibrated stack here: {rec['hardware']}")
+        return
+    if stack is None:
+        out.skip(f"framework not a modelled stack: {rec['framework']}")
+        return
+    model = ARGONNE_MODELS.get(name) or _resolve(catalog, "model", name)
+    if model is None:
+        out.skip(f"model not in catalog: {rec['model']}")
+        return
+    li, lo, b = (float(rec["input_len_tokens"]), float(rec["output_len_tokens"]),
+                 float(rec["batch_size"]))
+    total_tput = float(rec["throughput_total_tok_per_s_source"])
+    out.add(gpu=gpu, model=model, stack=stack, tp=n_gpus, batch=b, input_len=li,
+            output_len=lo, dtype="fp16", mode="static", energy_total=True,
+            idle_tail_s=ARGONNE_IDLE_TAIL_S if power_tail else 0.0,
+            energy_per_output_token_j=energy, tpot_s=np.nan,
+            throughput_tok_s=total_tput * lo / (li + lo), task="argonne")
+
+
+def load_argonne(path: str | Path, catalog: Catalog) -> Points:
+    """Read the Argonne LLM-Inference-Bench directory (power and throughput files)."""
+    p = Path(path)
+    power_f = p / "power_results_tidy.csv"
+    tput_f = p / "throughput_all_results_tidy.csv"
+    if not p.is_dir() or not power_f.is_file():
+        raise TokenprintError(f"Argonne data {str(p)!r} must be the directory holding "
+                              "power_results_tidy.csv (and throughput_all_results_tidy.csv)")
+    out = _Collector()
+    power = _read_csv(power_f, "Argonne power file")
+    _require(power, ("hardware", "num_gpus", "framework", "model", "input_len_tokens",
+                     "output_len_tokens", "batch_size", "throughput_total_tok_per_s_source",
+                     "energy_per_output_token_J_derived"), power_f, "Argonne power")
+    seen = set()
+    for rec in power.to_dict("records"):
+        seen.add((rec["hardware"], rec["framework"], rec["model"], int(rec["num_gpus"]),
+                  int(rec["input_len_tokens"]), int(rec["batch_size"])))
+        _argonne_row(out, catalog, rec, int(rec["num_gpus"]),
+                     float(rec["energy_per_output_token_J_derived"]), True)
+    if tput_f.is_file():
+        tput = _read_csv(tput_f, "Argonne throughput file")
+        _require(tput, ("hardware", "num_devices", "framework", "model", "input_len_tokens",
+                        "output_len_tokens", "batch_size", "throughput_total_tok_per_s_source"),
+                 tput_f, "Argonne throughput")
+        for rec in tput.to_dict("records"):
+            key = (rec["hardware"], rec["framework"], rec["model"], int(rec["num_devices"]),
+                   int(rec["input_len_tokens"]), int(rec["batch_size"]))
+            if key in seen:
+                out.skip("throughput row already in the power file")
+                continue
+            _argonne_row(out, catalog, rec, int(rec["num_devices"]), np.nan, False)
+    return out.points(ARGONNE_SOURCE)
+
+
+ENGINE_STACKS = {"hf": "hf-transformers", "vllm": "vllm-2025"}
+
+
+def points_from_records(records: list[dict[str, Any]], catalog: Catalog, source: str,
+                        stack: str | None = None) -> Points:
+    """Measured tokenprint bench records (static batches on a catalog GPU) as points.
+
+    The stack is ``stack`` when given, else the record's engine (``hf`` → ``hf-transformers``,
+    ``vllm`` → ``vllm-2025``).
+    """
+    out = _Collector()
     for rec in records:
         if rec.get("status", "ok") != "ok" or rec.get("source", "measured") != "measured":
-            reasons["not an ok measured record"] = reasons.get("not an ok measured record", 0) + 1
+            out.skip("not an ok measured record")
             continue
         gpu = _resolve(catalog, "gpu", str(rec.get("hardware_id", "")))
         model = _resolve(catalog, "model", str(rec.get("model", "")))
+        rec_stack = stack or ENGINE_STACKS.get(str(rec.get("engine", "")))
         if gpu is None or model is None:
-            why = "model not in catalog" if model is None else \
-                f"hardware not a catalog GPU: {rec.get('hardware_id')}"
-            reasons[why] = reasons.get(why, 0) + 1
+            out.skip("model not in catalog" if model is None else
+                     f"hardware not a catalog GPU: {rec.get('hardware_id')}")
             continue
-        rows.append({
-            "gpu": gpu, "model": model, "tp": int(rec.get("tp", 1) or 1),
-            "batch": float(rec["batch"]), "input_len": float(rec["input_len"]),
-            "output_len": float(rec["output_len"]), "dtype": str(rec.get("dtype", "bf16")),
-            "mode": "static",
-            "energy_per_output_token_j": float(rec["energy_per_output_token_j"]),
-            "tpot_s": float(rec["tpot_s"]), "throughput_tok_s": float(rec["throughput_tok_s"]),
-            "ttft_s": float(rec["ttft_s"]), "task": "bench",
-        })
-    table = pd.DataFrame(rows, columns=[
-        "gpu", "model", "tp", "batch", "input_len", "output_len", "dtype", "mode", *METRICS,
-        "task"])
-    return Points(table, sum(reasons.values()), reasons, source)
+        if rec_stack is None:
+            out.skip(f"engine {rec.get('engine')!r} has no stack; pass --stack")
+            continue
+        out.add(gpu=gpu, model=model, stack=rec_stack, tp=int(rec.get("tp", 1) or 1),
+                batch=float(rec["batch"]), input_len=float(rec["input_len"]),
+                output_len=float(rec["output_len"]), dtype=str(rec.get("dtype", "bf16")),
+                mode="static", energy_per_output_token_j=float(rec["energy_per_output_token_j"]),
+                tpot_s=float(rec["tpot_s"]), throughput_tok_s=float(rec["throughput_tok_s"]),
+                ttft_s=float(rec["ttft_s"]), task="bench")
+    return out.points(source)
+
+
+def load_points(fmt: str, path: str | Path, catalog: Catalog, stack: str | None = None) -> Points:
+    """Points from a file or directory in one of ``FORMATS`` (``tokenprint``: a results store
+    or an export)."""
+    if fmt == "mlenergy":
+        pts = load_mlenergy(path, catalog)
+    elif fmt == "mlenergy-v3":
+        pts = load_mlenergy_v3(path, catalog)
+    elif fmt == "mlenergy-v1":
+        pts = load_mlenergy_v1(path, catalog)
+    elif fmt == "argonne":
+        pts = load_argonne(path, catalog)
+    elif fmt == "tokenprint":
+        from tokenprint.bench.export import read_records
+
+        records = read_records(Path(path))
+        return points_from_records(records, catalog, f"tokenprint records in {path}", stack)
+    else:
+        raise TokenprintError(f"unknown data format {fmt!r}; valid: {', '.join(FORMATS)}")
+    if stack is not None:
+        keep = pts.table["stack"] == stack
+        n_other = int((~keep).sum())
+        reasons = dict(pts.skipped_reasons)
+        if n_other:
+            reasons[f"stack other than {stack}"] = n_other
+        return Points(pts.table[keep].reset_index(drop=True), pts.n_skipped + n_other, reasons,
+                      pts.source)
+    return pts

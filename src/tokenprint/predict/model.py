@@ -1,80 +1,123 @@
-"""The analytical performance and power model: roofline time per phase, utilization-driven power.
+"""The analytical performance and power model: roofline time per pass, load-driven power.
 
-Time of one forward pass (prefill or a decode step)::
+Time of one forward pass (prefill or a decode step) on a group of ``tp`` GPUs::
 
-    t = max(FLOPs / (peak_flops · eff_compute), bytes / (mem_bw · eff_memory))
-        + all-reduce bytes / link_bw + 2·layers·tp_latency_s   (tensor parallel only)
+    t = max(FLOPs / (peak_flops · eff_compute), bytes / (mem_bw · eff_memory)) / tp
+        + all-reduce bytes / link_bw + 2·layers·tp_latency_s        (tp > 1 only)
         + step_overhead_s + seq_overhead_s · batch
 
-Power while it runs: ``idle_w + (peak_w - idle_w) · u^power_exponent`` per GPU, where ``u`` is the
-fraction of the pass spent on roofline-bound work (the rest is overhead). Energy = power × time ×
-GPUs. Parameters come from a calibration profile per GPU or from the prior (see ``params``).
+Power of each GPU while the pass runs rises from the stack's *base* level (the GPU awake, clocks
+up, the engine between kernels) toward *mem* with the share of the pass that is not fixed
+per-step overhead, and toward *peak* with the compute-bound share::
+
+    P = base + (mem − base) · (1 − step_overhead/t) + (peak − mem) · (t_compute/t)^k
+    base = idle + base_frac·(TDP − idle);  mem = base + mem_frac·(TDP − base);
+    peak = mem + peak_frac·(TDP − mem)
+
+with ``0 < k <= 1`` (power tracks arithmetic work more steeply than its roofline share: on an
+H100 under vLLM it reaches the TDP while decode is still memory-bound), so ``idle <= P <= TDP``
+always, P can reach TDP, and P never falls as the batch grows (both shares are non-decreasing in
+the batch). Between passes with nothing in flight the GPU draws its idle
+floor, which callers book as idle energy.
 
 Two workloads are modelled:
 
-* **static** batch (what ``tokenprint bench`` measures): prefill all ``batch`` prompts, then
-  ``output_len - 1`` decode steps; TTFT is the prefill, TPOT the mean decode step. Energy per
-  input token is prefill energy / (batch × input_len); energy per output token is decode energy /
-  (batch × output_len), as bench records it; ``energy_per_token_total_j`` is all energy / output
-  tokens (ML.ENERGY's definition).
-* **serving** (continuous batching at a steady ``batch`` of requests in flight, as vLLM runs in
-  the ML.ENERGY leaderboard): each iteration decodes one token for every request at the mean
-  context, and prefills the ``batch / output_len`` requests that replace finished ones.
+* **static** batch (``tokenprint bench``, HF ``generate``, offline vLLM runs): prefill all
+  ``batch`` prompts, then ``output_len - 1`` decode steps; TTFT is the prefill, TPOT the mean
+  decode step.
+* **serving** (continuous batching at a steady ``batch`` of requests in flight): each iteration
+  decodes one token for every request at the mean context and prefills the ``batch / output_len``
+  requests that replace finished ones.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from tokenprint.predict.params import F64, HardwareArrays, ProfileArrays
-from tokenprint.predict.shapes import ShapeArrays, allreduce_bytes, pass_bytes, pass_flops
+from tokenprint.predict.shapes import (
+    MEMORY_FRACTION,
+    ShapeArrays,
+    allreduce_bytes,
+    pass_bytes,
+    pass_flops,
+)
+
+
+@dataclass(frozen=True)
+class PassTime:
+    """One forward pass: total seconds and the parts power depends on."""
+
+    total_s: F64
+    compute_s: F64
+    step_overhead_s: F64
 
 
 def pass_time(shape: ShapeArrays, hw: HardwareArrays, prof: ProfileArrays, batch: ArrayLike,
-              new_tokens: ArrayLike, cached_tokens: ArrayLike, bytes_per_elem: ArrayLike,
-              tp: ArrayLike) -> tuple[F64, F64]:
-    """Seconds for one forward pass, and its roofline-busy fraction ``u`` in [0, 1]."""
+              new_tokens: ArrayLike, cached_tokens: ArrayLike, tp: ArrayLike) -> PassTime:
+    """Seconds for one forward pass over ``new_tokens`` per sequence, and its parts."""
     t = np.asarray(tp, dtype=np.float64)
     b = np.asarray(batch, dtype=np.float64)
-    flops = pass_flops(shape, b, new_tokens, cached_tokens) / t
-    nbytes = pass_bytes(shape, b, new_tokens, cached_tokens, bytes_per_elem) / t
-    t_compute = flops / (hw.peak_flops * prof.eff_compute)
-    t_memory = nbytes / (hw.mem_bw_b_s * prof.eff_memory)
-    bound = np.maximum(t_compute, t_memory)
-    comm = np.where(t > 1, allreduce_bytes(shape, b, new_tokens, bytes_per_elem, t)
-                    / hw.link_b_s + 2.0 * shape.layers * prof.tp_latency_s, 0.0)
-    total = bound + comm + prof.step_overhead_s + prof.seq_overhead_s * b
-    return total, bound / total
+    t_compute = pass_flops(shape, b, new_tokens, cached_tokens) / t \
+        / (hw.peak_flops * prof.eff_compute)
+    t_memory = pass_bytes(shape, b, new_tokens, cached_tokens) / t \
+        / (hw.mem_bw_b_s * prof.eff_memory)
+    comm = np.where(t > 1, allreduce_bytes(shape, b, new_tokens, t) / hw.link_b_s
+                    + 2.0 * shape.layers * prof.tp_latency_s, 0.0)
+    step = np.broadcast_to(prof.step_overhead_s, np.shape(t_compute)).astype(np.float64)
+    total = np.maximum(t_compute, t_memory) + comm + step + prof.seq_overhead_s * b
+    return PassTime(np.asarray(total), np.asarray(t_compute), np.asarray(step))
 
 
-def power_w(prof: ProfileArrays, util: ArrayLike) -> F64:
-    """Power of one GPU at roofline-busy fraction ``util``."""
-    u = np.clip(np.asarray(util, dtype=np.float64), 0.0, 1.0)
-    return np.asarray(prof.idle_w + (prof.peak_w - prof.idle_w) * u ** prof.power_exponent)
+def power_levels(hw: HardwareArrays, prof: ProfileArrays) -> tuple[F64, F64, F64]:
+    """Per-GPU base, memory-bound and peak power (W), ordered idle <= base <= mem <= peak <= TDP."""
+    base = hw.idle_w + prof.base_frac * (hw.tdp_w - hw.idle_w)
+    mem = base + prof.mem_frac * (hw.tdp_w - base)
+    peak = mem + prof.peak_frac * (hw.tdp_w - mem)
+    return np.asarray(base), np.asarray(mem), np.asarray(peak)
+
+
+def gpu_power_w(base_w: Any, mem_w: Any, peak_w: Any, exponent: Any, total_s: Any,
+                compute_s: Any, step_overhead_s: Any) -> Any:
+    """Power over a span of passes from its total, compute-bound and fixed-overhead seconds.
+
+    Plain arithmetic, so it serves numpy arrays (``predict``) and floats (the simulator's event
+    loop) alike; ``compute_s <= total_s - step_overhead_s`` always holds for a pass.
+    """
+    busy = 1.0 - step_overhead_s / total_s
+    return base_w + (mem_w - base_w) * busy + (peak_w - mem_w) * (compute_s / total_s) ** exponent
+
+
+def power_w(hw: HardwareArrays, prof: ProfileArrays, pt: PassTime) -> F64:
+    """Power of one GPU while the pass runs."""
+    base, mem, peak = power_levels(hw, prof)
+    return np.asarray(gpu_power_w(base, mem, peak, prof.power_exponent, pt.total_s,
+                                  pt.compute_s, pt.step_overhead_s))
 
 
 def predict_static(shape: ShapeArrays, hw: HardwareArrays, prof: ProfileArrays,
                    batch: ArrayLike, input_len: ArrayLike, output_len: ArrayLike,
-                   bytes_per_elem: ArrayLike, tp: ArrayLike) -> dict[str, F64]:
+                   tp: ArrayLike) -> dict[str, F64]:
     """Static-batch run: prefill then decode. All arrays broadcast; returns arrays."""
     b = np.asarray(batch, dtype=np.float64)
     li = np.asarray(input_len, dtype=np.float64)
     lo = np.asarray(output_len, dtype=np.float64)
     t = np.asarray(tp, dtype=np.float64)
-    ttft, u_pre = pass_time(shape, hw, prof, b, li, 0.0, bytes_per_elem, t)
+    pre = pass_time(shape, hw, prof, b, li, 0.0, t)
     n_dec = np.maximum(lo - 1.0, 0.0)
     # Simpson's rule over the decode steps' context (first, middle, last step)
     c0, c1 = li, li + np.maximum(n_dec - 1.0, 0.0)
-    s0, u0 = pass_time(shape, hw, prof, b, 1.0, c0, bytes_per_elem, t)
-    sm, um = pass_time(shape, hw, prof, b, 1.0, 0.5 * (c0 + c1), bytes_per_elem, t)
-    s1, u1 = pass_time(shape, hw, prof, b, 1.0, c1, bytes_per_elem, t)
-    tpot = (s0 + 4.0 * sm + s1) / 6.0
-    p_pre = power_w(prof, u_pre) * t
-    p_dec = (power_w(prof, u0) * s0 + 4.0 * power_w(prof, um) * sm
-             + power_w(prof, u1) * s1) / (s0 + 4.0 * sm + s1) * t
+    steps = [pass_time(shape, hw, prof, b, 1.0, c, t) for c in (c0, 0.5 * (c0 + c1), c1)]
+    w = (1.0, 4.0, 1.0)
+    tpot = sum(wi * s.total_s for wi, s in zip(w, steps, strict=True)) / 6.0
+    p_pre = power_w(hw, prof, pre) * t
+    p_dec = sum(wi * power_w(hw, prof, s) * s.total_s for wi, s in zip(w, steps, strict=True)) \
+        / (6.0 * tpot) * t
+    ttft = pre.total_s
     decode_s = n_dec * tpot
     e2e = ttft + decode_s
     e_pre = p_pre * ttft
@@ -82,11 +125,11 @@ def predict_static(shape: ShapeArrays, hw: HardwareArrays, prof: ProfileArrays,
     out_tokens = b * lo
     return {
         "ttft_s": ttft,
-        "tpot_s": tpot,
+        "tpot_s": np.asarray(tpot),
         "e2e_s": e2e,
         "throughput_tok_s": out_tokens / e2e,
         "prefill_power_w": p_pre,
-        "decode_power_w": p_dec,
+        "decode_power_w": np.asarray(p_dec),
         "mean_power_w": (e_pre + e_dec) / e2e,
         "prefill_energy_j": e_pre,
         "decode_energy_j": e_dec,
@@ -98,7 +141,7 @@ def predict_static(shape: ShapeArrays, hw: HardwareArrays, prof: ProfileArrays,
 
 def predict_serving(shape: ShapeArrays, hw: HardwareArrays, prof: ProfileArrays,
                     batch: ArrayLike, input_len: ArrayLike, output_len: ArrayLike,
-                    bytes_per_elem: ArrayLike, tp: ArrayLike) -> dict[str, F64]:
+                    tp: ArrayLike) -> dict[str, F64]:
     """Continuous batching at a steady ``batch`` of requests in flight.
 
     Requests beyond what the KV cache holds (90 % of memory less the weights, at the mean context)
@@ -108,19 +151,19 @@ def predict_serving(shape: ShapeArrays, hw: HardwareArrays, prof: ProfileArrays,
     li = np.asarray(input_len, dtype=np.float64)
     lo = np.asarray(output_len, dtype=np.float64)
     t = np.asarray(tp, dtype=np.float64)
-    be = np.asarray(bytes_per_elem, dtype=np.float64)
-    free = 0.9 * t * hw.mem_bytes - shape.weight_params * be
-    cap = np.maximum(free / (shape.kv_bytes_per_token(be) * (li + 0.5 * lo)), 1.0)
+    free = MEMORY_FRACTION * t * hw.mem_bytes - shape.weight_bytes
+    cap = np.maximum(free / (shape.kv_bytes_per_token * (li + 0.5 * lo)), 1.0)
     b = np.minimum(requested, cap)
-    step, u_step = pass_time(shape, hw, prof, b, 1.0, li + 0.5 * lo, bytes_per_elem, t)
-    pre_one, u_pre = pass_time(shape, hw, prof, 1.0, li, 0.0, bytes_per_elem, t)
-    prefill_share = b / lo * pre_one
-    iteration = step + prefill_share
-    e_iter = (power_w(prof, u_step) * step + power_w(prof, u_pre) * prefill_share) * t
+    step = pass_time(shape, hw, prof, b, 1.0, li + 0.5 * lo, t)
+    pre_one = pass_time(shape, hw, prof, 1.0, li, 0.0, t)
+    prefill_share = b / lo * pre_one.total_s
+    iteration = step.total_s + prefill_share
+    e_iter = (power_w(hw, prof, step) * step.total_s
+              + power_w(hw, prof, pre_one) * prefill_share) * t
     return {
         "running_batch": b,
-        "tpot_s": step,
-        "ttft_s": pre_one + step,
+        "tpot_s": step.total_s,
+        "ttft_s": pre_one.total_s + step.total_s,
         "iteration_s": iteration,
         "throughput_tok_s": b / iteration,
         "mean_power_w": e_iter / iteration,
@@ -128,7 +171,7 @@ def predict_serving(shape: ShapeArrays, hw: HardwareArrays, prof: ProfileArrays,
     }
 
 
-def relative_range(mid: ArrayLike, rel_error: float) -> tuple[Any, Any]:
-    """Low/high around a prediction from a relative error (low floored at a tenth of mid)."""
+def apply_range(mid: ArrayLike, factors: tuple[float, float]) -> tuple[Any, Any]:
+    """Low/high around a prediction from multiplicative range factors."""
     m = np.asarray(mid, dtype=np.float64)
-    return np.maximum(m * (1.0 - rel_error), 0.1 * m), m * (1.0 + rel_error)
+    return m * factors[0], m * factors[1]

@@ -7,20 +7,21 @@ from typing import Any
 import numpy as np
 
 from tokenprint.catalog import Catalog, Gpu, ModelArch
-from tokenprint.catalog.schema import dtype_bytes
 from tokenprint.errors import TokenprintError
-from tokenprint.predict.model import predict_static, relative_range
+from tokenprint.predict.model import apply_range, predict_static
 from tokenprint.predict.params import (
+    DEFAULT_RANGE,
+    DEFAULT_STACK,
     MODEL_VERSION,
-    PARAM_NAMES,
     ProfileArrays,
     ResolvedProfile,
+    check_stack,
     hardware_arrays,
     resolve_profile,
 )
-from tokenprint.predict.shapes import ShapeArrays, max_batch_fits
+from tokenprint.predict.shapes import ShapeArrays, kv_dtype_for, max_batch_fits
 
-DTYPES = ("auto", "bf16", "fp16", "fp32")
+DTYPES = ("auto", "bf16", "fp16", "fp32", "fp8", "mxfp4")
 
 # which relative error (from calibration) sets the range of each predicted metric
 _RANGE_METRIC = {
@@ -44,13 +45,19 @@ def resolve_dtype(dtype: str, gpu: Gpu | None) -> str:
 
 def profile_arrays(resolved: ResolvedProfile) -> ProfileArrays:
     """One profile as scalar arrays."""
-    return ProfileArrays(*(np.asarray(resolved.values[n], dtype=np.float64) for n in PARAM_NAMES))
+    return ProfileArrays.from_values(resolved.values)
 
 
 def predict_records(catalog: Catalog, model: ModelArch, gpu: Gpu, batches: list[int],
                     input_len: int, output_len: int, dtype: str = "auto", tp: int = 1,
-                    exclude_gpu_profile: bool = False) -> list[dict[str, Any]]:
-    """Predicted static-batch records for each batch size, with ranges and memory fit."""
+                    exclude_gpu_profile: bool = False, stack: str = DEFAULT_STACK,
+                    kv_dtype: str = "auto") -> list[dict[str, Any]]:
+    """Predicted static-batch records for each batch size, with ranges and memory fit.
+
+    Every record names the serving stack, the profile used and whether the GPU was calibrated
+    under that stack (else the stack's prior, transferred by the GPU's specs).
+    """
+    stack = check_stack(catalog, stack)
     if tp < 1:
         raise TokenprintError(f"tensor-parallel degree {tp} is invalid; it must be >= 1")
     if model.num_kv_heads % tp and tp > 1:
@@ -70,13 +77,15 @@ def predict_records(catalog: Catalog, model: ModelArch, gpu: Gpu, batches: list[
         if size < 1:
             raise TokenprintError(f"batch {size} is invalid; it must be >= 1")
     dt = resolve_dtype(dtype, gpu)
-    resolved = resolve_profile(gpu, catalog, exclude_gpu=gpu.id if exclude_gpu_profile else None)
-    shape = ShapeArrays.of([model])
+    kv_dt = kv_dtype_for(dt, kv_dtype)
+    resolved = resolve_profile(gpu, catalog, stack,
+                               exclude_gpu=gpu.id if exclude_gpu_profile else None)
+    shape = ShapeArrays.of([model], [dt], [kv_dt])
     hw = hardware_arrays([gpu], [dt])
     b = np.asarray(batches, dtype=np.float64)
-    out = predict_static(shape, hw, profile_arrays(resolved), b, input_len, output_len,
-                         dtype_bytes(dt), tp)
-    fit = max_batch_fits(model, gpu.memory_gb.value, dt, input_len + output_len, tp)
+    out = predict_static(shape, hw, profile_arrays(resolved), b, input_len, output_len, tp)
+    fit = max_batch_fits(model, gpu.memory_gb.value, dt, input_len + output_len, tp,
+                         kv_dtype=kv_dt)
     records = []
     for i, batch in enumerate(batches):
         rec: dict[str, Any] = {
@@ -84,10 +93,12 @@ def predict_records(catalog: Catalog, model: ModelArch, gpu: Gpu, batches: list[
             "source": "predicted",
             "status": "ok" if batch <= fit else "oom",
             "model": model.id, "engine": "predict", "device": "cuda", "hardware_id": gpu.id,
-            "dtype": dt, "batch": batch, "input_len": input_len, "output_len": output_len,
+            "dtype": dt, "kv_dtype": kv_dt, "batch": batch, "input_len": input_len,
+            "output_len": output_len,
             "tp": tp, "max_batch_fits": fit,
             "meter": "model", "energy_kind": "predicted",
-            "model_version": MODEL_VERSION, "calibration": resolved.calibration,
+            "model_version": MODEL_VERSION, "stack": resolved.stack,
+            "profile": resolved.profile_id, "calibration": resolved.calibration,
             "calibrated": resolved.calibrated,
         }
         for key, arr in out.items():
@@ -95,7 +106,7 @@ def predict_records(catalog: Catalog, model: ModelArch, gpu: Gpu, batches: list[
             rec[key] = value
             metric = _RANGE_METRIC.get(key)
             if metric is not None:
-                lo, hi = relative_range(value, resolved.error.get(metric, 0.5))
+                lo, hi = apply_range(value, resolved.ranges.get(metric, DEFAULT_RANGE))
                 rec[f"{key}_low"], rec[f"{key}_high"] = float(lo), float(hi)
         records.append(rec)
     return records

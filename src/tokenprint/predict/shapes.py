@@ -1,18 +1,22 @@
-"""Work per phase: FLOPs and bytes moved for prefill and decode of a LLaMA-style model.
+"""Work per phase: FLOPs and bytes moved for prefill and decode of a dense or MoE transformer.
 
 Pure and vectorized: every argument may be a numpy array; results broadcast.
 
-* Prefill of ``n`` new tokens per sequence after ``c`` cached ones: ``2·P_mm·n`` matmul FLOPs plus
-  attention ``4·layers·heads·head_dim·(n·c + n(n+1)/2)`` (causal), per sequence.
-* Bytes: all weights once per forward pass, plus the KV cache read and written:
-  ``kv_bytes_per_token × (c + n)`` per sequence.
-* Tensor parallelism divides both across ``tp`` GPUs and adds two all-reduces of the activations
-  per layer.
+* FLOPs of ``n`` new tokens per sequence after ``c`` cached ones: ``2·P_active·n`` matmul FLOPs
+  (``P_active`` = the matmul parameters every token uses plus ``experts_per_token`` routed
+  experts) plus attention ``4·layers·heads·head_dim·(n·c + n(n+1)/2)`` (causal), per sequence.
+* Bytes: the dense matmul weights once per forward pass; of the routed experts, those that at
+  least one of the pass's ``T = batch·n`` tokens picks. With ``k`` of ``E`` experts per token
+  chosen uniformly, the expected number touched is ``E·(1 − (1 − k/E)^T)`` — ``k`` at one token,
+  all ``E`` at large batches. Plus the KV cache read and written: ``kv_bytes_per_token·(c + n)``
+  per sequence.
+* A parallel group of ``tp`` GPUs (tensor or expert parallel) divides both, and adds two
+  all-reduces (or an all-to-all dispatch and combine) of the activations per layer.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -22,43 +26,82 @@ from tokenprint.catalog.schema import dtype_bytes
 
 F64 = NDArray[np.float64]
 
+# Activations travel between GPUs in 16-bit floats, whatever the weights are stored in.
+ACTIVATION_BYTES = 2.0
+# vLLM's default gpu_memory_utilization: the share of GPU memory weights and KV cache may use.
+MEMORY_FRACTION = 0.9
+
+
+def kv_dtype_for(weight_dtype: str, kv_dtype: str = "auto") -> str:
+    """The KV cache's dtype: as asked, or 16-bit for 8/4-bit weights (vLLM's default), else the
+    weights' own."""
+    if kv_dtype != "auto":
+        return kv_dtype
+    return "bf16" if weight_dtype in ("fp8", "int8", "mxfp4") else weight_dtype
+
 
 @dataclass(frozen=True)
 class ShapeArrays:
-    """The numbers of a model architecture that cost time, as arrays (one per model)."""
+    """The numbers of a model architecture that cost time, as arrays (one per point)."""
 
-    matmul_params: F64
-    weight_params: F64
+    dense_matmul_params: F64
+    expert_params: F64
+    n_experts: F64
+    experts_per_token: F64
+    dense_weight_bytes_per_param: F64
+    expert_weight_bytes_per_param: F64
+    weight_bytes: F64
+    kv_bytes_per_token: F64
     layers: F64
     heads: F64
     head_dim: F64
-    kv_heads: F64
     hidden: F64
 
     @classmethod
-    def of(cls, models: list[ModelArch]) -> ShapeArrays:
-        """Stack several architectures."""
+    def of(cls, models: list[ModelArch], weight_dtypes: list[str],
+           kv_dtypes: list[str] | None = None) -> ShapeArrays:
+        """Stack several (architecture, weight dtype, KV dtype) points."""
+        kvs = kv_dtypes or ["auto"] * len(models)
+
         def arr(xs: list[float]) -> F64:
             return np.asarray(xs, dtype=np.float64)
+
+        dense_b = [dtype_bytes("bf16") if d == "mxfp4" else dtype_bytes(d) for d in weight_dtypes]
         return cls(
-            matmul_params=arr([m.matmul_params for m in models]),
-            weight_params=arr([m.params for m in models]),
+            dense_matmul_params=arr([m.dense_matmul_params for m in models]),
+            expert_params=arr([m.expert_params for m in models]),
+            n_experts=arr([m.num_experts for m in models]),
+            experts_per_token=arr([m.experts_per_token for m in models]),
+            dense_weight_bytes_per_param=arr(dense_b),
+            expert_weight_bytes_per_param=arr([dtype_bytes(d) for d in weight_dtypes]),
+            weight_bytes=arr([m.weight_bytes(d) for m, d in zip(models, weight_dtypes,
+                                                                 strict=True)]),
+            kv_bytes_per_token=arr([m.kv_bytes_per_token(kv_dtype_for(d, k))
+                                    for m, d, k in zip(models, weight_dtypes, kvs, strict=True)]),
             layers=arr([m.num_layers for m in models]),
             heads=arr([m.num_heads for m in models]),
             head_dim=arr([m.head_dim for m in models]),
-            kv_heads=arr([m.num_kv_heads for m in models]),
             hidden=arr([m.hidden_size for m in models]),
         )
 
     def take(self, index: ArrayLike) -> ShapeArrays:
-        """Select models by index (for per-point arrays)."""
+        """Select points by index."""
         i = np.asarray(index)
-        return ShapeArrays(*(getattr(self, f)[i] for f in self.__dataclass_fields__))
+        return ShapeArrays(*(getattr(self, f.name)[i] for f in fields(self)))
 
-    def kv_bytes_per_token(self, bytes_per_elem: ArrayLike) -> F64:
-        """KV-cache bytes per token: 2 × layers × kv_heads × head_dim × bytes."""
-        return np.asarray(2.0 * self.layers * self.kv_heads * self.head_dim
-                          * np.asarray(bytes_per_elem, dtype=np.float64))
+    @property
+    def active_matmul_params(self) -> F64:
+        """Matmul parameters one token uses: the dense ones plus its routed experts."""
+        return np.asarray(self.dense_matmul_params + self.experts_per_token * self.expert_params)
+
+
+def experts_touched(shape: ShapeArrays, tokens: ArrayLike) -> F64:
+    """Expected number of distinct routed experts (per layer) that ``tokens`` tokens pick."""
+    e = shape.n_experts
+    k = shape.experts_per_token
+    t = np.asarray(tokens, dtype=np.float64)
+    safe_e = np.where(e > 0, e, 1.0)
+    return np.asarray(np.where(e > 0, e * (1.0 - (1.0 - k / safe_e) ** t), 0.0))
 
 
 def pass_flops(shape: ShapeArrays, batch: ArrayLike, new_tokens: ArrayLike,
@@ -68,43 +111,50 @@ def pass_flops(shape: ShapeArrays, batch: ArrayLike, new_tokens: ArrayLike,
     n = np.asarray(new_tokens, dtype=np.float64)
     c = np.asarray(cached_tokens, dtype=np.float64)
     attn_pairs = n * c + n * (n + 1.0) / 2.0
-    per_seq = 2.0 * shape.matmul_params * n + 4.0 * shape.layers * shape.heads * shape.head_dim \
-        * attn_pairs
+    per_seq = 2.0 * shape.active_matmul_params * n \
+        + 4.0 * shape.layers * shape.heads * shape.head_dim * attn_pairs
     return np.asarray(b * per_seq)
 
 
 def pass_bytes(shape: ShapeArrays, batch: ArrayLike, new_tokens: ArrayLike,
-               cached_tokens: ArrayLike, bytes_per_elem: ArrayLike) -> F64:
-    """Bytes moved from memory in that pass: weights once, KV cache read and appended."""
-    be = np.asarray(bytes_per_elem, dtype=np.float64)
+               cached_tokens: ArrayLike) -> F64:
+    """Bytes moved from memory in that pass: weights used once, KV cache read and appended."""
     b = np.asarray(batch, dtype=np.float64)
     n = np.asarray(new_tokens, dtype=np.float64)
     c = np.asarray(cached_tokens, dtype=np.float64)
-    weights = shape.weight_params * be
-    kv = b * shape.kv_bytes_per_token(be) * (c + n)
-    return np.asarray(weights + kv)
+    dense = shape.dense_matmul_params * shape.dense_weight_bytes_per_param
+    experts = experts_touched(shape, b * n) * shape.expert_params \
+        * shape.expert_weight_bytes_per_param
+    kv = b * shape.kv_bytes_per_token * (c + n)
+    return np.asarray(dense + experts + kv)
 
 
 def allreduce_bytes(shape: ShapeArrays, batch: ArrayLike, new_tokens: ArrayLike,
-                    bytes_per_elem: ArrayLike, tp: ArrayLike) -> F64:
-    """Bytes each GPU sends in the two all-reduces per layer under tensor parallelism."""
+                    tp: ArrayLike) -> F64:
+    """Bytes each GPU of a parallel group sends per pass (two all-reduces per layer)."""
     t = np.asarray(tp, dtype=np.float64)
     act = (np.asarray(batch, dtype=np.float64) * np.asarray(new_tokens, dtype=np.float64)
-           * shape.hidden * np.asarray(bytes_per_elem, dtype=np.float64))
+           * shape.hidden * ACTIVATION_BYTES)
     return np.asarray(2.0 * shape.layers * act * 2.0 * (t - 1.0) / t)
 
 
-def max_batch_fits(model: ModelArch, memory_gb: float, dtype: str, context_tokens: int,
-                   tp: int = 1, memory_fraction: float = 0.9) -> int:
-    """Largest batch whose weights and KV cache fit in ``tp`` GPUs' memory (0: none fits).
-
-    ``memory_fraction`` of the memory is usable (vLLM's default ``gpu_memory_utilization`` is 0.9);
-    weights are split across the TP group, as is the KV cache.
-    """
-    be = dtype_bytes(dtype)
+def kv_token_budget(model: ModelArch, memory_gb: float, weight_dtype: str, tp: int = 1,
+                    kv_dtype: str = "auto", memory_fraction: float = MEMORY_FRACTION) -> int:
+    """KV-cache tokens that fit beside the weights in ``tp`` GPUs (0: the weights do not fit)."""
     usable = tp * memory_gb * 1e9 * memory_fraction
-    free = usable - model.params * be
-    per_seq = model.kv_bytes_per_token(dtype) * max(context_tokens, 1)
+    free = usable - model.weight_bytes(weight_dtype)
     if free <= 0:
         return 0
-    return int(free // per_seq)
+    return int(free // model.kv_bytes_per_token(kv_dtype_for(weight_dtype, kv_dtype)))
+
+
+def max_batch_fits(model: ModelArch, memory_gb: float, dtype: str, context_tokens: int,
+                   tp: int = 1, memory_fraction: float = MEMORY_FRACTION,
+                   kv_dtype: str = "auto") -> int:
+    """Largest batch whose weights and KV cache (``context_tokens`` each) fit (0: none fits).
+
+    ``memory_fraction`` of the memory is usable (vLLM's default ``gpu_memory_utilization`` is 0.9);
+    weights and KV cache are split across the parallel group.
+    """
+    budget = kv_token_budget(model, memory_gb, dtype, tp, kv_dtype, memory_fraction)
+    return budget // max(context_tokens, 1)

@@ -29,6 +29,8 @@ DEFAULT_BATCHES = (1, 2, 4, 8, 16, 32, 64)
 CHAT_MIX: tuple[tuple[int, int, float], ...] = ((128, 128, 0.3), (512, 256, 0.5),
                                                (1024, 512, 0.2))
 TPOT_TARGET_S = 0.2  # 200 ms per output token (FUEL, and common SLOs)
+# The seed study served with Hugging Face transformers; predictions default to that stack.
+STUDY_STACK = "hf-transformers"
 
 
 @dataclass
@@ -47,12 +49,13 @@ class StudyConfig:
     results_records: list[dict[str, Any]] = field(default_factory=list)
     intensity: IntensitySeries | None = None
     intensity_region: str | None = None
+    stack: str = STUDY_STACK
 
     def to_dict(self) -> dict[str, Any]:
         """The inputs, JSON-ready."""
         return {
             "models": self.models, "gpus": self.gpus, "regions": self.regions,
-            "batches": self.batches,
+            "batches": self.batches, "stack": self.stack,
             "length_mix": [{"input_len": i, "output_len": o, "share": w} for i, o, w in self.mix],
             "scope": self.scope, "lifetime_years": self.lifetime_years, "pue": self.pue,
             "tpot_target_s": self.tpot_target_s,
@@ -91,7 +94,8 @@ def performance_table(cfg: StudyConfig, catalog: Catalog,
             gpu = catalog.gpu(gpu_id)
             per_pair = []
             for (li, lo, _w) in cfg.mix:
-                per_pair.append(predict_records(catalog, model, gpu, cfg.batches, li, lo))
+                per_pair.append(predict_records(catalog, model, gpu, cfg.batches, li, lo,
+                                                 stack=cfg.stack))
             for bi, batch in enumerate(cfg.batches):
                 recs = []
                 sources = []
@@ -129,12 +133,14 @@ def _combine(model: str, gpu: str, batch: int, recs: list[dict[str, Any]], sourc
 
     in_tok = np.array([r["input_len"] for r in recs], dtype=float) * batch
     out_tok = np.array([r["output_len"] for r in recs], dtype=float) * batch
-    row: dict[str, Any] = {"model": model, "gpu": gpu, "batch": batch}
+    row: dict[str, Any] = {"model": model, "gpu": gpu, "batch": batch, "stack": cfg.stack}
     src = set(sources)
     row["source"] = src.pop() if len(src) == 1 else "mixed"
     row["energy_kind"] = ",".join(sorted({str(r.get("energy_kind")) for r in recs}))
     row["calibration"] = "; ".join(sorted({str(r.get("calibration", "measured"))
                                            for r in recs}))
+    row["calibrated"] = all(bool(r.get("calibrated", r.get("source") == "measured"))
+                            for r in recs)
     for sfx, tag in (("", ""), ("_low", "_low"), ("_high", "_high")):
         pre = arr("prefill_energy_j", sfx)
         dec = arr("decode_energy_j", sfx)

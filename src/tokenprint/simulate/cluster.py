@@ -17,10 +17,10 @@ from numpy.typing import NDArray
 from tokenprint.carbon.embodied import gpu_embodied
 from tokenprint.carbon.intensity import IntensitySeries
 from tokenprint.catalog import Catalog
-from tokenprint.catalog.schema import dtype_bytes
 from tokenprint.errors import TokenprintError
-from tokenprint.predict.params import LINK_GB_S, peak_flops, resolve_profile
-from tokenprint.predict.predictor import resolve_dtype
+from tokenprint.predict.params import DEFAULT_STACK
+from tokenprint.predict.shapes import MEMORY_FRACTION
+from tokenprint.predict.step import step_costs
 from tokenprint.simulate.replica import ReplicaCosts, simulate_replica
 from tokenprint.traces import Trace
 from tokenprint.units import J_PER_KWH, S_PER_YEAR
@@ -39,44 +39,14 @@ class ClusterSpec:
     max_batch: int = 64
     dtype: str = "auto"
     balance: str = "least-work"
-    memory_fraction: float = 0.9
+    memory_fraction: float = MEMORY_FRACTION
+    stack: str = DEFAULT_STACK
 
 
 def replica_costs(catalog: Catalog, spec: ClusterSpec) -> tuple[ReplicaCosts, dict[str, Any]]:
-    """Model constants for one replica, and a description of where they came from."""
-    model = catalog.model(spec.model)
-    gpu = catalog.gpu(spec.gpu)
-    dt = resolve_dtype(spec.dtype, gpu)
-    be = dtype_bytes(dt)
-    prof = resolve_profile(gpu, catalog)
-    v = prof.values
-    tp = spec.tp
-    if tp < 1 or (tp > 1 and model.num_kv_heads % tp):
-        raise TokenprintError(f"tensor-parallel degree {tp} is invalid for {model.id}")
-    free = spec.memory_fraction * tp * gpu.memory_gb.value * 1e9 - model.params * be
-    kv_tok = model.kv_bytes_per_token(dt)
-    budget = int(free // kv_tok) if free > 0 else 0
-    if budget <= 0:
-        raise TokenprintError(
-            f"{model.id} in {dt} ({model.params * be / 1e9:.1f} GB) does not fit {tp} × "
-            f"{gpu.id} ({gpu.memory_gb.value:g} GB each); use more tensor parallelism")
-    link = LINK_GB_S[gpu.form_factor] * 1e9
-    comm_tok = (2 * model.num_layers * model.hidden_size * be * 2 * (tp - 1) / tp / link
-                if tp > 1 else 0.0)
-    costs = ReplicaCosts(
-        flops_per_s=peak_flops(gpu, dt) * v["eff_compute"] * tp,
-        bytes_per_s=gpu.memory_bw_gb_s.value * 1e9 * v["eff_memory"] * tp,
-        matmul_flops_per_token=2.0 * model.matmul_params,
-        attn_flops_per_ctx=4.0 * model.num_layers * model.num_heads * model.head_dim,
-        weight_bytes=float(model.params * be), kv_bytes_per_token=float(kv_tok),
-        step_overhead_s=v["step_overhead_s"], seq_overhead_s=v["seq_overhead_s"],
-        comm_s_per_token=comm_tok,
-        comm_fixed_s=2.0 * model.num_layers * v["tp_latency_s"] if tp > 1 else 0.0,
-        idle_w=v["idle_w"] * tp, peak_w=v["peak_w"] * tp, power_exponent=v["power_exponent"],
-        kv_budget_tokens=budget,
-    )
-    return costs, {"dtype": dt, "calibration": prof.calibration, "calibrated": prof.calibrated,
-                   "kv_budget_tokens": budget}
+    """Model constants for one replica (from ``tokenprint.predict``) and where they came from."""
+    return step_costs(catalog, spec.model, spec.gpu, spec.dtype, spec.tp, spec.stack,
+                      spec.memory_fraction)
 
 
 def assign(trace: Trace, replicas: int, balance: str, costs: ReplicaCosts) -> NDArray[np.int64]:
@@ -89,7 +59,7 @@ def assign(trace: Trace, replicas: int, balance: str, costs: ReplicaCosts) -> ND
         return np.arange(trace.n, dtype=np.int64) % replicas
     # work estimate: prefill + decode seconds at a typical batch (relative weights suffice)
     est = (trace.input_len * costs.matmul_flops_per_token / costs.flops_per_s
-           + trace.output_len * (costs.weight_bytes / costs.bytes_per_s / 16.0))
+           + trace.output_len * (costs.dense_weight_bytes / costs.bytes_per_s / 16.0))
     # Each replica's backlog drains at the same rate, so the least-loaded replica is the one
     # whose queued work would finish first: a heap of those finish times.
     heap = [(0.0, j) for j in range(replicas)]
@@ -261,6 +231,8 @@ def summary(res: SimResult, carbon: dict[str, float], slo_ttft_s: float,
         **carbon,
         "g_per_1k_slo_tokens": (carbon["total_g"] / ok_tokens * 1000) if ok_tokens else None,
         "source": "predicted",
+        "stack": res.info.get("stack"), "profile": res.info.get("profile"),
+        "calibrated": res.info.get("calibrated"),
         "calibration": res.info.get("calibration"),
         "kv_budget_tokens": res.info.get("kv_budget_tokens"),
         "iterations": res.info.get("iterations"),

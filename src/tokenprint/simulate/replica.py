@@ -19,30 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from tokenprint.predict.step import StepCosts
 
-@dataclass(frozen=True)
-class ReplicaCosts:
-    """Per-replica constants of the step-time and power model (a TP group counts as one)."""
-
-    flops_per_s: float          # effective FLOP/s of the group
-    bytes_per_s: float          # effective memory bytes/s of the group
-    matmul_flops_per_token: float   # 2 × matmul params
-    attn_flops_per_ctx: float       # 4 × layers × heads × head_dim, per token of context
-    weight_bytes: float
-    kv_bytes_per_token: float
-    step_overhead_s: float
-    seq_overhead_s: float
-    comm_s_per_token: float         # all-reduce seconds per token in the pass (TP only)
-    comm_fixed_s: float             # per-pass all-reduce latency (TP only)
-    idle_w: float                   # whole group
-    peak_w: float                   # whole group
-    power_exponent: float
-    kv_budget_tokens: int
-
-    def power(self, util: float) -> float:
-        """Group power at roofline-busy fraction ``util``."""
-        u = min(max(util, 0.0), 1.0)
-        return self.idle_w + (self.peak_w - self.idle_w) * u ** self.power_exponent
+# The replica's costs are the performance model's (``tokenprint.predict.step``).
+ReplicaCosts = StepCosts
 
 
 @dataclass
@@ -97,7 +77,7 @@ def simulate_replica(arrival_s: NDArray[np.float64], input_len: NDArray[np.int64
     c = costs
     fp, mb = c.flops_per_s, c.bytes_per_s
     mm, at = c.matmul_flops_per_token, c.attn_flops_per_ctx
-    w, kvb = c.weight_bytes, c.kv_bytes_per_token
+    kvb = c.kv_bytes_per_token
     so, sq, cs, cf = c.step_overhead_s, c.seq_overhead_s, c.comm_s_per_token, c.comm_fixed_s
     budget = c.kv_budget_tokens
     hourly: dict[int, list[float]] = {}
@@ -157,11 +137,11 @@ def simulate_replica(arrival_s: NDArray[np.float64], input_len: NDArray[np.int64
             continue  # only rejected requests were in the queue
         if n_new:
             comp = (mm * (b + new_tokens) + at * (ctx + b + new_sq)) / fp
-            mem = (w + kvb * (ctx + b + new_tokens)) / mb
+            mem = (c.weight_bytes(b + new_tokens) + kvb * (ctx + b + new_tokens)) / mb
             bound = comp if comp > mem else mem
             ovh = so + sq * (b + n_new) + (cs * (b + new_tokens) + cf if cf else 0.0)
             dt = bound + ovh
-            e = c.power(bound / dt) * dt
+            e = c.power(dt, comp, so) * dt
             account(t, dt, e)
             t += dt
             it += 1
@@ -177,7 +157,7 @@ def simulate_replica(arrival_s: NDArray[np.float64], input_len: NDArray[np.int64
             can_admit = b < max_batch and p < n and not queue
             a0 = (mm * b + at * (ctx + b)) / fp
             a1 = at * b / fp
-            m0 = (w + kvb * (ctx + b)) / mb
+            m0 = (c.weight_bytes(b) + kvb * (ctx + b)) / mb
             m1 = kvb * b / mb
             ovh = so + sq * b + (cs * b + cf if cf else 0.0)
             if can_admit and k > 1:
@@ -193,7 +173,7 @@ def simulate_replica(arrival_s: NDArray[np.float64], input_len: NDArray[np.int64
                         k -= 1
             bound_sum = _sum_max_linear(a0, a1, m0, m1, k)
             dt = bound_sum + k * ovh
-            e = c.power(bound_sum / dt) * dt
+            e = c.power(dt, k * a0 + a1 * (k - 1) * k * 0.5, k * so) * dt
             account(t, dt, e)
             t += dt
             it += k
