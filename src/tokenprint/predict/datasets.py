@@ -4,8 +4,10 @@ A *points* table has one row per measured configuration: ``gpu``, ``model`` (cat
 ``stack``, ``tp`` (GPUs in the parallel group), ``batch``, ``input_len``, ``output_len``,
 ``dtype`` (weights), ``mode`` (``serving`` or ``static``), the measurement boundary
 (``energy_total``: energy counts prefill too; ``idle_tail_s``: seconds of idle inside the power
-window) and the measured metrics ``energy_per_output_token_j``, ``tpot_s``, ``throughput_tok_s``
-(output tokens per second), ``ttft_s`` (NaN where not measured).
+window; ``tpot_includes_prefill``: a mean time per output token that includes the stalls for
+other requests' prefills, i.e. the serving iteration, not the bare decode step) and the measured
+metrics ``energy_per_output_token_j``, ``tpot_s``, ``throughput_tok_s`` (output tokens per
+second), ``ttft_s`` (NaN where not measured).
 
 Every loader converts to these boundaries where it can do so exactly (Argonne's input+output
 throughput → output tokens/s) and records what it cannot (Argonne's idle tail) for the model to
@@ -28,13 +30,14 @@ from tokenprint.errors import TokenprintError
 
 METRICS = ("energy_per_output_token_j", "tpot_s", "throughput_tok_s", "ttft_s")
 COLUMNS = ("gpu", "model", "stack", "tp", "batch", "input_len", "output_len", "dtype", "mode",
-           "energy_total", "idle_tail_s", *METRICS, "task")
+           "energy_total", "idle_tail_s", "tpot_includes_prefill", *METRICS, "task")
 FORMATS = ("tokenprint", "mlenergy", "mlenergy-v3", "mlenergy-v1", "argonne")
 
 # ML.ENERGY v2 does not record prompt lengths; the mean prompt length is assumed.
 MLENERGY_INPUT_LEN_DEFAULT = 512
 MLENERGY_SOURCE = ("ML.ENERGY leaderboard v2 (github ml-energy/leaderboard-v2, Apache-2.0): vLLM "
-                   "2024 runs on A100-SXM4-40GB and H100 80GB HBM3, GPU energy (NVML)")
+                   "2024 runs on A100-SXM4-40GB and H100 80GB HBM3, GPU energy (NVML); Avg TPOT "
+                   "taken as the mean serving iteration (decode step plus prefill stalls)")
 _MLENERGY_COLUMNS = ("Model", "GPU", "TP", "Avg BS (reqs)", "Avg Output Tokens",
                      "Token tput (tok/s)", "Avg TPOT (s)", "energy_per_output_token_J")
 
@@ -138,7 +141,8 @@ class _Collector:
         self.reasons[why] = self.reasons.get(why, 0) + 1
 
     def add(self, **row: Any) -> None:
-        base = {"energy_total": False, "idle_tail_s": 0.0, "ttft_s": np.nan, "task": ""}
+        base = {"energy_total": False, "idle_tail_s": 0.0, "tpot_includes_prefill": False,
+                "ttft_s": np.nan, "task": ""}
         self.rows.append({**base, **row})
 
     def points(self, source: str) -> Points:
@@ -167,7 +171,7 @@ def load_mlenergy(path: str | Path, catalog: Catalog,
         out.add(gpu=gpu, model=model, stack="vllm-2024", tp=tp,
                 batch=float(rec["Avg BS (reqs)"]), input_len=float(input_len),
                 output_len=float(rec["Avg Output Tokens"]),
-                dtype="bf16" if fits_bf16 else "fp8", mode="serving",
+                dtype="bf16" if fits_bf16 else "fp8", mode="serving", tpot_includes_prefill=True,
                 energy_per_output_token_j=float(rec["energy_per_output_token_J"]),
                 tpot_s=float(rec["Avg TPOT (s)"]),
                 throughput_tok_s=float(rec["Token tput (tok/s)"]), task=str(rec.get("task", "")))
@@ -267,6 +271,10 @@ def _argonne_row(out: _Collector, catalog: Catalog, rec: dict[str, Any], n_gpus:
         return
     li, lo, b = (float(rec["input_len_tokens"]), float(rec["output_len_tokens"]),
                  float(rec["batch_size"]))
+    if li + lo > catalog.model(model).max_context:
+        out.skip("input + output beyond the model's context (the run cannot have generated "
+                 "those tokens)")
+        return
     total_tput = float(rec["throughput_total_tok_per_s_source"])
     out.add(gpu=gpu, model=model, stack=stack, tp=n_gpus, batch=b, input_len=li,
             output_len=lo, dtype="fp16", mode="static", energy_total=True,

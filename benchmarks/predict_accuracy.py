@@ -1,0 +1,79 @@
+"""Accuracy of the performance model as users meet it, on every public data set in shared/data.
+
+Prints, per data set and stack: MAPE, bias and range coverage of energy per output token, TPOT
+and throughput, for
+
+* ``no-refit``: the shipped profiles exactly as ``tokenprint predict`` uses them (in-sample for
+  calibrated (GPU, stack) pairs: the shipped fit saw these points);
+* ``gpu held out``: each GPU predicted by its stack's prior built from the other GPUs of that
+  stack (refit without it) — what a GPU with no profile gets;
+* ``model held out``: each model predicted by a fit to the GPU's other models;
+* ``temporal``: a profile fitted on ML.ENERGY v2 (vLLM 2024) alone, predicting v3 (vLLM late
+  2025) on the same H100 — what an out-of-date profile costs.
+
+Usage: python benchmarks/predict_accuracy.py [SHARED_CALIBRATION_DIR]   (skips without the data)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+from fit_shipped_profiles import load_all  # noqa: E402
+
+from tokenprint.catalog import load_catalog  # noqa: E402
+from tokenprint.predict.validate import validation_report  # noqa: E402
+
+METRICS = ("energy_per_token", "tpot", "throughput")
+
+
+def _row(label: str, rep: dict) -> str:
+    cells = []
+    for m in METRICS:
+        if rep["mape"][m] is None:
+            cells.append("—")
+        else:
+            cells.append(f"{rep['mape'][m]:5.1f}% ({rep['bias'][m]:+5.1f}%) cov "
+                         f"{rep['coverage'][m]:.0%} ±{rep['median_half_width_pct'][m]:.0f}%")
+    return f"{label:44s} n={rep['n_points']:4d} | " + " | ".join(cells)
+
+
+def main() -> None:
+    cal = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO.parent / "shared/data/calibration"
+    if not cal.is_dir():
+        print(f"skipped: {cal} not found (shared data absent)")
+        return
+    cat = load_catalog()
+    sets = load_all(cal)
+    names = ("ML.ENERGY v1 (HF, batch 1)", "ML.ENERGY v2 (vLLM 2024)",
+             "ML.ENERGY v3 H100 (vLLM 2025)", "Argonne (vLLM 2024, TRT-LLM, DS-MII)")
+    print("metric columns: MAPE (bias) coverage ±median half-width, for "
+          + ", ".join(METRICS))
+    print("\n== shipped profiles, no refit (in-sample for calibrated pairs) ==")
+    for name, s in zip(names, sets, strict=True):
+        print(_row(name, validation_report(s.table, cat, None, s.n_skipped, s.source)))
+    allp = pd.concat([s.table for s in sets], ignore_index=True)
+    for holdout in ("gpu", "model"):
+        rep = validation_report(allp, cat, holdout, 0, "all")
+        print(f"\n== {holdout} held out (refit on the rest) ==")
+        for stack, sub in rep["by_stack"].items():
+            print(_row(f"stack {stack}", sub))
+        for gpu, sub in rep["by_gpu"].items():
+            print(_row(f"  gpu {gpu}", sub))
+    v2, v3 = sets[1].table, sets[2].table
+    both = pd.concat([v2.assign(stack="vllm-2024"), v3.assign(stack="vllm-2025")],
+                     ignore_index=True)
+    h100 = both[both["gpu"] == "h100-sxm"].reset_index(drop=True)
+    rep = validation_report(h100, cat, "stack", 0, "v2 -> v3")
+    print("\n== temporal: fit on one stack's H100 data, predict the other's ==")
+    for stack, sub in rep["by_stack"].items():
+        print(_row(f"predict {stack} from the other", sub))
+
+
+if __name__ == "__main__":
+    main()
