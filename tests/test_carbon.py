@@ -52,17 +52,79 @@ def test_act_cpa_matches_published_derivation():
 
 
 def test_t4_device_scope_figure(catalog):
-    """T4, 545 mm² at 14nm, 16 GB: ≈ 9.7 kg (Taiwan 2022 grid) to ≈ 10.1 kg (2023)."""
+    """T4, 545 mm² at 14nm, 16 GB GDDR6: die 8.5 kg + memory 16 × 140 g/GB + 150 g ≈ 10.9 kg."""
     b = gpu_embodied(catalog.gpu("t4"), catalog, "device")
     die_2022 = 5.45 * HAND_CPA_G_PER_CM2["14nm"]
-    expected_2022 = die_2022 + 16 * 65 + 150
+    # GDDR6 per GB: a planar DRAM die (ACT 65 g/GB) + one 150 g package per 2 GB device
+    assert b.components_g["memory"].mid == pytest.approx(16 * (65 + 150 / 2))
+    expected_2022 = die_2022 + 16 * 140 + 150
     assert b.total_g.mid == pytest.approx(expected_2022, rel=1e-9)
-    assert 9_600 < b.total_g.mid < 9_800
-    die_2023 = 5.45 * (642 * 1.2 + 162.5 + 500) / 0.875
-    assert 10_000 < die_2023 + 16 * 65 + 150 < 10_200
-    # memory has no public GDDR6 factor: the high end uses Boavizta's effective-area figure
-    assert b.components_g["memory"].high == pytest.approx(16 * 2849)
-    assert any("GDDR6" in n for n in b.notes)
+    # the range spans the sources: DRAM die 48 (LPDDR4, ACT) to 400 g/GB (LLMCarbon) + package
+    assert b.components_g["memory"].low == pytest.approx(16 * (48 + 75))
+    assert b.components_g["memory"].high == pytest.approx(16 * (400 + 75))
+
+
+def test_hbm_factors_follow_the_vendor_split(catalog):
+    pcf = catalog.pcfs["nvidia-hgx-h100"]
+    per_gb = pcf.breakdown_g["memory"].value / pcf.memory_gb          # 546 kg / 640 GB
+    assert per_gb == pytest.approx(853.125)
+    assert catalog.memory_factor("hbm3").g_per_gb.value == pytest.approx(per_gb, rel=1e-3)
+    assert catalog.memory_factor("hbm2e").g_per_gb.value == pytest.approx(per_gb, rel=1e-3)
+    # density scaling: 8 Gb HBM2 dies take twice the wafer per GB, 24 Gb HBM3e dies two thirds
+    assert catalog.memory_factor("hbm2").g_per_gb.value == pytest.approx(2 * per_gb, rel=1e-3)
+    assert catalog.memory_factor("hbm3e").g_per_gb.value == pytest.approx(per_gb * 16 / 24,
+                                                                        rel=1e-3)
+    for t in ("hbm2", "hbm2e", "hbm3", "hbm3e"):  # high: Boavizta's effective-area method
+        assert catalog.memory_factor(t).g_per_gb.high == 2849
+
+
+def test_h100_card_is_the_vendor_footprint(catalog):
+    b = gpu_embodied(catalog.gpu("h100-sxm"), catalog, "card")
+    assert b.total_g.mid == pytest.approx(1_312_000 / 8)
+    assert b.components_g["memory"].mid == pytest.approx(546_000 / 8)
+    assert b.components_g["die"].mid == pytest.approx(332_000 / 8)
+    assert b.components_g["board"].mid == pytest.approx((230_000 + 204_000) / 8)
+    assert any("HGX H100" in s for s in b.sources.values())
+    # the seed's bottom-up device scope stays ACT die + memory + package
+    d = gpu_embodied(catalog.gpu("h100-sxm"), catalog, "device")
+    assert d.components_g["die"].mid == pytest.approx(8.14 * HAND_CPA_G_PER_CM2["5nm"])
+
+
+def test_bottom_up_card_calibrated_on_the_vendor_split(catalog):
+    from tokenprint.carbon.embodied import vendor_calibration
+
+    cal = vendor_calibration(catalog)
+    h100_die = 8.14 * HAND_CPA_G_PER_CM2["5nm"]
+    assert cal.ic_factor == pytest.approx(41_500 / h100_die)
+    assert cal.thermal_g_per_w == pytest.approx(230_000 / 8 / 700)
+    assert cal.other_board_g == pytest.approx(204_000 / 8)
+    # B200 (no PCF): two dies × IC factor, 180 GB HBM3e, board for a 1000 W module
+    b = gpu_embodied(catalog.gpu("b200"), catalog, "card")
+    die = 16.0 * HAND_CPA_G_PER_CM2["5nm"]
+    assert b.components_g["die"].mid == pytest.approx(die * cal.ic_factor)
+    assert b.components_g["memory"].mid == pytest.approx(180 * 853.125 * 16 / 24, rel=1e-3)
+    assert b.components_g["board"].mid == pytest.approx(204_000 / 8 + 230_000 / 8 / 700 * 1000)
+    # applied to the H100 itself the bottom-up card model gives back the vendor's total
+    assert (h100_die * cal.ic_factor + 80 * 853.125 + 204_000 / 8 + 230_000 / 8
+            == pytest.approx(164_000, rel=1e-3))
+
+
+def test_card_ordering_follows_memory_and_die(catalog):
+    card = {g: gpu_embodied(catalog.gpu(g), catalog, "card").total_g.mid
+            for g in ("a100-sxm4-40gb", "h100-sxm", "b200")}
+    assert card["a100-sxm4-40gb"] < card["h100-sxm"] < card["b200"]
+
+
+def test_host_from_manufacturer_footprint(catalog):
+    from tokenprint.carbon.embodied import host_embodied_g
+
+    host = catalog.host("2s-t4-inference")
+    total, sources = host_embodied_g(host, catalog)
+    # Dell R740: 8640 kg × 15.2 % manufacturing, + (384 - 32) GB DDR4 at 65 g/GB + 3.84 TB SSD
+    assert total.mid == pytest.approx(8640_000 * 0.152 + 352 * 65 + 3840 * 10, rel=1e-3)
+    assert "R740" in sources["host.server"]
+    t4 = gpu_embodied(catalog.gpu("t4"), catalog, "server")
+    assert t4.components_g["host"].mid == pytest.approx(total.mid / 4)
 
 
 def test_h100_die_alone(catalog):
@@ -87,6 +149,9 @@ def test_vendor_override_replaces_component(tmp_path: Path):
     f.write_text('[[gpu]]\nid = "h100-sxm"\nembodied_overrides_g = { die = { value = 14650, '
                  'source = "LLMCarbon" } }\n')
     cat = load_catalog([f])
+    for scope in ("device", "card"):  # overrides win over the vendor footprint too
+        b = gpu_embodied(cat.gpu("h100-sxm"), cat, scope)
+        assert b.components_g["die"].mid == 14650
     b = gpu_embodied(cat.gpu("h100-sxm"), cat, "device")
     assert b.components_g["die"].mid == 14650
     assert b.sources["die"].startswith("override")

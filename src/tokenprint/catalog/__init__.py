@@ -8,12 +8,13 @@ from tokenprint.catalog.schema import (
     Host,
     MemoryFactor,
     ModelArch,
+    Pcf,
     Quantity,
     Region,
     Stack,
 )
 
 __all__ = [
-    "Catalog", "FabDefaults", "FabNode", "Gpu", "Host", "MemoryFactor", "ModelArch", "Quantity",
+    "Catalog", "FabDefaults", "FabNode", "Gpu", "Host", "MemoryFactor", "ModelArch", "Pcf", "Quantity",
     "Region", "Stack", "entry_dict", "get_catalog", "load_catalog",
 ]

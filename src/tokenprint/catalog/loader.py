@@ -20,6 +20,7 @@ from tokenprint.catalog.schema import (
     Host,
     MemoryFactor,
     ModelArch,
+    Pcf,
     Region,
     Stack,
 )
@@ -36,10 +37,11 @@ KINDS: dict[str, tuple[type[Entry], str]] = {
     "fab_node": (FabNode, "fab node"),
     "memory": (MemoryFactor, "memory type"),
     "stack": (Stack, "stack"),
+    "pcf": (Pcf, "vendor footprint"),
     "profile": (CalibrationProfile, "profile"),  # type: ignore[dict-item]
 }
 BUILTIN_FILES = ("gpus.toml", "hosts.toml", "regions.toml", "models.toml", "fab.toml",
-                 "memory.toml", "stacks.toml", "profiles.toml")
+                 "memory.toml", "stacks.toml", "pcf.toml", "profiles.toml")
 
 E = TypeVar("E", bound=Entry)
 
@@ -57,6 +59,7 @@ class Catalog:
     fab: FabDefaults
     profiles: dict[str, CalibrationProfile] = field(default_factory=dict)
     stacks: dict[str, Stack] = field(default_factory=dict)
+    pcfs: dict[str, Pcf] = field(default_factory=dict)
     files: tuple[str, ...] = field(default=())
 
     def gpu(self, gpu_id: str) -> Gpu:
@@ -97,6 +100,12 @@ class Catalog:
                  if p.gpu.lower() == gid and p.stack.lower() == sid]
         return found[-1] if found else None
 
+    def pcf_for(self, gpu_id: str) -> Pcf | None:
+        """The vendor footprint covering a GPU, if one is loaded (the last loaded wins)."""
+        gid = self.gpu(gpu_id).id
+        found = [p for p in self.pcfs.values() if gid in [a.lower() for a in p.applies_to]]
+        return found[-1] if found else None
+
     def stack_profiles(self, stack_id: str) -> list[CalibrationProfile]:
         """Every calibrated profile of one stack."""
         sid = self.stack(stack_id).id
@@ -107,7 +116,7 @@ class Catalog:
         table: dict[str, dict[str, Any]] = {
             "gpus": self.gpus, "hosts": self.hosts, "regions": self.regions,
             "models": self.models, "fab-nodes": self.fab_nodes, "memory": self.memory,
-            "profiles": self.profiles, "stacks": self.stacks,
+            "profiles": self.profiles, "stacks": self.stacks, "pcf": self.pcfs,
         }
         key = kind.lower()
         if key not in table:
@@ -247,7 +256,7 @@ def load_catalog(user_files: list[str | Path] | None = None) -> Catalog:
         gpus=built["gpu"], hosts=built["host"], regions=built["region"],
         models=built["model"], fab_nodes=built["fab_node"], memory=built["memory"],
         fab=fab, profiles=built["profile"], stacks=built["stack"],
-        files=tuple(str(p) for p in paths),
+        pcfs=built["pcf"], files=tuple(str(p) for p in paths),
     )
     _check_references(catalog)
     return catalog
@@ -263,6 +272,9 @@ def _check_references(cat: Catalog) -> None:
     for prof in cat.profiles.values():
         _ref(cat.gpus, prof.gpu, f"profile {prof.id!r}", "gpu")
         _ref(cat.stacks, prof.stack, f"profile {prof.id!r}", "stack")
+    for pcf in cat.pcfs.values():
+        for gid in pcf.applies_to:
+            _ref(cat.gpus, gid, f"vendor footprint {pcf.id!r}", "applies_to")
     for host in cat.hosts.values():
         where = f"host {host.id!r}"
         _ref(cat.fab_nodes, host.cpu_act_node, where, "cpu_act_node")

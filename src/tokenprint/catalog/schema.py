@@ -65,18 +65,23 @@ class Entry(BaseModel):
             return data
         out = dict(data)
         default_source = out.get("source")
-        for name, field in cls.model_fields.items():
-            if name not in out or not _is_quantity_field(field.annotation):
-                continue
-            raw = out[name]
+        def wrap(label: str, raw: Any) -> Any:
             if isinstance(raw, bool) or not isinstance(raw, int | float):
-                continue
+                return raw
             if not default_source:
                 raise ValueError(
-                    f"field {name!r} is a plain number but the entry has no 'source'; "
+                    f"field {label!r} is a plain number but the entry has no 'source'; "
                     f"write {{ value = {raw}, source = \"...\" }} or give the entry a source"
                 )
-            out[name] = {"value": raw, "source": default_source}
+            return {"value": raw, "source": default_source}
+
+        for name, field in cls.model_fields.items():
+            if name not in out:
+                continue
+            if _is_quantity_field(field.annotation):
+                out[name] = wrap(name, out[name])
+            elif "Quantity" in str(field.annotation) and isinstance(out[name], dict):
+                out[name] = {k: wrap(f"{name}.{k}", v) for k, v in out[name].items()}
         return out
 
     def sources(self) -> dict[str, str]:
@@ -146,6 +151,11 @@ class Host(Entry):
     ssd_gb: Quantity
     chassis_g: Quantity
     embodied_override_g: Quantity | None = None
+    # a manufacturer's footprint of a reference server: its manufacturing carbon and the DRAM and
+    # SSD it was assessed with (the archetype's extra DRAM and SSD are added by per-GB factors)
+    pcf_manufacturing_g: Quantity | None = None
+    pcf_dram_gb: float = Field(default=0, ge=0)
+    pcf_ssd_gb: float = Field(default=0, ge=0)
 
 
 class Region(Entry):
@@ -177,6 +187,35 @@ class FabDefaults(BaseModel):
     yield_fraction: Quantity
     packaging_g_per_ic: Quantity
     fab_intensity_g_per_kwh: Quantity
+
+
+class Pcf(Entry):
+    """A vendor's product carbon footprint: total, component split, boundary and the GPUs it
+    covers (the total is allocated equally among ``gpus``)."""
+
+    product: str
+    scope: Literal["chip", "card", "board", "server"]
+    gpus: int = Field(ge=1)
+    applies_to: list[str]
+    boundary: str
+    total_g: Quantity
+    memory_gb: float = Field(default=0, ge=0)
+    breakdown_g: dict[str, Quantity] = Field(default_factory=dict)
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _split_adds_up(self) -> Pcf:
+        if self.breakdown_g:
+            parts = sum(q.value for q in self.breakdown_g.values())
+            if abs(parts - self.total_g.value) > 0.01 * self.total_g.value:
+                raise ValueError(f"breakdown_g sums to {parts:g} g, not total_g "
+                                 f"{self.total_g.value:g} g")
+        return self
+
+    def per_gpu_g(self, part: str | None = None) -> float:
+        """The total (or one component) allocated to one GPU."""
+        q = self.total_g if part is None else self.breakdown_g[part]
+        return q.value / self.gpus
 
 
 class MemoryFactor(Entry):
