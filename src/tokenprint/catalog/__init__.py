@@ -15,6 +15,6 @@ from tokenprint.catalog.schema import (
 )
 
 __all__ = [
-    "Catalog", "FabDefaults", "FabNode", "Gpu", "Host", "MemoryFactor", "ModelArch", "Pcf", "Quantity",
-    "Region", "Stack", "entry_dict", "get_catalog", "load_catalog",
+    "Catalog", "FabDefaults", "FabNode", "Gpu", "Host", "MemoryFactor", "ModelArch", "Pcf",
+    "Quantity", "Region", "Stack", "entry_dict", "get_catalog", "load_catalog",
 ]
