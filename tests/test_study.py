@@ -50,9 +50,15 @@ def test_study_csv_numbers_are_consistent(study_dir: Path):
             ).abs().max() < 1e-12
     assert (df["total_g_per_1k_low"] <= df["total_g_per_1k"]).all()
     assert (df["total_g_per_1k"] <= df["total_g_per_1k_high"]).all()
-    # Llama-2-7B in fp16 (13.5 GB) leaves the 16 GB T4 room for batch 1 only at these lengths
+    # Llama-2-7B in fp16 (13.5 GB) leaves the 16 GB T4 ~1,750 KV tokens: with static HF batches
+    # each length class runs at the batch its own length allows (128/128: 6, 512/256: 2,
+    # 1024/512: 1), so requested batches 1, 2 and 4 are distinct rows and 8 adds nothing
     t4_7b = df[(df["model"] == "llama-2-7b") & (df["gpu"] == "t4")]
-    assert sorted(set(t4_7b["batch"])) == [1]
+    assert sorted(set(t4_7b["batch"])) == [1, 2, 4]
+    assert set(t4_7b[t4_7b["batch"] == 4]["class_batches"]) == {"4/2/1"}
+    # the embodied share at the realistic utilization exceeds the always-busy one
+    assert (df["embodied_share"] >= df["embodied_share_at_full_utilization"]).all()
+    assert (df["embodied_share_vendor"] > df["embodied_share_seed"]).all()
     # operational carbon follows the grid: MISO > CISO > Quebec for the same point
     point = df[(df["model"] == "llama-3.2-1b") & (df["gpu"] == "t4") & (df["batch"] == 8)]
     by_region = point.set_index("region")["operational_g_per_1k"]
@@ -68,6 +74,68 @@ def test_findings_follow_the_numbers(catalog):
         best = sub.groupby("gpu")["total_g_per_1k"].min()
         assert best.idxmin() == r["winner"]
         assert best.min() == pytest.approx(r["winner_g_per_1k"])
+
+
+def test_memory_fit_per_length_class_and_paged_kv(catalog):
+    from tokenprint.predict.shapes import kv_token_budget
+    from tokenprint.report.study import class_batches
+
+    m, g = catalog.model("llama-2-7b"), catalog.gpu("t4")
+    budget = kv_token_budget(m, 16, "fp16")
+    assert budget == int((16e9 * 0.9 - m.params * 2) // 524_288)
+    mix = [(128, 128, 0.3), (512, 256, 0.5), (1024, 512, 0.2)]
+    cfg = StudyConfig(models=[m.id], gpus=[g.id], batches=[1, 4, 6, 8], mix=mix,
+                      stack="hf-transformers")
+    plan, rule = class_batches(cfg, catalog, m.id, g.id)
+    caps = [budget // 256, budget // 768, budget // 1536]
+    assert caps[0] == 6  # at 128/128 tokens, batch 6 fits
+    assert plan == {1: [1, 1, 1], 4: [4, min(4, caps[1]), 1], 6: [6, min(6, caps[1]), 1]}
+    assert "static" in rule
+    # a paged-KV stack holds tokens in flight: mean prompt + half the output, mix-weighted
+    cfg.stack = "vllm-2025"
+    plan, rule = class_batches(cfg, catalog, m.id, g.id)
+    in_flight = 0.3 * (128 + 64) + 0.5 * (512 + 128) + 0.2 * (1024 + 256)
+    cap = int(budget // in_flight)
+    assert plan[1] == [1, 1, 1] and all(max(v) <= cap for v in plan.values())
+    assert "paged" in rule
+
+
+def test_findings_claim_only_separable_differences():
+    from tokenprint.report.study import Finding, separable
+
+    assert separable(1.0, 2.0, 2.5, 3.0) and separable(2.5, 3.0, 1.0, 2.0)
+    assert not separable(1.0, 2.0, 1.9, 3.0)
+    # a hand-made carbon table: two GPUs whose ranges overlap in one region and not the other
+    rows = []
+    for region, ci, (t4, ada) in (("A", 10.0, ((1.0, 2.0, 3.0), (1.5, 2.5, 3.5))),
+                                  ("B", 20.0, ((1.0, 1.2, 1.4), (3.0, 3.5, 4.0)))):
+        for gpu, (lo, mid, hi) in (("t4", t4), ("rtx-6000-ada", ada)):
+            rows.append({"model": "m", "gpu": gpu, "batch": 1, "region": region,
+                         "source": "predicted", "meets_tpot_target": True,
+                         "intensity_g_per_kwh": ci, "total_g_per_1k": mid,
+                         "total_g_per_1k_low": lo, "total_g_per_1k_high": hi,
+                         "embodied_share": 0.1, "embodied_share_at_full_utilization": 0.06,
+                         "embodied_share_seed": 0.1, "embodied_share_vendor": 0.3})
+    carbon = pd.DataFrame(rows)
+    perf = pd.DataFrame([{"model": "m", "gpu": g, "batch": 1, "calibrated": False,
+                          "source": "predicted", "memory_rule": "r", "meets_tpot_target": True,
+                          "energy_j_per_output_token": 1.0,
+                          "energy_j_per_output_token_low": 0.5,
+                          "energy_j_per_output_token_high": 2.0,
+                          "seconds_per_output_token": 0.01} for g in ("t4", "rtx-6000-ada")])
+    from tokenprint.catalog import load_catalog
+    from tokenprint.report.study import findings
+
+    cfg = StudyConfig(models=["m"], regions=["CA-QC"], gpus=["t4", "rtx-6000-ada"])
+    found: list[Finding] = [f for f in findings(perf, carbon, cfg, load_catalog())
+                            if f.kind == "gpu_choice"]
+    (f,) = found
+    by_region = {r["region"]: r for r in f.numbers["regions"]}
+    assert by_region["A"]["separable"] is False and by_region["B"]["separable"] is True
+    assert "in A the two are indistinguishable within the model's uncertainty" in f.sentence
+    assert "in B the t4 emits 66 % less" in f.sentence
+    assert "in A the t4 emits" not in f.sentence  # an overlap is never worded as a difference
+    assert f.numbers["stack"] == "hf-transformers" and "not calibrated" in f.sentence
 
 
 def test_crossover_by_hand():

@@ -41,6 +41,7 @@ class Footprint:
     region: str
     intensity_source: str
     energy_kind: str = "given"
+    utilization: float = 1.0
     sources: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -108,6 +109,7 @@ class Footprint:
             "scope": self.scope,
             "lifetime_years": self.lifetime_years,
             "amortization": self.amortization,
+            "utilization": self.utilization,
             "pue": self.pue,
             "intensity_source": self.intensity_source,
             "sources": dict(self.sources),
@@ -136,16 +138,21 @@ def compute_footprint(
     amortization: str = "provisioned",
     energy_kind: str = "given",
     energy_range_j: tuple[float, float] | None = None,
+    utilization: float = 1.0,
 ) -> Footprint:
     """Footprint of ``energy_j`` drawn over ``duration_s`` on ``gpu_count`` GPUs in ``region``.
 
     Without ``intensity`` the region's annual average (with its low/high) applies; with an hourly
     ``IntensitySeries`` and ``start_s`` the energy is spread evenly over the run and integrated
-    hour by hour.
+    hour by hour. ``utilization`` is the share of provisioned time the GPUs serve: work that took
+    ``duration_s`` holds them ``duration_s / utilization`` and is charged that much embodied.
     """
     for name, val in (("energy", energy_j), ("duration", duration_s)):
         if not np.isfinite(val) or val < 0:
             raise TokenprintError(f"{name} {val!r} is invalid; it must be a number >= 0")
+    if not (np.isfinite(utilization) and 0.0 < utilization <= 1.0):
+        raise TokenprintError(f"utilization {utilization!r} is invalid; it must be in (0, 1] "
+                              "(the share of provisioned time the GPUs serve)")
     if gpu_count < 1:
         raise TokenprintError(f"GPU count {gpu_count!r} is invalid; it must be >= 1")
     if amortization not in AMORTIZATION_BASES:
@@ -177,15 +184,19 @@ def compute_footprint(
     op = Estimate(*(float(operational_g(x, c, pue)) for x, c in
                     zip((e.low, e.mid, e.high), (ci.low, ci.mid, ci.high), strict=True)))
     emb_one = gpu_embodied(g, catalog, scope, h)
-    share = float(amortized_share(duration_s, lifetime_years))
+    share = float(amortized_share(duration_s, lifetime_years)) / utilization
     emb = emb_one.scaled(share * gpu_count)
     sources.update(emb_one.sources)
     sources["lifetime"] = f"{lifetime_years:g} years, {amortization} time; {LIFETIME_SOURCES}"
+    if utilization < 1.0:
+        notes.append(f"embodied charged for {duration_s / utilization:.4g} s of provisioned time: "
+                     f"the work ran {duration_s:.4g} s at {utilization:.0%} utilization")
     notes.extend(emb_one.notes)
     return Footprint(
         energy_j=float(energy_j), duration_s=float(duration_s), operational_g=op, embodied=emb,
         intensity_g_per_kwh=ci, scope=scope, lifetime_years=float(lifetime_years),
-        amortization=amortization, pue=float(pue), gpu=g.id, gpu_count=gpu_count,
+        amortization=amortization, utilization=float(utilization), pue=float(pue), gpu=g.id,
+        gpu_count=gpu_count,
         region=r.id.upper(), intensity_source=intensity_source, energy_kind=energy_kind,
         sources=sources, notes=notes,
     )

@@ -47,6 +47,11 @@ def carbon(
     lifetime_years: Annotated[str, typer.Option(help="Hardware lifetime for amortization.")
                               ] = "5",
     pue: Annotated[str, typer.Option(help="Data-centre PUE (1.0 = device-level).")] = "1.0",
+    utilization: Annotated[str, typer.Option(help="Share of provisioned time the GPUs serve "
+                                             "(0-1]: embodied is charged for duration / U. "
+                                             "Default 1: the duration is all the time they are "
+                                             "held (with --from-run: the run's own wall time).")
+                           ] = "1",
     from_run: Annotated[str | None, typer.Option(help="Use a measured run's energy and duration "
                                                  "(needs --results).")] = None,
     results: Annotated[Path, typer.Option(help="Results directory for --from-run.")] = Path(
@@ -59,6 +64,11 @@ def carbon(
     energy_kind = "given"
     if from_run is not None:
         from tokenprint.bench.store import ResultsStore
+
+        given = [f for f, v in (("--energy-kwh", energy_kwh), ("--duration-h", duration_h)) if v]
+        if given:
+            raise TokenprintError(f"--from-run takes energy and duration from the run; drop "
+                                  f"{' and '.join(given)}")
 
         rec = ResultsStore.open_existing(results).get(from_run)
         energy_j = float(rec["prefill_energy_j"] or 0) + float(rec["decode_energy_j"] or 0)
@@ -97,6 +107,7 @@ def carbon(
         cat, gpu=gpu, region=region, energy_j=energy_j, duration_s=duration_s, gpu_count=count,
         scope=scope, lifetime_years=lifetime, pue=pue_value, intensity=intensity,
         start_s=start_s, host=host, energy_kind=energy_kind,
+        utilization=number(utilization, "utilization"),
     )
     if as_json:
         print_json(fp.to_dict())
@@ -124,6 +135,7 @@ def print_footprint(fp: Footprint) -> None:
     console.print(
         f"energy {fp.energy_j / J_PER_KWH:.4g} kWh ({fp.energy_kind}), PUE {fp.pue:g}, intensity "
         f"{float(fp.intensity_g_per_kwh.mid):.4g} g/kWh — {fp.intensity_source}")
-    console.print(f"embodied share {fp.embodied_share:.1%}; amortized over {fp.amortization} time")
+    console.print(f"embodied share {fp.embodied_share:.1%}; amortized over {fp.amortization} "
+                  f"time at {fp.utilization:.0%} utilization")
     for note in fp.notes:
         console.print(f"note: {note}", style="yellow")

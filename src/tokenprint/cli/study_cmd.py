@@ -50,6 +50,11 @@ def study(
     intensity_region: Annotated[str | None, typer.Option(help="Name of the grid of "
                                                          "--intensity-file (for the report).")
                                 ] = None,
+    utilization: Annotated[str, typer.Option(help="Share of provisioned time the GPUs serve "
+                                             "(0-1]; embodied carbon per token scales with 1/U. "
+                                             "Default 0.6: the Azure LLM trace's mean over its "
+                                             "busiest 5 minutes. 1 = the seed study's "
+                                             "always-busy assumption.")] = "0.6",
     stack: Annotated[str, typer.Option(help="Serving stack of the predictions: hf-transformers "
                                        "(the seed study's engine; default), vllm-2025, vllm-2024, "
                                        "tensorrt-llm. Several, comma-separated, compare stacks: "
@@ -76,13 +81,17 @@ def study(
     target = number(tpot_target_ms, "TPOT target (ms)")
     if target <= 0:
         raise TokenprintError(f"TPOT target {target} ms is invalid; it must be > 0")
+    util = number(utilization, "utilization")
+    if not 0.0 < util <= 1.0:
+        raise TokenprintError(f"utilization {util:g} is invalid; it must be in (0, 1] (the share "
+                              "of provisioned time the GPUs serve)")
     cfg = StudyConfig(
         models=[cat.model(m).id for m in split_list(models, "model")],
         gpus=[cat.gpu(g).id for g in split_list(gpus, "GPU")],
         regions=[cat.region(r).id.upper() for r in split_list(regions, "region")],
         batches=int_list(batch, "batch"), mix=mix, scope=check_scope(scope),
         lifetime_years=check_lifetime(number(lifetime_years, "lifetime (years)")), pue=pue_v,
-        tpot_target_s=target / 1e3,
+        tpot_target_s=target / 1e3, utilization=util,
     )
     from tokenprint.predict.params import check_stack
 
@@ -149,7 +158,9 @@ def _summary(res, paths: dict[str, Path]) -> None:  # type: ignore[no-untyped-de
         table.add_row(model, gpu, str(first["batch"]), f"{first['tok/s']:.0f}", first["source"],
                       *cells)
     console.print(table)
-    console.print(Panel("\n".join(f"• {f.sentence}" for f in res.findings
+    from rich.markup import escape
+
+    console.print(Panel("\n".join(f"• {escape(f.sentence)}" for f in res.findings
                                   if f.kind != "batch_choice"), title="Findings",
                         border_style="green"))
     console.print(f"report: {paths['report']}  ·  data: {paths['csv']}, {paths['json']}  ·  "
