@@ -17,7 +17,7 @@ import pandas as pd
 
 from tokenprint.carbon.embodied import gpu_embodied
 from tokenprint.catalog import Catalog
-from tokenprint.report.study import StudyResult, crossover_intensity
+from tokenprint.report.study import StudyResult
 from tokenprint.units import J_PER_KWH, S_PER_YEAR
 
 GPU_COLOURS = ["#1b6ca8", "#e07b00", "#2a9d55", "#b8336a", "#6a4c93", "#8a6d3b"]
@@ -63,9 +63,32 @@ def _batch_axis(ax: plt.Axes, batches: list[int]) -> None:
     ax.set_xlabel("batch size (requests)")
 
 
-def _legend_note(fig: plt.Figure) -> None:
-    fig.text(0.01, 0.01, "filled markers: measured · hollow: predicted · bands: range",
+def _legend_note(fig: plt.Figure, extra: str = "") -> None:
+    fig.text(0.01, 0.01, "filled markers: measured · hollow: predicted · bands: range" + extra,
              fontsize=8, color="#555555")
+
+
+def _legend_below(fig: plt.Figure, ax: plt.Axes, ncol: int = 3) -> float:
+    """One legend for the figure, below the panels, so it never covers data; returns the
+    share of the figure's height it takes."""
+    handles, labels = ax.get_legend_handles_labels()
+    rows = -(-len(labels) // ncol)
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False,
+               bbox_to_anchor=(0.5, 0.04))
+    return 0.06 + 0.045 * rows
+
+
+def _memory_limits(ax: plt.Axes, res: StudyResult, y: str, scale: float = 1.0) -> bool:
+    """Mark the last batch that fits where a line stops short of the largest batch asked."""
+    largest = max(res.config.batches)
+    marked = False
+    for _, df in res.performance.groupby(["model", "gpu"]):
+        last = df.sort_values("batch").iloc[-1]
+        if int(last["batch"]) < largest:
+            ax.scatter([last["batch"]], [last[y] * scale], marker="x", color="#aa0000", s=46,
+                       zorder=5, lw=1.6)
+            marked = True
+    return marked
 
 
 def fig_throughput_latency(res: StudyResult, path: Path) -> Path:
@@ -83,15 +106,20 @@ def fig_throughput_latency(res: StudyResult, path: Path) -> Path:
     axes[0].set_title("Throughput")
     axes[1].set_ylabel("time per output token (ms)")
     axes[1].set_title("Decode latency (TPOT)")
-    axes[1].axhline(res.config.tpot_target_s * 1e3, color="#aa0000", lw=1, ls="--")
-    axes[1].annotate(f"TPOT target {res.config.tpot_target_s * 1e3:.0f} ms",
-                     (0.02, 0.93), xycoords="axes fraction", color="#aa0000", fontsize=8)
+    target_ms = res.config.tpot_target_s * 1e3
+    axes[1].axhline(target_ms, color="#aa0000", lw=1, ls="--")
     for ax in axes:
         _batch_axis(ax, res.config.batches)
         ax.set_yscale("log")
-    axes[0].legend(loc="lower right", ncol=1, frameon=False)
-    _legend_note(fig)
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    # the label sits under the line at the right edge, on white, never struck through
+    axes[1].text(0.98, target_ms / 1.08, f"TPOT target {target_ms:.0f} ms",
+                 transform=axes[1].get_yaxis_transform(), ha="right", va="top", fontsize=8,
+                 color="#aa0000", bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
+    marked = _memory_limits(axes[0], res, "throughput_tok_s")
+    _memory_limits(axes[1], res, "tpot_s", 1e3)
+    bottom = _legend_below(fig, axes[0])
+    _legend_note(fig, " · ×: largest batch that fits memory" if marked else "")
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     fig.savefig(path)
     plt.close(fig)
     return path
@@ -112,9 +140,11 @@ def fig_energy_per_token(res: StudyResult, path: Path) -> Path:
         _batch_axis(ax, res.config.batches)
         ax.set_yscale("log")
         ax.set_ylabel("energy (mJ per token)")
-    axes[1].legend(loc="upper right", frameon=False)
-    _legend_note(fig)
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    marked = _memory_limits(axes[0], res, "prefill_j_per_token", 1e3)
+    _memory_limits(axes[1], res, "decode_j_per_token", 1e3)
+    bottom = _legend_below(fig, axes[0])
+    _legend_note(fig, " · ×: largest batch that fits memory" if marked else "")
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     fig.savefig(path)
     plt.close(fig)
     return path
@@ -127,30 +157,31 @@ def best_rows(res: StudyResult) -> pd.DataFrame:
 
 
 def fig_carbon_stacked(res: StudyResult, path: Path) -> Path:
-    """Operational + embodied grams per 1k tokens, stacked, by region and GPU, per model."""
+    """Operational and embodied grams per 1k tokens side by side (log axis: each part keeps its
+    own bar, so the smaller is never hidden), by region and GPU, per model."""
     gpu_c, reg_c, _ = _styles(res)
     best = best_rows(res)
     models = [m for m in res.config.models if m in set(best["model"])]
-    fig, axes = plt.subplots(1, max(len(models), 1), figsize=(4.2 * max(len(models), 1), 4.4),
+    fig, axes = plt.subplots(1, max(len(models), 1), figsize=(4.4 * max(len(models), 1), 4.8),
                              squeeze=False)
     regions = [r.upper() for r in res.config.regions]
     gpus = res.config.gpus
-    width = 0.8 / max(len(gpus), 1)
+    width = 0.8 / max(2 * len(gpus), 1)
     for ax, model in zip(axes[0], models, strict=False):
         sub = best[best["model"] == model]
         for j, gpu in enumerate(gpus):
             s = sub[sub["gpu"] == gpu].set_index("region").reindex(regions)
-            x = np.arange(len(regions)) + (j - (len(gpus) - 1) / 2) * width
-            op = s["operational_g_per_1k"].to_numpy() * 1e3
-            em = s["embodied_g_per_1k"].to_numpy() * 1e3
-            ax.bar(x, op, width * 0.95, color=gpu_c[gpu], label=f"{gpu}: operational")
-            ax.bar(x, em, width * 0.95, bottom=op, color=gpu_c[gpu], alpha=0.45, hatch="//",
-                   edgecolor="white", label=f"{gpu}: embodied")
-            lo = s["total_g_per_1k_low"].to_numpy() * 1e3
-            hi = s["total_g_per_1k_high"].to_numpy() * 1e3
-            tot = op + em
-            ax.errorbar(x, tot, yerr=[tot - lo, hi - tot], fmt="none", ecolor="#333333",
-                        capsize=2, lw=0.8)
+            centre = np.arange(len(regions)) + (2 * j + 0.5 - len(gpus)) * width
+            parts = (("operational", 1.0, None), ("embodied", 0.45, "//"))
+            for k, (part, alpha, hatch) in enumerate(parts):
+                x = centre + k * width
+                v = s[f"{part}_g_per_1k"].to_numpy() * 1e3
+                lo = s[f"{part}_g_per_1k_low"].to_numpy() * 1e3
+                hi = s[f"{part}_g_per_1k_high"].to_numpy() * 1e3
+                ax.bar(x, v, width * 0.92, color=gpu_c[gpu], alpha=alpha, hatch=hatch,
+                       edgecolor="white", label=f"{gpu}: {part}")
+                ax.errorbar(x, v, yerr=[v - lo, hi - v], fmt="none", ecolor="#333333",
+                            capsize=1.5, lw=0.7)
         ax.set_xticks(np.arange(len(regions)))
         ax.set_xticklabels(regions, fontsize=8.5)
         for lbl, r in zip(ax.get_xticklabels(), regions, strict=True):
@@ -158,10 +189,12 @@ def fig_carbon_stacked(res: StudyResult, path: Path) -> Path:
         ax.set_yscale("log")
         ax.set_title(model)
         ax.set_ylabel("mg CO2e per 1k output tokens")
-    axes[0][0].legend(loc="upper left", frameon=False, fontsize=8)
-    fig.text(0.01, 0.01, "each GPU at its lowest-carbon batch meeting the TPOT target · "
-             "whiskers: total range", fontsize=8, color="#555555")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    bottom = _legend_below(fig, axes[0][0], ncol=2 * len(gpus))
+    cfg = res.config
+    fig.text(0.01, 0.01, f"each GPU at its lowest-carbon batch meeting the TPOT target · "
+             f"embodied: {cfg.scope} scope at {cfg.utilization:.0%} utilization · whiskers: "
+             "range of each part", fontsize=8, color="#555555")
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     fig.savefig(path)
     plt.close(fig)
     return path
@@ -186,32 +219,38 @@ def fig_embodied_share(res: StudyResult, catalog: Catalog, path: Path) -> Path:
             best = s.loc[s["energy_j_per_output_token"].idxmin()]
             e_kwh = best["energy_j_per_output_token"] * 1000 / J_PER_KWH * cfg.pue
             emb = gpu_embodied(catalog.gpu(gpu), catalog, cfg.scope).total_g.mid * \
-                best["seconds_per_output_token"] * 1000 / life_s
+                best["seconds_per_output_token"] * 1000 / life_s / cfg.utilization
             lines[gpu] = (e_kwh, emb)
             ax.plot(ci, emb / (emb + e_kwh * ci) * 100, color=gpu_c[gpu], lw=1.8,
                     label=f"{gpu} (batch {int(best['batch'])})")
         for r in cfg.regions:
             reg = catalog.region(r)
             ax.axvline(reg.intensity_g_per_kwh.value, color=reg_c[r.upper()], lw=1, ls=":")
-            ax.annotate(reg.id.upper(), (reg.intensity_g_per_kwh.value, 0.03),
-                        xycoords=("data", "axes fraction"), rotation=90, fontsize=7.5,
-                        color=reg_c[r.upper()], ha="right", va="bottom")
-        if len(lines) >= 2:
-            (_g1, (e1, m1)), (_g2, (e2, m2)) = list(lines.items())[:2]
-            x = crossover_intensity(e1, m1, e2, m2)
-            if x is not None and ci[0] <= x <= ci[-1]:
-                share = m1 / (m1 + e1 * x) * 100
-                ax.plot([x], [share], "k*", ms=11, zorder=4,
-                        label=f"crossover {x:.0f} g/kWh")
+            # beside its line (not on it), high up where the share curves have fallen away
+            ax.annotate(reg.id.upper(), (reg.intensity_g_per_kwh.value, 0.3),
+                        xycoords=("data", "axes fraction"), xytext=(3, 0),
+                        textcoords="offset points", rotation=90, fontsize=7.5,
+                        color=reg_c[r.upper()], ha="left", va="bottom",
+                        bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5})
+        # the crossover is an intensity, not a point on either curve: a vertical line, drawn
+        # only where the study's finding says the two GPUs are separable
+        cross = next((f.numbers for f in res.findings if f.kind == "crossover"
+                      and f.numbers.get("model") == model), None)
+        x = cross.get("crossover_g_per_kwh") if cross and cross.get("separable") else None
+        if x is not None and ci[0] <= x <= ci[-1]:
+            ax.axvline(x, color="black", lw=1.2, ls="--",
+                       label=f"equal carbon per token at {x:.0f} g/kWh")
         ax.set_xscale("log")
         ax.set_xlabel("grid carbon intensity (g CO2e/kWh, log scale)")
         ax.set_ylabel("embodied share of total carbon (%)")
         ax.set_title(model)
         ax.set_ylim(0, 100)
-        ax.legend(loc="upper right", frameon=False, fontsize=8)
-    fig.text(0.01, 0.01, "each GPU at its most energy-efficient batch meeting the TPOT target; "
-             "star: intensity where both GPUs emit the same per token", fontsize=8,
-             color="#555555")
+        ax.legend(loc="upper right", frameon=True, framealpha=0.9, edgecolor="none",
+                  fontsize=8)
+    fig.text(0.01, 0.01, "each GPU at its most energy-efficient batch meeting the TPOT target, "
+             f"{cfg.scope} scope at {cfg.utilization:.0%} utilization; dashed: the intensity "
+             "where both GPUs emit the same per token (only where the ranges separate them)",
+             fontsize=8, color="#555555")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.savefig(path)
     plt.close(fig)
@@ -233,8 +272,8 @@ def fig_hourly(res: StudyResult, path: Path) -> Path | None:
     ax.set_yscale("log")
     ax.set_xticks(range(0, 24, 3))
     ax.set_title(f"Same load by hour: {res.config.intensity_region or 'hourly grid'}")
-    ax.legend(frameon=False, fontsize=8, ncol=2)
-    fig.tight_layout()
+    bottom = _legend_below(fig, ax, ncol=2)
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     fig.savefig(path)
     plt.close(fig)
     return path
