@@ -83,3 +83,31 @@ def test_console_script_runs():
                           "CA-QC"], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     assert "Electricity Maps" in out.stdout
+
+
+def test_vendor_footprint_check_and_catalog(capsys):
+    """The issue's check: a year of one H100 at card scope is NVIDIA's 164 kg per GPU."""
+    code, out, _ = run_cli(capsys, "carbon", "--energy-kwh", "0", "--duration-h", "8760",
+                        "--lifetime-years", "1", "--gpu", "h100-sxm", "--scope", "card",
+                        "--region", "CA-QC", "--json")
+    assert code == 0
+    d = json.loads(out)
+    assert abs(d["embodied_g"] - 164_000) / 164_000 < 0.10
+    assert any("HGX H100" in str(s) for s in d["sources"].values())
+    code, out, _ = run_cli(capsys, "catalog", "pcf", "--json")
+    assert code == 0 and json.loads(out)[0]["id"] == "nvidia-hgx-h100"
+    code, _, err = run_cli(capsys, "catalog", "show", "pcf", "nope")
+    assert code == 2 and "nvidia-hgx-h100" in err and "Traceback" not in err
+
+
+def test_utilization_scales_embodied_and_is_checked(capsys):
+    base = ["carbon", "--energy-kwh", "1", "--duration-h", "1", "--gpu", "h100", "--region",
+            "FR", "--json"]
+    _, out1, _ = run_cli(capsys, *base)
+    _, out2, _ = run_cli(capsys, *base, "--utilization", "0.25")
+    e1, e2 = json.loads(out1)["embodied_g"], json.loads(out2)["embodied_g"]
+    assert e2 == pytest.approx(4 * e1)
+    assert json.loads(out1)["operational_g"] == json.loads(out2)["operational_g"]
+    for bad in ("0", "1.5", "nan", "-1"):
+        code, _, err = run_cli(capsys, *base, "--utilization", bad)
+        assert code == 2 and "utilization" in err, bad

@@ -100,6 +100,10 @@ class Catalog:
                  if p.gpu.lower() == gid and p.stack.lower() == sid]
         return found[-1] if found else None
 
+    def pcf(self, pcf_id: str) -> Pcf:
+        """The vendor product carbon footprint with this id."""
+        return _lookup(self.pcfs, pcf_id, "vendor footprint")
+
     def pcf_for(self, gpu_id: str) -> Pcf | None:
         """The vendor footprint covering a GPU, if one is loaded (the last loaded wins)."""
         gid = self.gpu(gpu_id).id

@@ -26,6 +26,7 @@ _COLUMNS: dict[str, list[str]] = {
     "profiles": ["gpu", "stack", "n_points", "fit_rms_log", "energy_range", "at_bounds",
                  "source"],
     "stacks": ["name", "engine", "releases", "source"],
+    "pcf": ["product", "scope", "total_g", "gpus", "applies_to", "boundary"],
 }
 
 
@@ -120,6 +121,12 @@ def profiles(catalog: CatalogOpt = None, as_json: JsonOpt = False) -> None:
     _list("profiles", catalog, as_json)
 
 
+@app.command("pcf")
+def pcf(catalog: CatalogOpt = None, as_json: JsonOpt = False) -> None:
+    """List vendors' product carbon footprints (what card/server scope is anchored to)."""
+    _list("pcf", catalog, as_json)
+
+
 @app.command("stacks")
 def stacks(catalog: CatalogOpt = None, as_json: JsonOpt = False) -> None:
     """List serving stacks (engine and release family) that profiles are keyed by."""
@@ -149,7 +156,7 @@ def show(
 
     getter = {"gpus": cat.gpu, "regions": cat.region, "models": cat.model, "hosts": cat.host,
               "fab-nodes": cat.fab_node, "memory": cat.memory_factor, "profiles": profile,
-              "stacks": cat.stack}
+              "stacks": cat.stack, "pcf": cat.pcf}
     if plural not in getter:
         cat.by_kind(plural)  # raises the error listing valid kinds
     entry = getter[plural](entry_id)

@@ -157,9 +157,9 @@ mg CO2e per 1,000 output tokens; every number is in <code>study.csv</code>.</p>
 <h2>Method</h2>
 <ul>
 <li><b>Workload.</b> Models {', '.join(cfg.models)}; GPUs {', '.join(cfg.gpus)}; batch sizes
-{', '.join(map(str, cfg.batches))} (a batch that does not fit the GPU's memory for the longest
-request is left out); length mix {mix}. Figures are request-weighted over the mix. Static
-batches: prefill all prompts, then decode token by token.</li>
+{', '.join(map(str, cfg.batches))}; length mix {mix}. Figures are request-weighted over the
+mix. Memory: {html.escape(_memory_rule(res))}. Serving stack of the predictions:
+<b>{html.escape(cfg.stack)}</b>.</li>
 <li><b>Performance and energy.</b> Measured runs from a tokenprint results store where they exist
 for that model, GPU, batch and lengths (<span class="tag measured">measured</span>); otherwise
 tokenprint's calibrated roofline + power model (<span class="tag predicted">predicted</span>;
@@ -168,11 +168,20 @@ errors (predicted) or p5–p95 over repetitions (measured).</li>
 <li><b>Functional unit.</b> {study['inputs']['functional_unit']}.</li>
 <li><b>Operational carbon.</b> energy × PUE ({cfg.pue:g}) × annual grid intensity
 (lifecycle basis); range from the low/high intensity across sources.</li>
-<li><b>Embodied carbon.</b> ACT (Gupta et al., ISCA 2022) at <b>{cfg.scope}</b> scope (die +
-memory + packaging: chip area and memory size, as in the seed study), amortized linearly over a
-{cfg.lifetime_years:g}-year lifetime by busy time (the GPU serves this load back to back).</li>
+<li><b>Embodied carbon</b> at <b>{cfg.scope}</b> scope, amortized linearly over a
+{cfg.lifetime_years:g}-year lifetime and charged for provisioned time: the GPUs serve
+<b>{cfg.utilization:.0%}</b> of it ({html.escape(study['inputs']['utilization_source'])}), so
+embodied carbon per token is its busy-time share divided by {cfg.utilization:g}. The seed study
+assumed 100 % (<code>embodied_share_at_full_utilization</code> in <code>study.csv</code>), a lower
+bound. Two boundaries side by side: the seed's bottom-up die + memory (ACT, Gupta et al. ISCA
+2022; <code>embodied_share_seed</code>) and the vendor-anchored card plus the host's share
+(NVIDIA's HGX H100 footprint where it applies, the bottom-up model calibrated on its component
+split elsewhere, hosts from manufacturers' server footprints; <code>embodied_share_vendor</code>).
+</li>
 <li><b>Findings</b> are computed from these numbers; none is written in advance. Each lists the
-numbers behind it.</li>
+numbers behind it. A comparison is worded as a difference only when the two ranges do not
+overlap (<code>separable</code> in <code>study.json</code>); otherwise it says the two are
+indistinguishable within the model's uncertainty.</li>
 <li><b>Calibration used:</b> {html.escape('; '.join(calib) or 'measured data only')}.</li>
 </ul>
 <h2>Sources</h2><table><thead><tr><th>item</th><th>value</th><th>source</th></tr></thead>
@@ -183,3 +192,12 @@ sources, findings), <code>figures/*.png</code>.</p>
     path = out / "report.html"
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def _memory_rule(res: StudyResult) -> str:
+    """How the study decided which batches fit (one rule per model and GPU)."""
+    rules = sorted(set(res.performance["memory_rule"]))
+    if not rules:
+        return "—"
+    return rules[0] if len(rules) == 1 else "; ".join(rules[:3]) + (" …" if len(rules) > 3
+                                                                     else "")
