@@ -229,3 +229,65 @@ def vllm_server() -> Iterator[str]:
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@contextlib.contextmanager
+def raw_upstream(script: Any) -> Iterator[str]:
+    """A loopback HTTP server whose every answer is scripted byte by byte, for fault injection.
+
+    ``script(body: dict) -> list`` returns actions: ``("write", bytes)``, ``("sleep", s)``,
+    ``("close",)`` (a clean FIN) or ``("abort",)`` (a reset). ``GET /v1/models`` answers 200.
+    Yields the ``/v1`` base URL."""
+    import asyncio
+    import json
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.split(b"\r\n")
+                n = next((int(x[15:]) for x in lines if x[:15].lower() == b"content-length:"),
+                         0)
+                raw = await reader.readexactly(n) if n else b""
+                if lines[0].startswith(b"GET"):
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                                 b"content-length: 13\r\n\r\n{\"data\": []}\n")
+                    await writer.drain()
+                    continue
+                for act in script(json.loads(raw) if raw else {}):
+                    if act[0] == "write":
+                        writer.write(act[1])
+                        await writer.drain()
+                    elif act[0] == "sleep":
+                        await asyncio.sleep(act[1])
+                    elif act[0] == "close":
+                        writer.close()
+                        return
+                    elif act[0] == "abort":
+                        writer.transport.abort()
+                        return
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    port = free_port()
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    stop: list[asyncio.Future[None]] = []
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", port)
+        stop.append(loop.create_future())
+        ready.set()
+        async with server:
+            await stop[0]
+
+    th = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    th.start()
+    ready.wait(10)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        loop.call_soon_threadsafe(stop[0].set_result, None)
+        th.join(timeout=10)

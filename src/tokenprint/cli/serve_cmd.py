@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -93,13 +93,22 @@ def serve(
                   + ", ".join(f"{u.name} ({u.url}, {u.gpu}, {u.region})" for u in cfg.upstream)
                   + f"; policy {cfg.policy}; ledger in {cfg.results}; dashboard /dashboard"
                   + (f"; {cfg.workers} worker processes" if cfg.workers > 1 else ""))
+    from tokenprint.gateway.server import LimitedHttpToolsProtocol, set_limits
+
+    set_limits(cfg.max_header_bytes, cfg.header_timeout_s)
+    limits: dict[str, Any] = {
+              "http": LimitedHttpToolsProtocol, "limit_concurrency": cfg.max_connections,
+              "timeout_keep_alive": cfg.keepalive_timeout_s, "timeout_graceful_shutdown": 10,
+              "h11_max_incomplete_event_size": cfg.max_header_bytes}
     if cfg.workers == 1:
-        uvicorn.run(create_app(cfg, cat), host=cfg.host, port=cfg.port, log_level="warning")
+        uvicorn.run(create_app(cfg, cat), host=cfg.host, port=cfg.port, log_level="warning",
+                    **limits)
         return
-    _serve_workers(cfg, [str(Path(p).resolve()) for p in catalog or []])
+    _serve_workers(cfg, [str(Path(p).resolve()) for p in catalog or []], limits)
 
 
-def _serve_workers(cfg: GatewayConfig, catalog_files: list[str]) -> None:
+def _serve_workers(cfg: GatewayConfig, catalog_files: list[str], limits: dict[str, Any]
+                   ) -> None:
     """Run ``cfg.workers`` uvicorn worker processes; metrics are summed across them through
     prometheus_client's multiprocess files in a directory made (and removed) here."""
     import os
@@ -111,13 +120,14 @@ def _serve_workers(cfg: GatewayConfig, catalog_files: list[str]) -> None:
     from tokenprint.gateway.app import WORKER_ENV, worker_spec
     from tokenprint.gateway.ledger import Ledger
 
-    Ledger(cfg.results).close()  # create or migrate the ledger once, before the workers race
+    # create or migrate the ledger once, before the workers race
+    Ledger(cfg.results, register_run=False).close()
     prom_dir = tempfile.mkdtemp(prefix="tokenprint-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = prom_dir
     os.environ[WORKER_ENV] = worker_spec(cfg, catalog_files)
     try:
         uvicorn.run("tokenprint.gateway.app:app_from_env", factory=True, host=cfg.host,
-                    port=cfg.port, workers=cfg.workers, log_level="warning")
+                    port=cfg.port, workers=cfg.workers, log_level="warning", **limits)
     finally:
         shutil.rmtree(prom_dir, ignore_errors=True)
 
@@ -147,7 +157,7 @@ def ledger_summary(
 
     if not (results / DB_NAME).is_file():
         raise TokenprintError(f"no ledger in {str(results)!r}; run tokenprint serve first")
-    led = Ledger(results)
+    led = Ledger(results, register_run=False)
     rows = led.summary(_since(since))
     led.close()
     if as_json:
@@ -163,6 +173,43 @@ def ledger_summary(
                   f"{(r['energy_j'] or 0) / 3600:.3g} Wh", fmt_g(r["operational_g"] or 0),
                   fmt_g(r["embodied_g"] or 0), fmt_g(r["total_g"] or 0))
     console.print(t)
+
+
+@ledger_app.command("check")
+def ledger_check(
+    results: Annotated[Path, typer.Option(help="Ledger directory.")] = Path("tokenprint-results"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Gaps in the ledger: per gateway run, requests answered vs rows recorded, rows dropped,
+    and whether it stopped cleanly (exit 1 when any run has a gap)."""
+    from tokenprint.gateway.ledger import check
+
+    runs = check(results)
+    if as_json:
+        print_json(runs)
+    else:
+        t = Table(title=f"Ledger check: {results}")
+        for col in ("run", "started (UTC)", "answered", "recorded", "dropped", "missing",
+                    "stopped cleanly"):
+            t.add_column(col)
+        for r in runs:
+            t.add_row(r["run_id"], time.strftime("%Y-%m-%d %H:%M:%S",
+                                                 time.gmtime(r["started_utc"])),
+                      str(r["answered"]), str(r["recorded"]), str(r["dropped"]),
+                      str(r["missing"]), "yes" if r["stopped_cleanly"] else "NO",
+                      style=None if r["ok"] else "red")
+        console.print(t)
+        bad = [r for r in runs if not r["ok"]]
+        if not runs:
+            console.print("no gateway runs recorded in this ledger (older than 0.2?)")
+        elif bad:
+            console.print(f"{len(bad)} run(s) with a gap. A run that did not stop cleanly was "
+                          "killed: its last heartbeat bounds what it answered; rows queued in "
+                          "its last flush interval (50 ms) may be missing.", style="red")
+        else:
+            console.print("every answered request has its row; every run stopped cleanly")
+    if any(not r["ok"] for r in runs):
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -104,7 +104,7 @@ def create_app(cfg: GatewayConfig, catalog: Catalog,
         cfg = cfg.model_copy(update={"upstream": [
             u.model_copy(update={"capacity": math.ceil(u.capacity / cfg.workers)})
             for u in cfg.upstream]})
-    ledger = Ledger(cfg.results)
+    ledger = Ledger(cfg.results, max_pending=cfg.ledger_max_pending, private=cfg.store_text)
     metrics = Metrics.create()
     files = {u.region: u.intensity_file for u in cfg.upstream if u.intensity_file}
     provider = IntensityProvider(catalog, cfg.intensity, files, cfg.electricitymaps_token_env,
@@ -153,7 +153,9 @@ def create_app(cfg: GatewayConfig, catalog: Catalog,
                                                       proxy.auth_headers(st))
             await asyncio.sleep(TICK_S)
 
-    api = FastAPI(title="tokenprint gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
+    keyed = cfg.open_endpoints == "key"
+    api = FastAPI(title="tokenprint gateway", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None if keyed else "/openapi.json")
     api.state.ledger = ledger
     api.state.upstreams = states
     api.state.metrics = metrics
@@ -163,10 +165,30 @@ def create_app(cfg: GatewayConfig, catalog: Catalog,
         return error(500, f"internal error in the gateway ({exc.__class__.__name__})",
                      "server_error")
 
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # 404/405 and friends in the OpenAI error shape the completion paths use
+        kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
+        return error(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}",
+                     kind)
+
+    def denied(request: Request) -> Response | None:
+        """With open_endpoints = "key", the operational endpoints take the API keys too."""
+        if keyed and not proxy.key_ok(request.scope):
+            return error(401, "Incorrect or missing API key.", code="invalid_api_key")
+        return None
+
     @api.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", "upstreams": {s.name: {"healthy": s.healthy,
-                                                        "inflight": s.inflight} for s in states}}
+    async def health(request: Request) -> Any:
+        if (no := denied(request)) is not None:
+            return no
+        led = ledger.status()
+        body = {"status": "ok" if led["ok"] else "degraded", "ledger": led,
+                "upstreams": {s.name: {"healthy": s.healthy, "inflight": s.inflight}
+                              for s in states}}
+        return JSONResponse(body, status_code=200 if led["ok"] else 503)
 
     @api.get("/v1/models")
     async def models(request: Request) -> Any:
@@ -177,15 +199,21 @@ def create_app(cfg: GatewayConfig, catalog: Catalog,
                                             "owned_by": "tokenprint-gateway"} for n in names]}
 
     @api.get("/metrics")
-    async def prom() -> Response:
+    async def prom(request: Request) -> Response:
+        if (no := denied(request)) is not None:
+            return no
         return Response(generate_latest(metrics.collected()), media_type=CONTENT_TYPE_LATEST)
 
     @api.get("/dashboard")
-    async def dashboard() -> HTMLResponse:
+    async def dashboard(request: Request) -> Response:
+        if (no := denied(request)) is not None:
+            return no
         return HTMLResponse(DASHBOARD_HTML)
 
     @api.get("/dashboard/data")
-    async def dash_data() -> JSONResponse:
+    async def dash_data(request: Request) -> Response:
+        if (no := denied(request)) is not None:
+            return no
         # off the event loop: an hour of a busy gateway is a large query
         return JSONResponse(await asyncio.to_thread(dashboard_data, ledger,
                                                     [s.name for s in states]))

@@ -71,8 +71,18 @@ class UpstreamConfig(BaseModel):
     @field_validator("url")
     @classmethod
     def _http(cls, v: str) -> str:
+        from urllib.parse import urlsplit
+
         if not v.startswith(("http://", "https://")):
             raise ValueError(f"url {v!r} must start with http:// or https://")
+        try:
+            parts = urlsplit(v)
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"url {v!r} is not a valid URL") from None
+        if not parts.hostname:
+            raise ValueError(f"url {v!r} names no host (e.g. http://127.0.0.1:8000/v1)")
+        del port
         return v.rstrip("/")
 
 
@@ -94,6 +104,17 @@ class GatewayConfig(BaseModel):
     intensity_cache_s: float = Field(default=300.0, ge=0)
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     body_timeout_s: float = Field(default=30.0, gt=0)
+    # limits safe on a public interface: request head size (uvicorn's h11 parser), connections
+    # held at once, idle keep-alive, and one SSE event relayed from an upstream
+    max_header_bytes: int = Field(default=16_384, ge=1024, le=1 << 20)
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    max_connections: int = Field(default=2048, ge=1)
+    keepalive_timeout_s: float = Field(default=5.0, gt=0)
+    max_event_bytes: int = Field(default=1 << 20, ge=1024)
+    # /metrics, /health, /dashboard and /openapi.json: "public" (the default: they carry
+    # aggregates, no request text) or "key" (the same API keys as the completion paths)
+    open_endpoints: Literal["public", "key"] = "public"
+    ledger_max_pending: int = Field(default=100_000, ge=100)
     request_timeout_s: float = Field(default=600.0, gt=0)
     connect_timeout_s: float = Field(default=5.0, gt=0)
     breaker_failures: int = Field(default=3, ge=1)
@@ -105,6 +126,14 @@ class GatewayConfig(BaseModel):
     pue: float = Field(default=1.0, ge=1.0)
     workers: int = Field(default=1, ge=1, le=256)
     upstream: list[UpstreamConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> GatewayConfig:
+        names = [u.name for u in self.upstream]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"upstream names must be unique; repeated: {', '.join(dup)}")
+        return self
 
     @model_validator(mode="after")
     def _one_worker_when_metered(self) -> GatewayConfig:

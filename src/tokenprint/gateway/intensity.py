@@ -18,6 +18,11 @@ from tokenprint.catalog import Catalog
 STALE_AFTER_S = 3600.0  # a live answer older than this gives way to the annual average
 
 
+# Plausible grid intensities (g CO2e/kWh): the dirtiest grids (coal, lifecycle) stay below ~1,100.
+MIN_G_PER_KWH = 0.0
+MAX_G_PER_KWH = 2000.0
+
+
 class IntensityProvider:
     """``await current(region)`` → (g/kWh, description of the source); ``latest(region)`` the
     same without touching the network (for the request path)."""
@@ -30,7 +35,9 @@ class IntensityProvider:
         self.mode = mode
         self.series: dict[str, IntensitySeries] = {}
         for region, path in (files or {}).items():
-            self.series[region.upper()] = load_intensity_csv(path, fill=True)
+            # refused at start when it cannot work: non-numeric or negative values, gaps are
+            # errors naming the row (not silently interpolated)
+            self.series[region.upper()] = load_intensity_csv(path, fill=False)
         self.token_env = token_env
         self.base_url = base_url.rstrip("/")
         self.cache_s = cache_s
@@ -104,6 +111,12 @@ class IntensityProvider:
                 value = float(data["carbonIntensity"])
         except Exception as exc:
             self._why[zone] = f"unavailable: {exc.__class__.__name__}"
+            v, src = self.annual(zone)
+            return v, f"{src} (live {self._why[zone]})"
+        if not (value == value and MIN_G_PER_KWH <= value <= MAX_G_PER_KWH):
+            # no grid emits outside this; a NaN, inf or negative answer is a broken API
+            self._why[zone] = (f"rejected: {value!r} g/kWh is outside [{MIN_G_PER_KWH:g}, "
+                               f"{MAX_G_PER_KWH:g}]")
             v, src = self.annual(zone)
             return v, f"{src} (live {self._why[zone]})"
         self._cache[zone] = (now, value)

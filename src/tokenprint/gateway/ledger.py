@@ -1,7 +1,19 @@
-"""The request ledger: one SQLite row per request, in the results directory (no text by default)."""
+"""The request ledger: one SQLite row per request, in the results directory (no text by default).
+
+It cannot stop silently: the writer thread retries a busy or locked database with backoff (rows
+wait in a bounded queue; any overflow is counted, never hidden), ``status()`` tells ``/health``
+when it is behind or failing, and every gateway process keeps a row in ``runs`` (requests it
+answered, rows it dropped, a heartbeat, a clean stop) so that ``tokenprint ledger check`` can
+report gaps. SQLite runs in WAL mode with ``synchronous = NORMAL``: a committed row survives the
+process being killed; what a SIGKILL can lose is the queue not yet committed — at most one
+flush interval (``flush_s``, 50 ms) of rows.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import sqlite3
 import threading
 import time
@@ -9,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from tokenprint.errors import TokenprintError
+
+log = logging.getLogger("tokenprint.gateway")
 
 DB_NAME = "tokenprint.sqlite"
 SCHEMA = """
@@ -35,17 +49,34 @@ CREATE TABLE IF NOT EXISTS requests (
     attempts INTEGER,
     added_s REAL,
     intensity_source TEXT,
+    usage_source TEXT,
+    note TEXT,
+    run_id TEXT,
     prompt_text TEXT,
     completion_text TEXT
 );
 CREATE INDEX IF NOT EXISTS requests_time ON requests(time_utc);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    pid INTEGER,
+    started_utc REAL NOT NULL,
+    last_beat_utc REAL,
+    answered INTEGER DEFAULT 0,
+    dropped INTEGER DEFAULT 0,
+    stopped_utc REAL
+);
 """
 COLUMNS = ("id", "time_utc", "upstream", "model", "region", "endpoint", "status",
            "prompt_tokens", "completion_tokens", "ttft_s", "duration_s", "energy_j", "prefill_j",
            "decode_j", "operational_g", "embodied_g", "total_g", "intensity_g_per_kwh", "method",
-           "attempts", "added_s", "intensity_source", "prompt_text", "completion_text")
+           "attempts", "added_s", "intensity_source", "usage_source", "note", "run_id",
+           "prompt_text", "completion_text")
 
-NEWER_COLUMNS = {"added_s": "REAL", "intensity_source": "TEXT"}  # not in 0.1.0's ledgers
+# columns added after 0.1.0's ledgers (added on open)
+NEWER_COLUMNS = {"added_s": "REAL", "intensity_source": "TEXT", "usage_source": "TEXT",
+                 "note": "TEXT", "run_id": "TEXT"}
+BEHIND_S = 5.0        # /health is degraded once the oldest queued row waits this long
+BACKOFF_MAX_S = 2.0
 
 
 class Ledger:
@@ -53,14 +84,25 @@ class Ledger:
 
     ``add`` hands the record to a writer thread that commits within ``flush_s`` (batching rows
     that arrive together), so the serving path never waits on the disk; ``flush`` and ``close``
-    write everything pending.
+    write everything pending. ``private`` (text is stored) creates the file readable by its
+    owner only.
     """
 
-    def __init__(self, results_dir: str | Path, flush_s: float = 0.05) -> None:
+    def __init__(self, results_dir: str | Path, flush_s: float = 0.05,
+                 max_pending: int = 100_000, private: bool = False,
+                 busy_timeout_s: float = 0.5, register_run: bool = True) -> None:
         d = Path(results_dir)
+        path = d / DB_NAME
         try:
             d.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(d / DB_NAME, check_same_thread=False, timeout=30)
+            if private and not path.exists():
+                fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+                os.close(fd)
+            if private:
+                with contextlib.suppress(OSError):
+                    os.chmod(path, 0o600)
+            self.conn = sqlite3.connect(path, check_same_thread=False,
+                                        timeout=busy_timeout_s)
             self.conn.executescript(SCHEMA)
             have = {r[1] for r in self.conn.execute("PRAGMA table_info(requests)")}
             for col, kind in NEWER_COLUMNS.items():
@@ -72,41 +114,101 @@ class Ledger:
                             raise
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
+            mode = self.conn.execute("PRAGMA synchronous").fetchone()[0]
+            if mode != 1:  # NORMAL
+                raise sqlite3.DatabaseError(f"synchronous is {mode}, not NORMAL (1)")
+            self.run_id = f"run-{os.getpid()}-{os.urandom(4).hex()}"
+            now = time.time()
+            if register_run:  # a gateway process, not a reader such as ``ledger summary``
+                with self.conn:
+                    self.conn.execute("INSERT INTO runs (run_id, pid, started_utc, "
+                                      "last_beat_utc) VALUES (?, ?, ?, ?)",
+                                      (self.run_id, os.getpid(), now, now))
         except (OSError, sqlite3.DatabaseError) as exc:
             raise TokenprintError(f"cannot open the ledger in {str(d)!r}: {exc}") from None
-        self.lock = threading.Lock()       # guards the queue
+        self.lock = threading.Lock()       # guards the queue and counters
         self._db_lock = threading.Lock()   # guards the connection
         self._pending: list[tuple[Any, ...]] = []
+        self._oldest: float | None = None   # monotonic arrival of the oldest queued row
+        self.max_pending = max_pending
+        self.answered = 0
+        self.dropped = 0
+        self.failing: str | None = None
+        self.last_ok = time.monotonic()
         self._wake = threading.Event()
         self._stop = False
         self._flush_s = flush_s
-        self._writer = threading.Thread(target=self._run, daemon=True)
+        self._writer = threading.Thread(target=self._run, daemon=True, name="ledger-writer")
         self._writer.start()
 
-    def add(self, rec: dict[str, Any]) -> None:
+    def add(self, rec: dict[str, Any]) -> bool:
         """Queue one request for the writer (an id already present is ignored: never recorded
-        twice)."""
-        row = tuple(rec.get(c) for c in COLUMNS)
+        twice). Past ``max_pending`` queued rows the record is dropped and counted (False)."""
+        row = tuple(self.run_id if c == "run_id" else rec.get(c) for c in COLUMNS)
         with self.lock:
+            self.answered += 1
+            if len(self._pending) >= self.max_pending:
+                self.dropped += 1
+                return False
+            if not self._pending:
+                self._oldest = time.monotonic()
             self._pending.append(row)
         self._wake.set()
+        return True
 
     def _run(self) -> None:
+        backoff = self._flush_s
         while not self._stop:
             self._wake.wait(timeout=1.0)
             self._wake.clear()
-            time.sleep(self._flush_s)
-            self.flush()
+            time.sleep(backoff)
+            if self._write():
+                backoff = self._flush_s
+            else:  # busy or locked: keep the rows, try again later, never give up
+                backoff = min(max(backoff * 2, 0.05), BACKOFF_MAX_S)
+                self._wake.set()
 
-    def flush(self) -> None:
-        """Commit every queued record now."""
+    def _write(self) -> bool:
+        """Commit the queue and the run's heartbeat; False (rows kept) on a database error."""
         with self.lock:
-            rows, self._pending = self._pending, []
-        if rows:
+            rows = list(self._pending)
+            answered, dropped = self.answered, self.dropped
+        try:
             with self._db_lock, self.conn:
-                self.conn.executemany(
+                if rows:
+                    self.conn.executemany(
                         f"INSERT OR IGNORE INTO requests ({', '.join(COLUMNS)}) VALUES "
-                    f"({', '.join('?' * len(COLUMNS))})", rows)
+                        f"({', '.join('?' * len(COLUMNS))})", rows)
+                self.conn.execute("UPDATE runs SET last_beat_utc = ?, answered = ?, "
+                                  "dropped = ? WHERE run_id = ?",
+                                  (time.time(), answered, dropped, self.run_id))
+        except sqlite3.Error as exc:
+            with self.lock:
+                if self.failing is None:
+                    log.warning("ledger write failed, retrying: %s", exc)
+                self.failing = str(exc)
+            return False
+        with self.lock:
+            del self._pending[:len(rows)]
+            self._oldest = time.monotonic() if self._pending else None
+            self.failing = None
+            self.last_ok = time.monotonic()
+        return True
+
+    def flush(self) -> bool:
+        """Commit every queued record now (False if the database refused; they stay queued)."""
+        return self._write()
+
+    def status(self) -> dict[str, Any]:
+        """For ``/health``: queued rows, how long the oldest has waited, drops, the last error;
+        ``ok`` false when the ledger is failing, dropping or behind."""
+        with self.lock:
+            pending = len(self._pending)
+            wait = time.monotonic() - self._oldest if self._oldest is not None else 0.0
+            out = {"pending": pending, "oldest_wait_s": round(wait, 3),
+                   "dropped": self.dropped, "error": self.failing}
+        out["ok"] = out["error"] is None and out["dropped"] == 0 and wait < BEHIND_S
+        return out
 
     def count(self) -> int:
         """Number of requests recorded."""
@@ -148,10 +250,47 @@ class Ledger:
                     "errors")
             return [dict(zip(keys, row, strict=True)) for row in cur.fetchall()]
 
-    def close(self) -> None:
-        """Write what is pending and close the database."""
+    def close(self, retry_s: float = 10.0) -> None:
+        """Write what is pending (retrying a busy database for up to ``retry_s``), mark the run
+        stopped cleanly, and close the database."""
         self._stop = True
         self._wake.set()
         self._writer.join(timeout=5)
-        self.flush()
+        deadline = time.monotonic() + retry_s
+        while not self._write() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with contextlib.suppress(sqlite3.Error), self._db_lock, self.conn:
+            self.conn.execute("UPDATE runs SET stopped_utc = ? WHERE run_id = ?",
+                              (time.time(), self.run_id))
+        if self._pending:
+            log.error("ledger closed with %d rows unwritten: %s", len(self._pending),
+                      self.failing)
         self.conn.close()
+
+
+def check(results_dir: str | Path) -> list[dict[str, Any]]:
+    """Per gateway run: requests it answered, rows recorded, rows dropped, and whether it
+    stopped cleanly — the gaps ``tokenprint ledger check`` reports."""
+    path = Path(results_dir) / DB_NAME
+    if not path.is_file():
+        raise TokenprintError(f"no ledger in {str(results_dir)!r} ({DB_NAME} not found)")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "runs" not in have:
+            return []
+        runs = conn.execute("SELECT run_id, pid, started_utc, last_beat_utc, answered, dropped, "
+                            "stopped_utc FROM runs ORDER BY started_utc").fetchall()
+        out = []
+        for run_id, pid, started, beat, answered, dropped, stopped in runs:
+            recorded = conn.execute("SELECT COUNT(*) FROM requests WHERE run_id = ?",
+                                    (run_id,)).fetchone()[0]
+            missing = max(int(answered or 0) - int(recorded) - int(dropped or 0), 0)
+            out.append({"run_id": run_id, "pid": pid, "started_utc": started,
+                        "last_beat_utc": beat, "stopped_cleanly": stopped is not None,
+                        "answered": int(answered or 0), "recorded": int(recorded),
+                        "dropped": int(dropped or 0), "missing": missing,
+                        "ok": stopped is not None and missing == 0 and not dropped})
+        return out
+    finally:
+        conn.close()

@@ -50,6 +50,7 @@ class Metrics:
     ttft: Histogram
     duration: Histogram
     added: Histogram
+    ledger_dropped: Counter
 
     def of_upstream(self, upstream: str, model: str, region: str) -> UpstreamMetrics:
         """The children of every metric for one upstream, resolved once (``labels()`` costs a
@@ -102,4 +103,7 @@ class Metrics:
             added=Histogram("tokenprint_gateway_added_seconds", "The gateway's own time on a "
                             "request's critical path, outside the upstream call", ["upstream"],
                             buckets=ADDED_BUCKETS, registry=reg),
+            ledger_dropped=Counter("tokenprint_ledger_dropped", "Ledger rows dropped because "
+                                   "the write queue was full (the database refused writes too "
+                                   "long)", registry=reg),
         )

@@ -31,7 +31,7 @@ from tokenprint.gateway.intensity import IntensityProvider
 from tokenprint.gateway.ledger import Ledger
 from tokenprint.gateway.metrics import Metrics, UpstreamMetrics
 from tokenprint.gateway.routing import Router, UpstreamState
-from tokenprint.gateway.sse import SseRelay
+from tokenprint.gateway.sse import SseError, SseRelay, valid_usage
 from tokenprint.gateway.upstream import UpstreamClient, UpstreamFailed, UpstreamResponse
 
 log = logging.getLogger("tokenprint.gateway")
@@ -56,6 +56,88 @@ CHAT_FIELDS = COMMON_FIELDS | {"messages", "max_completion_tokens", "tools", "to
 ENDPOINTS = {"/v1/completions": ("completions", COMPLETION_FIELDS),
              "/v1/chat/completions": ("chat/completions", CHAT_FIELDS)}
 CHARS_PER_TOKEN = 4.0  # prompt-size guess until the upstream reports its count (English text)
+MAX_JSON_DEPTH = 64     # request bodies nest a few levels; deeper is an attack, not a request
+MAX_INT_DIGITS = 20     # token ids, seeds and limits fit in 64 bits
+
+
+class BadRequest(ValueError):
+    """A request body the gateway refuses (400), with the parameter at fault if known."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+def _no_constant(name: str) -> Any:
+    raise BadRequest(f"non-finite number {name} is not valid JSON")
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise BadRequest(f"an integer of {len(text)} digits is out of range")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    v = float(text)
+    if v != v or v in (float("inf"), float("-inf")):
+        raise BadRequest(f"number {text[:20]} is out of range")
+    return v
+
+
+def _depth(obj: Any) -> int:
+    """Nesting depth of a decoded JSON value (iterative: no recursion limit)."""
+    deepest, stack = 0, [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        if isinstance(o, dict | list):
+            deepest = max(deepest, d)
+            if d > MAX_JSON_DEPTH:
+                return d
+            stack.extend((v, d + 1) for v in (o.values() if isinstance(o, dict) else o))
+    return deepest
+
+
+def parse_request(raw: bytes) -> dict[str, Any]:
+    """A request body as a JSON object: finite numbers, bounded integers and depth, and the
+    prompt fields shaped as the OpenAI API defines them; ``BadRequest`` otherwise."""
+    try:
+        body = json.loads(raw, parse_constant=_no_constant, parse_int=_bounded_int,
+                          parse_float=_finite_float)
+    except BadRequest:
+        raise
+    except RecursionError:
+        raise BadRequest(f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels") from None
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("We could not parse the JSON body of your request.") from None
+    if not isinstance(body, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    if _depth(body) > MAX_JSON_DEPTH:
+        raise BadRequest(f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels")
+    if "messages" in body:
+        msgs = body["messages"]
+        if not isinstance(msgs, list) or not all(isinstance(m, dict) for m in msgs):
+            raise BadRequest("'messages' must be an array of message objects", "messages")
+        for m in msgs:
+            c = m.get("content")
+            if isinstance(c, list):
+                if not all(isinstance(part, dict) and isinstance(part.get("text", ""), str)
+                           for part in c):
+                    raise BadRequest("a message content part's 'text' must be a string",
+                                     "messages")
+            elif c is not None and not isinstance(c, str):
+                raise BadRequest("a message's 'content' must be a string or an array of parts",
+                                 "messages")
+    if "prompt" in body:
+        pr = body["prompt"]
+        ok = isinstance(pr, str) or (isinstance(pr, list) and all(
+            isinstance(x, str | int) or (isinstance(x, list) and all(isinstance(t, int)
+                                                                     for t in x))
+            for x in pr))
+        if not ok:
+            raise BadRequest("'prompt' must be a string, an array of strings or of token ids",
+                             "prompt")
+    return body
 
 
 def error_body(message: str, kind: str = "invalid_request_error", code: str | None = None,
@@ -108,14 +190,16 @@ def prompt_chars(body: dict[str, Any]) -> int:
             if isinstance(c, str):
                 n += len(c)
             elif isinstance(c, list):
-                n += sum(len(p.get("text") or "") for p in c if isinstance(p, dict))
+                n += sum(len(p.get("text") or "") for p in c
+                         if isinstance(p, dict) and isinstance(p.get("text") or "", str))
         return n
     p = body.get("prompt")
     if isinstance(p, str):
         return len(p)
     if isinstance(p, list):
-        # a list of strings, or of token ids (one token each)
-        return sum(len(x) if isinstance(x, str) else round(CHARS_PER_TOKEN) for x in p)
+        # a list of strings, of token ids (one token each), or of token-id lists
+        return sum(len(x) if isinstance(x, str) else
+                   round(CHARS_PER_TOKEN) * (len(x) if isinstance(x, list) else 1) for x in p)
     return 0
 
 
@@ -201,12 +285,9 @@ class Proxy:
                              f"{self.cfg.max_body_bytes} bytes")
             return
         try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            await send_error(send, 400, "We could not parse the JSON body of your request.")
-            return
-        if not isinstance(body, dict):
-            await send_error(send, 400, "The request body must be a JSON object.")
+            body = parse_request(raw)
+        except BadRequest as exc:
+            await send_error(send, 400, str(exc), param=exc.param)
             return
         unknown = sorted(set(body) - allowed)
         if unknown:
@@ -304,7 +385,8 @@ class Proxy:
     def _record(self, st: UpstreamState, rid: str, endpoint: str, status: int,
                 usage: dict[str, Any], ttft: float | None, duration: float,
                 fp: dict[str, Any] | None, attempts: int, body: dict[str, Any],
-                text: str | None, added_s: float | None) -> None:
+                text: str | None, added_s: float | None, usage_source: str = "upstream",
+                note: str | None = None) -> None:
         model = st.cfg.model
         m = self._metrics.get(st.name)
         if m is None:
@@ -324,11 +406,12 @@ class Proxy:
             m.operational.inc(fp["operational_g"])
             m.embodied.inc(fp["embodied_g"])
         store = self.cfg.store_text
-        self.ledger.add({
+        if not self.ledger.add({
             "id": rid, "time_utc": time.time(), "upstream": st.name, "model": model,
             "region": st.cfg.region.upper(), "endpoint": endpoint, "status": status,
             "prompt_tokens": pt, "completion_tokens": ct, "ttft_s": ttft,
             "duration_s": duration, "attempts": attempts, "added_s": added_s,
+            "usage_source": usage_source, "note": note,
             **({k: fp[k] for k in ("energy_j", "prefill_j", "decode_j", "operational_g",
                                    "embodied_g", "total_g", "intensity_g_per_kwh", "method",
                                    "intensity_source")}
@@ -336,7 +419,8 @@ class Proxy:
             "prompt_text": json.dumps(body.get("messages") or body.get("prompt"))
             if store else None,
             "completion_text": text if store else None,
-        })
+        }):
+            self.metrics.ledger_dropped.inc()
 
     # ---- unary ------------------------------------------------------------------------------
 
@@ -344,16 +428,29 @@ class Proxy:
                      attempt: int, body: dict[str, Any], timing: _Timing, send: Send) -> None:
         try:
             raw = await resp.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            # the upstream stalled or cut the body after its headers: nothing usable arrived
+            self._release(st, rid)
+            resp.close()
+            timed_out = isinstance(exc, TimeoutError)
+            status = 504 if timed_out else 502
+            why = (f"upstream {st.name} {'stalled' if timed_out else 'cut'} the response "
+                   f"after its headers ({exc.__class__.__name__})")
+            st.record_failure(self.cfg.breaker_failures, self.cfg.breaker_open_s)
+            await send_error(send, status, why, "server_error", "upstream_cut")
+            self._record(st, rid, endpoint, status, {}, None, time.monotonic() - timing.sent,
+                         None, attempt, body, None, None, note=why)
+            return
         except BaseException:
             self._release(st, rid)
-            raise
-        finally:
             resp.close()
+            raise
+        resp.close()
         t_read = time.monotonic()
         duration = t_read - timing.sent
         try:
             data = json.loads(raw)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             data = None
         if resp.status >= 400 or not isinstance(data, dict):
             # an upstream error (4xx, or a body that is not JSON) goes back as it came, recorded
@@ -362,10 +459,16 @@ class Proxy:
             self._record(st, rid, endpoint, resp.status, {}, None, duration, None, attempt,
                          body, None, None)
             return
-        usage = dict(data.get("usage") or {})
-        fp = self._footprint(st, rid, int(usage.get("prompt_tokens") or 0),
-                             int(usage.get("completion_tokens") or 0), duration)
-        usage["tokenprint"] = fp
+        counted = valid_usage(data.get("usage"))
+        source = "upstream" if counted is not None else "gateway"
+        if counted is None:  # the upstream's counts are missing or nonsense: count ourselves
+            text = _text_of(data)
+            counted = {"prompt_tokens": max(round(prompt_chars(body) / CHARS_PER_TOKEN), 1),
+                       "completion_tokens": max(round(len(text) / CHARS_PER_TOKEN), 0)}
+            counted["total_tokens"] = counted["prompt_tokens"] + counted["completion_tokens"]
+        fp = self._footprint(st, rid, counted["prompt_tokens"], counted["completion_tokens"],
+                             duration)
+        usage: dict[str, Any] = {**counted, "tokenprint": {**fp, "usage_source": source}}
         data["usage"] = usage
         st.record_success(duration)
         out = json.dumps(data).encode()
@@ -374,14 +477,14 @@ class Proxy:
             "x-tokenprint-upstream": st.name})
         added = (timing.sent - timing.arrived) + (time.monotonic() - t_read)
         self._record(st, rid, endpoint, 200, usage, None, duration, fp, attempt, body,
-                     _text_of(data), added)
+                     _text_of(data), added, source)
 
     # ---- streaming --------------------------------------------------------------------------
 
     async def _stream(self, st: UpstreamState, resp: UpstreamResponse, endpoint: str,
                       rid: str, want_usage: bool, attempt: int, body: dict[str, Any],
                       timing: _Timing, receive: Receive, send: Send) -> None:
-        relay = SseRelay(want_usage)
+        relay = SseRelay(want_usage, self.cfg.max_event_bytes)
         ttft: float | None = None
         first_relay_s: float | None = None
         status = 499  # until the stream ends well: cut by the client, or cancelled
@@ -416,12 +519,26 @@ class Proxy:
                             first_relay_s = time.monotonic() - t_in
                     if relay.done or gone.done():
                         break
-                if not gone.done():
+                if gone.done():
+                    pass
+                elif relay.done:
                     status = 200
+                else:  # the body ended without [DONE]: truncated, never reported as whole
+                    cut = (f"upstream {st.name} cut the stream: it ended without [DONE] after "
+                           f"{relay.pieces} tokens")
+                    status = 502
             except (TimeoutError, aiohttp.ClientError) as exc:
                 if not gone.done():  # else: closed by hang_up, the client's doing
                     cut = f"upstream {st.name} cut the stream ({exc.__class__.__name__})"
                     status = 502
+            except SseError as exc:
+                cut = f"upstream {st.name} broke the stream: {exc}"
+                status = 502
+                if exc.forward and not gone.done():  # the complete events before the fault
+                    await send({"type": "http.response.body", "body": exc.forward,
+                                "more_body": True})
+                    if exc.pieces and ttft is None:
+                        ttft = time.monotonic() - timing.sent
         finally:
             t_up_done = time.monotonic()
             gone.remove_done_callback(hang_up)
@@ -429,14 +546,18 @@ class Proxy:
             if not gone.done():
                 gone.cancel()
             duration = t_up_done - timing.sent
-            usage = relay.usage
-            usage.setdefault("completion_tokens", relay.pieces)
-            usage.setdefault("prompt_tokens", 0)
-            fp = self._footprint(st, rid, int(usage["prompt_tokens"]),
-                                 int(usage["completion_tokens"]), duration)
+            counted = valid_usage(relay.usage) if relay.usage else None
+            source = "upstream" if counted is not None else "gateway"
+            if counted is None:  # missing (a cut stream) or nonsense: the gateway's own count
+                pt = max(round(prompt_chars(body) / CHARS_PER_TOKEN), 1)
+                counted = {"prompt_tokens": pt, "completion_tokens": relay.pieces,
+                           "total_tokens": pt + relay.pieces}
+            usage: dict[str, Any] = dict(counted)
+            fp = self._footprint(st, rid, usage["prompt_tokens"], usage["completion_tokens"],
+                                 duration)
             if status != 200:  # recorded at once: nothing more will be sent
                 self._record(st, rid, endpoint, status, usage, ttft, duration, fp, attempt,
-                             body, None, None)
+                             body, None, None, source, cut)
         if status == 502:
             await send({"type": "http.response.body", "more_body": False, "body":
                         b"data: " + error_body(str(cut), "server_error", "upstream_cut")
@@ -446,7 +567,7 @@ class Proxy:
         st.record_success(duration)
         tail = b""
         if want_usage:
-            usage["tokenprint"] = fp
+            usage["tokenprint"] = {**fp, "usage_source": source}
             final = relay.usage_chunk or {"id": rid, "object": "chunk", "choices": []}
             final["usage"] = usage
             final["choices"] = []
@@ -456,7 +577,7 @@ class Proxy:
         added = ((timing.sent - timing.arrived) + (first_relay_s or 0.0)
                  + (time.monotonic() - t_up_done))
         self._record(st, rid, endpoint, 200, usage, ttft, duration, fp, attempt, body, None,
-                     added)
+                     added, source)
 
 
 def _text_of(data: dict[str, Any]) -> str:

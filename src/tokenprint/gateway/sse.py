@@ -11,6 +11,39 @@ from __future__ import annotations
 import json
 from typing import Any
 
+# A default cap on one SSE event (a completion chunk is a few hundred bytes; a long tool call or
+# logprobs chunk a few tens of kB): beyond it the upstream is treated as broken.
+MAX_EVENT_BYTES = 1 << 20
+
+
+class SseError(Exception):
+    """The upstream's stream broke the SSE framing the gateway relies on; ``forward`` holds the
+    complete events that came before the fault (to relay before failing)."""
+
+    def __init__(self, message: str, forward: bytes = b"", pieces: int = 0) -> None:
+        super().__init__(message)
+        self.forward = forward
+        self.pieces = pieces
+
+
+def valid_usage(usage: Any) -> dict[str, int] | None:
+    """The upstream's token counts if they are sane (non-negative integers), else None.
+
+    A null, string, list, negative or fractional count is not trusted: the gateway then counts
+    the tokens itself and the record says so.
+    """
+    if not isinstance(usage, dict):
+        return None
+    out: dict[str, int] = {}
+    for key in ("prompt_tokens", "completion_tokens"):
+        v = usage.get(key)
+        if isinstance(v, bool) or not isinstance(v, int | float) or v != v or v < 0 \
+                or v != int(v) or v > 1e12:
+            return None
+        out[key] = int(v)
+    out["total_tokens"] = out["prompt_tokens"] + out["completion_tokens"]
+    return out
+
 _EMPTY_CONTENT = (b'"content": ""', b'"content":""', b'"content": null', b'"content":null')
 
 
@@ -27,8 +60,8 @@ def choice_has_text(choice: dict[str, Any]) -> bool:
     """Whether a decoded choice carries generated text."""
     if choice.get("text"):
         return True
-    delta = choice.get("delta") or {}
-    return bool(delta.get("content"))
+    delta = choice.get("delta")
+    return isinstance(delta, dict) and bool(delta.get("content"))
 
 
 class SseRelay:
@@ -39,26 +72,41 @@ class SseRelay:
     counts (empty if it sent none) and ``usage_chunk`` the chunk that carried them, if separate.
     """
 
-    def __init__(self, want_usage: bool) -> None:
+    def __init__(self, want_usage: bool, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
         self.want_usage = want_usage
+        self.max_event_bytes = max_event_bytes
         self.pieces = 0
-        self.usage: dict[str, Any] = {}
+        self.usage: Any = {}
         self.usage_chunk: dict[str, Any] | None = None
         self.done = False
         self._buf = b""
+        self._parts: list[bytes] = []   # reads of an event not yet ended (no newline in them)
+        self._held = 0
 
     def feed(self, raw: bytes) -> tuple[bytes, int]:
-        """Consume one read; return (bytes to forward, text pieces in them)."""
+        """Consume one read; return (bytes to forward, text pieces in them).
+
+        Raises ``SseError`` when one event grows past ``max_event_bytes`` without ending.
+        """
         if self.done:
             return b"", 0
-        if (not self._buf and raw.startswith(b"data:") and raw.endswith(b"\n\n")
-                and raw.count(b"\n\n") == 1 and b"\r" not in raw and b'"usage"' not in raw
-                and b"[DONE]" not in raw):
+        if (not self._buf and not self._parts and raw.startswith(b"data:")
+                and raw.endswith(b"\n\n") and raw.count(b"\n\n") == 1 and b"\r" not in raw
+                and b'"usage"' not in raw and b"[DONE]" not in raw):
             # the common case: one whole text event per read, forwarded as it came
             pieces = int(bytes_has_text(raw))
             self.pieces += pieces
             return raw, pieces
-        buf = self._buf + raw
+        if b"\n" not in raw:
+            # the middle of a long event: keep the read without re-copying what came before
+            self._held += len(raw)
+            if len(self._buf) + self._held > self.max_event_bytes:
+                raise SseError(f"an SSE event passed {self.max_event_bytes} bytes unterminated")
+            self._parts.append(raw)
+            return b"", 0
+        buf = b"".join([self._buf, *self._parts, raw])
+        self._parts.clear()
+        self._held = 0
         if b"\r" in buf:  # SSE allows CRLF line ends (sse-starlette sends them)
             buf = buf.replace(b"\r\n", b"\n")
         out: list[bytes] = []
@@ -82,8 +130,11 @@ class SseRelay:
             pieces += n
             if forward is not None:
                 out.append(forward)
-        self._buf = buf
         self.pieces += pieces
+        if len(buf) > self.max_event_bytes:
+            raise SseError(f"an SSE event passed {self.max_event_bytes} bytes unterminated",
+                           b"".join(out), pieces)
+        self._buf = buf
         return b"".join(out), pieces
 
     def _usage_event(self, data: bytes) -> tuple[bytes | None, int]:
@@ -94,17 +145,20 @@ class SseRelay:
             return b"data: " + data + b"\n\n", 0
         if not isinstance(chunk, dict):
             return b"data: " + data + b"\n\n", 0
-        if chunk.get("usage") and not chunk.get("choices"):
-            self.usage = dict(chunk["usage"])
+        choices = chunk.get("choices")
+        if not isinstance(choices, list):
+            choices = []
+        if chunk.get("usage") and not choices:
+            self.usage = chunk["usage"]   # validated where it is used (``valid_usage``)
             self.usage_chunk = chunk
             return None, 0
         if chunk.get("usage"):
-            self.usage = dict(chunk["usage"])
+            self.usage = chunk["usage"]
             if not self.want_usage:
                 chunk = {k: v for k, v in chunk.items() if k != "usage"}
-        pieces = int(any(choice_has_text(c) for c in chunk.get("choices") or []
-                         if isinstance(c, dict)))
+        pieces = int(any(choice_has_text(c) for c in choices if isinstance(c, dict)))
         return f"data: {json.dumps(chunk)}\n\n".encode(), pieces
 
 
-__all__ = ["SseRelay", "bytes_has_text", "choice_has_text"]
+__all__ = ["MAX_EVENT_BYTES", "SseError", "SseRelay", "bytes_has_text", "choice_has_text",
+           "valid_usage"]
