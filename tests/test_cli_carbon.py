@@ -111,3 +111,17 @@ def test_utilization_scales_embodied_and_is_checked(capsys):
     for bad in ("0", "1.5", "nan", "-1"):
         code, _, err = run_cli(capsys, *base, "--utilization", bad)
         assert code == 2 and "utilization" in err, bad
+
+
+def test_outputs_are_written_atomically(tmp_path: Path):
+    from tokenprint.files import atomic_path, write_text_atomic
+
+    target = tmp_path / "out.json"
+    write_text_atomic(target, "old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("interrupted")
+    assert target.read_text() == "old"                       # the old file stays whole
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]  # no temporary left behind
+    write_text_atomic(target, "new")
+    assert target.read_text() == "new" and target.stat().st_mode & 0o777 != 0o600

@@ -372,13 +372,15 @@ def test_config_that_cannot_work_is_refused():
         parse_config({"upstream": base["upstream"] * 2}, "t")
 
 
-def test_text_ledger_is_private(tmp_path: Path, catalog):
-    with raw_upstream(lambda b: [("write", SSE_HEAD + text(0) + USAGE + DONE)]) as url:
+def test_text_ledger_is_private_and_keeps_streamed_text(tmp_path: Path, catalog):
+    with raw_upstream(lambda b: [("write", SSE_HEAD + text(0) + text(1) + USAGE + DONE)]) as url:
         app = create_app(_cfg(tmp_path, url, store_text=True), catalog)
-        with TestClient(app):
-            pass
+        with TestClient(app) as http:
+            assert _stream(http, "hello there").status_code == 200
     mode = (tmp_path / "ledger" / "tokenprint.sqlite").stat().st_mode & 0o777
     assert mode == 0o600
+    (row,) = _rows(tmp_path)
+    assert row["completion_text"] == " t0 t1" and "hello there" in row["prompt_text"]
 
 
 def _serve_limited(max_header: int, timeout_s: float) -> Any:

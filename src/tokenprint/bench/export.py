@@ -10,6 +10,7 @@ import pandas as pd
 
 from tokenprint.bench.store import DB_NAME, ResultsStore
 from tokenprint.errors import TokenprintError
+from tokenprint.files import atomic_path, write_text_atomic
 
 EXPORT_FORMATS = ("csv", "parquet", "json")
 
@@ -51,18 +52,20 @@ def export(records: list[dict[str, Any]], fmt: str, out: Path | None) -> str | N
         text = json.dumps(records, indent=2, sort_keys=True)
         if out is None:
             return text
-        out.write_text(text)
+        write_text_atomic(out, text)
         return None
     df = flat(records)
     if fmt == "csv":
         if out is None:
             return str(df.to_csv(index=False))
-        df.to_csv(out, index=False)
+        with atomic_path(out) as tmp:
+            df.to_csv(tmp, index=False)
         return None
     if out is None:
         raise TokenprintError("parquet export needs --out FILE")
     try:
-        df.to_parquet(out, index=False)
+        with atomic_path(out) as tmp:
+            df.to_parquet(tmp, index=False)
     except ImportError:
         raise TokenprintError("parquet export needs pyarrow: pip install 'tokenprint[parquet]'"
                               ) from None

@@ -235,7 +235,9 @@ def plan(
     with console.status(f"planning over {n} candidates × {len(inp.regions)} regions…"):
         answer = run_plan(inp, cat, executor=executor, address=ray_address)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "plan.json").write_text(json.dumps(answer, indent=2, default=float))
+    from tokenprint.files import write_text_atomic
+
+    write_text_atomic(out / "plan.json", json.dumps(answer, indent=2, default=float))
     if answer["feasible"]:
         answer["figure"] = str(_pareto_figure(answer, out / "pareto.png"))
     if as_json:
@@ -306,7 +308,10 @@ def _pareto_figure(a: dict[str, Any], path: Path) -> Path:
     ax.legend(frameon=False, fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=140)
+    from tokenprint.files import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=140)
     plt.close(fig)
     return path
 

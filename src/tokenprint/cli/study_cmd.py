@@ -123,6 +123,7 @@ def study(
 
 def write_outputs(res, catalog, out: Path) -> dict[str, Path]:  # type: ignore[no-untyped-def]
     """Write report.html, figures/*.png, study.csv and study.json into ``out``."""
+    from tokenprint.files import atomic_path, write_text_atomic
     from tokenprint.report.figures import render_all
     from tokenprint.report.html import write_report
 
@@ -132,11 +133,13 @@ def write_outputs(res, catalog, out: Path) -> dict[str, Path]:  # type: ignore[n
         raise TokenprintError(f"cannot create output folder {str(out)!r}: {exc}") from None
     figs = render_all(res, catalog, out / "figures")
     csv_path = out / "study.csv"
-    res.table().to_csv(csv_path, index=False)
+    with atomic_path(csv_path) as tmp:
+        res.table().to_csv(tmp, index=False)
     json_path = out / "study.json"
-    json_path.write_text(json.dumps(res.to_json(catalog), indent=2, default=float))
+    write_text_atomic(json_path, json.dumps(res.to_json(catalog), indent=2, default=float))
     if not res.hourly.empty:
-        res.hourly.to_csv(out / "study_hourly.csv", index=False)
+        with atomic_path(out / "study_hourly.csv") as tmp:
+            res.hourly.to_csv(tmp, index=False)
     report = write_report(res, catalog, figs, out)
     return {"report": report, "csv": csv_path, "json": json_path, "figures": out / "figures"}
 

@@ -159,9 +159,11 @@ async def send_bytes(send: Send, status: int, body: bytes,
 
 
 async def send_error(send: Send, status: int, message: str, kind: str = "invalid_request_error",
-                     code: str | None = None, param: str | None = None) -> None:
-    """An OpenAI-style error response."""
-    await send_bytes(send, status, error_body(message, kind, code, param))
+                     code: str | None = None, param: str | None = None,
+                     request_id: str | None = None) -> None:
+    """An OpenAI-style error response (with the ledger's request id when it has a record)."""
+    await send_bytes(send, status, error_body(message, kind, code, param),
+                     headers={"x-tokenprint-request-id": request_id} if request_id else None)
 
 
 async def read_body(receive: Receive, limit: int) -> bytes | None:
@@ -332,7 +334,7 @@ class Proxy:
                 await self._unary(st, resp, endpoint, rid, attempt, body, timing, send)
             return
         await send_error(send, 502, f"no upstream could serve the request ({last_exc})",
-                         "server_error", "upstream_unavailable")
+                         "server_error", "upstream_unavailable", request_id=rid)
         # recorded too, against the last upstream tried, so every request has one record
         self._record(tried[-1], rid, endpoint, 502, {}, None, time.monotonic() - arrived,
                      None, len(tried), body, None, None)
@@ -437,7 +439,7 @@ class Proxy:
             why = (f"upstream {st.name} {'stalled' if timed_out else 'cut'} the response "
                    f"after its headers ({exc.__class__.__name__})")
             st.record_failure(self.cfg.breaker_failures, self.cfg.breaker_open_s)
-            await send_error(send, status, why, "server_error", "upstream_cut")
+            await send_error(send, status, why, "server_error", "upstream_cut", request_id=rid)
             self._record(st, rid, endpoint, status, {}, None, time.monotonic() - timing.sent,
                          None, attempt, body, None, None, note=why)
             return
@@ -455,7 +457,8 @@ class Proxy:
         if resp.status >= 400 or not isinstance(data, dict):
             # an upstream error (4xx, or a body that is not JSON) goes back as it came, recorded
             self._release(st, rid)
-            await send_bytes(send, resp.status, raw, resp.content_type)
+            await send_bytes(send, resp.status, raw, resp.content_type,
+                             headers={"x-tokenprint-request-id": rid})
             self._record(st, rid, endpoint, resp.status, {}, None, duration, None, attempt,
                          body, None, None)
             return
@@ -484,7 +487,7 @@ class Proxy:
     async def _stream(self, st: UpstreamState, resp: UpstreamResponse, endpoint: str,
                       rid: str, want_usage: bool, attempt: int, body: dict[str, Any],
                       timing: _Timing, receive: Receive, send: Send) -> None:
-        relay = SseRelay(want_usage, self.cfg.max_event_bytes)
+        relay = SseRelay(want_usage, self.cfg.max_event_bytes, collect_text=self.cfg.store_text)
         ttft: float | None = None
         first_relay_s: float | None = None
         status = 499  # until the stream ends well: cut by the client, or cancelled
@@ -576,8 +579,8 @@ class Proxy:
                     "more_body": False})
         added = ((timing.sent - timing.arrived) + (first_relay_s or 0.0)
                  + (time.monotonic() - t_up_done))
-        self._record(st, rid, endpoint, 200, usage, ttft, duration, fp, attempt, body, None,
-                     added, source)
+        self._record(st, rid, endpoint, 200, usage, ttft, duration, fp, attempt, body,
+                     "".join(relay.text) if self.cfg.store_text else None, added, source)
 
 
 def _text_of(data: dict[str, Any]) -> str:

@@ -72,8 +72,11 @@ class SseRelay:
     counts (empty if it sent none) and ``usage_chunk`` the chunk that carried them, if separate.
     """
 
-    def __init__(self, want_usage: bool, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
+    def __init__(self, want_usage: bool, max_event_bytes: int = MAX_EVENT_BYTES,
+                 collect_text: bool = False) -> None:
         self.want_usage = want_usage
+        self.collect_text = collect_text
+        self.text: list[str] = []   # the generated text, when collected (``store_text``)
         self.max_event_bytes = max_event_bytes
         self.pieces = 0
         self.usage: Any = {}
@@ -96,6 +99,8 @@ class SseRelay:
             # the common case: one whole text event per read, forwarded as it came
             pieces = int(bytes_has_text(raw))
             self.pieces += pieces
+            if self.collect_text and pieces:
+                self._collect(raw[5:].strip())
             return raw, pieces
         if b"\n" not in raw:
             # the middle of a long event: keep the read without re-copying what came before
@@ -124,6 +129,8 @@ class SseRelay:
             if b'"usage"' not in data:
                 if bytes_has_text(data):
                     pieces += 1
+                    if self.collect_text:
+                        self._collect(data)
                 out.append(b"data: " + data + b"\n\n")
                 continue
             forward, n = self._usage_event(data)
@@ -136,6 +143,20 @@ class SseRelay:
                            b"".join(out), pieces)
         self._buf = buf
         return b"".join(out), pieces
+
+    def _collect(self, data: bytes) -> None:
+        """Keep the text of one event (only with ``collect_text``: it decodes every chunk)."""
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            return
+        for c in chunk.get("choices") or [] if isinstance(chunk, dict) else []:
+            if not isinstance(c, dict):
+                continue
+            delta = c.get("delta")
+            piece = c.get("text") or (delta.get("content") if isinstance(delta, dict) else None)
+            if isinstance(piece, str):
+                self.text.append(piece)
 
     def _usage_event(self, data: bytes) -> tuple[bytes | None, int]:
         """A chunk mentioning usage: decode it, keep the counts, forward what the client asked."""

@@ -17,6 +17,7 @@ import pandas as pd
 
 from tokenprint.carbon.embodied import gpu_embodied
 from tokenprint.catalog import Catalog
+from tokenprint.files import atomic_path
 from tokenprint.report.study import StudyResult
 from tokenprint.units import J_PER_KWH, S_PER_YEAR
 
@@ -120,7 +121,8 @@ def fig_throughput_latency(res: StudyResult, path: Path) -> Path:
     bottom = _legend_below(fig, axes[0])
     _legend_note(fig, " · ×: largest batch that fits memory" if marked else "")
     fig.tight_layout(rect=(0, bottom, 1, 1))
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
     return path
 
@@ -145,7 +147,8 @@ def fig_energy_per_token(res: StudyResult, path: Path) -> Path:
     bottom = _legend_below(fig, axes[0])
     _legend_note(fig, " · ×: largest batch that fits memory" if marked else "")
     fig.tight_layout(rect=(0, bottom, 1, 1))
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
     return path
 
@@ -195,7 +198,8 @@ def fig_carbon_stacked(res: StudyResult, path: Path) -> Path:
              f"embodied: {cfg.scope} scope at {cfg.utilization:.0%} utilization · whiskers: "
              "range of each part", fontsize=8, color="#555555")
     fig.tight_layout(rect=(0, bottom, 1, 1))
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
     return path
 
@@ -252,7 +256,8 @@ def fig_embodied_share(res: StudyResult, catalog: Catalog, path: Path) -> Path:
              "where both GPUs emit the same per token (only where the ranges separate them)",
              fontsize=8, color="#555555")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
     return path
 
@@ -274,7 +279,8 @@ def fig_hourly(res: StudyResult, path: Path) -> Path | None:
     ax.set_title(f"Same load by hour: {res.config.intensity_region or 'hourly grid'}")
     bottom = _legend_below(fig, ax, ncol=2)
     fig.tight_layout(rect=(0, bottom, 1, 1))
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
     return path
 

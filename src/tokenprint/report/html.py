@@ -11,6 +11,7 @@ import pandas as pd
 
 from tokenprint import __version__
 from tokenprint.catalog import Catalog
+from tokenprint.files import write_text_atomic
 from tokenprint.report.study import StudyResult
 
 CSS = """
@@ -190,7 +191,7 @@ indistinguishable within the model's uncertainty.</li>
 sources, findings), <code>figures/*.png</code>.</p>
 </body></html>"""
     path = out / "report.html"
-    path.write_text(page, encoding="utf-8")
+    write_text_atomic(path, page)
     return path
 
 
