@@ -5,32 +5,16 @@ import time
 import types
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tokenprint.measure import EstimateMeter, MeterError, make_meter
 from tokenprint.measure.base import Measurement, check_positive
-from tokenprint.measure.integrate import counter_energy_j, energy_in_window, power_energy_j
+from tokenprint.measure.integrate import energy_in_window
 from tokenprint.measure.rapl import RaplMeter
 
 
-def test_counter_wraparound():
-    # RAPL-style µJ counter with max 1000: 900 → 50 wraps (+151), then +100
-    readings = [800, 900, 50, 150]
-    assert counter_energy_j(readings, max_value=1000, scale_to_j=1e-6) == pytest.approx(
-        (100 + 151 + 100) * 1e-6)
-
-
-def test_counter_missing_samples_keep_energy():
-    assert counter_energy_j([0, np.nan, 300, np.nan, 500], 1e9, 1.0) == 500.0
-    assert counter_energy_j([np.nan], 1e9, 1.0) == 0.0
-
-
-def test_power_integration_skips_missing():
+def test_energy_in_window_interpolates_the_edges():
     t = [0.0, 1.0, 2.0, 3.0]
-    p = [100.0, np.nan, 100.0, 200.0]
-    # gap bridged linearly: 200 J over [0,2] + 150 J over [2,3]
-    assert power_energy_j(t, p) == pytest.approx(350.0)
     assert energy_in_window(t, [100, 100, 100, 200], 0.5, 2.5) == pytest.approx(
         100 * 1.5 + (100 + 150) / 2 * 0.5)
 
@@ -141,7 +125,12 @@ def test_estimate_meter_and_auto_on_cpu():
         x += 1.0
     m = est.end_window("w")
     assert m.kind == "estimated"
-    # one busy core of two: utilization ≈ 0.5 → power ≈ 60 W
-    assert 20.0 < m.mean_power_w < 100.0
+    # by hand: 0.5 CPU-seconds over 1 s of wall time on 2 cores is 25 % utilization, so
+    # 20 W + (100 - 20) W × 0.25 = 40 W
+    assert est.utilization(1.0, 0.5) == pytest.approx(0.25)
+    est._windows["h"] = (time.perf_counter() - 1.0, time.process_time() - 0.5)
+    h = est.end_window("h")
+    assert h.mean_power_w == pytest.approx(40.0, abs=1.0)
+    assert 20.0 <= m.mean_power_w <= 100.0
     with pytest.raises(MeterError, match="unknown meter"):
         make_meter("joulescope", "cpu")

@@ -77,9 +77,11 @@ def test_conservation(catalog):
     assert res.served.all()                                  # every request finishes once
     assert np.all(res.ttft_s > 0) and np.all(res.e2e_s >= res.ttft_s)
     assert res.output_tokens == int(tr.output_len.sum())
-    # energy = busy + idle, idle = provisioned time - busy time at the idle floor
-    assert res.energy_j == pytest.approx(res.busy_energy_j + res.idle_energy_j)
+    # idle energy = provisioned time not busy × the GPU's idle floor (10 % of the A100's 400 W),
+    # busy energy between the idle floor and the TDP for the busy time
     assert res.busy_s + res.idle_s == pytest.approx(res.duration_s * 3)
+    assert res.idle_energy_j == pytest.approx(res.idle_s * 40.0)
+    assert res.busy_s * 40.0 < res.busy_energy_j < res.busy_s * 400.0
     c = carbon_of(res, catalog, "FR")
     s = summary(res, c, 1.0, 0.2)
     for key in ("n_requests", "ttft_s", "tpot_s", "slo_attainment", "energy_j", "operational_g",

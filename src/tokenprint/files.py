@@ -13,11 +13,19 @@ from typing import Any
 from tokenprint.errors import TokenprintError
 
 
-def read_toml_file(path: str | Path, what: str) -> dict[str, Any]:
-    """Parse a TOML file; a missing or malformed file raises naming ``what`` and the path."""
+def existing_file(path: str | Path, what: str) -> Path:
+    """The path if it is a readable file; else one error saying what it is instead."""
     p = Path(path)
+    if p.is_dir():
+        raise TokenprintError(f"{what} {str(p)!r} is a directory, not a file")
     if not p.is_file():
         raise TokenprintError(f"{what} {str(p)!r} does not exist")
+    return p
+
+
+def read_toml_file(path: str | Path, what: str) -> dict[str, Any]:
+    """Parse a TOML file; a missing or malformed file raises naming ``what`` and the path."""
+    p = existing_file(path, what)
     try:
         return tomllib.loads(p.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

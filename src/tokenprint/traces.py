@@ -112,6 +112,8 @@ def load_azure(path: str | Path) -> Trace:
                                   "is not a number")
         out.append(vals.to_numpy().astype(np.int64))
     t = np.array([x.timestamp() for x in ts], dtype=np.float64)
+    if t.size == 0:
+        raise TokenprintError(f"trace {str(p)!r} has no requests (a header and no rows)")
     _check(p, t, out[0], out[1], 2, allow_equal_times=False)
     return Trace(t - t[0], out[0], out[1], f"azure:{p.name}", float(t[0]))
 
@@ -138,6 +140,8 @@ def load_mooncake(path: str | Path) -> Trace:
                     f"'input_length', 'output_length' ({exc.__class__.__name__}: {exc})"
                 ) from None
     t = np.array(times)
+    if t.size == 0:
+        raise TokenprintError(f"trace {str(p)!r} has no requests")
     a, b = np.array(ins, dtype=np.int64), np.array(outs, dtype=np.int64)
     _check(p, t, a, b, 1, allow_equal_times=True)
     return Trace(t - t[0], a, b, f"mooncake:{p.name}")
@@ -145,9 +149,9 @@ def load_mooncake(path: str | Path) -> Trace:
 
 def load_trace(path: str | Path) -> Trace:
     """Azure CSV or Mooncake JSONL, told apart by extension."""
-    p = Path(path)
-    if not p.is_file():
-        raise TokenprintError(f"trace file {str(p)!r} does not exist")
+    from tokenprint.files import existing_file
+
+    p = existing_file(path, "trace file")
     return load_mooncake(p) if p.suffix in (".jsonl", ".json") else load_azure(p)
 
 

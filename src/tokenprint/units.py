@@ -5,14 +5,10 @@ Inside tokenprint every quantity carries its unit in its name (``energy_j``, ``c
 """
 
 J_PER_KWH = 3.6e6
-J_PER_WH = 3600.0
 S_PER_HOUR = 3600.0
 S_PER_DAY = 86_400.0
 S_PER_YEAR = 365.25 * S_PER_DAY
-G_PER_KG = 1000.0
 MM2_PER_CM2 = 100.0
-BYTES_PER_GB = 1e9
-FLOP_PER_TFLOP = 1e12
 
 # mxfp4: 4-bit elements plus one 8-bit scale per 32 (OCP Microscaling spec) = 4.25 bits
 DTYPE_BYTES: dict[str, float] = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1,

@@ -71,17 +71,9 @@ class Footprint:
             "total_g": float(self.total_g.mid) / units,
         }
 
-    def per_token(self, tokens: float) -> dict[str, float]:
-        """Grams per token."""
-        return self.per_unit(tokens)
-
     def per_1k_tokens(self, tokens: float) -> dict[str, float]:
         """Grams per 1,000 tokens."""
         return self.per_unit(tokens / 1000.0)
-
-    def per_request(self, requests: float) -> dict[str, float]:
-        """Grams per request."""
-        return self.per_unit(requests)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (midpoints at top level, ranges alongside)."""

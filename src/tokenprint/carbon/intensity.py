@@ -17,6 +17,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from tokenprint.errors import TokenprintError
+from tokenprint.units import S_PER_DAY, S_PER_HOUR
 
 Basis = str  # "lifecycle" or "direct"
 BASES = ("lifecycle", "direct")
@@ -152,7 +153,7 @@ class IntensitySeries:
 
     def hour_of_day_mean(self) -> NDArray[np.float64]:
         """Mean intensity for each UTC hour of day (24 values)."""
-        hours = ((self.times_s() % 86_400.0) // 3600.0).astype(int)
+        hours = ((self.times_s() % S_PER_DAY) // S_PER_HOUR).astype(int)
         sums = np.bincount(hours, weights=self.values, minlength=24)
         counts = np.bincount(hours, minlength=24)
         return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
@@ -186,9 +187,9 @@ def load_intensity_csv(path: str | Path, basis: Basis = "lifecycle",
     """
     if basis not in BASES:
         raise TokenprintError(f"unknown intensity basis {basis!r}; valid: {', '.join(BASES)}")
-    p = Path(path)
-    if not p.is_file():
-        raise TokenprintError(f"intensity file {str(p)!r} does not exist")
+    from tokenprint.files import existing_file
+
+    p = existing_file(path, "intensity file")
     try:
         df = pd.read_csv(p, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
@@ -244,7 +245,7 @@ def load_intensity_csv(path: str | Path, basis: Basis = "lifecycle",
     t = np.array([ts.timestamp() for ts in times], dtype=np.float64)
     v = values.to_numpy(dtype=np.float64)
     if t.size == 1:
-        return IntensitySeries(t[0], 3600.0, v, basis=_basis_of(fmt, basis),
+        return IntensitySeries(t[0], S_PER_HOUR, v, basis=_basis_of(fmt, basis),
                                source=f"{p.name} [{fmt}]")
     d = np.diff(t)
     dup = np.nonzero(d == 0)[0]

@@ -262,33 +262,40 @@ def load_catalog(user_files: list[str | Path] | None = None) -> Catalog:
         fab=fab, profiles=built["profile"], stacks=built["stack"],
         pcfs=built["pcf"], files=tuple(str(p) for p in paths),
     )
-    _check_references(catalog)
+    _check_references(catalog, {(k, i): v for (k, i), v in origin.items()})
     return catalog
 
 
-def _check_references(cat: Catalog) -> None:
-    """Every GPU and host must name a fab node, memory type and host that exist."""
+def _check_references(cat: Catalog, origin: dict[tuple[str, str], str] | None = None) -> None:
+    """Every GPU, host, profile and footprint must name entries that exist; the error names the
+    file the entry came from."""
+    def where(kind: str, entry_id: str, label: str) -> str:
+        src = (origin or {}).get((kind, entry_id))
+        return f"file {src}: {label}" if src else label
+
     for gpu in cat.gpus.values():
-        where = f"gpu {gpu.id!r}"
-        _ref(cat.fab_nodes, gpu.act_node, where, "act_node")
-        _ref(cat.memory, gpu.memory_type, where, "memory_type")
-        _ref(cat.hosts, gpu.default_host, where, "default_host")
+        w = where("gpu", gpu.id, f"gpu {gpu.id!r}")
+        _ref(cat.fab_nodes, gpu.act_node, w, "act_node")
+        _ref(cat.memory, gpu.memory_type, w, "memory_type")
+        _ref(cat.hosts, gpu.default_host, w, "default_host")
     for prof in cat.profiles.values():
-        _ref(cat.gpus, prof.gpu, f"profile {prof.id!r}", "gpu")
-        _ref(cat.stacks, prof.stack, f"profile {prof.id!r}", "stack")
+        w = where("profile", prof.id, f"profile {prof.id!r}")
+        _ref(cat.gpus, prof.gpu, w, "gpu")
+        _ref(cat.stacks, prof.stack, w, "stack")
     for pcf in cat.pcfs.values():
         for gid in pcf.applies_to:
-            _ref(cat.gpus, gid, f"vendor footprint {pcf.id!r}", "applies_to")
+            _ref(cat.gpus, gid, where("pcf", pcf.id, f"vendor footprint {pcf.id!r}"),
+                 "applies_to")
     for host in cat.hosts.values():
-        where = f"host {host.id!r}"
-        _ref(cat.fab_nodes, host.cpu_act_node, where, "cpu_act_node")
-        _ref(cat.memory, host.dram_type, where, "dram_type")
+        w = where("host", host.id, f"host {host.id!r}")
+        _ref(cat.fab_nodes, host.cpu_act_node, w, "cpu_act_node")
+        _ref(cat.memory, host.dram_type, w, "dram_type")
 
 
 def _ref(table: dict[str, Any], key: str, where: str, field_name: str) -> None:
     if key.lower() not in table:
         raise TokenprintError(
-            f"catalog: {where}: field {field_name!r} names {key!r}, which is not in the "
+            f"catalog {where}: field {field_name!r} names {key!r}, which is not in the "
             f"catalog; valid: {', '.join(sorted(table))}"
         )
 

@@ -109,7 +109,6 @@ class Gpu(Entry):
     vendor: str
     die_name: str
     die_area_mm2: Quantity
-    n_dies: int = Field(default=1, ge=1)
     process: str
     act_node: ActNode
     memory_type: str

@@ -84,7 +84,7 @@ def carbon(
         if energy_kwh is None or duration_h is None:
             raise TokenprintError("give --energy-kwh and --duration-h (or --from-run RUN_ID)")
         energy_j = positive(energy_kwh, "energy (kWh)") * J_PER_KWH
-        duration_s = positive(duration_h, "duration (h)") * S_PER_HOUR
+        duration_s = positive(duration_h, "--duration-h", allow_zero=False) * S_PER_HOUR
     if gpu is None:
         raise TokenprintError("give --gpu (see: tokenprint catalog gpus)")
     if region is None:

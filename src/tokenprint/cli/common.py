@@ -67,13 +67,32 @@ def int_list(text: str, what: str, minimum: int = 1) -> list[int]:
 
 
 def number(text: str | float | None, what: str) -> float:
-    """Parse a number given on the command line, naming the option when it is not one."""
+    """Parse a finite number given on the command line, naming the option when it is not one."""
     if text is None:
         raise TokenprintError(f"{what} is required")
     try:
-        return float(text)
+        value = float(text)
     except (TypeError, ValueError):
         raise TokenprintError(f"{what} {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise TokenprintError(f"{what} {text!r} is invalid; it must be a finite number")
+    return value
+
+
+def in_range(value: str | float | None, what: str, low: float | None = None,
+             high: float | None = None, low_open: bool = False,
+             high_open: bool = False) -> float:
+    """One validator for every numeric option: finite and within [low, high] (open ends as
+    asked); the error names the option, the value and the valid range."""
+    v = number(value, what)
+    bad = ((low is not None and (v < low or (low_open and v == low)))
+           or (high is not None and (v > high or (high_open and v == high))))
+    if bad:
+        lo = "" if low is None else f"{'>' if low_open else '>='} {low:.10g}"
+        hi = "" if high is None else f"{'<' if high_open else '<='} {high:.10g}"
+        rule = " and ".join(x for x in (lo, hi) if x)
+        raise TokenprintError(f"{what} {value!r} is invalid; it must be a number {rule}")
+    return v
 
 
 def positive(value: float | str, what: str, allow_zero: bool = True) -> float:

@@ -7,7 +7,15 @@ import sys
 import typer
 
 from tokenprint import __version__
-from tokenprint.cli import carbon_cmd, catalog_cmd
+from tokenprint.cli import (
+    bench_cmd,
+    carbon_cmd,
+    catalog_cmd,
+    predict_cmd,
+    serve_cmd,
+    simulate_cmd,
+    study_cmd,
+)
 from tokenprint.cli.common import err_console
 from tokenprint.errors import TokenprintError
 
@@ -22,28 +30,8 @@ app.add_typer(catalog_cmd.app, name="catalog")
 app.command("carbon")(carbon_cmd.carbon)
 
 
-def _register_optional() -> None:
-    """Commands whose modules land stage by stage register here."""
-    import importlib
-
-    for module, names in (
-        ("tokenprint.cli.bench_cmd", ("bench", "runs")),
-        ("tokenprint.cli.predict_cmd", ("predict", "calibrate", "validate")),
-        ("tokenprint.cli.study_cmd", ("study",)),
-        ("tokenprint.cli.simulate_cmd", ("simulate", "plan")),
-        ("tokenprint.cli.serve_cmd", ("serve", "ledger")),
-    ):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name == module:
-                continue
-            raise
-        mod.register(app)
-        del names
-
-
-_register_optional()
+for _module in (bench_cmd, predict_cmd, study_cmd, simulate_cmd, serve_cmd):
+    _module.register(app)
 
 
 @app.callback(invoke_without_command=True)

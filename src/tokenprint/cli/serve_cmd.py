@@ -11,6 +11,7 @@ from rich.table import Table
 
 from tokenprint.cli.common import CatalogOpt, JsonOpt, console, fmt_g, load, print_json
 from tokenprint.errors import TokenprintError
+from tokenprint.units import J_PER_KWH
 
 if TYPE_CHECKING:
     from tokenprint.gateway.config import GatewayConfig
@@ -55,6 +56,9 @@ def serve(
     from tokenprint.gateway.config import load_config, parse_config
 
     if hash_key is not None:
+        if not hash_key.strip():
+            raise TokenprintError("--hash-key '' is invalid: an empty API key would let anyone "
+                                  "in; give the key clients will send")
         typer.echo(digest(hash_key))
         return
     cat = load(catalog)
@@ -170,8 +174,9 @@ def ledger_summary(
     for r in rows:
         t.add_row(r["upstream"], r["model"], r["region"], str(r["requests"]), str(r["errors"]),
                   str(r["prompt_tokens"] or 0), str(r["completion_tokens"] or 0),
-                  f"{(r['energy_j'] or 0) / 3600:.3g} Wh", fmt_g(r["operational_g"] or 0),
-                  fmt_g(r["embodied_g"] or 0), fmt_g(r["total_g"] or 0))
+                  f"{(r['energy_j'] or 0) / J_PER_KWH * 1000:.3g} Wh",
+                  fmt_g(r["operational_g"] or 0), fmt_g(r["embodied_g"] or 0),
+                  fmt_g(r["total_g"] or 0))
     console.print(t)
 
 

@@ -13,6 +13,7 @@ from tokenprint.cli.common import (
     JsonOpt,
     console,
     fmt_g,
+    in_range,
     int_list,
     load,
     number,
@@ -21,6 +22,18 @@ from tokenprint.cli.common import (
 )
 from tokenprint.errors import TokenprintError
 from tokenprint.predict.params import check_stack
+from tokenprint.units import J_PER_KWH
+
+
+def _check_numbers(time_scale: float, slo_ttft_s: float, slo_tpot_s: float,
+                   lifetime_years: float, pue: float, seed: int) -> None:
+    """The numeric options simulate and plan share: finite and in range, named in the error."""
+    in_range(time_scale, "--time-scale", 0, low_open=True)
+    in_range(slo_ttft_s, "--slo-ttft-s", 0, low_open=True)
+    in_range(slo_tpot_s, "--slo-tpot-s", 0, low_open=True)
+    in_range(lifetime_years, "--lifetime-years", 0, low_open=True)
+    in_range(pue, "--pue", 1.0)
+    in_range(seed, "--seed", 0, 2**32 - 1)
 
 
 def _trace(trace: Path | None, synthetic: str | None, time_scale: float, start: str | None,
@@ -94,8 +107,7 @@ def simulate(
     cat = load(catalog)
     check_scope(scope)
     check_lifetime(lifetime_years)
-    if pue < 1.0:
-        raise TokenprintError(f"PUE {pue} is invalid; it must be >= 1.0")
+    _check_numbers(time_scale, slo_ttft_s, slo_tpot_s, lifetime_years, pue, seed)
     if intensity_file is not None and start is None:
         raise TokenprintError("--intensity-file needs --start (when the trace begins)")
     from tokenprint.distributed.executor import check_executor, parallel_map
@@ -149,13 +161,23 @@ def simulate(
     console.print(f"SLO attainment (TTFT ≤ {slo_ttft_s:g} s, TPOT ≤ {slo_tpot_s:g} s): "
                   f"{out['slo_attainment']:.1%}; throughput {out['throughput_tok_s']:.0f} tok/s; "
                   f"GPU busy {out['gpu_busy_s']:.0f} s, idle {out['gpu_idle_s']:.0f} s")
-    idle_kwh = out["idle_energy_j"] / 3.6e6
-    console.print(f"energy {out['energy_j'] / 3.6e6:.3g} kWh (idle {idle_kwh:.3g}); carbon "
+    idle_kwh = out["idle_energy_j"] / J_PER_KWH
+    console.print(f"energy {out['energy_j'] / J_PER_KWH:.3g} kWh (idle {idle_kwh:.3g}); carbon "
                   f"{fmt_g(out['total_g'])} = operational "
                   f"{fmt_g(out['operational_g'])} + embodied {fmt_g(out['embodied_g'])} in "
                   f"{out['region']}; {out['g_per_1k_tokens']:.3g} g per 1k tokens"
                   + (f", {out['g_per_1k_slo_tokens']:.3g} g per 1k SLO-compliant tokens"
                      if out["g_per_1k_slo_tokens"] else ""))
+    rng = out["total_range_g"]
+    console.print(f"total range {fmt_g(rng['low'])} – {fmt_g(rng['high'])} (intensity and "
+                  f"embodied factors' spread; the performance model's own range is not in it)",
+                  style="dim")
+    if out["n_rejected"]:
+        too_long = out.get("n_too_long") or 0
+        console.print(f"{out['n_rejected']} of {out['n_requests']} requests were not served"
+                      + (f" ({too_long} longer than {spec.model}'s context)" if too_long else
+                         " (longer than the KV-cache budget)") + "; see n_rejected in --json",
+                      style="yellow")
     console.print(f"source: predicted ({out['calibration']})", style="dim")
 
 
@@ -167,7 +189,7 @@ def _configs_table(outs: list[dict[str, Any]]) -> None:
     for o in outs:
         t.add_row(o["gpu"], str(o["replicas"]), str(o["max_batch"]),
                   f"{o['ttft_s']['p95']:.3g}", f"{o['tpot_s']['p95']:.3g}",
-                  f"{o['slo_attainment']:.1%}", f"{o['energy_j'] / 3.6e6:.3g}",
+                  f"{o['slo_attainment']:.1%}", f"{o['energy_j'] / J_PER_KWH:.3g}",
                   fmt_g(o["total_g"]), f"{o['g_per_1k_tokens']:.3g}")
     console.print(t)
 
@@ -223,6 +245,15 @@ def plan(
                 raise TokenprintError(f"region capacity {item!r} must look like REGION=GPUS")
             k, v = item.split("=", 1)
             caps[cat.region(k).id.upper()] = int_list(v, "GPU capacity", minimum=0)[0]
+    _check_numbers(time_scale, slo_ttft_s, slo_tpot_s, lifetime_years, pue, seed)
+    in_range(max_replicas, "--max-replicas", 1)
+    in_range(deferrable, "--deferrable", 0, 1)
+    in_range(deadline_h, "--deadline-h", 0)
+    if deferrable > 0 and intensity_dir is None:
+        raise TokenprintError("--deferrable needs --intensity-dir (hourly intensity to move the "
+                              "deferrable share into) and --start")
+    if deferrable > 0 and deadline_h <= 0:
+        raise TokenprintError("--deferrable needs --deadline-h > 0 (how long work may wait)")
     tr = _trace(trace, synthetic, time_scale, start, seed)
     inp = PlanInputs(
         trace=tr, models=split_list(models, "model"), gpus=split_list(gpus, "GPU"),

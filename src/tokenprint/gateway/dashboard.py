@@ -6,9 +6,10 @@ import time
 from typing import Any
 
 from tokenprint.gateway.ledger import Ledger
+from tokenprint.units import S_PER_HOUR
 
 
-def dashboard_data(ledger: Ledger, upstreams: list[str], window_s: float = 3600.0,
+def dashboard_data(ledger: Ledger, upstreams: list[str], window_s: float = S_PER_HOUR,
                    bin_s: float = 60.0) -> dict[str, Any]:
     """Per-upstream series in one-minute bins over the last hour (blocking: call it in a
     thread from the event loop)."""

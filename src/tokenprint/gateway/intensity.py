@@ -14,8 +14,9 @@ import numpy as np
 
 from tokenprint.carbon.intensity import IntensitySeries, load_intensity_csv
 from tokenprint.catalog import Catalog
+from tokenprint.units import S_PER_HOUR
 
-STALE_AFTER_S = 3600.0  # a live answer older than this gives way to the annual average
+STALE_AFTER_S = S_PER_HOUR  # a live answer older than this gives way to the annual average
 
 
 # Plausible grid intensities (g CO2e/kWh): the dirtiest grids (coal, lifecycle) stay below ~1,100.

@@ -76,9 +76,9 @@ class UpstreamState:
     def expected_carbon_g(self, pue: float) -> float:
         """Expected grams for a typical request (512 in / 128 out) at the current load."""
         e = self.model.energy(512, 128, min(self.inflight + 1, 1024))
-        tokens_s = 128 * 0.05 + 0.2  # a nominal duration for the embodied share
+        nominal_duration_s = 128 * 0.05 + 0.2  # a nominal request, for the embodied share
         return (e.energy_j / J_PER_KWH * pue * self.intensity
-                + self.model.embodied_g_per_s * tokens_s / (self.inflight + 1))
+                + self.model.embodied_g_per_s * nominal_duration_s / (self.inflight + 1))
 
 
 class Router:

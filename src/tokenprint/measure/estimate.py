@@ -19,10 +19,6 @@ from tokenprint.measure.base import EnergyKind, Measurement, check_positive
 
 CPU_W_PER_CORE = 10.0
 CPU_IDLE_FRACTION = 0.3
-ESTIMATE_SOURCE = ("estimate: P = P_idle + (P_tdp - P_idle) x utilization; CPU defaults 10 W per "
-                   "logical core, idle 30 % (assumptions)")
-
-
 class EstimateMeter:
     """TDP × utilization energy model (``estimated``)."""
 

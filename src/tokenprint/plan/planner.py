@@ -26,7 +26,7 @@ from tokenprint.predict.params import DEFAULT_STACK
 from tokenprint.predict.shapes import kv_token_budget
 from tokenprint.simulate.cluster import ClusterSpec, SimResult, carbon_of, simulate
 from tokenprint.traces import Trace
-from tokenprint.units import J_PER_KWH, S_PER_YEAR
+from tokenprint.units import J_PER_KWH, S_PER_HOUR, S_PER_YEAR
 
 PERCENTILES = {"p95": 95.0, "p99": 99.0}
 
@@ -235,6 +235,8 @@ def plan(inp: PlanInputs, catalog: Catalog, progress: Any = None, executor: str 
     answer.update({
         "feasible": True,
         "best": _public(best),
+        "total_range_g": best["total_range_g"],
+        "sources": best["sources"],
         "home_region": home,
         "baselines": {k: v["total_g"] for k, v in baselines.items()},
         "baseline_configs": {k: _public(v) for k, v in baselines.items()},
@@ -266,7 +268,8 @@ def _same_region_savings(best: dict[str, Any], feasible: list[dict[str, Any]]
 
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if not k.startswith("_")}
+    """A row as JSON: private keys dropped, sources given once at the top of the answer."""
+    return {k: v for k, v in row.items() if not k.startswith("_") and k != "sources"}
 
 
 def pareto(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -333,9 +336,9 @@ def time_shift(best: dict[str, Any], inp: PlanInputs, series: IntensitySeries | 
     res = ev.result
     t0 = inp.trace.start_s
     hours = max(int(np.ceil(inp.deadline_h)), 0)
-    h0 = int(t0 // 3600)
+    h0 = int(t0 // S_PER_HOUR)
     idx = list(range(h0, h0 + hours + 1))
-    ci = [float(series.at(np.array([h * 3600.0 + 1800.0]))[0]) for h in idx]
+    ci = [float(series.at(np.array([(h + 0.5) * S_PER_HOUR]))[0]) for h in idx]
     busy_share = min(res.busy_s / max(res.duration_s * ev.replicas, 1e-9), 1.0)
     lp = LinearProgram()
     e_def = res.busy_energy_j * inp.deferrable

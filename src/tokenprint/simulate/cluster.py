@@ -14,16 +14,19 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from tokenprint.carbon.amortize import amortized_share
 from tokenprint.carbon.embodied import gpu_embodied
 from tokenprint.carbon.intensity import IntensitySeries
+from tokenprint.carbon.operational import operational_g
 from tokenprint.catalog import Catalog
 from tokenprint.errors import TokenprintError
 from tokenprint.predict.params import DEFAULT_STACK
 from tokenprint.predict.shapes import MEMORY_FRACTION
 from tokenprint.predict.step import step_costs
+from tokenprint.ranges import Estimate
 from tokenprint.simulate.replica import ReplicaCosts, simulate_replica
 from tokenprint.traces import Trace
-from tokenprint.units import J_PER_KWH, S_PER_YEAR
+from tokenprint.units import J_PER_KWH, S_PER_HOUR
 
 BALANCERS = ("round-robin", "least-work")
 
@@ -160,8 +163,8 @@ def simulate(trace: Trace, catalog: Catalog, spec: ClusterSpec, hourly: bool = F
     if hourly:
         t0 = trace.start_s + float(trace.arrival_s[0])
         t1 = t0 + duration
-        for h in range(int(t0 // 3600), int(t1 // 3600) + 1):
-            overlap = min(t1, (h + 1) * 3600) - max(t0, h * 3600)
+        for h in range(int(t0 // S_PER_HOUR), int(t1 // S_PER_HOUR) + 1):
+            overlap = min(t1, (h + 1) * S_PER_HOUR) - max(t0, h * S_PER_HOUR)
             if overlap > 0:
                 span[h] = overlap * spec.replicas
     info.update({"iterations": iters, "n_rejected": int((~served).sum()),
@@ -177,36 +180,54 @@ def simulate(trace: Trace, catalog: Catalog, spec: ClusterSpec, hourly: bool = F
 
 def carbon_of(res: SimResult, catalog: Catalog, region: str, *, scope: str = "device",
               lifetime_years: float = 5.0, pue: float = 1.0,
-              intensity: IntensitySeries | None = None, idle_w: float | None = None,
-              ) -> dict[str, float]:
-    """Operational (constant or hourly intensity) and embodied carbon of a simulation."""
+              intensity: IntensitySeries | None = None) -> dict[str, Any]:
+    """Operational (constant or hourly intensity) and embodied carbon of a simulation, through
+    ``tokenprint.carbon`` (so PUE and lifetime are validated there), with the range of the
+    total and the sources of every factor.
+
+    Embodied carbon is charged for provisioned time: every GPU of every replica for the whole
+    simulated span, idle or not.
+    """
     reg = catalog.region(region)
     gpu = catalog.gpu(res.spec.gpu)
     n_gpus = res.spec.replicas * res.spec.tp
+    sources: dict[str, str] = {}
     if intensity is None:
-        ci = reg.intensity_g_per_kwh.value
-        op = res.energy_j / J_PER_KWH * pue * ci
-        ci_mean = ci
+        ci = reg.intensity_g_per_kwh.estimate
+        op = Estimate(*(float(operational_g(res.energy_j, c, pue))
+                        for c in (ci.low, ci.mid, ci.high)))
+        ci_mean = ci.mid
+        sources["intensity"] = (f"{reg.id.upper()} annual ({reg.basis}, {reg.year}): "
+                                f"{reg.intensity_g_per_kwh.source}")
     else:
         if not res.hourly_span:
             raise TokenprintError("hourly intensity needs the simulation run with hourly=True "
                                   "(give --start)")
         group_idle_w = res.idle_energy_j / res.idle_s if res.idle_s > 0 else 0.0
-        op = 0.0
-        e_tot = 0.0
-        for h, span_s in res.hourly_span.items():
-            bs, be = res.hourly.get(h, (0.0, 0.0))
-            e = be + max(span_s - bs, 0.0) * group_idle_w
-            ci_h = float(intensity.at(np.array([h * 3600.0 + 1800.0]))[0])
-            op += e / J_PER_KWH * pue * ci_h
-            e_tot += e
-        ci_mean = op / (e_tot / J_PER_KWH * pue) if e_tot > 0 else 0.0
-    emb_one = gpu_embodied(gpu, catalog, scope).total_g.mid
-    emb = emb_one * n_gpus * res.duration_s / (lifetime_years * S_PER_YEAR)
+        hours = sorted(res.hourly_span)
+        e_h = np.array([res.hourly.get(h, (0.0, 0.0))[1]
+                        + max(res.hourly_span[h] - res.hourly.get(h, (0.0, 0.0))[0], 0.0)
+                        * group_idle_w for h in hours])
+        ci_h = intensity.at((np.array(hours, dtype=np.float64) + 0.5) * S_PER_HOUR)
+        mid = float(operational_g(e_h, ci_h, pue).sum())
+        op = Estimate.exact(mid)
+        ci_mean = mid / (float(e_h.sum()) / J_PER_KWH * pue) if e_h.sum() > 0 else 0.0
+        sources["intensity"] = f"{intensity.source} ({intensity.basis}), hour by hour"
+    emb_one = gpu_embodied(gpu, catalog, scope)
+    share = float(amortized_share(res.duration_s, lifetime_years)) * n_gpus
+    emb = emb_one.total_g.scale(share)
+    sources.update(emb_one.sources)
+    sources["lifetime"] = (f"{lifetime_years:g} years over provisioned time ({n_gpus} GPUs × "
+                           f"{res.duration_s:.0f} s)")
     total = op + emb
     tokens = max(res.output_tokens, 1)
-    return {"operational_g": op, "embodied_g": emb, "total_g": total,
-            "intensity_g_per_kwh": ci_mean, "g_per_1k_tokens": total / tokens * 1000}
+    return {"operational_g": float(op.mid), "embodied_g": float(emb.mid),
+            "total_g": float(total.mid),
+            "operational_range_g": {"low": float(op.low), "high": float(op.high)},
+            "embodied_range_g": {"low": float(emb.low), "high": float(emb.high)},
+            "total_range_g": {"low": float(total.low), "high": float(total.high)},
+            "intensity_g_per_kwh": ci_mean, "g_per_1k_tokens": float(total.mid) / tokens * 1000,
+            "scope": scope, "pue": pue, "sources": sources}
 
 
 def summary(res: SimResult, carbon: dict[str, float], slo_ttft_s: float,
@@ -218,6 +239,7 @@ def summary(res: SimResult, carbon: dict[str, float], slo_ttft_s: float,
         "n_requests": res.n_requests,
         "n_served": int(res.served.sum()),
         "n_rejected": int((~res.served).sum()),
+        "n_too_long": int(res.info.get("n_too_long", 0)),
         "model": res.spec.model, "gpu": res.spec.gpu, "replicas": res.spec.replicas,
         "tp": res.spec.tp, "max_batch": res.spec.max_batch, "trace": res.trace_name,
         "ttft_s": _pct(res.ttft_s), "tpot_s": _pct(res.tpot_s), "e2e_s": _pct(res.e2e_s),

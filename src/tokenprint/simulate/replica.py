@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tokenprint.predict.step import StepCosts
+from tokenprint.units import S_PER_HOUR
 
 # The replica's costs are the performance model's (``tokenprint.predict.step``).
 ReplicaCosts = StepCosts
@@ -95,7 +96,7 @@ def simulate_replica(arrival_s: NDArray[np.float64], input_len: NDArray[np.int64
     def account(t0: float, dt: float, e: float) -> None:
         if hour0_s is None:
             return
-        h = int((hour0_s + t0 + dt / 2) // 3600)
+        h = int((hour0_s + t0 + dt / 2) // S_PER_HOUR)
         slot = hourly.get(h)
         if slot is None:
             hourly[h] = [dt, e]
