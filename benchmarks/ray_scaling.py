@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from tokenprint.catalog import load_catalog
-from tokenprint.distributed.executor import init_ray
+from tokenprint.executor import init_ray
 from tokenprint.plan import PlanInputs, plan
 from tokenprint.simulate import load_trace, synthetic_poisson
 

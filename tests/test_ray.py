@@ -12,7 +12,7 @@ from tokenprint.bench import SweepSpec  # noqa: E402
 from tokenprint.bench.store import ResultsStore  # noqa: E402
 from tokenprint.bench.workload import fixed_pairs  # noqa: E402
 from tokenprint.distributed.bench import run_sweep_ray  # noqa: E402
-from tokenprint.distributed.executor import init_ray, parallel_map  # noqa: E402
+from tokenprint.executor import init_ray, parallel_map  # noqa: E402
 from tokenprint.plan import PlanInputs, plan  # noqa: E402
 from tokenprint.simulate import Trace  # noqa: E402
 

@@ -110,7 +110,7 @@ def simulate(
     _check_numbers(time_scale, slo_ttft_s, slo_tpot_s, lifetime_years, pue, seed)
     if intensity_file is not None and start is None:
         raise TokenprintError("--intensity-file needs --start (when the trace begins)")
-    from tokenprint.distributed.executor import check_executor, parallel_map
+    from tokenprint.executor import check_executor, parallel_map
 
     check_executor(executor)
     tr = _trace(trace, synthetic, time_scale, start, seed)

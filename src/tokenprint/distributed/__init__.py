@@ -1,5 +1,5 @@
 """Running sweeps and plans on a Ray cluster (optional extra ``tokenprint[ray]``)."""
 
-from tokenprint.distributed.executor import EXECUTORS, check_executor
+from tokenprint.executor import EXECUTORS, check_executor
 
 __all__ = ["EXECUTORS", "check_executor"]

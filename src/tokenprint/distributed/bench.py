@@ -17,7 +17,7 @@ from tokenprint.bench.runner import (
 from tokenprint.bench.store import ResultsStore
 from tokenprint.bench.workload import LengthPair
 from tokenprint.catalog import Catalog
-from tokenprint.distributed.executor import init_ray
+from tokenprint.executor import init_ray
 
 
 def _point_task(spec: SweepSpec, catalog_files: list[str], model_id: str, pair: LengthPair,

@@ -32,15 +32,8 @@ from tokenprint.gateway.dashboard import DASHBOARD_HTML, dashboard_data
 from tokenprint.gateway.intensity import IntensityProvider
 from tokenprint.gateway.ledger import Ledger
 from tokenprint.gateway.metrics import Metrics
-from tokenprint.gateway.proxy import (
-    ENDPOINTS,
-    Proxy,
-    Receive,
-    Scope,
-    Send,
-    error_body,
-    send_error,
-)
+from tokenprint.gateway.proxy import Proxy
+from tokenprint.gateway.requests import ENDPOINTS, Receive, Scope, Send, error_body, send_error
 from tokenprint.gateway.routing import Router, UpstreamState
 from tokenprint.gateway.upstream import UpstreamClient
 

@@ -182,7 +182,7 @@ def plan(inp: PlanInputs, catalog: Catalog, progress: Any = None, executor: str 
                 skipped.append(f"{model} does not fit 8 × {gpu}")
                 continue
             jobs.extend((model, gpu, tp, mb) for mb in inp.max_batches)
-    from tokenprint.distributed.executor import parallel_map
+    from tokenprint.executor import parallel_map
 
     files = list(catalog.files)
 
