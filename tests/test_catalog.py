@@ -171,3 +171,15 @@ def test_missing_user_file(tmp_path: Path):
 def test_quantity_range_must_be_ordered():
     with pytest.raises(ValueError):
         Quantity(value=5, low=6, high=7, source="x")
+
+
+@pytest.mark.parametrize("nvml_name,gpu_id", [
+    ("Tesla T4", "t4"), ("NVIDIA RTX 6000 Ada Generation", "rtx-6000-ada"), ("NVIDIA L4", "l4"),
+    ("NVIDIA L40S", "l40s"), ("NVIDIA A10G", "a10g"), ("Tesla V100-SXM2-32GB", "v100-sxm2-32gb"),
+    ("NVIDIA A100-SXM4-40GB", "a100-sxm4-40gb"), ("NVIDIA A100-SXM4-80GB", "a100-sxm4-80gb"),
+    ("NVIDIA H100 80GB HBM3", "h100-sxm"), ("NVIDIA H100 PCIe", "h100-pcie"),
+    ("NVIDIA H200", "h200"), ("NVIDIA B200", "b200"), ("AMD Instinct MI300X", "mi300x"),
+    ("NVIDIA A40", "a40"), ("NVIDIA GH200 480GB", "gh200"),
+])
+def test_gpu_names_as_nvml_reports_them(catalog, nvml_name, gpu_id):
+    assert catalog.gpu(nvml_name).id == gpu_id

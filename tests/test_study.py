@@ -213,3 +213,25 @@ def test_report_renders_in_chromium(study_dir: Path):
         for f in data["findings"][:3]:
             assert f["sentence"][:40] in text
         browser.close()
+
+
+def test_terminal_table_keeps_ids_whole_at_80_columns(tmp_path: Path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "COLUMNS": "80"}
+    out = subprocess.run([sys.executable, "-m", "tokenprint", "study", "--out",
+                          str(tmp_path / "s")], capture_output=True, text=True, env=env,
+                         check=True).stdout
+    table = out.split("Findings")[0]
+    rows = table.splitlines()
+    header = next(line for line in rows if "US-CAL-CISO" in line)
+    for region in ("US-CAL-CISO", "US-MIDW-MISO", "CA-QC"):
+        assert region in header, region
+    for name in ("llama-3.2-1b", "llama-3.2-3b", "llama-2-7b", "rtx-6000-ada"):
+        assert any(line.strip() == name or line.strip().startswith(name + " ") for line in rows)
+    assert "…" not in table
+    t4_rows = [line for line in rows if line.strip().startswith("t4 ")]
+    assert len(t4_rows) == 3 and all(line.rstrip().endswith("%)") for line in t4_rows)
+    assert max(len(line) for line in out.splitlines()) <= 80

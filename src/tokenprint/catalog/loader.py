@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -63,8 +64,12 @@ class Catalog:
     files: tuple[str, ...] = field(default=())
 
     def gpu(self, gpu_id: str) -> Gpu:
-        """The GPU with this id or alias (case-insensitive)."""
-        return _lookup(self.gpus, gpu_id, "gpu")
+        """The GPU with this id or alias, case-insensitive; names as NVML and nvidia-smi report
+        them (``Tesla T4``, ``NVIDIA H100 80GB HBM3``) match too."""
+        key = gpu_id.strip().lower()
+        if key not in self.gpus:
+            key = re.sub(r"[^a-z0-9.]+", "-", key).strip("-") or key
+        return _lookup(self.gpus, key, "gpu")
 
     def host(self, host_id: str) -> Host:
         """The host server archetype with this id."""

@@ -149,17 +149,32 @@ def _summary(res, paths: dict[str, Path]) -> None:  # type: ignore[no-untyped-de
 
     kt = key_table(res)
     regions = list(dict.fromkeys(kt["region"]))
-    table = Table(title="Carbon per 1k output tokens (mg CO2e; embodied share), each GPU at its "
-                  f"lowest-carbon batch meeting TPOT ≤ {res.config.tpot_target_s * 1e3:.0f} ms")
-    for col in ("model", "GPU", "batch", "tok/s", "source", *regions):
-        table.add_column(col, justify="left" if col in ("model", "GPU", "source") else "right")
-    for (model, gpu), grp in kt.groupby(["model", "GPU"], sort=False):
-        by_region = grp.set_index("region")
-        first = grp.iloc[0]
-        cells = [f"{by_region.loc[r, 'total mg/1k']:.3g} ({by_region.loc[r, 'embodied %']:.0f} %)"
-                 if r in by_region.index else "—" for r in regions]
-        table.add_row(model, gpu, str(first["batch"]), f"{first['tok/s']:.0f}", first["source"],
-                      *cells)
+    from rich import box
+
+    sources = set(kt["source"])
+    one_source = len(sources) == 1
+    table = Table(title="Carbon per 1k output tokens, mg CO2e (embodied share), each GPU at its "
+                  f"lowest-carbon batch meeting TPOT ≤ {res.config.tpot_target_s * 1e3:.0f} ms",
+                  box=box.SIMPLE_HEAD, pad_edge=False,
+                  caption=(f"all {next(iter(sources))}" if one_source else
+                           "src: P predicted, M measured, P+M mixed"))
+    # ids are never cut: the first column holds the longest model or (indented) GPU id whole
+    id_width = max([len(m) for m in kt["model"]] + [len(g) + 2 for g in kt["GPU"]])
+    table.add_column("model / GPU", overflow="fold", min_width=id_width)
+    for col in ("batch", "tok/s", *([] if one_source else ["src"]), *regions):
+        table.add_column(col, justify="left" if col == "src" else "right", overflow="fold",
+                         min_width=len(col) if col in regions else None)
+    code = {"predicted": "P", "measured": "M", "mixed": "P+M"}
+    for model, mgrp in kt.groupby("model", sort=False):
+        table.add_row(f"[bold]{model}[/bold]", *[""] * (len(table.columns) - 1))
+        for gpu, grp in mgrp.groupby("GPU", sort=False):
+            by_region = grp.set_index("region")
+            first = grp.iloc[0]
+            cells = [f"{by_region.loc[r, 'total mg/1k']:.3g} "
+                     f"({by_region.loc[r, 'embodied %']:.0f}%)"
+                     if r in by_region.index else "—" for r in regions]
+            src = [] if one_source else [code.get(str(first["source"]), str(first["source"]))]
+            table.add_row(f"  {gpu}", str(first["batch"]), f"{first['tok/s']:.0f}", *src, *cells)
     console.print(table)
     from rich.markup import escape
 
