@@ -376,3 +376,13 @@ def test_argonne_boundaries_by_hand(tmp_path: Path, catalog):
     t = recs[0]["e2e_s"]
     e_run = float(e[0]) * 16 * 1024
     assert float(got[0]) == pytest.approx((e_run + 70.0 * 1.0) * t / (t + 1.0) / (16 * 1024))
+
+
+def test_wrong_format_names_the_right_one(shared_data: Path, capsys):
+    from tokenprint.cli.main import main
+
+    f = shared_data / "calibration/mlenergy_v2_llm_runs.csv"
+    with pytest.raises(SystemExit) as exc:
+        main(["calibrate", "--data", str(f), "--out", "/dev/null"])
+    assert exc.value.code == 2
+    assert "--format mlenergy" in capsys.readouterr().err

@@ -221,7 +221,8 @@ def runs_export(results: ResultsOpt = Path("tokenprint-results"),
                 out: Annotated[Path | None, typer.Option(help="Output file (default: stdout; "
                                                          "parquet needs a file).")] = None
                 ) -> None:
-    """Export all runs (JSON: a list of records)."""
+    """Export all runs as CSV (the default: one row per run, flat columns), Parquet or JSON (a
+    list of records)."""
     from tokenprint.bench.export import export, read_records
 
     text = export(read_records(results), fmt, out)

@@ -93,6 +93,8 @@ def serve(
     except ImportError as exc:
         raise TokenprintError(f"the gateway needs the serve extra: pip install "
                               f"'tokenprint[serve]' ({exc.name} missing)") from None
+    # everything that can refuse the config (intensity files, the ledger) runs before the banner
+    app = create_app(cfg, cat) if cfg.workers == 1 else None
     console.print(f"tokenprint gateway on http://{cfg.host}:{cfg.port}/v1 → "
                   + ", ".join(f"{u.name} ({u.url}, {u.gpu}, {u.region})" for u in cfg.upstream)
                   + f"; policy {cfg.policy}; ledger in {cfg.results}; dashboard /dashboard"
@@ -104,9 +106,8 @@ def serve(
               "http": LimitedHttpToolsProtocol, "limit_concurrency": cfg.max_connections,
               "timeout_keep_alive": cfg.keepalive_timeout_s, "timeout_graceful_shutdown": 10,
               "h11_max_incomplete_event_size": cfg.max_header_bytes}
-    if cfg.workers == 1:
-        uvicorn.run(create_app(cfg, cat), host=cfg.host, port=cfg.port, log_level="warning",
-                    **limits)
+    if app is not None:
+        uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning", **limits)
         return
     _serve_workers(cfg, [str(Path(p).resolve()) for p in catalog or []], limits)
 

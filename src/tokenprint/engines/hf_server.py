@@ -164,8 +164,10 @@ def main() -> None:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8000)
     a = ap.parse_args()
-    uvicorn.run(create_app(a.model, a.device, a.dtype, a.weights), host=a.host, port=a.port,
-                log_level="warning")
+    app = create_app(a.model, a.device, a.dtype, a.weights)
+    print(f"tokenprint hf_server: {a.model} on {a.device} ({a.dtype}) at "
+          f"http://{a.host}:{a.port}/v1 (Ctrl-C to stop)", flush=True)
+    uvicorn.run(app, host=a.host, port=a.port, log_level="warning")
 
 
 if __name__ == "__main__":

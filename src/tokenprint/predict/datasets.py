@@ -366,6 +366,14 @@ def load_points(fmt: str, path: str | Path, catalog: Catalog, stack: str | None 
         from tokenprint.bench.export import read_records
 
         records = read_records(Path(path))
+        cols = set(records[0]) if records else set()
+        if records and not {"hardware_id", "energy_per_output_token_j"} <= cols:
+            guess = ("mlenergy" if set(_MLENERGY_COLUMNS) <= cols else
+                     "mlenergy-v3" if set(_V3_COLUMNS) <= cols else None)
+            hint = (f"; its columns are ML.ENERGY's: use --format {guess}" if guess else
+                    f"; valid formats: {', '.join(FORMATS)}")
+            raise TokenprintError(f"{str(path)!r} does not hold tokenprint run records (no "
+                                  f"hardware_id / energy_per_output_token_j columns){hint}")
         return points_from_records(records, catalog, f"tokenprint records in {path}", stack)
     else:
         raise TokenprintError(f"unknown data format {fmt!r}; valid: {', '.join(FORMATS)}")
