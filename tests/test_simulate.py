@@ -211,3 +211,35 @@ def test_time_shift_moves_deferrable_work_to_clean_hours(tmp_path: Path, catalog
     assert late == pytest.approx(1.0)
     assert shift["saving_g"] > 0
     assert a["intensity"] == "hourly files"
+
+
+def test_plan_headline_keeps_the_capacities_and_breaks_near_ties(tmp_path, capsys):
+    from conftest import run_cli
+
+    base = ["plan", "--synthetic", "400,20", "--models", "llama-3.1-8b", "--gpus",
+            "h100-sxm,l4", "--regions", "CA-QC,FR,PL", "--max-batch", "16,64", "--out",
+            str(tmp_path / "p"), "--json"]
+    code, out, _ = run_cli(capsys, *base)
+    free = json.loads(out)
+    code, out, _ = run_cli(capsys, *base, "--region-capacity", "CA-QC=1,FR=1")
+    assert code == 0
+    a = json.loads(out)
+    b = a["best"]
+    caps = {"CA-QC": 1, "FR": 1}
+    if "split" in b:
+        for region, part in b["split"].items():
+            assert part["replicas"] * b["tp"] <= caps.get(region, 10**9)
+    else:
+        assert b["gpus_total"] <= caps.get(b["region"], 10**9)
+    # savings are computed against the headline itself
+    for k, base_g in a["baselines"].items():
+        assert a["savings_pct"][k] == pytest.approx((1 - b["total_g"] / base_g) * 100)
+    # a tie-break is explained, and the chosen plan is within the tolerance of the lowest
+    tb = free["tie_break"]
+    if tb is not None:
+        assert tb["carbon_above_lowest_pct"] <= 1.0 + 1e-9
+        assert free["best"]["e2e_s"] <= tb["lowest_carbon"]["e2e_s"]
+    code, out, _ = run_cli(capsys, *base, "--tie-tolerance", "0")
+    zero = json.loads(out)
+    assert zero["tie_break"] is None
+    assert zero["best"]["total_g"] == min(r["total_g"] for r in zero["all_feasible"])

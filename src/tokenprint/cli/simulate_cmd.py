@@ -217,6 +217,10 @@ def plan(
     region_capacity: Annotated[str | None, typer.Option(help="GPU limits per region: "
                                                         "FR=16,PL=8 (enables the MILP split).")
                                ] = None,
+    tie_tolerance: Annotated[float, typer.Option(help="Plans within this share of the lowest "
+                                                 "carbon count as tied; among them the lowest "
+                                                 "p95 latency, then fewest GPUs, wins.")
+                             ] = 0.01,
     time_scale: Annotated[float, typer.Option(help="Replay at k× the trace's rate.")] = 1.0,
     start: Annotated[str | None, typer.Option(help="Trace start, UTC ISO 8601.")] = None,
     scope: Annotated[str, typer.Option(help="Embodied scope.")] = "device",
@@ -261,7 +265,8 @@ def plan(
         slo_ttft_s=slo_ttft_s, slo_tpot_s=slo_tpot_s, percentile=percentile, scope=scope,
         lifetime_years=lifetime_years, pue=pue, max_replicas=max_replicas,
         intensity_dir=intensity_dir, deferrable=deferrable, deadline_h=deadline_h,
-        region_capacity=caps, stack=check_stack(cat, stack))
+        region_capacity=caps, stack=check_stack(cat, stack),
+        tie_tolerance=in_range(tie_tolerance, "--tie-tolerance", 0, 1))
     n = len(inp.models) * len(inp.gpus) * len(inp.max_batches)
     with console.status(f"planning over {n} candidates × {len(inp.regions)} regions…"):
         answer = run_plan(inp, cat, executor=executor, address=ray_address)
@@ -284,11 +289,25 @@ def _print_plan(a: dict[str, Any]) -> None:
         console.print(f"infeasible: {a['message']}", style="bold red")
         return
     b = a["best"]
-    console.print(f"[bold green]best:[/] {b['replicas']} × {b['tp']} × {b['gpu']} in "
-                  f"{b['region']}, max batch {b['max_batch']}, {b['model']}: "
-                  f"{fmt_g(b['total_g'])} total ({fmt_g(b['operational_g'])} operational + "
-                  f"{fmt_g(b['embodied_g'])} embodied), {a['targets']['percentile']} TTFT "
-                  f"{b['ttft_s']:.3g} s, TPOT {b['tpot_s'] * 1e3:.0f} ms")
+    if "split" in b:
+        where = ", ".join(f"{r}: {v['replicas']} replicas, {v['share']:.0%} of the load"
+                          for r, v in b["split"].items())
+        console.print(f"[bold green]best (within the region capacities):[/] {b['tp']} × "
+                      f"{b['gpu']} replicas split across regions — {where}; max batch "
+                      f"{b['max_batch']}, {b['model']}: {fmt_g(b['total_g'])} total")
+    else:
+        console.print(f"[bold green]best:[/] {b['replicas']} × {b['tp']} × {b['gpu']} in "
+                      f"{b['region']}, max batch {b['max_batch']}, {b['model']}: "
+                      f"{fmt_g(b['total_g'])} total ({fmt_g(b['operational_g'])} operational + "
+                      f"{fmt_g(b['embodied_g'])} embodied), {a['targets']['percentile']} TTFT "
+                      f"{b['ttft_s']:.3g} s, TPOT {b['tpot_s'] * 1e3:.0f} ms")
+    if a.get("tie_break"):
+        tb = a["tie_break"]
+        low = tb["lowest_carbon"]
+        console.print(f"chosen over {low['replicas']} × {low['gpu']} b{low['max_batch']} in "
+                      f"{low['region']} ({tb['carbon_above_lowest_pct']:.2g} % more carbon, "
+                      f"{tb['p95_latency_below_lowest_pct']:.0f} % lower p95 latency): "
+                      f"{tb['rule']}", style="dim")
     t = Table(title=f"Baselines in the home region {a['home_region']} (and in {b['region']})")
     for col in ("baseline", "configuration", "total", "saving", "saving, same region"):
         t.add_column(col)
@@ -303,8 +322,12 @@ def _print_plan(a: dict[str, Any]) -> None:
         p.add_row(f"{r['replicas']} × {r['gpu']} b{r['max_batch']}", r["region"],
                   fmt_g(r["total_g"]), f"{r['e2e_s']:.3g}")
     console.print(p)
-    if "multi_region" in a:
-        console.print(f"multi-region split (HiGHS): {a['multi_region']['split']}")
+    if "multi_region" in a and "split" not in b:
+        m = a["multi_region"]
+        console.print(f"multi-region split within the capacities (HiGHS): "
+                      f"{fmt_g(m['total_g'])} — " + ", ".join(
+                          f"{r}: {v['replicas']} replicas, {v['share']:.0%}"
+                          for r, v in m["split"].items()))
     if "time_shift" in a and "saving_g" in a["time_shift"]:
         console.print(f"time shifting the deferrable share saves "
                       f"{fmt_g(a['time_shift']['saving_g'])} operational")
@@ -318,7 +341,7 @@ def _pareto_figure(a: dict[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = a["table"]
+    rows = a["all_feasible"] if "all_feasible" in a else a["table"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     regions = sorted({r["region"] for r in rows})
     colours = plt.get_cmap("tab10")
@@ -331,11 +354,12 @@ def _pareto_figure(a: dict[str, Any], path: Path) -> Path:
             label="Pareto front")
     best = a["best"]
     ax.scatter([best["e2e_s"]], [best["total_g"]], marker="*", s=200, color="k", zorder=5,
-               label="carbon-optimal")
+               label="chosen plan")
     ax.set_xlabel(f"{a['targets']['percentile']} end-to-end latency (s)")
     ax.set_ylabel("total carbon for the trace (g CO2e)")
     ax.set_yscale("log")
-    ax.set_title("Feasible deployments: carbon vs latency")
+    ax.set_title(f"All {len(rows)} feasible deployments in {len(regions)} regions: "
+                 "carbon vs latency", fontsize=10)
     ax.legend(frameon=False, fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -52,6 +52,7 @@ class PlanInputs:
     deadline_h: float = 0.0
     region_capacity: dict[str, int] = field(default_factory=dict)
     stack: str = DEFAULT_STACK
+    tie_tolerance: float = 0.01
 
 
 @dataclass
@@ -224,7 +225,10 @@ def plan(inp: PlanInputs, catalog: Catalog, progress: Any = None, executor: str 
                                    f"(batch {closest['max_batch']}) with {inp.percentile} TTFT "
                                    f"{closest['ttft_s']:.3g} s, TPOT {closest['tpot_s']:.3g} s")})
         return answer
-    best = min(feasible, key=lambda x: x["total_g"])
+    caps = {k.upper(): v for k, v in inp.region_capacity.items()}
+    fits = [x for x in feasible if x["gpus_total"] <= caps.get(x["region"].upper(), 10**9)]
+    lowest = min(feasible, key=lambda x: x["total_g"])
+    best, tie = _choose(fits or feasible, inp.tie_tolerance)
     home = regions[0]
     at_home = [x for x in feasible if x["region"] == home]
     baselines = {
@@ -235,6 +239,7 @@ def plan(inp: PlanInputs, catalog: Catalog, progress: Any = None, executor: str 
     answer.update({
         "feasible": True,
         "best": _public(best),
+        "tie_break": tie,
         "total_range_g": best["total_range_g"],
         "sources": best["sources"],
         "home_region": home,
@@ -245,9 +250,32 @@ def plan(inp: PlanInputs, catalog: Catalog, progress: Any = None, executor: str 
         "savings_pct_same_region": _same_region_savings(best, feasible),
         "pareto": [_public(x) for x in pareto(feasible)],
         "table": [_public(x) for x in sorted(feasible, key=lambda x: x["total_g"])[:50]],
+        "all_feasible": [{k: x[k] for k in ("gpu", "replicas", "max_batch", "region", "e2e_s",
+                                             "total_g")} for x in feasible],
     })
     if inp.region_capacity:
-        answer["multi_region"] = split_regions(best, inp, catalog, regions, series)
+        # the split keeps every capacity; it becomes the headline where it beats the best
+        # single-region plan that fits (or where none fits)
+        split = split_regions(lowest, inp, catalog, regions, series)
+        answer["multi_region"] = split
+        single_ok = bool(fits)
+        answer["constraints"] = {"region_capacity_gpus": caps,
+                                 "single_region_plan_within_capacity": single_ok}
+        if split.get("total_g") is not None and (not single_ok
+                                                 or split["total_g"] < best["total_g"]):
+            headline = {**_public(lowest), "region": "+".join(split["split"]),
+                        "split": split["split"], "total_g": split["total_g"],
+                        "replicas": sum(v["replicas"] for v in split["split"].values())}
+            headline["gpus_total"] = headline["replicas"] * lowest["tp"]
+            for k in ("operational_g", "embodied_g", "total_range_g", "g_per_1k_tokens"):
+                headline.pop(k, None)
+            answer["best"] = headline
+            answer["best_kind"] = "multi-region split within the capacities"
+            answer["tie_break"] = None
+            answer["savings_pct"] = {k: (1 - split["total_g"] / v["total_g"]) * 100
+                                     if v["total_g"] else 0.0 for k, v in baselines.items()}
+        elif not single_ok:
+            answer["message"] = "no plan keeps the region capacities"
     if inp.deferrable > 0:
         answer["time_shift"] = time_shift(best, inp, series[best["region"]])
     return answer
@@ -265,6 +293,27 @@ def _same_region_savings(best: dict[str, Any], feasible: list[dict[str, Any]]
     }
     return {k: (1 - best["total_g"] / v["total_g"]) * 100 if v["total_g"] else 0.0
             for k, v in picks.items()}
+
+
+def _choose(rows: list[dict[str, Any]], tolerance: float
+            ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The lowest-carbon row, unless another within ``tolerance`` of it has a lower p95
+    latency (then fewer GPUs): a 0.005 % carbon saving is not worth 14 % more latency. Returns
+    the choice and, when the tie-break moved it, why."""
+    lowest = min(rows, key=lambda x: x["total_g"])
+    near = [x for x in rows if x["total_g"] <= lowest["total_g"] * (1 + tolerance)]
+    pick = min(near, key=lambda x: (x["e2e_s"], x["gpus_total"], x["total_g"]))
+    if pick is lowest:
+        return lowest, None
+    return pick, {
+        "tolerance_pct": tolerance * 100,
+        "lowest_carbon": _public(lowest),
+        "carbon_above_lowest_pct": (pick["total_g"] / lowest["total_g"] - 1) * 100,
+        "p95_latency_below_lowest_pct": (1 - pick["e2e_s"] / lowest["e2e_s"]) * 100
+        if lowest["e2e_s"] else 0.0,
+        "rule": f"within {tolerance * 100:g} % of the lowest carbon, the lowest p95 latency, "
+                "then the fewest GPUs",
+    }
 
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:
