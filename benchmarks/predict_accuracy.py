@@ -29,7 +29,7 @@ from fit_shipped_profiles import load_all  # noqa: E402
 from tokenprint.catalog import load_catalog  # noqa: E402
 from tokenprint.predict.validate import validation_report  # noqa: E402
 
-METRICS = ("energy_per_token", "tpot", "throughput")
+METRICS = ("energy_per_token", "tpot", "throughput", "ttft")
 
 
 def _row(label: str, rep: dict) -> str:
@@ -51,7 +51,8 @@ def main() -> None:
     cat = load_catalog()
     sets = load_all(cal)
     names = ("ML.ENERGY v1 (HF, batch 1)", "ML.ENERGY v2 (vLLM 2024)",
-             "ML.ENERGY v3 H100 (vLLM 2025)", "Argonne (vLLM 2024, TRT-LLM, DS-MII)")
+             "ML.ENERGY v3 H100 (vLLM 2025)", "Argonne (vLLM 2024, TRT-LLM, DS-MII)",
+             "Splitwise (Llama-2-70B, time only)")
     print("metric columns: MAPE (bias) coverage ±median half-width, for "
           + ", ".join(METRICS))
     print("\n== shipped profiles, no refit (in-sample for calibrated pairs) ==")

@@ -5,7 +5,8 @@ Writes src/tokenprint/catalog/data/profiles.toml (one profile per GPU and servin
 
 Data, stacks and boundaries (each loader states its assumptions in the profile's source):
 ML.ENERGY v1 → hf-transformers; ML.ENERGY v2 and Argonne vLLM → vllm-2024; ML.ENERGY v3 →
-vllm-2025; Argonne TensorRT-LLM → tensorrt-llm; Argonne DeepSpeed-MII → deepspeed-mii.
+vllm-2025; Argonne TensorRT-LLM → tensorrt-llm; Argonne DeepSpeed-MII → deepspeed-mii;
+Splitwise (time only, engine undocumented) → splitwise-2023.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tokenprint.predict.datasets import (
     load_mlenergy,
     load_mlenergy_v1,
     load_mlenergy_v3,
+    load_splitwise,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,6 +40,7 @@ def load_all(cal: Path) -> list[Points]:
         load_mlenergy(cal / "mlenergy_v2_llm_runs.csv", cat),
         load_mlenergy_v3(cal / "mlenergy_v3_h100/mlenergy_v3_h100_configs.csv", cat),
         load_argonne(cal / "argonne_llm_inference_bench", cat),
+        load_splitwise(cal / "splitwise_perf_model", cat),
     ]
 
 

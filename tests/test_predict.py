@@ -157,8 +157,8 @@ def test_validate_on_shared_subset(shared_data: Path, catalog):
                                pts.source)
     assert set(report) >= {"n_points", "n_skipped", "mape", "bias", "coverage", "by_gpu",
                            "by_model", "by_stack"}
-    assert set(report["coverage"]) == {"energy_per_token", "tpot", "throughput"}
-    assert set(report["mape"]) == {"energy_per_token", "tpot", "throughput"}
+    assert set(report["coverage"]) >= {"energy_per_token", "tpot", "throughput"}
+    assert set(report["mape"]) >= {"energy_per_token", "tpot", "throughput"}
     assert report["n_points"] == len(sub)
     assert report["mape"]["energy_per_token"] < 25.0
     json.dumps(report)
@@ -338,7 +338,7 @@ def test_validate_cli_no_refit_on_v3(shared_data: Path, capsys):
                 "by_stack"):
         assert key in rep, key
     for key in ("mape", "bias", "coverage"):
-        assert set(rep[key]) == {"energy_per_token", "tpot", "throughput"}
+        assert set(rep[key]) >= {"energy_per_token", "tpot", "throughput"}
     assert rep["refit"] is False and rep["n_points"] > 200
     # rows of models not in the catalog, multimodal tasks and Mamba hybrids are counted by reason
     assert rep["n_skipped"] == sum(rep["skipped_reasons"].values()) > 100

@@ -31,7 +31,7 @@ from tokenprint.errors import TokenprintError
 METRICS = ("energy_per_output_token_j", "tpot_s", "throughput_tok_s", "ttft_s")
 COLUMNS = ("gpu", "model", "stack", "tp", "batch", "input_len", "output_len", "dtype", "mode",
            "energy_total", "idle_tail_s", "tpot_includes_prefill", *METRICS, "task")
-FORMATS = ("tokenprint", "mlenergy", "mlenergy-v3", "mlenergy-v1", "argonne")
+FORMATS = ("tokenprint", "mlenergy", "mlenergy-v3", "mlenergy-v1", "argonne", "splitwise")
 
 # ML.ENERGY v2 does not record prompt lengths; the mean prompt length is assumed.
 MLENERGY_INPUT_LEN_DEFAULT = 512
@@ -87,6 +87,14 @@ ARGONNE_SOURCE = ("Argonne LLM-Inference-Bench (github argonne-lcf/LLM-Inference
                   f"includes ~{ARGONNE_IDLE_TAIL_S:g} s of idle after the run, modelled as such; "
                   "A100 taken as SXM4 40 GB (Polaris), H100 as SXM; Llama-3 8B/70B share "
                   "Llama-3.1's shapes; vLLM there is 0.5-0.6 (stack vllm-2024)")
+
+
+SPLITWISE_GPUS = {"a100-80gb": "a100-sxm4-80gb", "h100-80gb": "h100-sxm"}
+SPLITWISE_SOURCE = ("Splitwise profiling data (github Mutinifni/splitwise-sim data/perf_model.csv, "
+                    "MIT; Patel et al. ISCA 2024): Llama-2-70B on DGX-A100 / DGX-H100, TP 2/4/8, "
+                    "fp16 assumed; TTFT = prefill time of the batch, TPOT = decode iteration "
+                    "time; power-capped H100 rows skipped; the engine is not documented (stack "
+                    "splitwise-2023)")
 
 
 @dataclass(frozen=True)
@@ -317,6 +325,32 @@ def load_argonne(path: str | Path, catalog: Catalog) -> Points:
     return out.points(ARGONNE_SOURCE)
 
 
+def load_splitwise(path: str | Path, catalog: Catalog) -> Points:
+    """Read Splitwise's Llama-2-70B prefill and decode times (a directory or the CSV)."""
+    p = Path(path)
+    f = p / "perf_model_llama2_70b_unique.csv" if p.is_dir() else p
+    df = _read_csv(f, "Splitwise data")
+    _require(df, ("model", "hardware", "tensor_parallel", "prompt_size_tokens", "batch_size",
+                  "token_size_tokens", "prompt_time_ms", "token_time_ms"), f, "Splitwise")
+    out = _Collector()
+    for rec in df.to_dict("records"):
+        gpu = SPLITWISE_GPUS.get(str(rec["hardware"]))
+        if gpu is None:
+            out.skip(f"hardware not modelled: {rec['hardware']} (power-capped)")
+            continue
+        model = _resolve(catalog, "model", str(rec["model"]).replace("llama2", "llama-2"))
+        if model is None:
+            out.skip(f"model not in catalog: {rec['model']}")
+            continue
+        out.add(gpu=gpu, model=model, stack="splitwise-2023", tp=int(rec["tensor_parallel"]),
+                batch=float(rec["batch_size"]), input_len=float(rec["prompt_size_tokens"]),
+                output_len=float(rec["token_size_tokens"]), dtype="fp16", mode="static",
+                energy_per_output_token_j=np.nan, tpot_s=float(rec["token_time_ms"]) / 1e3,
+                throughput_tok_s=np.nan, ttft_s=float(rec["prompt_time_ms"]) / 1e3,
+                task="splitwise")
+    return out.points(SPLITWISE_SOURCE)
+
+
 ENGINE_STACKS = {"hf": "hf-transformers", "vllm": "vllm-2025"}
 
 
@@ -362,6 +396,8 @@ def load_points(fmt: str, path: str | Path, catalog: Catalog, stack: str | None 
         pts = load_mlenergy_v1(path, catalog)
     elif fmt == "argonne":
         pts = load_argonne(path, catalog)
+    elif fmt == "splitwise":
+        pts = load_splitwise(path, catalog)
     elif fmt == "tokenprint":
         from tokenprint.bench.export import read_records
 

@@ -42,7 +42,7 @@ from tokenprint.predict.params import (
 
 HOLDOUTS = ("batch", "model", "gpu", "stack")
 REPORTED = {"energy_per_output_token_j": "energy_per_token", "tpot_s": "tpot",
-            "throughput_tok_s": "throughput"}
+            "throughput_tok_s": "throughput", "ttft_s": "ttft"}
 
 
 def _profile(gpu: str, stack: str, values: np.ndarray) -> CalibrationProfile:
@@ -170,6 +170,9 @@ def _stats(df: pd.DataFrame) -> dict[str, Any]:
     coverage: dict[str, float | None] = {}
     half: dict[str, float | None] = {}
     for m, name in REPORTED.items():
+        if m not in df or f"pred_{m}" not in df:
+            mape[name] = bias[name] = coverage[name] = half[name] = None
+            continue
         meas = df[m].to_numpy(float)
         pred = df[f"pred_{m}"].to_numpy(float)
         ok = np.isfinite(meas) & np.isfinite(pred) & (meas > 0)
