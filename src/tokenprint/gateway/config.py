@@ -9,6 +9,16 @@ api_keys_sha256 = ["<hex sha256 of a key>"]   # empty: no key required
 results = "tokenprint-results"    # SQLite ledger lives here
 idle = "unattributed"             # or "spread"
 intensity = "annual"              # annual | file | electricitymaps
+open_endpoints = "public"         # or "key": /metrics, /health, /dashboard need an API key
+# limits (defaults safe on a public interface)
+max_header_bytes = 16384          # request head → 431 beyond
+header_timeout_s = 10.0           # a head not complete in this time: connection closed
+max_connections = 2048            # held at once → 503 beyond
+keepalive_timeout_s = 5.0
+max_body_bytes = 1000000          # → 413
+body_timeout_s = 30.0             # → 408
+max_event_bytes = 1048576         # one SSE event relayed from an upstream → 502 beyond
+ledger_max_pending = 100000       # rows queued while the database refuses writes
 
 [[upstream]]
 name = "h100-qc"
