@@ -336,3 +336,47 @@ def test_series_mean_within_bounds(values, a, b):
 def test_constant_intensity_validates():
     with pytest.raises(TokenprintError):
         ConstantIntensity(-1.0)
+
+
+def test_power_timeline_branches_and_checks():
+    from tokenprint.carbon import ConstantIntensity
+
+    c = ConstantIntensity(400.0, "lifecycle", "test")
+    # 500 W for 2 h at 400 g/kWh, PUE 1.5 → 1 kWh × 1.5 × 400 = 600 g (constant intensity path)
+    assert operational_g_power_timeline([0.0, 7200.0], [500.0, 500.0], c, 1.5) == \
+        pytest.approx(600.0)
+    # linear ramp 0 → 1000 W over an hour: 0.5 kWh → 200 g
+    assert operational_g_power_timeline([0.0, 3600.0], [0.0, 1000.0], c) == pytest.approx(200.0)
+    for args, msg in ((([0.0], [1.0]), "2 or more"), (([0.0, 1.0], [1.0]), "matching"),
+                      (([0.0, 0.0], [1.0, 1.0]), "increase strictly"),
+                      (([0.0, 1.0], [1.0, -1.0]), "power must be >= 0")):
+        with pytest.raises(TokenprintError, match=msg):
+            operational_g_power_timeline(*args, c)
+    for args, msg in ((([0.0, 1.0], [5.0, 2.0]), "must not decrease"),
+                      (([1.0, 0.0], [0.0, 1.0]), "increase strictly"),
+                      (([0.0], [0.0]), "2 or more")):
+        with pytest.raises(TokenprintError, match=msg):
+            operational_g_energy_timeline(*args, c)
+    # energy counter: 2 kWh over one interval at 400 g/kWh
+    assert operational_g_energy_timeline([0.0, 10.0], [0.0, 7.2e6], c) == pytest.approx(800.0)
+
+
+def test_footprint_to_dict_carries_every_part(catalog):
+    fp = compute_footprint(catalog, gpu="h100", region="FR", energy_j=7.2e6, duration_s=3600,
+                           gpu_count=2, scope="card", pue=1.1, utilization=0.5)
+    d = fp.to_dict()
+    assert d["operational_g"] == pytest.approx(2 * 1.1 * fp.intensity_g_per_kwh.mid)
+    assert d["embodied_g"] == pytest.approx(float(fp.embodied_g.mid))
+    assert d["total_g"] == pytest.approx(d["operational_g"] + d["embodied_g"])
+    assert d["total_range_g"] == {"low": pytest.approx(float(fp.total_g.low)),
+                                  "high": pytest.approx(float(fp.total_g.high))}
+    assert d["scope"] == "card" and d["gpu"] == "h100-sxm" and d["region"] == "FR"
+    assert d["utilization"] == 0.5 and d["pue"] == 1.1 and d["amortization"] == "provisioned"
+    assert set(d["embodied_breakdown_g"]) == {"die", "memory", "packaging", "board", "host"}
+    assert d["embodied_breakdown_g"]["host"] == 0
+    assert d["energy_j"] == 7.2e6 and d["duration_s"] == 3600
+    assert d["embodied_share"] == pytest.approx(d["embodied_g"] / d["total_g"])
+    per = fp.per_1k_tokens(2000)
+    assert per["total_g"] == pytest.approx(d["total_g"] / 2)
+    with pytest.raises(TokenprintError, match="normalise"):
+        fp.per_unit(0)

@@ -386,3 +386,37 @@ def test_wrong_format_names_the_right_one(shared_data: Path, capsys):
         main(["calibrate", "--data", str(f), "--out", "/dev/null"])
     assert exc.value.code == 2
     assert "--format mlenergy" in capsys.readouterr().err
+
+
+def test_serving_composition_by_hand(catalog):
+    """Continuous batching: each iteration decodes one token for every running request at the
+    mean context and prefills the batch/output_len requests that replace finished ones; the KV
+    budget caps the running batch."""
+    from tokenprint.predict.model import pass_time, power_w, predict_serving
+
+    m, g = catalog.model("llama-3.1-8b"), catalog.gpu("l4")
+    shape, hw = ShapeArrays.of([m], ["bf16"]), hardware_arrays([g], ["bf16"])
+    prof = ProfileArrays.from_vector(np.array([0.5, 0.7, 2e-3, 1e-4, 2e-4, 0.2, 0.5, 0.5,
+                                               0.6]))
+    li, lo, b = 512.0, 256.0, 8.0
+    out = predict_serving(shape, hw, prof, b, li, lo, 1.0)
+    step = pass_time(shape, hw, prof, b, 1.0, li + lo / 2, 1.0)
+    pre = pass_time(shape, hw, prof, 1.0, li, 0.0, 1.0)
+    share = b / lo * float(pre.total_s[0])
+    iteration = float(step.total_s[0]) + share
+    energy = float(power_w(hw, prof, step)[0]) * float(step.total_s[0]) \
+        + float(power_w(hw, prof, pre)[0]) * share
+    assert float(out["running_batch"][0]) == b
+    assert float(out["tpot_s"][0]) == pytest.approx(float(step.total_s[0]))
+    assert float(out["ttft_s"][0]) == pytest.approx(float(pre.total_s[0] + step.total_s[0]))
+    assert float(out["iteration_s"][0]) == pytest.approx(iteration)
+    assert float(out["throughput_tok_s"][0]) == pytest.approx(b / iteration)
+    assert float(out["mean_power_w"][0]) == pytest.approx(energy / iteration)
+    assert float(out["energy_per_output_token_j"][0]) == pytest.approx(energy / b)
+    # the KV cache caps the running batch: 24 GB × 0.9 less 16 GB of weights, at 640 tokens
+    cap = (0.9 * 24e9 - m.weight_bytes("bf16")) / (m.kv_bytes_per_token("bf16") * (li + lo / 2))
+    big = predict_serving(shape, hw, prof, 10_000.0, li, lo, 1.0)
+    assert float(big["running_batch"][0]) == pytest.approx(cap)
+    # two GPUs of a parallel group double the power drawn for the same work share
+    two = predict_serving(shape, hw, prof, b, li, lo, 2.0)
+    assert float(two["mean_power_w"][0]) > float(out["mean_power_w"][0])

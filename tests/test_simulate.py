@@ -243,3 +243,30 @@ def test_plan_headline_keeps_the_capacities_and_breaks_near_ties(tmp_path, capsy
     zero = json.loads(out)
     assert zero["tie_break"] is None
     assert zero["best"]["total_g"] == min(r["total_g"] for r in zero["all_feasible"])
+
+
+def test_summary_keys_carry_the_result(catalog):
+    tr = _trace()
+    res = simulate(tr, catalog, ClusterSpec("llama-3.1-8b", "a100-sxm4-80gb", replicas=2,
+                                            max_batch=16))
+    c = carbon_of(res, catalog, "FR", pue=1.2)
+    s = summary(res, c, 1.0, 0.2)
+    assert s["n_requests"] == tr.n and s["n_served"] == int(res.served.sum())
+    assert s["n_rejected"] == tr.n - s["n_served"] and s["n_too_long"] == 0
+    assert (s["model"], s["gpu"], s["replicas"], s["tp"], s["max_batch"]) == \
+        ("llama-3.1-8b", "a100-sxm4-80gb", 2, 1, 16)
+    assert s["energy_j"] == res.energy_j and s["busy_energy_j"] == res.busy_energy_j
+    assert s["idle_energy_j"] == res.idle_energy_j and s["duration_s"] == res.duration_s
+    assert s["gpu_busy_s"] == res.busy_s and s["gpu_idle_s"] == res.idle_s
+    assert s["output_tokens"] == res.output_tokens
+    assert s["throughput_tok_s"] == pytest.approx(res.output_tokens / res.duration_s)
+    assert s["ttft_s"]["p50"] == pytest.approx(float(np.percentile(res.ttft_s, 50)))
+    assert s["tpot_s"]["p99"] == pytest.approx(float(np.percentile(res.tpot_s, 99)))
+    ok = res.slo_mask(1.0, 0.2)
+    assert s["slo_attainment"] == pytest.approx(ok.sum() / tr.n)
+    assert s["slo"] == {"ttft_s": 1.0, "tpot_s": 0.2}
+    assert s["total_g"] == c["total_g"] and s["pue"] == 1.2
+    assert s["total_range_g"]["low"] <= s["total_g"] <= s["total_range_g"]["high"]
+    assert s["g_per_1k_slo_tokens"] == pytest.approx(
+        c["total_g"] / int(res.output_len[ok].sum()) * 1000)
+    assert s["source"] == "predicted" and s["stack"] == "vllm-2025"
