@@ -58,6 +58,34 @@ def serve_in_thread(app: Any) -> Iterator[int]:
 
 
 @contextlib.contextmanager
+def _asyncio_server(handle: Any) -> Iterator[str]:
+    """Run an asyncio connection handler on a loopback port in a thread; yields the ``/v1``
+    base URL and stops the server on exit."""
+    import asyncio
+
+    port = free_port()
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    stop: list[asyncio.Future[None]] = []
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", port)
+        stop.append(loop.create_future())
+        ready.set()
+        async with server:
+            await stop[0]
+
+    th = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    th.start()
+    ready.wait(10)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        loop.call_soon_threadsafe(stop[0].set_result, None)
+        th.join(timeout=10)
+
+
+@contextlib.contextmanager
 def scripted_upstream(tokens: int, itl_s: float = 0.0, cut_after: int | None = None,
                       first_delay_s: float = 0.0, dropped: list[float] | None = None
                       ) -> Iterator[str]:
@@ -112,26 +140,8 @@ def scripted_upstream(tokens: int, itl_s: float = 0.0, cut_after: int | None = N
         finally:
             writer.close()
 
-    port = free_port()
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    stop: list[asyncio.Future[None]] = []
-
-    async def main() -> None:
-        server = await asyncio.start_server(handle, "127.0.0.1", port)
-        stop.append(loop.create_future())
-        ready.set()
-        async with server:
-            await stop[0]
-
-    th = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
-    th.start()
-    ready.wait(10)
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        loop.call_soon_threadsafe(stop[0].set_result, None)
-        th.join(timeout=10)
+    with _asyncio_server(handle) as url:
+        yield url
 
 
 def start_hf_server(model: str = "tiny") -> tuple[subprocess.Popen[bytes], str]:
@@ -271,23 +281,5 @@ def raw_upstream(script: Any) -> Iterator[str]:
         finally:
             writer.close()
 
-    port = free_port()
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    stop: list[asyncio.Future[None]] = []
-
-    async def main() -> None:
-        server = await asyncio.start_server(handle, "127.0.0.1", port)
-        stop.append(loop.create_future())
-        ready.set()
-        async with server:
-            await stop[0]
-
-    th = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
-    th.start()
-    ready.wait(10)
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        loop.call_soon_threadsafe(stop[0].set_result, None)
-        th.join(timeout=10)
+    with _asyncio_server(handle) as url:
+        yield url

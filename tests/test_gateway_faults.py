@@ -7,11 +7,13 @@ count is back to 0.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,18 @@ def _stream(http: TestClient, prompt: str = "a b c") -> Any:
     return http.post("/v1/completions", json={"model": "tiny", "prompt": prompt,
                                                "stream": True,
                                                "stream_options": {"include_usage": True}})
+
+
+@contextlib.contextmanager
+def _locked(tmp_path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the ledger's database (another process would do the same)."""
+    blocker = sqlite3.connect(tmp_path / "ledger" / "tokenprint.sqlite", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
 
 
 def _settled(app: Any) -> None:
@@ -312,19 +326,13 @@ def test_locked_database_delays_rows_but_loses_none(tmp_path: Path, catalog):
         with TestClient(app) as http:
             _stream(http)
             time.sleep(0.2)
-            blocker = sqlite3.connect(tmp_path / "ledger" / "tokenprint.sqlite",
-                                      isolation_level=None)
-            blocker.execute("BEGIN EXCLUSIVE")
-            try:
+            with _locked(tmp_path):
                 for _ in range(20):
                     assert _stream(http).status_code == 200
                 time.sleep(BEHIND_WAIT)
                 h = http.get("/health")
                 assert h.status_code == 503 and h.json()["status"] == "degraded"
                 assert h.json()["ledger"]["pending"] == 20
-            finally:
-                blocker.execute("ROLLBACK")
-                blocker.close()
             deadline = time.time() + 10
             while http.get("/health").status_code != 200 and time.time() < deadline:
                 time.sleep(0.1)
@@ -345,18 +353,12 @@ def test_queue_overflow_is_counted_and_reported(tmp_path: Path, catalog):
         with TestClient(app) as http:
             _stream(http)
             time.sleep(0.2)
-            blocker = sqlite3.connect(tmp_path / "ledger" / "tokenprint.sqlite",
-                                      isolation_level=None)
-            blocker.execute("BEGIN EXCLUSIVE")
-            try:
+            with _locked(tmp_path):
                 for _ in range(130):
                     _stream(http)
                 h = http.get("/health").json()
                 assert h["ledger"]["dropped"] == 30 and h["status"] == "degraded"
                 assert "tokenprint_ledger_dropped_total 30.0" in http.get("/metrics").text
-            finally:
-                blocker.execute("ROLLBACK")
-                blocker.close()
     assert len(_rows(tmp_path)) == 101
     (run,) = check(tmp_path / "ledger")
     assert run["answered"] == 131 and run["recorded"] == 101 and run["dropped"] == 30
