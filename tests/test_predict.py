@@ -420,3 +420,15 @@ def test_serving_composition_by_hand(catalog):
     # two GPUs of a parallel group double the power drawn for the same work share
     two = predict_serving(shape, hw, prof, b, li, lo, 2.0)
     assert float(two["mean_power_w"][0]) > float(out["mean_power_w"][0])
+
+
+@pytest.mark.parametrize("model,tp,ok", [("qwen3-235b-a22b", 8, True), ("llama-3.1-8b", 3, False),
+                                         ("llama-3.1-8b", 4, True), ("llama-3.1-8b", 16, True),
+                                         ("llama-3.1-8b", 1, True), ("qwen3-30b-a3b", 2, True)])
+def test_parallel_groups_that_can_share_a_model(catalog, model, tp, ok):
+    from tokenprint.predict.shapes import group_fits_heads
+
+    assert group_fits_heads(catalog.model(model), tp) is ok
+    if not ok:
+        with pytest.raises(TokenprintError, match="cannot share"):
+            predict_records(catalog, catalog.model(model), catalog.gpu("h100"), [1], 64, 8, tp=tp)

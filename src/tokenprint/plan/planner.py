@@ -23,7 +23,7 @@ from tokenprint.catalog import Catalog
 from tokenprint.errors import TokenprintError
 from tokenprint.plan.milp import LinearProgram
 from tokenprint.predict.params import DEFAULT_STACK
-from tokenprint.predict.shapes import kv_token_budget
+from tokenprint.predict.shapes import group_fits_heads, kv_token_budget
 from tokenprint.simulate.cluster import ClusterSpec, SimResult, carbon_of, simulate
 from tokenprint.traces import Trace
 from tokenprint.units import J_PER_KWH, S_PER_HOUR, S_PER_YEAR
@@ -92,7 +92,7 @@ def min_tp(catalog: Catalog, model: str, gpu: str) -> int | None:
     m = catalog.model(model)
     g = catalog.gpu(gpu)
     for tp in (1, 2, 4, 8):
-        if m.num_kv_heads % tp and tp > 1:
+        if not group_fits_heads(m, tp):
             continue
         if kv_token_budget(m, g.memory_gb.value, "bf16" if g.bf16 else "fp16", tp) > 0:
             return tp

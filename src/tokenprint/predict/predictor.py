@@ -19,7 +19,7 @@ from tokenprint.predict.params import (
     hardware_arrays,
     resolve_profile,
 )
-from tokenprint.predict.shapes import ShapeArrays, kv_dtype_for, max_batch_fits
+from tokenprint.predict.shapes import ShapeArrays, group_fits_heads, kv_dtype_for, max_batch_fits
 
 DTYPES = ("auto", "bf16", "fp16", "fp32", "fp8", "mxfp4")
 
@@ -60,10 +60,10 @@ def predict_records(catalog: Catalog, model: ModelArch, gpu: Gpu, batches: list[
     stack = check_stack(catalog, stack)
     if tp < 1:
         raise TokenprintError(f"tensor-parallel degree {tp} is invalid; it must be >= 1")
-    if model.num_kv_heads % tp and tp > 1:
+    if not group_fits_heads(model, tp):
         raise TokenprintError(
-            f"tensor-parallel degree {tp} does not divide {model.id}'s {model.num_kv_heads} KV "
-            "heads"
+            f"a group of {tp} GPUs cannot share {model.id}'s {model.num_kv_heads} KV heads "
+            "(it must divide them or be a multiple of them)"
         )
     for name, val in (("input length", input_len), ("output length", output_len)):
         if val < 1:

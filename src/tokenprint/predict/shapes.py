@@ -138,6 +138,13 @@ def allreduce_bytes(shape: ShapeArrays, batch: ArrayLike, new_tokens: ArrayLike,
     return np.asarray(2.0 * shape.layers * act * 2.0 * (t - 1.0) / t)
 
 
+def group_fits_heads(model: ModelArch, tp: int) -> bool:
+    """Whether ``tp`` GPUs can share the model: the KV heads split evenly, or are replicated
+    (a group that is a multiple of them, as vLLM does), or the experts are spread (MoE)."""
+    kv = model.num_kv_heads
+    return tp == 1 or kv % tp == 0 or tp % kv == 0 or model.is_moe
+
+
 def kv_token_budget(model: ModelArch, memory_gb: float, weight_dtype: str, tp: int = 1,
                     kv_dtype: str = "auto", memory_fraction: float = MEMORY_FRACTION) -> int:
     """KV-cache tokens that fit beside the weights in ``tp`` GPUs (0: the weights do not fit)."""

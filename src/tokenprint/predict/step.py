@@ -27,6 +27,7 @@ from tokenprint.predict.shapes import (
     ACTIVATION_BYTES,
     MEMORY_FRACTION,
     ShapeArrays,
+    group_fits_heads,
     kv_dtype_for,
     kv_token_budget,
 )
@@ -80,7 +81,7 @@ def step_costs(catalog: Catalog, model_id: str, gpu_id: str, dtype: str = "auto"
     kv_dt = kv_dtype_for(dt, kv_dtype)
     prof = resolve_profile(gpu, catalog, stack)
     v = prof.values
-    if tp < 1 or (tp > 1 and model.num_kv_heads % tp and not model.is_moe):
+    if tp < 1 or not group_fits_heads(model, tp):
         raise TokenprintError(f"tensor-parallel degree {tp} is invalid for {model.id}")
     budget = kv_token_budget(model, gpu.memory_gb.value, dt, tp, kv_dt, memory_fraction)
     if budget <= 0:
