@@ -27,8 +27,10 @@ from tokenprint.units import J_PER_KWH, S_PER_HOUR
 
 
 def carbon(
-    energy_kwh: Annotated[str | None, typer.Option(help="Energy drawn, kWh.")] = None,
-    duration_h: Annotated[str | None, typer.Option(help="Time the GPUs were held, hours.")] = None,
+    energy_kwh: Annotated[str | None, typer.Option(metavar="NUMBER",
+        help="Energy drawn, kWh.")] = None,
+    duration_h: Annotated[str | None, typer.Option(metavar="NUMBER",
+        help="Time the GPUs were held, hours.")] = None,
     gpu: Annotated[str | None, typer.Option(help="GPU id (tokenprint catalog gpus).")] = None,
     count: Annotated[int, typer.Option(help="Number of GPUs.")] = 1,
     region: Annotated[str | None, typer.Option(help="Grid region id (tokenprint catalog regions)."
@@ -44,10 +46,13 @@ def carbon(
     scope: Annotated[str, typer.Option(help="Embodied scope: die|device|card|server.")] = "device",
     host: Annotated[str | None, typer.Option(help="Host archetype for server scope (default: the "
                                              "GPU's usual host).")] = None,
-    lifetime_years: Annotated[str, typer.Option(help="Hardware lifetime for amortization.")
+    lifetime_years: Annotated[str, typer.Option(metavar="NUMBER",
+        help="Hardware lifetime for amortization.")
                               ] = "5",
-    pue: Annotated[str, typer.Option(help="Data-centre PUE (1.0 = device-level).")] = "1.0",
-    utilization: Annotated[str, typer.Option(help="Share of provisioned time the GPUs serve "
+    pue: Annotated[str, typer.Option(metavar="NUMBER",
+        help="Data-centre PUE (1.0 = device-level).")] = "1.0",
+    utilization: Annotated[str, typer.Option(metavar="NUMBER",
+        help="Share of provisioned time the GPUs serve "
                                              "(0-1]: embodied is charged for duration / U. "
                                              "Default 1: the duration is all the time they are "
                                              "held (with --from-run: the run's own wall time).")

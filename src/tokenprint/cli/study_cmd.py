@@ -38,9 +38,11 @@ def study(
                                                    "chat-like mix.")] = None,
     scope: Annotated[str, typer.Option(help="Embodied scope: die|device|card|server.")] =
         "device",
-    lifetime_years: Annotated[str, typer.Option(help="Hardware lifetime, years.")] = "5",
-    pue: Annotated[str, typer.Option(help="Data-centre PUE.")] = "1.0",
-    tpot_target_ms: Annotated[str, typer.Option(help="TPOT target for the findings, ms.")] =
+    lifetime_years: Annotated[str, typer.Option(metavar="NUMBER",
+        help="Hardware lifetime, years.")] = "5",
+    pue: Annotated[str, typer.Option(metavar="NUMBER", help="Data-centre PUE.")] = "1.0",
+    tpot_target_ms: Annotated[str, typer.Option(metavar="NUMBER",
+        help="TPOT target for the findings, ms.")] =
         "200",
     results: Annotated[Path | None, typer.Option(help="Use measured runs from this results "
                                                  "directory where they exist.")] = None,
@@ -50,7 +52,8 @@ def study(
     intensity_region: Annotated[str | None, typer.Option(help="Name of the grid of "
                                                          "--intensity-file (for the report).")
                                 ] = None,
-    utilization: Annotated[str, typer.Option(help="Share of provisioned time the GPUs serve "
+    utilization: Annotated[str, typer.Option(metavar="NUMBER",
+        help="Share of provisioned time the GPUs serve "
                                              "(0-1]; embodied carbon per token scales with 1/U. "
                                              "Default 0.6: the Azure LLM trace's mean over its "
                                              "busiest 5 minutes. 1 = the seed study's "
