@@ -18,6 +18,7 @@ from tokenprint.carbon.intensity import (
     parse_time,
 )
 from tokenprint.carbon.operational import (
+    crossover_intensity,
     operational_g,
     operational_g_energy_timeline,
     operational_g_over,
@@ -26,7 +27,8 @@ from tokenprint.carbon.operational import (
 
 __all__ = [
     "COMPONENTS", "SCOPES", "ConstantIntensity", "EmbodiedBreakdown", "Footprint", "Intensity",
-    "IntensitySeries", "amortized_g", "amortized_share", "compute_footprint", "die_carbon_g",
+    "IntensitySeries", "amortized_g", "amortized_share", "compute_footprint", "crossover_intensity",
+    "die_carbon_g",
     "footprint_arrays", "gpu_embodied", "host_embodied_g", "load_intensity_csv",
     "operational_g", "operational_g_energy_timeline", "operational_g_over",
     "operational_g_power_timeline", "parse_time",

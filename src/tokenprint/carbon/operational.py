@@ -92,3 +92,16 @@ def operational_g_power_timeline(t_s: ArrayLike, power_w: ArrayLike, intensity: 
     else:
         ci = intensity.mean_over(grid[:-1], grid[1:])
     return float(np.sum(operational_g(energy, ci, pue)))
+
+
+def crossover_intensity(e_old_kwh: float, emb_old_g: float, e_new_kwh: float,
+                        emb_new_g: float, pue: float = 1.0) -> float | None:
+    """Grid intensity (g/kWh) at which two options emit the same per unit of work.
+
+    ``total = e_kwh × pue × CI + emb_g``; None when the lines do not cross at CI >= 0.
+    """
+    de = (e_old_kwh - e_new_kwh) * pue
+    if de == 0:
+        return None
+    ci = (emb_new_g - emb_old_g) / de
+    return float(ci) if ci >= 0 else None

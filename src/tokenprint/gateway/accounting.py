@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from tokenprint.carbon.embodied import gpu_embodied
+from tokenprint.carbon.operational import operational_g
 from tokenprint.catalog import Catalog
 from tokenprint.predict.model import predict_static
 from tokenprint.predict.params import (
@@ -31,7 +32,7 @@ from tokenprint.predict.params import (
 )
 from tokenprint.predict.predictor import resolve_dtype
 from tokenprint.predict.shapes import ShapeArrays
-from tokenprint.units import J_PER_KWH, S_PER_YEAR
+from tokenprint.units import S_PER_YEAR
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,7 @@ def carbon_of_request(energy: RequestEnergy, intensity_g_per_kwh: float, pue: fl
                       embodied_g_per_s: float, duration_s: float, concurrency: float
                       ) -> dict[str, float]:
     """Operational and embodied grams of one request."""
-    op = energy.energy_j / J_PER_KWH * pue * intensity_g_per_kwh
+    op = float(operational_g(energy.energy_j, intensity_g_per_kwh, pue))
     emb = embodied_g_per_s * duration_s / max(concurrency, 1.0)
     return {"energy_j": energy.energy_j, "prefill_j": energy.prefill_j,
             "decode_j": energy.decode_j, "operational_g": op, "embodied_g": emb,

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tokenprint.carbon.operational import operational_g
 from tokenprint.gateway.accounting import UpstreamModel, WorkShareAttributor
 from tokenprint.gateway.config import UpstreamConfig
-from tokenprint.units import J_PER_KWH
 
 P95_REFRESH_S = 0.5
 
@@ -77,7 +77,7 @@ class UpstreamState:
         """Expected grams for a typical request (512 in / 128 out) at the current load."""
         e = self.model.energy(512, 128, min(self.inflight + 1, 1024))
         nominal_duration_s = 128 * 0.05 + 0.2  # a nominal request, for the embodied share
-        return (e.energy_j / J_PER_KWH * pue * self.intensity
+        return (float(operational_g(e.energy_j, self.intensity, pue))
                 + self.model.embodied_g_per_s * nominal_duration_s / (self.inflight + 1))
 
 

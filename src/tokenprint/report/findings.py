@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from tokenprint.carbon.embodied import gpu_embodied
+from tokenprint.carbon.operational import crossover_intensity
 from tokenprint.catalog import Catalog
 from tokenprint.report.config import SEED_SCOPE, VENDOR_SCOPE, StudyConfig
 from tokenprint.units import J_PER_KWH, S_PER_YEAR
@@ -215,19 +216,6 @@ def findings(perf: pd.DataFrame, carbon: pd.DataFrame, cfg: StudyConfig,
              float(b1["total_g_per_1k"]), "separable": sep, "largest_batch_fitting": largest,
              "memory_rule": rule, **basis}))
     return out
-
-
-def crossover_intensity(e_old_kwh: float, emb_old_g: float, e_new_kwh: float,
-                        emb_new_g: float, pue: float = 1.0) -> float | None:
-    """Grid intensity (g/kWh) at which two options emit the same per unit of work.
-
-    ``total = e_kwh × pue × CI + emb_g``; None when the lines do not cross at CI >= 0.
-    """
-    de = (e_old_kwh - e_new_kwh) * pue
-    if de == 0:
-        return None
-    ci = (emb_new_g - emb_old_g) / de
-    return float(ci) if ci >= 0 else None
 
 
 def _crossovers(perf: pd.DataFrame, cfg: StudyConfig, catalog: Catalog) -> list[Finding]:
