@@ -79,6 +79,8 @@ def test_no_traceback_for_any_bad_number(tmp_path: Path, case: tuple[str, str], 
       "--region", "FR", "--pue", "0.5"], "--pue"),
     (["plan", "--synthetic", "40,10", "--models", "llama-3.2-1b", "--gpus", "h100", "--regions",
       "FR", "--pue", "nan"], "--pue"),
+    (["simulate", "--synthetic", "40,10", "--model", "llama-3.2-1b", "--gpu", "h100",
+      "--region", "FR", "--replicas", "99999999999999999999"], "replicas"),
 ])
 def test_issue_checks(args: list[str], needle: str):
     code, text = _run(args)

@@ -240,6 +240,7 @@ def plan(
 
     from tokenprint.plan import PlanInputs
     from tokenprint.plan import plan as run_plan
+    from tokenprint.simulate.cluster import MAX_REPLICAS
 
     cat = load(catalog)
     caps: dict[str, int] = {}
@@ -250,7 +251,7 @@ def plan(
             k, v = item.split("=", 1)
             caps[cat.region(k).id.upper()] = int_list(v, "GPU capacity", minimum=0)[0]
     _check_numbers(time_scale, slo_ttft_s, slo_tpot_s, lifetime_years, pue, seed)
-    in_range(max_replicas, "--max-replicas", 1)
+    in_range(max_replicas, "--max-replicas", 1, MAX_REPLICAS)
     in_range(deferrable, "--deferrable", 0, 1)
     in_range(deadline_h, "--deadline-h", 0)
     if deferrable > 0 and intensity_dir is None:

@@ -26,9 +26,10 @@ from tokenprint.predict.step import step_costs
 from tokenprint.ranges import Estimate
 from tokenprint.simulate.replica import ReplicaCosts, simulate_replica
 from tokenprint.traces import Trace
-from tokenprint.units import J_PER_KWH, S_PER_HOUR
+from tokenprint.units import S_PER_HOUR
 
 BALANCERS = ("round-robin", "least-work")
+MAX_REPLICAS = 100_000  # replicas are simulated one by one; beyond this a run would exhaust memory
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,9 @@ class SimResult:
 def simulate(trace: Trace, catalog: Catalog, spec: ClusterSpec, hourly: bool = False
              ) -> SimResult:
     """Replay ``trace`` through the cluster."""
-    if spec.replicas < 1:
-        raise TokenprintError(f"replicas {spec.replicas} is invalid; it must be >= 1")
+    if not 1 <= spec.replicas <= MAX_REPLICAS:
+        raise TokenprintError(f"replicas {spec.replicas} is invalid; it must be >= 1 and "
+                              f"<= {MAX_REPLICAS:,}")
     if spec.max_batch < 1:
         raise TokenprintError(f"max batch {spec.max_batch} is invalid; it must be >= 1")
     model = catalog.model(spec.model)
@@ -211,7 +213,7 @@ def carbon_of(res: SimResult, catalog: Catalog, region: str, *, scope: str = "de
         ci_h = intensity.at((np.array(hours, dtype=np.float64) + 0.5) * S_PER_HOUR)
         mid = float(operational_g(e_h, ci_h, pue).sum())
         op = Estimate.exact(mid)
-        ci_mean = mid / (float(e_h.sum()) / J_PER_KWH * pue) if e_h.sum() > 0 else 0.0
+        ci_mean = float(np.average(ci_h, weights=e_h)) if e_h.sum() > 0 else 0.0
         sources["intensity"] = f"{intensity.source} ({intensity.basis}), hour by hour"
     emb_one = gpu_embodied(gpu, catalog, scope)
     share = float(amortized_share(res.duration_s, lifetime_years)) * n_gpus
