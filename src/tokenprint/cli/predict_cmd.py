@@ -79,7 +79,8 @@ def _load_points(data: Path, fmt: str, catalog: CatalogOpt, stack: str | None): 
 
 
 FORMAT_HELP = ("tokenprint (results dir or export) | mlenergy (v2 CSV) | mlenergy-v3 (v3 configs "
-               "CSV) | mlenergy-v1 (v1 directory) | argonne (LLM-Inference-Bench directory)")
+               "CSV) | mlenergy-v1 (v1 directory) | argonne (LLM-Inference-Bench directory) | "
+               "splitwise (Splitwise perf-model CSV)")
 
 
 def calibrate(
