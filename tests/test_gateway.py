@@ -11,7 +11,6 @@ pytest.importorskip("fastapi")
 openai = pytest.importorskip("openai")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from tokenprint.gateway.accounting import WorkShareAttributor  # noqa: E402
 from tokenprint.gateway.app import create_app  # noqa: E402
 from tokenprint.gateway.config import GatewayConfig, UpstreamConfig, hash_key  # noqa: E402
 from tokenprint.gateway.intensity import IntensityProvider  # noqa: E402
@@ -136,49 +135,6 @@ def test_failover_retries_once_and_charges_once(tmp_path: Path, catalog, hf_serv
     rows = _ledger_rows(tmp_path)
     assert len(rows) == 3 and all(r["upstream"] == "alive" for r in rows)
     assert rows[0]["attempts"] == 2
-
-
-class _FakeCounter:
-    def __init__(self) -> None:
-        self.j = 0.0
-
-    def read_j(self) -> float:
-        return self.j
-
-
-def test_work_share_attribution_by_hand():
-    src = _FakeCounter()
-    att = WorkShareAttributor(prefill_cost_j=0.001, decode_cost_j=0.01, source=src)
-    att.start("a", 100, now=0.0, ttft_guess_s=1.0)   # a: prefill 100 tokens during [0, 1]
-    src.j = 50.0
-    att.tick(now=1.0)                             # only a in flight: all 50 J to a's prefill
-    att.progress("a", 1, now=1.0)
-    att.start("b", 100, now=1.0, ttft_guess_s=1.0)   # b joins; its prefill spans [1, 2]
-    src.j = 80.0
-    att.progress("a", 11, now=2.0)                # a: 10 decode tokens in [1, 2]
-    att.progress("b", 1, now=2.0)
-    att.tick(now=2.0)                             # 30 J: a 10 × 0.01 = 0.1, b 100 × 0.001 = 0.1
-    ea = att.finish("a", 11, now=2.0)
-    eb = att.finish("b", 1, now=2.0)
-    assert ea.prefill_j == pytest.approx(50.0)
-    assert ea.decode_j == pytest.approx(15.0)
-    assert eb.prefill_j == pytest.approx(15.0)
-    assert ea.energy_j + eb.energy_j == pytest.approx(80.0)   # nothing lost, nothing twice
-    src.j = 90.0
-    att.tick(now=3.0)                             # nobody in flight: idle, unattributed
-    assert att.idle_j == pytest.approx(10.0)
-    assert ea.method == "measured"
-
-
-def test_idle_spread_mode():
-    src = _FakeCounter()
-    att = WorkShareAttributor(0.001, 0.01, src, idle_mode="spread")
-    src.j = 10.0
-    att.tick(now=1.0)                             # idle: pooled
-    att.start("a", 10, now=1.0)
-    src.j = 15.0
-    e = att.finish("a", 0, now=2.0)
-    assert e.energy_j == pytest.approx(15.0) and att.idle_j == 0.0
 
 
 def test_live_intensity_with_cache_and_fallback(catalog, monkeypatch):

@@ -82,8 +82,8 @@ def test_conservation(catalog):
     assert res.busy_s + res.idle_s == pytest.approx(res.duration_s * 3)
     assert res.idle_energy_j == pytest.approx(res.idle_s * 40.0)
     assert res.busy_s * 40.0 < res.busy_energy_j < res.busy_s * 400.0
-    c = carbon_of(res, catalog, "FR")
-    s = summary(res, c, 1.0, 0.2)
+    c = carbon_of(res, catalog, "FR").to_dict()
+    s = summary(res, carbon_of(res, catalog, "FR"), 1.0, 0.2).to_dict()
     for key in ("n_requests", "ttft_s", "tpot_s", "slo_attainment", "energy_j", "operational_g",
                 "embodied_g", "total_g", "g_per_1k_tokens"):
         assert key in s
@@ -249,8 +249,8 @@ def test_summary_keys_carry_the_result(catalog):
     tr = _trace()
     res = simulate(tr, catalog, ClusterSpec("llama-3.1-8b", "a100-sxm4-80gb", replicas=2,
                                             max_batch=16))
-    c = carbon_of(res, catalog, "FR", pue=1.2)
-    s = summary(res, c, 1.0, 0.2)
+    c = carbon_of(res, catalog, "FR", pue=1.2).to_dict()
+    s = summary(res, carbon_of(res, catalog, "FR", pue=1.2), 1.0, 0.2).to_dict()
     assert s["n_requests"] == tr.n and s["n_served"] == int(res.served.sum())
     assert s["n_rejected"] == tr.n - s["n_served"] and s["n_too_long"] == 0
     assert (s["model"], s["gpu"], s["replicas"], s["tp"], s["max_batch"]) == \

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -23,6 +23,9 @@ from tokenprint.cli.common import (
 from tokenprint.errors import TokenprintError
 from tokenprint.predict.params import check_stack
 from tokenprint.units import J_PER_KWH
+
+if TYPE_CHECKING:
+    from tokenprint.simulate import SimSummary
 
 
 def _check_numbers(time_scale: float, slo_ttft_s: float, slo_tpot_s: float,
@@ -122,30 +125,28 @@ def simulate(
     series = load_intensity_csv(intensity_file, fill=True) if intensity_file else None
     files = [str(f) for f in (catalog or [])]
 
-    def one(spec: ClusterSpec) -> dict[str, Any]:
+    def one(spec: ClusterSpec) -> SimSummary:
         from tokenprint.catalog import get_catalog
 
         c_ = cat if executor == "local" else get_catalog(list(files))
         res_ = run_sim(tr, c_, spec, hourly=series is not None)
         carbon_ = carbon_of(res_, c_, region, scope=scope, lifetime_years=lifetime_years,
                             pue=pue, intensity=series)
-        out_ = summary(res_, carbon_, slo_ttft_s, slo_tpot_s)
-        out_["region"] = c_.region(region).id.upper()
-        return out_
+        return summary(res_, carbon_, slo_ttft_s, slo_tpot_s, c_.region(region).id.upper())
 
     with console.status(f"simulating {tr.n:,} requests × {len(specs)} configuration(s)…"):
         outs = parallel_map(one, specs, executor, ray_address)
     if len(outs) > 1:
         if as_json:
-            print_json(outs)
+            print_json([o.to_dict() for o in outs])
             return
         _configs_table(outs)
         return
-    out = outs[0]
     spec = specs[0]
     if as_json:
-        print_json(out)
+        print_json(outs[0].to_dict())
         return
+    out = outs[0].to_dict()
     table = Table(title=f"Simulated {out['n_requests']:,} requests ({tr.name}) on "
                   f"{spec.replicas} × {tp} × {spec.gpu}, {spec.model}, max batch "
                   f"{spec.max_batch}")
@@ -181,16 +182,20 @@ def simulate(
     console.print(f"source: predicted ({out['calibration']})", style="dim")
 
 
-def _configs_table(outs: list[dict[str, Any]]) -> None:
+def _g3(v: float | None) -> str:
+    return "—" if v is None else f"{v:.3g}"
+
+
+def _configs_table(outs: list[SimSummary]) -> None:
     t = Table(title="Simulated configurations")
     for col in ("gpu", "replicas", "max batch", "p95 TTFT s", "p95 TPOT s", "SLO", "energy kWh",
                 "total", "g / 1k tok"):
         t.add_column(col)
     for o in outs:
-        t.add_row(o["gpu"], str(o["replicas"]), str(o["max_batch"]),
-                  f"{o['ttft_s']['p95']:.3g}", f"{o['tpot_s']['p95']:.3g}",
-                  f"{o['slo_attainment']:.1%}", f"{o['energy_j'] / J_PER_KWH:.3g}",
-                  fmt_g(o["total_g"]), f"{o['g_per_1k_tokens']:.3g}")
+        t.add_row(o.spec.gpu, str(o.spec.replicas), str(o.spec.max_batch),
+                  _g3(o.ttft_s.p95), _g3(o.tpot_s.p95),
+                  f"{o.slo_attainment:.1%}", f"{o.energy_j / J_PER_KWH:.3g}",
+                  fmt_g(o.carbon.total_g.mid), f"{o.carbon.g_per_1k_tokens:.3g}")
     console.print(t)
 
 

@@ -17,16 +17,18 @@ from typing import Any
 
 import numpy as np
 
+from tokenprint.carbon.amortize import amortized_share
 from tokenprint.carbon.embodied import gpu_embodied
 from tokenprint.carbon.intensity import IntensitySeries, load_intensity_csv
+from tokenprint.carbon.operational import operational_g
 from tokenprint.catalog import Catalog
 from tokenprint.errors import TokenprintError
 from tokenprint.plan.milp import LinearProgram
 from tokenprint.predict.params import DEFAULT_STACK
 from tokenprint.predict.shapes import group_fits_heads, kv_token_budget
-from tokenprint.simulate.cluster import ClusterSpec, SimResult, carbon_of, simulate
+from tokenprint.simulate.cluster import ClusterSpec, SimCarbon, SimResult, carbon_of, simulate
 from tokenprint.traces import Trace
-from tokenprint.units import J_PER_KWH, S_PER_HOUR, S_PER_YEAR
+from tokenprint.units import S_PER_HOUR
 
 PERCENTILES = {"p95": 95.0, "p99": 99.0}
 
@@ -80,6 +82,47 @@ class Evaluated:
         return {"model": self.model, "gpu": self.gpu, "tp": self.tp, "replicas": self.replicas,
                 "max_batch": self.max_batch, "gpus_total": self.n_gpus,
                 "ttft_s": self.ttft_q, "tpot_s": self.tpot_q, "e2e_s": self.e2e_q}
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    """One simulated configuration placed in one region, with its carbon there."""
+
+    config: Evaluated
+    region: str
+    carbon: SimCarbon
+
+    @property
+    def total_g(self) -> float:
+        """Operational + embodied grams (central estimate)."""
+        return float(self.carbon.total_g.mid)
+
+    @property
+    def e2e_s(self) -> float:
+        """End-to-end latency at the planned percentile."""
+        return self.config.e2e_q
+
+    @property
+    def energy_j(self) -> float:
+        """Energy of every provisioned GPU over the trace."""
+        return self.config.result.energy_j
+
+    @property
+    def gpus_total(self) -> int:
+        """GPUs provisioned."""
+        return self.config.n_gpus
+
+    @property
+    def feasible(self) -> bool:
+        """Meets the latency targets with every request served."""
+        return self.config.feasible
+
+    def to_dict(self) -> dict[str, Any]:
+        """As JSON; sources are given once at the top of the answer."""
+        carbon = self.carbon.to_dict()
+        carbon.pop("sources")
+        return {**self.config.label(), "region": self.region, "feasible": self.feasible,
+                "energy_j": self.energy_j, **carbon}
 
 
 def _q(x: np.ndarray, pct: float) -> float:
@@ -196,14 +239,11 @@ def plan(inp: PlanInputs, catalog: Catalog, progress: Any = None, executor: str 
     evaluated = [ev for group in results for ev in group]
     if not evaluated:
         raise TokenprintError("no candidate can hold the model: " + "; ".join(skipped))
-    rows = []
-    for ev in evaluated:
-        for r in regions:
-            c = carbon_of(ev.result, catalog, r, scope=inp.scope,
-                          lifetime_years=inp.lifetime_years, pue=inp.pue, intensity=series[r])
-            rows.append({**ev.label(), "region": r, "feasible": ev.feasible,
-                         "energy_j": ev.result.energy_j, **c, "_ev": ev})
-    feasible = [x for x in rows if x["feasible"]]
+    rows = [PlanRow(ev, r, carbon_of(ev.result, catalog, r, scope=inp.scope,
+                                     lifetime_years=inp.lifetime_years, pue=inp.pue,
+                                     intensity=series[r]))
+            for ev in evaluated for r in regions]
+    feasible = [x for x in rows if x.feasible]
     answer: dict[str, Any] = {
         "trace": inp.trace.name, "n_requests": inp.trace.n,
         "targets": {"percentile": inp.percentile, "ttft_s": inp.slo_ttft_s,
@@ -213,45 +253,43 @@ def plan(inp: PlanInputs, catalog: Catalog, progress: Any = None, executor: str 
         "intensity": "hourly files" if hourly else "annual averages",
     }
     if not feasible:
-        closest = min(rows, key=lambda x: max(x["ttft_s"] / inp.slo_ttft_s,
-                                              x["tpot_s"] / inp.slo_tpot_s))
-        failing = [name for name, v, t in (("ttft", closest["ttft_s"], inp.slo_ttft_s),
-                                           ("tpot", closest["tpot_s"], inp.slo_tpot_s)) if v > t]
+        closest = min(rows, key=lambda x: max(x.config.ttft_q / inp.slo_ttft_s,
+                                              x.config.tpot_q / inp.slo_tpot_s))
+        near = closest.config
+        failing = [name for name, v, t in (("ttft", near.ttft_q, inp.slo_ttft_s),
+                                           ("tpot", near.tpot_q, inp.slo_tpot_s)) if v > t]
         answer.update({"feasible": False, "best": None, "failing_targets": failing,
-                       "closest": _public(closest),
+                       "closest": closest.to_dict(),
                        "message": (f"no candidate meets the {inp.percentile} targets within "
                                    f"{inp.max_replicas} replicas; {' and '.join(failing)} cannot "
-                                   f"be met; closest: {closest['replicas']} × {closest['gpu']} "
-                                   f"(batch {closest['max_batch']}) with {inp.percentile} TTFT "
-                                   f"{closest['ttft_s']:.3g} s, TPOT {closest['tpot_s']:.3g} s")})
+                                   f"be met; closest: {near.replicas} × {near.gpu} "
+                                   f"(batch {near.max_batch}) with {inp.percentile} TTFT "
+                                   f"{near.ttft_q:.3g} s, TPOT {near.tpot_q:.3g} s")})
         return answer
     caps = {k.upper(): v for k, v in inp.region_capacity.items()}
-    fits = [x for x in feasible if x["gpus_total"] <= caps.get(x["region"].upper(), 10**9)]
-    lowest = min(feasible, key=lambda x: x["total_g"])
+    fits = [x for x in feasible if x.gpus_total <= caps.get(x.region.upper(), 10**9)]
+    lowest = min(feasible, key=lambda x: x.total_g)
     best, tie = _choose(fits or feasible, inp.tie_tolerance)
     home = regions[0]
-    at_home = [x for x in feasible if x["region"] == home]
-    baselines = {
-        "latency-optimal": min(at_home, key=lambda x: (x["e2e_s"], x["total_g"])),
-        "energy-optimal": min(at_home, key=lambda x: (x["energy_j"], x["total_g"])),
-        "fewest-GPUs": min(at_home, key=lambda x: (x["gpus_total"], x["total_g"])),
-    }
+    baselines = _baselines([x for x in feasible if x.region == home])
+    best_public = best.to_dict()
     answer.update({
         "feasible": True,
-        "best": _public(best),
+        "best": best_public,
         "tie_break": tie,
-        "total_range_g": best["total_range_g"],
-        "sources": best["sources"],
+        "total_range_g": best_public["total_range_g"],
+        "sources": best.carbon.sources,
         "home_region": home,
-        "baselines": {k: v["total_g"] for k, v in baselines.items()},
-        "baseline_configs": {k: _public(v) for k, v in baselines.items()},
-        "savings_pct": {k: (1 - best["total_g"] / v["total_g"]) * 100 if v["total_g"] else 0.0
-                        for k, v in baselines.items()},
-        "savings_pct_same_region": _same_region_savings(best, feasible),
-        "pareto": [_public(x) for x in pareto(feasible)],
-        "table": [_public(x) for x in sorted(feasible, key=lambda x: x["total_g"])[:50]],
-        "all_feasible": [{k: x[k] for k in ("gpu", "replicas", "max_batch", "region", "e2e_s",
-                                             "total_g")} for x in feasible],
+        "baselines": {k: v.total_g for k, v in baselines.items()},
+        "baseline_configs": {k: v.to_dict() for k, v in baselines.items()},
+        "savings_pct": _savings(best.total_g, baselines),
+        "savings_pct_same_region": _savings(
+            best.total_g, _baselines([x for x in feasible if x.region == best.region])),
+        "pareto": [x.to_dict() for x in pareto(feasible)],
+        "table": [x.to_dict() for x in sorted(feasible, key=lambda x: x.total_g)[:50]],
+        "all_feasible": [{"gpu": x.config.gpu, "replicas": x.config.replicas,
+                          "max_batch": x.config.max_batch, "region": x.region,
+                          "e2e_s": x.e2e_s, "total_g": x.total_g} for x in feasible],
     })
     if inp.region_capacity:
         # the split keeps every capacity; it becomes the headline where it beats the best
@@ -262,78 +300,72 @@ def plan(inp: PlanInputs, catalog: Catalog, progress: Any = None, executor: str 
         answer["constraints"] = {"region_capacity_gpus": caps,
                                  "single_region_plan_within_capacity": single_ok}
         if split.get("total_g") is not None and (not single_ok
-                                                 or split["total_g"] < best["total_g"]):
-            headline = {**_public(lowest), "region": "+".join(split["split"]),
+                                                 or split["total_g"] < best.total_g):
+            headline = {**lowest.to_dict(), "region": "+".join(split["split"]),
                         "split": split["split"], "total_g": split["total_g"],
                         "replicas": sum(v["replicas"] for v in split["split"].values())}
-            headline["gpus_total"] = headline["replicas"] * lowest["tp"]
+            headline["gpus_total"] = headline["replicas"] * lowest.config.tp
             for k in ("operational_g", "embodied_g", "total_range_g", "g_per_1k_tokens"):
                 headline.pop(k, None)
             answer["best"] = headline
             answer["best_kind"] = "multi-region split within the capacities"
             answer["tie_break"] = None
-            answer["savings_pct"] = {k: (1 - split["total_g"] / v["total_g"]) * 100
-                                     if v["total_g"] else 0.0 for k, v in baselines.items()}
+            answer["savings_pct"] = _savings(split["total_g"], baselines)
         elif not single_ok:
             answer["message"] = "no plan keeps the region capacities"
     if inp.deferrable > 0:
-        answer["time_shift"] = time_shift(best, inp, series[best["region"]])
+        answer["time_shift"] = time_shift(best, inp, series[best.region])
     return answer
 
 
-def _same_region_savings(best: dict[str, Any], feasible: list[dict[str, Any]]
-                         ) -> dict[str, float]:
-    """Savings against the baselines placed in the best plan's own region (configuration
-    choice alone, without the choice of grid)."""
-    here = [x for x in feasible if x["region"] == best["region"]]
-    picks = {
-        "latency-optimal": min(here, key=lambda x: (x["e2e_s"], x["total_g"])),
-        "energy-optimal": min(here, key=lambda x: (x["energy_j"], x["total_g"])),
-        "fewest-GPUs": min(here, key=lambda x: (x["gpus_total"], x["total_g"])),
+def _baselines(rows: list[PlanRow]) -> dict[str, PlanRow]:
+    """What a carbon-blind operator would pick among ``rows``."""
+    return {
+        "latency-optimal": min(rows, key=lambda x: (x.e2e_s, x.total_g)),
+        "energy-optimal": min(rows, key=lambda x: (x.energy_j, x.total_g)),
+        "fewest-GPUs": min(rows, key=lambda x: (x.gpus_total, x.total_g)),
     }
-    return {k: (1 - best["total_g"] / v["total_g"]) * 100 if v["total_g"] else 0.0
-            for k, v in picks.items()}
 
 
-def _choose(rows: list[dict[str, Any]], tolerance: float
-            ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def _savings(total_g: float, baselines: dict[str, PlanRow]) -> dict[str, float]:
+    """Percent saved against each baseline."""
+    return {k: (1 - total_g / v.total_g) * 100 if v.total_g else 0.0
+            for k, v in baselines.items()}
+
+
+def _choose(rows: list[PlanRow], tolerance: float) -> tuple[PlanRow, dict[str, Any] | None]:
     """The lowest-carbon row, unless another within ``tolerance`` of it has a lower p95
     latency (then fewer GPUs): a 0.005 % carbon saving is not worth 14 % more latency. Returns
     the choice and, when the tie-break moved it, why."""
-    lowest = min(rows, key=lambda x: x["total_g"])
-    near = [x for x in rows if x["total_g"] <= lowest["total_g"] * (1 + tolerance)]
-    pick = min(near, key=lambda x: (x["e2e_s"], x["gpus_total"], x["total_g"]))
+    lowest = min(rows, key=lambda x: x.total_g)
+    near = [x for x in rows if x.total_g <= lowest.total_g * (1 + tolerance)]
+    pick = min(near, key=lambda x: (x.e2e_s, x.gpus_total, x.total_g))
     if pick is lowest:
         return lowest, None
     return pick, {
         "tolerance_pct": tolerance * 100,
-        "lowest_carbon": _public(lowest),
-        "carbon_above_lowest_pct": (pick["total_g"] / lowest["total_g"] - 1) * 100,
-        "p95_latency_below_lowest_pct": (1 - pick["e2e_s"] / lowest["e2e_s"]) * 100
-        if lowest["e2e_s"] else 0.0,
+        "lowest_carbon": lowest.to_dict(),
+        "carbon_above_lowest_pct": (pick.total_g / lowest.total_g - 1) * 100,
+        "p95_latency_below_lowest_pct": (1 - pick.e2e_s / lowest.e2e_s) * 100
+        if lowest.e2e_s else 0.0,
         "rule": f"within {tolerance * 100:g} % of the lowest carbon, the lowest p95 latency, "
                 "then the fewest GPUs",
     }
 
 
-def _public(row: dict[str, Any]) -> dict[str, Any]:
-    """A row as JSON: private keys dropped, sources given once at the top of the answer."""
-    return {k: v for k, v in row.items() if not k.startswith("_") and k != "sources"}
-
-
-def pareto(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def pareto(rows: list[PlanRow]) -> list[PlanRow]:
     """Non-dominated configurations in (total carbon, p95 end-to-end latency)."""
-    pts = sorted(rows, key=lambda x: (x["total_g"], x["e2e_s"]))
-    front: list[dict[str, Any]] = []
+    pts = sorted(rows, key=lambda x: (x.total_g, x.e2e_s))
+    front: list[PlanRow] = []
     best_lat = float("inf")
     for x in pts:
-        if x["e2e_s"] < best_lat:
+        if x.e2e_s < best_lat:
             front.append(x)
-            best_lat = x["e2e_s"]
+            best_lat = x.e2e_s
     return front
 
 
-def split_regions(best: dict[str, Any], inp: PlanInputs, catalog: Catalog, regions: list[str],
+def split_regions(best: PlanRow, inp: PlanInputs, catalog: Catalog, regions: list[str],
                   series: dict[str, IntensitySeries | None]) -> dict[str, Any]:
     """Split the load of the best configuration across regions with GPU capacity limits (MILP).
 
@@ -341,20 +373,20 @@ def split_regions(best: dict[str, Any], inp: PlanInputs, catalog: Catalog, regio
     n_r ≥ x_r · R (R: replicas the whole load needs), n_r · tp ≤ capacity_r. Carbon is linear:
     busy energy scales with the share, idle energy and embodied carbon with the replicas.
     """
-    ev: Evaluated = best["_ev"]
+    ev = best.config
     res = ev.result
     reps = ev.replicas
     dur = res.duration_s
-    idle_w_rep = res.idle_energy_j / res.idle_s / 1.0 if res.idle_s > 0 else 0.0
+    idle_w_rep = res.idle_energy_j / res.idle_s if res.idle_s > 0 else 0.0
     emb_gpu = gpu_embodied(catalog.gpu(ev.gpu), catalog, inp.scope).total_g.mid
-    emb_rep = emb_gpu * ev.tp * dur / (inp.lifetime_years * S_PER_YEAR)
+    emb_rep = emb_gpu * ev.tp * float(amortized_share(dur, inp.lifetime_years))
     lp = LinearProgram()
     share_vars, rep_vars = {}, {}
     for r in regions:
         sr = series[r]
         ci = (catalog.region(r).intensity_g_per_kwh.value if sr is None
               else float(np.mean(sr.values)))
-        k = inp.pue * ci / J_PER_KWH
+        k = float(operational_g(1.0, ci, inp.pue))   # grams per joule here
         # busy energy of the share, minus the idle it displaces; idle + embodied per replica
         busy_cost = k * (res.busy_energy_j - res.busy_s * idle_w_rep)
         rep_cost = k * idle_w_rep * dur + emb_rep
@@ -373,7 +405,7 @@ def split_regions(best: dict[str, Any], inp: PlanInputs, catalog: Catalog, regio
                     "the single-region simulation"}
 
 
-def time_shift(best: dict[str, Any], inp: PlanInputs, series: IntensitySeries | None
+def time_shift(best: PlanRow, inp: PlanInputs, series: IntensitySeries | None
                ) -> dict[str, Any]:
     """Move the deferrable share of the load to cleaner hours within the deadline (LP).
 
@@ -381,7 +413,7 @@ def time_shift(best: dict[str, Any], inp: PlanInputs, series: IntensitySeries | 
     """
     if series is None:
         return {"note": "time shifting needs hourly intensity (--intensity-dir)"}
-    ev: Evaluated = best["_ev"]
+    ev = best.config
     res = ev.result
     t0 = inp.trace.start_s
     hours = max(int(np.ceil(inp.deadline_h)), 0)
@@ -396,11 +428,11 @@ def time_shift(best: dict[str, Any], inp: PlanInputs, series: IntensitySeries | 
         # spare capacity: the hour of the trace keeps (1 - deferrable) of its own load
         spare = 1.0 - busy_share * (1 - inp.deferrable) if i == 0 else 1.0
         cap = max(spare / max(busy_share, 1e-9), 0.0)
-        ys.append(lp.var(e_def * inp.pue * c / J_PER_KWH, 0.0, cap))
+        ys.append(lp.var(float(operational_g(e_def, c, inp.pue)), 0.0, cap))
     lp.row(1.0, 1.0, {y: 1.0 for y in ys})
     x = lp.solve()
     shifted = float(np.dot(lp.cost, x))
-    unshifted = e_def * inp.pue * ci[0] / J_PER_KWH
+    unshifted = float(operational_g(e_def, ci[0], inp.pue))
     return {"solver": "HiGHS LP", "deferrable": inp.deferrable, "deadline_h": inp.deadline_h,
             "hours_utc": [h % 24 for h in idx], "intensity_g_per_kwh": ci,
             "placement": [float(v) for v in x],

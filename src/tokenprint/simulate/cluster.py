@@ -78,12 +78,27 @@ def assign(trace: Trace, replicas: int, balance: str, costs: ReplicaCosts) -> ND
     return out
 
 
-def _pct(x: NDArray[np.float64]) -> dict[str, float | None]:
-    x = x[np.isfinite(x)]
-    if x.size == 0:
-        return {"p50": None, "p95": None, "p99": None, "mean": None}
-    p50, p95, p99 = np.percentile(x, [50, 95, 99])
-    return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "mean": float(x.mean())}
+@dataclass(frozen=True)
+class Percentiles:
+    """p50, p95, p99 and mean of a latency over the requests served (None when none was)."""
+
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    mean: float | None
+
+    @classmethod
+    def of(cls, x: NDArray[np.float64]) -> Percentiles:
+        """Percentiles of the finite values of ``x``."""
+        x = x[np.isfinite(x)]
+        if x.size == 0:
+            return cls(None, None, None, None)
+        p50, p95, p99 = np.percentile(x, [50, 95, 99])
+        return cls(float(p50), float(p95), float(p99), float(x.mean()))
+
+    def to_dict(self) -> dict[str, float | None]:
+        """As JSON."""
+        return {"p50": self.p50, "p95": self.p95, "p99": self.p99, "mean": self.mean}
 
 
 @dataclass
@@ -180,9 +195,44 @@ def simulate(trace: Trace, catalog: Catalog, spec: ClusterSpec, hourly: bool = F
     )
 
 
+@dataclass(frozen=True)
+class SimCarbon:
+    """Carbon of a simulation: operational and embodied with their ranges, and their sources."""
+
+    operational_g: Estimate
+    embodied_g: Estimate
+    intensity_g_per_kwh: float   # the energy-weighted mean over the run
+    output_tokens: int
+    scope: str
+    pue: float
+    sources: dict[str, str]
+
+    @property
+    def total_g(self) -> Estimate:
+        """Operational + embodied."""
+        return self.operational_g + self.embodied_g
+
+    @property
+    def g_per_1k_tokens(self) -> float:
+        """Total grams per 1,000 output tokens served."""
+        return float(self.total_g.mid) / max(self.output_tokens, 1) * 1000
+
+    def to_dict(self) -> dict[str, Any]:
+        """As JSON (keys are a contract; see the README)."""
+        op, emb, total = self.operational_g, self.embodied_g, self.total_g
+        return {"operational_g": float(op.mid), "embodied_g": float(emb.mid),
+                "total_g": float(total.mid),
+                "operational_range_g": {"low": float(op.low), "high": float(op.high)},
+                "embodied_range_g": {"low": float(emb.low), "high": float(emb.high)},
+                "total_range_g": {"low": float(total.low), "high": float(total.high)},
+                "intensity_g_per_kwh": self.intensity_g_per_kwh,
+                "g_per_1k_tokens": self.g_per_1k_tokens,
+                "scope": self.scope, "pue": self.pue, "sources": self.sources}
+
+
 def carbon_of(res: SimResult, catalog: Catalog, region: str, *, scope: str = "device",
               lifetime_years: float = 5.0, pue: float = 1.0,
-              intensity: IntensitySeries | None = None) -> dict[str, Any]:
+              intensity: IntensitySeries | None = None) -> SimCarbon:
     """Operational (constant or hourly intensity) and embodied carbon of a simulation, through
     ``tokenprint.carbon`` (so PUE and lifetime are validated there), with the range of the
     total and the sources of every factor.
@@ -221,43 +271,93 @@ def carbon_of(res: SimResult, catalog: Catalog, region: str, *, scope: str = "de
     sources.update(emb_one.sources)
     sources["lifetime"] = (f"{lifetime_years:g} years over provisioned time ({n_gpus} GPUs × "
                            f"{res.duration_s:.0f} s)")
-    total = op + emb
-    tokens = max(res.output_tokens, 1)
-    return {"operational_g": float(op.mid), "embodied_g": float(emb.mid),
-            "total_g": float(total.mid),
-            "operational_range_g": {"low": float(op.low), "high": float(op.high)},
-            "embodied_range_g": {"low": float(emb.low), "high": float(emb.high)},
-            "total_range_g": {"low": float(total.low), "high": float(total.high)},
-            "intensity_g_per_kwh": ci_mean, "g_per_1k_tokens": float(total.mid) / tokens * 1000,
-            "scope": scope, "pue": pue, "sources": sources}
+    return SimCarbon(op, emb, ci_mean, res.output_tokens, scope, pue, sources)
 
 
-def summary(res: SimResult, carbon: dict[str, float], slo_ttft_s: float,
-            slo_tpot_s: float) -> dict[str, Any]:
-    """The JSON summary of a simulation (keys are a contract; see the README)."""
+@dataclass(frozen=True)
+class SimSummary:
+    """What ``simulate`` reports for one configuration (``to_dict`` is its JSON)."""
+
+    n_requests: int
+    n_served: int
+    n_too_long: int
+    spec: ClusterSpec
+    trace: str
+    ttft_s: Percentiles
+    tpot_s: Percentiles
+    e2e_s: Percentiles
+    slo_ttft_s: float
+    slo_tpot_s: float
+    slo_attainment: float
+    output_tokens: int
+    slo_output_tokens: int
+    duration_s: float
+    gpu_busy_s: float
+    gpu_idle_s: float
+    busy_energy_j: float
+    idle_energy_j: float
+    carbon: SimCarbon
+    info: dict[str, Any]
+    region: str | None = None
+
+    @property
+    def n_rejected(self) -> int:
+        """Requests never served (too long for the context or the KV budget)."""
+        return self.n_requests - self.n_served
+
+    @property
+    def energy_j(self) -> float:
+        """Busy plus idle energy of every GPU."""
+        return self.busy_energy_j + self.idle_energy_j
+
+    @property
+    def throughput_tok_s(self) -> float:
+        """Output tokens per second over the simulated span."""
+        return self.output_tokens / self.duration_s if self.duration_s > 0 else 0.0
+
+    @property
+    def g_per_1k_slo_tokens(self) -> float | None:
+        """Total grams per 1,000 output tokens of requests that met both targets."""
+        if not self.slo_output_tokens:
+            return None
+        return float(self.carbon.total_g.mid) / self.slo_output_tokens * 1000
+
+    def to_dict(self) -> dict[str, Any]:
+        """As JSON (keys are a contract; see the README)."""
+        out: dict[str, Any] = {
+            "n_requests": self.n_requests, "n_served": self.n_served,
+            "n_rejected": self.n_rejected, "n_too_long": self.n_too_long,
+            "model": self.spec.model, "gpu": self.spec.gpu, "replicas": self.spec.replicas,
+            "tp": self.spec.tp, "max_batch": self.spec.max_batch, "trace": self.trace,
+            "ttft_s": self.ttft_s.to_dict(), "tpot_s": self.tpot_s.to_dict(),
+            "e2e_s": self.e2e_s.to_dict(),
+            "slo": {"ttft_s": self.slo_ttft_s, "tpot_s": self.slo_tpot_s},
+            "slo_attainment": self.slo_attainment,
+            "output_tokens": self.output_tokens, "throughput_tok_s": self.throughput_tok_s,
+            "duration_s": self.duration_s, "gpu_busy_s": self.gpu_busy_s,
+            "gpu_idle_s": self.gpu_idle_s, "energy_j": self.energy_j,
+            "busy_energy_j": self.busy_energy_j, "idle_energy_j": self.idle_energy_j,
+            **self.carbon.to_dict(),
+            "g_per_1k_slo_tokens": self.g_per_1k_slo_tokens,
+            "source": "predicted",
+            **{k: self.info.get(k) for k in ("stack", "profile", "calibrated", "calibration",
+                                              "kv_budget_tokens", "iterations")},
+        }
+        if self.region is not None:
+            out["region"] = self.region
+        return out
+
+
+def summary(res: SimResult, carbon: SimCarbon, slo_ttft_s: float, slo_tpot_s: float,
+            region: str | None = None) -> SimSummary:
+    """The summary of a simulation against latency targets."""
     ok = res.slo_mask(slo_ttft_s, slo_tpot_s)
-    ok_tokens = int(res.output_len[ok].sum())
-    return {
-        "n_requests": res.n_requests,
-        "n_served": int(res.served.sum()),
-        "n_rejected": int((~res.served).sum()),
-        "n_too_long": int(res.info.get("n_too_long", 0)),
-        "model": res.spec.model, "gpu": res.spec.gpu, "replicas": res.spec.replicas,
-        "tp": res.spec.tp, "max_batch": res.spec.max_batch, "trace": res.trace_name,
-        "ttft_s": _pct(res.ttft_s), "tpot_s": _pct(res.tpot_s), "e2e_s": _pct(res.e2e_s),
-        "slo": {"ttft_s": slo_ttft_s, "tpot_s": slo_tpot_s},
-        "slo_attainment": float(ok.sum() / res.n_requests),
-        "output_tokens": res.output_tokens,
-        "throughput_tok_s": res.output_tokens / res.duration_s if res.duration_s > 0 else 0.0,
-        "duration_s": res.duration_s, "gpu_busy_s": res.busy_s, "gpu_idle_s": res.idle_s,
-        "energy_j": res.energy_j, "busy_energy_j": res.busy_energy_j,
-        "idle_energy_j": res.idle_energy_j,
-        **carbon,
-        "g_per_1k_slo_tokens": (carbon["total_g"] / ok_tokens * 1000) if ok_tokens else None,
-        "source": "predicted",
-        "stack": res.info.get("stack"), "profile": res.info.get("profile"),
-        "calibrated": res.info.get("calibrated"),
-        "calibration": res.info.get("calibration"),
-        "kv_budget_tokens": res.info.get("kv_budget_tokens"),
-        "iterations": res.info.get("iterations"),
-    }
+    return SimSummary(
+        n_requests=res.n_requests, n_served=int(res.served.sum()),
+        n_too_long=int(res.info.get("n_too_long", 0)), spec=res.spec, trace=res.trace_name,
+        ttft_s=Percentiles.of(res.ttft_s), tpot_s=Percentiles.of(res.tpot_s),
+        e2e_s=Percentiles.of(res.e2e_s), slo_ttft_s=slo_ttft_s, slo_tpot_s=slo_tpot_s,
+        slo_attainment=float(ok.sum() / res.n_requests), output_tokens=res.output_tokens,
+        slo_output_tokens=int(res.output_len[ok].sum()), duration_s=res.duration_s,
+        gpu_busy_s=res.busy_s, gpu_idle_s=res.idle_s, busy_energy_j=res.busy_energy_j,
+        idle_energy_j=res.idle_energy_j, carbon=carbon, info=res.info, region=region)
