@@ -18,6 +18,7 @@ from tokenprint.gateway.accounting import (
     carbon_of_request,
 )
 from tokenprint.gateway.config import UpstreamConfig
+from tokenprint.gateway.ledger import COLUMNS, RequestOutcome
 from tokenprint.gateway.routing import Router, UpstreamState
 from tokenprint.predict.params import idle_w
 from tokenprint.units import S_PER_YEAR
@@ -147,14 +148,31 @@ def test_carbon_of_request_by_hand():
     """1 kWh (3.6 MJ) at 500 g/kWh and PUE 1.5 is 750 g; embodied 0.01 g/s × 10 s shared by 4
     is 0.025 g; a concurrency under 1 counts as 1."""
     e = RequestEnergy(prefill_j=1.0e6, decode_j=2.6e6, method="predicted")
-    c = carbon_of_request(e, 500.0, 1.5, 0.01, 10.0, 4.0)
+    c = carbon_of_request(e, 500.0, 1.5, 0.01, 10.0, 4.0, "annual", "FR").to_dict()
     assert c["energy_j"] == pytest.approx(3.6e6)
     assert (c["prefill_j"], c["decode_j"]) == (1.0e6, 2.6e6)
     assert c["operational_g"] == pytest.approx(750.0)
     assert c["embodied_g"] == pytest.approx(0.025)
     assert c["total_g"] == pytest.approx(750.025)
     assert c["intensity_g_per_kwh"] == 500.0
-    assert carbon_of_request(e, 500.0, 1.5, 0.01, 10.0, 0.5)["embodied_g"] == pytest.approx(0.1)
+    assert (c["method"], c["intensity_source"], c["region"]) == ("predicted", "annual", "FR")
+    assert carbon_of_request(e, 500.0, 1.5, 0.01, 10.0, 0.5).embodied_g == pytest.approx(0.1)
+
+
+def test_ledger_row_puts_every_value_in_its_column(tmp_path):
+    e = RequestEnergy(prefill_j=1.0, decode_j=2.0, method="measured")
+    fp = carbon_of_request(e, 100.0, 1.0, 0.0, 1.0, 1.0, "live", "FR")
+    rec = RequestOutcome(id="r", time_utc=5.0, upstream="u", model="m", region="FR",
+                         endpoint="completions", status=200, prompt_tokens=7,
+                         completion_tokens=3, footprint=fp, note="n")
+    row = dict(zip(COLUMNS, rec.row("run-1"), strict=True))
+    assert row["run_id"] == "run-1" and row["id"] == "r" and row["prompt_tokens"] == 7
+    assert (row["energy_j"], row["prefill_j"], row["decode_j"]) == (3.0, 1.0, 2.0)
+    assert row["method"] == "measured" and row["intensity_source"] == "live"
+    assert row["total_g"] == pytest.approx(3.0 / 3.6e6 * 100.0) and row["note"] == "n"
+    bare = dict(zip(COLUMNS, RequestOutcome("x", 1.0, "u", "m", "FR", "chat", 502)
+                    .row("run-1"), strict=True))
+    assert bare["energy_j"] is None and bare["method"] is None and bare["status"] == 502
 
 
 def test_upstream_model_costs_by_hand(catalog):

@@ -11,9 +11,11 @@ pytest.importorskip("fastapi")
 openai = pytest.importorskip("openai")
 from fastapi.testclient import TestClient  # noqa: E402
 
+from tokenprint.gateway.accounting import RequestEnergy, RequestFootprint  # noqa: E402
 from tokenprint.gateway.app import create_app  # noqa: E402
 from tokenprint.gateway.config import GatewayConfig, UpstreamConfig, hash_key  # noqa: E402
 from tokenprint.gateway.intensity import IntensityProvider  # noqa: E402
+from tokenprint.gateway.ledger import RequestOutcome  # noqa: E402
 
 FIELDS = {"energy_j", "operational_g", "embodied_g", "total_g", "intensity_g_per_kwh", "method",
           "prefill_j", "decode_j"}
@@ -384,8 +386,8 @@ def test_ledger_written_by_an_older_version_gains_new_columns(tmp_path: Path):
     con.commit()
     con.close()
     ledger = Ledger(d)
-    ledger.add({"id": "new", "time_utc": 2.0, "upstream": "a", "model": "m", "region": "FR",
-                "endpoint": "completions", "status": 200, "added_s": 0.001})
+    ledger.add(RequestOutcome(id="new", time_utc=2.0, upstream="a", model="m", region="FR",
+                              endpoint="completions", status=200, added_s=0.001))
     rows = ledger.since(0)
     ledger.close()
     assert [(r["id"], r["added_s"]) for r in rows] == [("old", None), ("new", 0.001)]
@@ -565,10 +567,12 @@ def test_dashboard_bins_are_summed_by_the_database(tmp_path: Path):
     now = time.time()
     for k, (age_s, up, tokens, g) in enumerate([(30, "a", 10, 1.0), (45, "a", 5, 0.5),
                                                  (200, "b", 7, 2.0), (7200, "a", 99, 9.0)]):
-        ledger.add({"id": f"r{k}", "time_utc": now - age_s, "upstream": up, "model": "m",
-                    "region": "FR", "endpoint": "completions", "status": 200,
-                    "prompt_tokens": tokens, "completion_tokens": 0, "energy_j": g * 10,
-                    "total_g": g})
+        energy = RequestEnergy(prefill_j=g * 10, decode_j=0.0, method="predicted")
+        ledger.add(RequestOutcome(
+            id=f"r{k}", time_utc=now - age_s, upstream=up, model="m", region="FR",
+            endpoint="completions", status=200, prompt_tokens=tokens, completion_tokens=0,
+            footprint=RequestFootprint(energy, operational_g=g, embodied_g=0.0,
+                                       intensity_g_per_kwh=100.0)))
     data = dashboard_data(ledger, ["a", "b"])
     ledger.close()
     a, b = data["series"]["a"], data["series"]["b"]

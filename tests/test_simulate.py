@@ -82,7 +82,6 @@ def test_conservation(catalog):
     assert res.busy_s + res.idle_s == pytest.approx(res.duration_s * 3)
     assert res.idle_energy_j == pytest.approx(res.idle_s * 40.0)
     assert res.busy_s * 40.0 < res.busy_energy_j < res.busy_s * 400.0
-    c = carbon_of(res, catalog, "FR").to_dict()
     s = summary(res, carbon_of(res, catalog, "FR"), 1.0, 0.2).to_dict()
     for key in ("n_requests", "ttft_s", "tpot_s", "slo_attainment", "energy_j", "operational_g",
                 "embodied_g", "total_g", "g_per_1k_tokens"):

@@ -214,12 +214,37 @@ class WorkShareAttributor:
                 r.prefill_j += de / len(self.live)
 
 
+@dataclass(frozen=True)
+class RequestFootprint:
+    """Energy and carbon of one request, and where the intensity came from."""
+
+    energy: RequestEnergy
+    operational_g: float
+    embodied_g: float
+    intensity_g_per_kwh: float
+    intensity_source: str = ""
+    region: str = ""
+
+    @property
+    def total_g(self) -> float:
+        """Operational + embodied."""
+        return self.operational_g + self.embodied_g
+
+    def to_dict(self) -> dict[str, float | str]:
+        """As the ``usage.tokenprint`` object of a response (keys are a contract)."""
+        e = self.energy
+        return {"energy_j": e.energy_j, "prefill_j": e.prefill_j, "decode_j": e.decode_j,
+                "operational_g": self.operational_g, "embodied_g": self.embodied_g,
+                "total_g": self.total_g, "intensity_g_per_kwh": self.intensity_g_per_kwh,
+                "method": e.method, "intensity_source": self.intensity_source,
+                "region": self.region}
+
+
 def carbon_of_request(energy: RequestEnergy, intensity_g_per_kwh: float, pue: float,
-                      embodied_g_per_s: float, duration_s: float, concurrency: float
-                      ) -> dict[str, float]:
-    """Operational and embodied grams of one request."""
+                      embodied_g_per_s: float, duration_s: float, concurrency: float,
+                      intensity_source: str = "", region: str = "") -> RequestFootprint:
+    """Operational and embodied grams of one request: its energy at the grid's intensity, and
+    the upstream's embodied carbon for its duration shared with the requests beside it."""
     op = float(operational_g(energy.energy_j, intensity_g_per_kwh, pue))
     emb = embodied_g_per_s * duration_s / max(concurrency, 1.0)
-    return {"energy_j": energy.energy_j, "prefill_j": energy.prefill_j,
-            "decode_j": energy.decode_j, "operational_g": op, "embodied_g": emb,
-            "total_g": op + emb, "intensity_g_per_kwh": intensity_g_per_kwh}
+    return RequestFootprint(energy, op, emb, intensity_g_per_kwh, intensity_source, region)

@@ -17,10 +17,14 @@ import os
 import sqlite3
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokenprint.errors import TokenprintError
+
+if TYPE_CHECKING:
+    from tokenprint.gateway.accounting import RequestFootprint
 
 log = logging.getLogger("tokenprint.gateway")
 
@@ -77,6 +81,41 @@ NEWER_COLUMNS = {"added_s": "REAL", "intensity_source": "TEXT", "usage_source": 
                  "note": "TEXT", "run_id": "TEXT"}
 BEHIND_S = 5.0        # /health is degraded once the oldest queued row waits this long
 BACKOFF_MAX_S = 2.0
+
+
+_FOOTPRINT_COLUMNS = ("energy_j", "prefill_j", "decode_j", "operational_g", "embodied_g",
+                      "total_g", "intensity_g_per_kwh", "method", "intensity_source")
+
+
+@dataclass(frozen=True)
+class RequestOutcome:
+    """One request as the ledger records it (``footprint`` is None when nothing was charged:
+    a request refused before any upstream served it)."""
+
+    id: str
+    time_utc: float
+    upstream: str
+    model: str
+    region: str
+    endpoint: str
+    status: int
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    ttft_s: float | None = None
+    duration_s: float | None = None
+    attempts: int | None = None
+    added_s: float | None = None
+    usage_source: str | None = None
+    note: str | None = None
+    footprint: RequestFootprint | None = None
+    prompt_text: str | None = None
+    completion_text: str | None = None
+
+    def row(self, run_id: str) -> tuple[Any, ...]:
+        """Values in ``COLUMNS`` order."""
+        fp = self.footprint.to_dict() if self.footprint is not None else {}
+        return tuple(run_id if c == "run_id" else fp[c] if c in _FOOTPRINT_COLUMNS and fp
+                     else getattr(self, c, None) for c in COLUMNS)
 
 
 class Ledger:
@@ -141,10 +180,10 @@ class Ledger:
         self._writer = threading.Thread(target=self._run, daemon=True, name="ledger-writer")
         self._writer.start()
 
-    def add(self, rec: dict[str, Any]) -> bool:
+    def add(self, rec: RequestOutcome) -> bool:
         """Queue one request for the writer (an id already present is ignored: never recorded
         twice). Past ``max_pending`` queued rows the record is dropped and counted (False)."""
-        row = tuple(self.run_id if c == "run_id" else rec.get(c) for c in COLUMNS)
+        row = rec.row(self.run_id)
         with self.lock:
             self.answered += 1
             if len(self._pending) >= self.max_pending:

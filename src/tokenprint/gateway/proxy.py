@@ -24,10 +24,10 @@ from typing import Any
 
 import aiohttp
 
-from tokenprint.gateway.accounting import carbon_of_request
+from tokenprint.gateway.accounting import RequestFootprint, carbon_of_request
 from tokenprint.gateway.config import GatewayConfig, hash_key
 from tokenprint.gateway.intensity import IntensityProvider
-from tokenprint.gateway.ledger import Ledger
+from tokenprint.gateway.ledger import Ledger, RequestOutcome
 from tokenprint.gateway.metrics import Metrics, UpstreamMetrics
 from tokenprint.gateway.requests import (
     CHARS_PER_TOKEN,
@@ -213,27 +213,21 @@ class Proxy:
         st.conc_start.pop(rid, None)
 
     def _footprint(self, st: UpstreamState, rid: str, prompt_tokens: int,
-                   completion_tokens: int, duration_s: float) -> dict[str, Any]:
+                   completion_tokens: int, duration_s: float) -> RequestFootprint:
         """The request's footprint; ends its accounting on the upstream."""
         concurrency = (st.conc_start.pop(rid, st.inflight) + st.inflight) / 2
         st.inflight -= 1
         intensity, isrc = self.provider.latest(st.cfg.region)
         if st.attributor is not None:
             energy = st.attributor.finish(rid, completion_tokens, prompt_tokens=prompt_tokens)
-            method = "measured"
         else:
             energy = st.model.energy(prompt_tokens, completion_tokens, concurrency)
-            method = "predicted"
-        fp: dict[str, Any] = dict(carbon_of_request(
-            energy, intensity, self.cfg.pue, st.model.embodied_g_per_s, duration_s, concurrency))
-        fp["method"] = method
-        fp["intensity_source"] = isrc
-        fp["region"] = st.cfg.region.upper()
-        return fp
+        return carbon_of_request(energy, intensity, self.cfg.pue, st.model.embodied_g_per_s,
+                                 duration_s, concurrency, isrc, st.cfg.region.upper())
 
     def _record(self, st: UpstreamState, rid: str, endpoint: str, status: int,
                 usage: dict[str, Any], ttft: float | None, duration: float,
-                fp: dict[str, Any] | None, attempts: int, body: dict[str, Any],
+                fp: RequestFootprint | None, attempts: int, body: dict[str, Any],
                 text: str | None, added_s: float | None, usage_source: str = "upstream",
                 note: str | None = None) -> None:
         model = st.cfg.model
@@ -251,24 +245,20 @@ class Proxy:
         if added_s is not None:
             m.added.observe(added_s)
         if fp is not None:
-            m.energy.inc(fp["energy_j"])
-            m.operational.inc(fp["operational_g"])
-            m.embodied.inc(fp["embodied_g"])
+            m.energy.inc(fp.energy.energy_j)
+            m.operational.inc(fp.operational_g)
+            m.embodied.inc(fp.embodied_g)
         store = self.cfg.store_text
-        if not self.ledger.add({
-            "id": rid, "time_utc": time.time(), "upstream": st.name, "model": model,
-            "region": st.cfg.region.upper(), "endpoint": endpoint, "status": status,
-            "prompt_tokens": pt, "completion_tokens": ct, "ttft_s": ttft,
-            "duration_s": duration, "attempts": attempts, "added_s": added_s,
-            "usage_source": usage_source, "note": note,
-            **({k: fp[k] for k in ("energy_j", "prefill_j", "decode_j", "operational_g",
-                                   "embodied_g", "total_g", "intensity_g_per_kwh", "method",
-                                   "intensity_source")}
-               if fp else {}),
-            "prompt_text": json.dumps(body.get("messages") or body.get("prompt"))
+        if not self.ledger.add(RequestOutcome(
+            id=rid, time_utc=time.time(), upstream=st.name, model=model,
+            region=st.cfg.region.upper(), endpoint=endpoint, status=status,
+            prompt_tokens=pt, completion_tokens=ct, ttft_s=ttft, duration_s=duration,
+            attempts=attempts, added_s=added_s, usage_source=usage_source, note=note,
+            footprint=fp,
+            prompt_text=json.dumps(body.get("messages") or body.get("prompt"))
             if store else None,
-            "completion_text": text if store else None,
-        }):
+            completion_text=text if store else None,
+        )):
             self.metrics.ledger_dropped.inc()
 
     # ---- unary ------------------------------------------------------------------------------
@@ -318,12 +308,13 @@ class Proxy:
             counted["total_tokens"] = counted["prompt_tokens"] + counted["completion_tokens"]
         fp = self._footprint(st, rid, counted["prompt_tokens"], counted["completion_tokens"],
                              duration)
-        usage: dict[str, Any] = {**counted, "tokenprint": {**fp, "usage_source": source}}
+        usage: dict[str, Any] = {**counted,
+                                 "tokenprint": {**fp.to_dict(), "usage_source": source}}
         data["usage"] = usage
         st.record_success(duration)
         out = json.dumps(data).encode()
         await send_bytes(send, 200, out, headers={
-            "x-tokenprint-carbon-g": f"{fp['total_g']:.6g}", "x-tokenprint-request-id": rid,
+            "x-tokenprint-carbon-g": f"{fp.total_g:.6g}", "x-tokenprint-request-id": rid,
             "x-tokenprint-upstream": st.name})
         added = (timing.sent - timing.arrived) + (time.monotonic() - t_read)
         self._record(st, rid, endpoint, 200, usage, None, duration, fp, attempt, body,
@@ -417,7 +408,7 @@ class Proxy:
         st.record_success(duration)
         tail = b""
         if want_usage:
-            usage["tokenprint"] = {**fp, "usage_source": source}
+            usage["tokenprint"] = {**fp.to_dict(), "usage_source": source}
             final = relay.usage_chunk or {"id": rid, "object": "chunk", "choices": []}
             final["usage"] = usage
             final["choices"] = []
