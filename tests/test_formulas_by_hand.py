@@ -1,0 +1,275 @@
+"""Embodied carbon, footprints and the performance model recomputed by hand from their parts.
+
+Each test rebuilds a number from the catalog entries and the documented formula, so that a
+changed operator, constant or key fails here (scripts/mutation_check.sh measures how many do).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tokenprint.carbon.embodied import (
+    _pcf_components,
+    die_estimate,
+    gpu_embodied,
+    host_embodied_g,
+)
+from tokenprint.carbon.footprint import compute_footprint
+from tokenprint.carbon.intensity import ConstantIntensity, IntensitySeries
+from tokenprint.errors import TokenprintError
+from tokenprint.predict.model import (
+    gpu_power_w,
+    pass_time,
+    power_levels,
+    power_w,
+    predict_serving,
+    predict_static,
+)
+from tokenprint.predict.params import ProfileArrays, hardware_arrays, resolve_profile
+from tokenprint.predict.predictor import resolve_dtype
+from tokenprint.predict.shapes import MEMORY_FRACTION, ShapeArrays
+from tokenprint.ranges import Estimate
+from tokenprint.units import J_PER_KWH, S_PER_YEAR
+
+H = 3600.0
+T0 = 1688169600.0
+
+
+def _close(a: Estimate, b: Estimate) -> None:
+    assert (a.low, a.mid, a.high) == pytest.approx((b.low, b.mid, b.high), rel=1e-12)
+
+
+# ---- hosts and vendor footprints --------------------------------------------------------------
+
+def test_host_from_its_pcf_plus_extra_memory_by_hand(catalog):
+    h = catalog.host("1s-pcie-4gpu")          # R7515 PCF + (512 − 8) GB DDR5 + (7680 − 960) GB SSD
+    total, src = host_embodied_g(h, catalog)
+    dram = catalog.memory_factor("ddr5").g_per_gb
+    ssd = catalog.memory_factor("ssd").g_per_gb
+    want = (h.pcf_manufacturing_g.estimate + dram.estimate.scale(504.0)
+            + ssd.estimate.scale(6720.0))
+    _close(total, want)
+    assert src == {"host.server": h.pcf_manufacturing_g.source,
+                   "host.extra_dram": f"504 GB over the assessed server: {dram.source}",
+                   "host.extra_ssd": f"6720 GB over the assessed server: {ssd.source}"}
+    small = h.model_copy(update={"dram_gb": h.dram_gb.model_copy(update={"value": 4.0}),
+                                 "ssd_gb": h.ssd_gb.model_copy(update={"value": 100.0,
+                                                                       "low": None,
+                                                                       "high": None})})
+    t2, s2 = host_embodied_g(small, catalog)      # less than assessed: nothing added, not less
+    _close(t2, h.pcf_manufacturing_g.estimate)
+    assert s2["host.extra_dram"].startswith("0 GB over") and s2["host.extra_ssd"].startswith("0 GB")
+
+
+def test_host_bottom_up_and_override_by_hand(catalog):
+    base = catalog.host("2s-t4-inference")
+    h = base.model_copy(update={"pcf_manufacturing_g": None})
+    total, src = host_embodied_g(h, catalog)
+    node = catalog.fab_node(h.cpu_act_node)
+    cpu = die_estimate(h.cpu_die_area_mm2.estimate, node, catalog).scale(2) + \
+        2 * catalog.fab.packaging_g_per_ic.value
+    dram_f = catalog.memory_factor("ddr4").g_per_gb
+    ssd_f = catalog.memory_factor("ssd").g_per_gb
+    want = (cpu + h.dram_gb.estimate.times(dram_f.estimate)
+            + h.ssd_gb.estimate.times(ssd_f.estimate) + h.chassis_g.estimate)
+    _close(total, want)
+    assert src == {
+        "host.cpu": f"ACT logic model at {node.id}; {h.cpu_die_area_mm2.source}",
+        "host.dram": f"{h.dram_gb.source}; {dram_f.source}",
+        "host.ssd": f"{h.ssd_gb.source}; {ssd_f.source}",
+        "host.chassis": h.chassis_g.source,
+    }
+    q = base.chassis_g.model_copy(update={"value": 123.0, "low": 100.0, "high": 150.0,
+                                          "source": "a measured server"})
+    t3, s3 = host_embodied_g(base.model_copy(update={"embodied_override_g": q}), catalog)
+    assert (t3.low, t3.mid, t3.high) == (100.0, 123.0, 150.0)
+    assert s3 == {"host": "a measured server"}
+
+
+def test_vendor_footprint_split_and_whole(catalog):
+    pcf = catalog.pcf_for("h100-sxm")
+    comps, src = _pcf_components(pcf)
+    assert comps["die"].mid == pytest.approx(332000 / 8)
+    assert comps["memory"].mid == pytest.approx(546000 / 8)
+    assert comps["board"].mid == pytest.approx((230000 + 204000) / 8)
+    assert comps["packaging"].mid == 0.0
+    text = (f"{pcf.name}: 1312 kg {pcf.boundary}, allocated 1/8 per GPU ({pcf.source})")
+    assert src == {k: text for k in ("die", "memory", "board", "packaging")}
+    whole, _ = _pcf_components(pcf.model_copy(update={"breakdown_g": {}}))
+    assert whole["die"].mid == pytest.approx(1312000 / 8)
+    assert whole["memory"].mid == 0.0 and whole["board"].mid == 0.0
+    odd = pcf.model_copy(update={"breakdown_g": {**pcf.breakdown_g,
+                                                 "logistics": pcf.total_g}})
+    assert _pcf_components(odd)[0]["die"].mid == pytest.approx(1312000 / 8)
+
+
+def test_server_scope_adds_the_host_share(catalog):
+    g = catalog.gpu("h100-sxm")
+    card = gpu_embodied(g, catalog, "card")
+    server = gpu_embodied(g, catalog, "server")
+    h = catalog.host(g.default_host)
+    host_total, _ = host_embodied_g(h, catalog)
+    _close(server.components_g["host"], host_total.scale(1.0 / h.gpu_slots))
+    _close(server.total_g, card.total_g + host_total.scale(1.0 / h.gpu_slots))
+    assert server.sources["host"] == f"{h.name}, shared by {h.gpu_slots} GPUs"
+    assert card.components_g["host"].mid == 0.0 and "host" not in card.sources
+    die_only = gpu_embodied(g, catalog, "die")
+    assert set(die_only.sources) == {"die"}
+    assert die_only.total_g.mid == die_only.components_g["die"].mid
+    _close(die_only.scaled(3.0).total_g, die_only.total_g.scale(3.0))
+
+
+# ---- footprints -------------------------------------------------------------------------------
+
+def test_footprint_by_hand_with_ranges_gpus_and_utilization(catalog):
+    fp = compute_footprint(catalog, gpu="t4", region="FR", energy_j=3.6e6, duration_s=H,
+                           gpu_count=2, scope="device", lifetime_years=4.0, pue=1.2,
+                           energy_range_j=(1.8e6, 7.2e6), utilization=0.5,
+                           energy_kind="measured")
+    ci = catalog.region("FR").intensity_g_per_kwh.estimate
+    assert (fp.operational_g.low, fp.operational_g.mid, fp.operational_g.high) == pytest.approx(
+        (0.5 * 1.2 * ci.low, 1.0 * 1.2 * ci.mid, 2.0 * 1.2 * ci.high))
+    one = gpu_embodied(catalog.gpu("t4"), catalog, "device").total_g
+    share = H / (4.0 * S_PER_YEAR) / 0.5 * 2         # held 2 h (50 % busy) on 2 GPUs
+    _close(fp.embodied.total_g, one.scale(share))
+    d = fp.to_dict()
+    assert d["energy_kind"] == "measured" and d["gpu_count"] == 2 and d["utilization"] == 0.5
+    assert d["pue"] == 1.2 and d["lifetime_years"] == 4.0 and d["region"] == "FR"
+    r = catalog.region("FR")
+    assert fp.intensity_source == (f"FR annual ({r.basis}, {r.year}): "
+                                   f"{r.intensity_g_per_kwh.source}")
+    assert fp.sources["intensity"] == fp.intensity_source
+    assert fp.sources["lifetime"].startswith("4 years, provisioned time; ")
+    assert ("embodied charged for 7200 s of provisioned time: the work ran 3600 s at 50% "
+            "utilization") in fp.notes
+    full = compute_footprint(catalog, gpu="t4", region="FR", energy_j=3.6e6, duration_s=H)
+    assert not any(n.startswith("embodied charged") for n in full.notes)
+    assert full.energy_kind == "given" and full.gpu_count == 1
+    assert full.operational_g.low == full.operational_g.high or ci.low != ci.high
+
+
+def test_footprint_with_a_series_and_a_host(catalog):
+    s = IntensitySeries(T0, H, np.array([100.0, 300.0]), source="FR.csv [plain]")
+    fp = compute_footprint(catalog, gpu="l4", region="FR", energy_j=7.2e6, duration_s=H,
+                           intensity=s, start_s=T0 + 0.5 * H, scope="server",
+                           host="hgx-8gpu")
+    assert fp.operational_g.mid == pytest.approx(2.0 * 200.0)    # 2 kWh at the 200 mean
+    assert fp.operational_g.low == fp.operational_g.mid == fp.operational_g.high
+    assert fp.intensity_source == "FR.csv [plain] (lifecycle)"
+    assert "energy spread evenly over the run, integrated against hourly intensity" in fp.notes
+    h = catalog.host("hgx-8gpu")
+    assert fp.sources["host"] == f"{h.name}, shared by 8 GPUs"
+    const = compute_footprint(catalog, gpu="l4", region="FR", energy_j=3.6e6, duration_s=H,
+                              intensity=ConstantIntensity(50.0, source="given"))
+    assert const.operational_g.mid == pytest.approx(50.0)
+    assert not any("hourly" in n for n in const.notes)
+    with pytest.raises(TokenprintError) as exc:
+        compute_footprint(catalog, gpu="l4", region="FR", energy_j=1.0, duration_s=1.0,
+                          intensity=s)
+    assert str(exc.value) == "an hourly intensity file needs a start time (--start)"
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"energy_j": -1.0}, "energy -1.0 is invalid; it must be a number >= 0"),
+    ({"energy_j": float("nan")}, "energy nan is invalid; it must be a number >= 0"),
+    ({"duration_s": float("inf")}, "duration inf is invalid; it must be a number >= 0"),
+    ({"duration_s": -2.0}, "duration -2.0 is invalid; it must be a number >= 0"),
+    ({"utilization": 0.0}, "utilization 0.0 is invalid; it must be in (0, 1] (the share of "
+                           "provisioned time the GPUs serve)"),
+    ({"utilization": 1.5}, "utilization 1.5 is invalid; it must be in (0, 1] (the share of "
+                           "provisioned time the GPUs serve)"),
+    ({"gpu_count": 0}, "GPU count 0 is invalid; it must be >= 1"),
+    ({"amortization": "weekly"}, "unknown amortization 'weekly'; valid: busy, provisioned"),
+])
+def test_footprint_refuses_bad_numbers_naming_them(catalog, kw, message):
+    args = {"gpu": "t4", "region": "FR", "energy_j": 1.0, "duration_s": 1.0, **kw}
+    with pytest.raises(TokenprintError) as exc:
+        compute_footprint(catalog, **args)
+    assert str(exc.value) == message
+
+
+# ---- the performance model --------------------------------------------------------------------
+
+def _parts(catalog, model: str = "llama-3.1-8b", gpu: str = "h100-sxm"):
+    m, g = catalog.model(model), catalog.gpu(gpu)
+    dt = resolve_dtype("auto", g)
+    prof = ProfileArrays.from_values(resolve_profile(g, catalog, "vllm-2025").values)
+    return ShapeArrays.of([m], [dt]), hardware_arrays([g], [dt]), prof
+
+
+def test_power_formulas_by_hand(catalog):
+    # base 100 → mem 200 → peak 300 W; 10 % of the pass fixed overhead, a quarter compute-bound
+    assert gpu_power_w(100.0, 200.0, 300.0, 0.5, 1.0, 0.25, 0.1) == pytest.approx(
+        100.0 + 100.0 * 0.9 + 100.0 * 0.5)
+    assert gpu_power_w(100.0, 200.0, 300.0, 1.0, 2.0, 2.0, 0.0) == pytest.approx(300.0)
+    _, hw, prof = _parts(catalog)
+    base, mem, peak = power_levels(hw, prof)
+    idle, tdp = float(hw.idle_w[0]), float(hw.tdp_w[0])
+    b = idle + float(prof.base_frac) * (tdp - idle)
+    m = b + float(prof.mem_frac) * (tdp - b)
+    assert float(base[0]) == pytest.approx(b) and float(mem[0]) == pytest.approx(m)
+    assert float(peak[0]) == pytest.approx(m + float(prof.peak_frac) * (tdp - m))
+
+
+@pytest.mark.parametrize("batch, li, lo, tp", [(4, 200, 9, 1), (2, 100, 1, 1), (8, 512, 65, 2)])
+def test_static_prediction_rebuilt_from_passes(catalog, batch, li, lo, tp):
+    shape, hw, prof = _parts(catalog)
+    out = {k: float(np.asarray(v).reshape(-1)[0])
+           for k, v in predict_static(shape, hw, prof, batch, li, lo, tp).items()}
+    pre = pass_time(shape, hw, prof, batch, li, 0.0, tp)
+    n_dec = max(lo - 1, 0)
+    ctx = (li, li + 0.5 * max(n_dec - 1, 0), li + max(n_dec - 1, 0))   # first, middle, last step
+    steps = [pass_time(shape, hw, prof, batch, 1.0, c, tp) for c in ctx]
+    tpot = (steps[0].total_s + 4 * steps[1].total_s + steps[2].total_s) / 6   # Simpson
+    p_dec = (power_w(hw, prof, steps[0]) * steps[0].total_s
+             + 4 * power_w(hw, prof, steps[1]) * steps[1].total_s
+             + power_w(hw, prof, steps[2]) * steps[2].total_s) / (6 * tpot) * tp
+    ttft = float(pre.total_s[0])
+    e_pre = float(power_w(hw, prof, pre)[0]) * tp * ttft
+    e_dec = float(p_dec[0]) * n_dec * float(tpot[0])
+    e2e = ttft + n_dec * float(tpot[0])
+    assert out["ttft_s"] == pytest.approx(ttft)
+    assert out["tpot_s"] == pytest.approx(float(tpot[0]))
+    assert out["e2e_s"] == pytest.approx(e2e)
+    assert out["prefill_power_w"] == pytest.approx(float(power_w(hw, prof, pre)[0]) * tp)
+    assert out["decode_power_w"] == pytest.approx(float(p_dec[0]))
+    assert out["prefill_energy_j"] == pytest.approx(e_pre)
+    assert out["decode_energy_j"] == pytest.approx(e_dec)
+    assert out["throughput_tok_s"] == pytest.approx(batch * lo / e2e)
+    assert out["mean_power_w"] == pytest.approx((e_pre + e_dec) / e2e)
+    assert out["energy_per_input_token_j"] == pytest.approx(e_pre / (batch * li))
+    assert out["energy_per_token_total_j"] == pytest.approx((e_pre + e_dec) / (batch * lo))
+    per_out = e_dec / (batch * lo) if n_dec > 0 else e_pre / (batch * lo)
+    assert out["energy_per_output_token_j"] == pytest.approx(per_out)
+
+
+def test_serving_prediction_rebuilt_from_passes(catalog):
+    shape, hw, prof = _parts(catalog)
+    li, lo, tp = 1000.0, 200.0, 1
+    free = MEMORY_FRACTION * tp * float(hw.mem_bytes[0]) - float(shape.weight_bytes[0])
+    cap = free / (float(shape.kv_bytes_per_token[0]) * (li + 0.5 * lo))
+    for requested in (16.0, 1e6):
+        out = {k: float(np.asarray(v).reshape(-1)[0])
+               for k, v in predict_serving(shape, hw, prof, requested, li, lo, tp).items()}
+        b = min(requested, cap)
+        step = pass_time(shape, hw, prof, b, 1.0, li + 0.5 * lo, tp)
+        pre = pass_time(shape, hw, prof, 1.0, li, 0.0, tp)
+        share = b / lo * float(pre.total_s[0])
+        it = float(step.total_s[0]) + share
+        e_it = (float(power_w(hw, prof, step)[0]) * float(step.total_s[0])
+                + float(power_w(hw, prof, pre)[0]) * share) * tp
+        assert out["running_batch"] == pytest.approx(b)
+        assert out["tpot_s"] == pytest.approx(float(step.total_s[0]))
+        assert out["ttft_s"] == pytest.approx(float(pre.total_s[0] + step.total_s[0]))
+        assert out["iteration_s"] == pytest.approx(it)
+        assert out["throughput_tok_s"] == pytest.approx(b / it)
+        assert out["mean_power_w"] == pytest.approx(e_it / it)
+        assert out["energy_per_output_token_j"] == pytest.approx(e_it / b)
+    assert cap < 1e6                                  # the second case is capped by memory
+
+
+def test_units_the_formulas_rest_on():
+    assert J_PER_KWH == 3.6e6
+    assert S_PER_YEAR == 365.25 * 86400
+    assert MEMORY_FRACTION == 0.9

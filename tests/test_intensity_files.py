@@ -1,0 +1,238 @@
+"""Intensity files, series arithmetic and operational carbon, pinned by hand.
+
+Error messages are part of the contract (one line naming the value and what is valid), so each
+bad file is checked against its whole message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tokenprint.carbon.intensity import (
+    ConstantIntensity,
+    IntensitySeries,
+    iso,
+    load_intensity_csv,
+    parse_time,
+)
+from tokenprint.carbon.operational import (
+    crossover_intensity,
+    operational_g,
+    operational_g_energy_timeline,
+    operational_g_over,
+    operational_g_power_timeline,
+)
+from tokenprint.errors import TokenprintError
+
+H = 3600.0
+T0 = 1688169600.0  # 2023-07-01T00:00:00Z
+EM_HEAD = ("Datetime (UTC),Country,Carbon Intensity gCO₂eq/kWh (direct),"
+           "Carbon Intensity gCO₂eq/kWh (LCA)\n")
+
+
+def _csv(tmp_path: Path, text: str, name: str = "ci.csv") -> Path:
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def _err(path: Path, **kw) -> str:
+    with pytest.raises(TokenprintError) as exc:
+        load_intensity_csv(path, **kw)
+    return str(exc.value)
+
+
+PLAIN = "timestamp,intensity_g_per_kwh\n"
+
+
+@pytest.mark.parametrize("body, message", [
+    ("", "has no rows"),
+    ("2023-07-01T00:00Z,100\nyesterday,90\n", "row 3: cannot read time 'yesterday'"),
+    ("2023-07-01T00:00Z,100\n2023-07-01T01:00Z,NA\n", "row 3: intensity 'NA' is not a number"),
+    ("2023-07-01T00:00Z,100\n2023-07-01T01:00Z,-5\n", "row 3: intensity -5 is negative"),
+    ("2023-07-01T00:00Z,100\n2023-07-01T00:00Z,90\n",
+     "row 3: duplicate time 2023-07-01T00:00:00+00:00"),
+    ("2023-07-01T01:00Z,100\n2023-07-01T00:00Z,90\n",
+     "row 3: time 2023-07-01T00:00:00+00:00 is before the row above it; rows must be sorted "
+     "by time"),
+    ("2023-07-01T00:00Z,1\n2023-07-01T01:00Z,2\n2023-07-01T02:30Z,3\n",
+     "row 4: time 2023-07-01T02:30:00+00:00 is off the regular 3600 s grid"),
+    ("2023-07-01T00:00Z,1\n2023-07-01T01:00Z,2\n2023-07-01T03:00Z,3\n",
+     ": missing data at 2023-07-01T02:00:00+00:00 (between rows 3 and 4); fill the gap in the "
+     "file or use the fill option to interpolate"),
+])
+def test_bad_plain_files_name_the_row_and_the_fix(tmp_path: Path, body: str, message: str):
+    p = _csv(tmp_path, PLAIN + body)
+    assert _err(p) == f"intensity file {str(p)!r}{'' if message[0] == ':' else ' '}{message}"
+
+
+def test_file_level_errors(tmp_path: Path):
+    p = _csv(tmp_path, PLAIN + "2023-07-01T00:00Z,1\n")
+    with pytest.raises(TokenprintError) as exc:
+        load_intensity_csv(p, basis="market")
+    assert str(exc.value) == "unknown intensity basis 'market'; valid: lifecycle, direct"
+    assert _err(tmp_path / "none.csv") == \
+        f"intensity file {str(tmp_path / 'none.csv')!r} does not exist"
+    assert _err(tmp_path) == f"intensity file {str(tmp_path)!r} is a directory, not a file"
+    odd = _csv(tmp_path, "when,value\n1,2\n")
+    assert _err(odd) == (
+        f"intensity file {str(odd)!r} has columns ['when', 'value']; expected an Electricity "
+        "Maps export ('Datetime (UTC)', 'Carbon Intensity gCO₂eq/kWh (direct)/(LCA)'), EIA-930 "
+        "form ('timestamp', 'avg_CI') or 'timestamp,intensity_g_per_kwh'")
+    eia = _csv(tmp_path, "timestamp,avg_CI\n2023-07-01T00:00Z,300\n")
+    assert _err(eia, basis="direct") == (
+        f"intensity file {str(eia)!r} (EIA-930 form) holds lifecycle intensity only; use basis "
+        "'lifecycle'")
+    binary = tmp_path / "bin.csv"
+    binary.write_bytes(b"\xff\xfe\x00\x81timestamp")
+    assert _err(binary).startswith(f"intensity file {str(binary)!r} is not a readable CSV: ")
+    em_direct_only = _csv(tmp_path, "Datetime (UTC),Carbon Intensity gCO₂eq/kWh (direct)\n"
+                                    "2023-07-01 00:00:00,50\n")
+    assert _err(em_direct_only) == \
+        "Electricity Maps file has no (LCA) carbon intensity column"
+
+
+def test_fill_interpolates_gaps_and_bad_values(tmp_path: Path):
+    p = _csv(tmp_path, PLAIN + "2023-07-01T00:00Z,100\n2023-07-01T01:00Z,oops\n"
+                               "2023-07-01T02:00Z,200\n2023-07-01T05:00Z,500\n")
+    s = load_intensity_csv(p, fill=True)
+    assert (s.start_s, s.step_s) == (T0, H)
+    np.testing.assert_allclose(s.values, [100, 150, 200, 300, 400, 500])
+    allbad = _csv(tmp_path, PLAIN + "2023-07-01T00:00Z,x\n2023-07-01T01:00Z,y\n", "bad.csv")
+    assert _err(allbad, fill=True) == \
+        f"intensity file {str(allbad)!r} row 2: intensity 'x' is not a number"
+
+
+def test_formats_bases_and_sources(tmp_path: Path):
+    em = _csv(tmp_path, EM_HEAD + "2023-07-01 00:00:00,FR, 20 ,50\n2023-07-01 01:00:00,FR,30,60\n",
+              "FR.csv")
+    lca, direct = load_intensity_csv(em), load_intensity_csv(em, basis="direct")
+    np.testing.assert_allclose(lca.values, [50, 60])
+    np.testing.assert_allclose(direct.values, [20, 30])
+    assert (lca.basis, direct.basis) == ("lifecycle", "direct")
+    assert lca.source == "FR.csv [Electricity Maps (lifecycle)]"
+    assert direct.source == "FR.csv [Electricity Maps (direct)]"
+    eia = _csv(tmp_path, "\ufefftimestamp , avg_CI\n2023-07-01T00:00Z,300\n", "eia.csv")
+    one = load_intensity_csv(eia)
+    assert (one.start_s, one.step_s, one.basis) == (T0, H, "lifecycle")   # one row: an hour
+    assert one.source == "eia.csv [EIA-930 avg_CI (lifecycle)]"
+    plain = _csv(tmp_path, PLAIN + "2023-07-01T00:00Z,7\n2023-07-01T00:15Z,9\n", "p.csv")
+    q = load_intensity_csv(plain, basis="direct")
+    assert (q.step_s, q.basis, q.source) == (900.0, "direct", "p.csv [plain (direct)]")
+
+
+def test_series_arithmetic_by_hand():
+    s = IntensitySeries(T0, H, np.array([100.0, 200.0, 400.0]))
+    assert s.end_s == T0 + 3 * H
+    np.testing.assert_allclose(s.times_s(), [T0, T0 + H, T0 + 2 * H])
+    # 13:40-14:20 style: 20 min at 100 and 20 min at 200 → 150; an empty interval → point value
+    np.testing.assert_allclose(s.mean_over([T0 + 40 * 60, T0 + H], [T0 + 80 * 60, T0 + H]),
+                               [150.0, 200.0])
+    np.testing.assert_allclose(s.integral([T0, T0 + 1.5 * H, T0 + 3 * H]),
+                               [0.0, 100 * H + 200 * 0.5 * H, 700 * H])
+    np.testing.assert_allclose(s.at([T0, T0 + H - 1, T0 + H, T0 + 3 * H]), [100, 100, 200, 400])
+    with pytest.raises(TokenprintError) as exc:
+        s.at([T0 - 1])
+    assert str(exc.value) == ("time 2023-06-30T23:59:59+00:00 is outside the intensity series, "
+                              "which covers 2023-07-01T00:00:00+00:00 to "
+                              "2023-07-01T03:00:00+00:00")
+    with pytest.raises(TokenprintError, match="time 2023-07-01T03:00:01"):
+        s.integral([T0, T0 + 3 * H + 1])
+    with pytest.raises(TokenprintError, match=r"^an interval ends before it starts$"):
+        s.mean_over([T0 + 10], [T0])
+    assert s.at(np.array([])).size == 0
+    with pytest.raises(TokenprintError, match=r"^an intensity series needs at least one value$"):
+        IntensitySeries(T0, H, np.array([]))
+    with pytest.raises(TokenprintError, match=r"^intensity series step 0 s must be > 0$"):
+        IntensitySeries(T0, 0, np.array([1.0]))
+    with pytest.raises(TokenprintError, match=r"^intensity series step -1 s must be > 0$"):
+        IntensitySeries(T0, -1, np.array([1.0]))
+
+
+def test_hour_of_day_mean_by_hand():
+    # 27 hours from 22:00: hour 22 sees 1 and 25 (mean 13), hour 23 2 and 26, hour 0 3 and 27;
+    # hour 21 only 24
+    vals = np.arange(1.0, 28.0)
+    s = IntensitySeries(T0 - 2 * H, H, vals)
+    m = s.hour_of_day_mean()
+    assert m.shape == (24,)
+    assert m[22] == pytest.approx(13.0) and m[23] == pytest.approx(14.0)
+    assert m[0] == pytest.approx(15.0) and m[21] == pytest.approx(24.0)
+    short = IntensitySeries(T0, H, np.array([5.0, 7.0]))
+    hm = short.hour_of_day_mean()
+    assert (hm[0], hm[1]) == (5.0, 7.0) and np.isnan(hm[2:]).all()
+
+
+def test_constant_intensity_and_times():
+    c = ConstantIntensity(250.0)
+    np.testing.assert_allclose(c.mean_over([0.0, 5.0], 10.0), [250.0, 250.0])
+    assert c.mean_over(0.0, 1.0).shape == ()
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(TokenprintError) as exc:
+            ConstantIntensity(bad)
+        assert str(exc.value) == f"intensity {bad!r} g/kWh is invalid; it must be a number >= 0"
+    assert ConstantIntensity(0.0).g_per_kwh == 0.0
+    assert iso(T0) == "2023-07-01T00:00:00+00:00"
+    assert parse_time("2023-07-01T02:00:00+02:00") == T0
+    assert parse_time("2023-07-01 00:00") == T0
+    for bad in ("soon", ""):
+        with pytest.raises(TokenprintError) as exc:
+            parse_time(bad)
+        assert str(exc.value).startswith(f"cannot read time {bad!r}; use ISO 8601")
+
+
+def test_operational_formulas_by_hand():
+    assert operational_g(3.6e6, 400.0, 1.25) == pytest.approx(500.0)   # 1 kWh × 1.25 × 400
+    np.testing.assert_allclose(operational_g([0.0, 7.2e6], [100.0, 50.0]), [0.0, 100.0])
+    for pue in (0.99, float("nan"), float("inf")):
+        with pytest.raises(TokenprintError) as exc:
+            operational_g(1.0, 1.0, pue)
+        assert str(exc.value) == f"PUE {pue!r} is invalid; it must be a number >= 1.0"
+    with pytest.raises(TokenprintError, match=r"^energy must be >= 0 J$"):
+        operational_g([1.0, -1.0], 100.0)
+    s = IntensitySeries(T0, H, np.array([100.0, 300.0]))
+    # 3.6 MJ spread over 00:30-01:30: half at 100, half at 300 → 200 g; at PUE 1.5 → 300 g
+    assert operational_g_over(3.6e6, T0 + 0.5 * H, H, s, 1.5) == pytest.approx(300.0)
+    with pytest.raises(TokenprintError, match=r"^duration must be >= 0 s$"):
+        operational_g_over(1.0, T0, -1.0, s)
+    # a counter: 1 kWh in hour 0, 2 kWh in hour 1 → 100 + 600 g
+    got = operational_g_energy_timeline([T0, T0 + H, T0 + 2 * H], [0.0, 3.6e6, 1.08e7], s)
+    assert got == pytest.approx(700.0)
+    with pytest.raises(TokenprintError, match=r"^a cumulative energy timeline must not decrease$"):
+        operational_g_energy_timeline([T0, T0 + H], [5.0, 1.0], s)
+    with pytest.raises(TokenprintError, match=r"^timeline times must increase strictly$"):
+        operational_g_energy_timeline([T0, T0], [0.0, 1.0], s)
+    with pytest.raises(TokenprintError, match=r"^an energy timeline needs matching times and "
+                                              "energies, 2 or more$"):
+        operational_g_energy_timeline([T0], [0.0], s)
+    # 1000 W for 2 h across the step: 1 kWh at 100 + 1 kWh at 300 = 400 g; a ramp 0→2000 W
+    # over hour 0 only is 1 kWh at 100 g/kWh
+    assert operational_g_power_timeline([T0, T0 + 2 * H], [1000.0, 1000.0], s) == \
+        pytest.approx(400.0)
+    assert operational_g_power_timeline([T0, T0 + H], [0.0, 2000.0], s) == pytest.approx(100.0)
+    # a ramp 0 → 2000 W over 2 h: hour 0 holds 0.5 kWh (at 100), hour 1 1.5 kWh (at 300)
+    assert operational_g_power_timeline([T0, T0 + 2 * H], [0.0, 2000.0], s, 2.0) == \
+        pytest.approx(2.0 * (50.0 + 450.0))
+    c = ConstantIntensity(100.0)
+    assert operational_g_power_timeline([0.0, H], [500.0, 1500.0], c) == pytest.approx(100.0)
+    with pytest.raises(TokenprintError, match=r"^power must be >= 0 W$"):
+        operational_g_power_timeline([T0, T0 + 1], [1.0, -1.0], s)
+    with pytest.raises(TokenprintError, match=r"^timeline times must increase strictly$"):
+        operational_g_power_timeline([T0 + 1, T0], [1.0, 1.0], s)
+    with pytest.raises(TokenprintError, match=r"^a power timeline needs matching times and "
+                                              "powers, 2 or more$"):
+        operational_g_power_timeline([T0, T0 + 1], [1.0], s)
+    with pytest.raises(TokenprintError, match="outside the intensity series"):
+        operational_g_power_timeline([T0, T0 + 3 * H], [1.0, 1.0], s)
+
+
+def test_crossover_intensity_by_hand():
+    # old: 2 kWh + 100 g, new: 1 kWh + 300 g → equal at 200 g/kWh (PUE 1); at PUE 2 → 100
+    assert crossover_intensity(2.0, 100.0, 1.0, 300.0) == pytest.approx(200.0)
+    assert crossover_intensity(2.0, 100.0, 1.0, 300.0, pue=2.0) == pytest.approx(100.0)
+    assert crossover_intensity(1.0, 100.0, 1.0, 300.0) is None    # same energy: never equal
+    assert crossover_intensity(2.0, 300.0, 1.0, 100.0) is None    # crosses below zero
+    assert crossover_intensity(2.0, 100.0, 1.0, 100.0) == 0.0
