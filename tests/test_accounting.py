@@ -272,3 +272,99 @@ def test_breaker_and_p95():
     cfg = UpstreamConfig(name="n", url="http://h/v1", model="m", served_model="served",
                          gpu="l4", region="FR")
     assert UpstreamState(cfg=cfg, model=_FakeModel()).served_names() == {"m", "served"}  # type: ignore[arg-type]
+
+
+def test_an_interval_that_ends_where_it_began_keeps_its_tokens():
+    """Tokens seen at the instant of the last close stay for the next interval with energy."""
+    src = _FakeCounter()
+    att = WorkShareAttributor(0.0, 0.01, src)
+    for rid in ("a", "b"):
+        att.start(rid, 0, now=0.0)
+        att.progress(rid, 1, now=0.0)
+    att.tick(now=1.0)                     # [0, 1]: no work, no energy
+    att.progress("a", 11, now=1.0)        # a's 10 tokens seen at that same instant
+    att.tick(now=1.0)                     # an empty interval: must not spend them
+    att.progress("b", 11, now=2.0)        # b decodes 10 in [1, 2]
+    src.j = 20.0
+    att.tick(now=2.0)
+    ea, eb = att.finish("a", 11, now=2.0), att.finish("b", 11, now=2.0)
+    assert (ea.decode_j, eb.decode_j) == pytest.approx((10.0, 10.0))
+
+
+def test_decode_over_several_intervals_and_pooled_idle():
+    src = _FakeCounter()
+    att = WorkShareAttributor(0.0, 0.01, src)
+    att.start("a", 0, now=0.0)
+    att.start("b", 0, now=0.0)
+    att.progress("a", 1, now=0.0)
+    att.progress("b", 1, now=0.0)
+    att.progress("a", 4, now=1.0)         # a: 3 tokens, b: 1 → 3 : 1 of 8 J
+    att.progress("b", 2, now=1.0)
+    src.j = 8.0
+    att.tick(now=1.0)
+    att.progress("a", 5, now=2.0)         # a: 1 more, b: 3 more → 1 : 3 of 4 J
+    att.progress("b", 5, now=2.0)
+    src.j = 12.0
+    ea, eb = att.finish("a", 5, now=2.0), att.finish("b", 5, now=2.0)
+    assert (ea.decode_j, eb.decode_j) == pytest.approx((6.0 + 1.0, 2.0 + 3.0))
+    src.j = 15.0
+    att.tick(now=3.0)
+    src.j = 19.0
+    att.tick(now=4.0)
+    assert att.idle_j == pytest.approx(7.0)           # both idle intervals, not the last one
+    spread = WorkShareAttributor(0.0, 0.01, src, idle_mode="spread")
+    src.j = 22.0
+    spread.tick(now=1.0)
+    src.j = 26.0
+    spread.tick(now=2.0)                               # 3 + 4 J pooled
+    spread.start("c", 0, now=2.0)
+    src.j = 27.0
+    assert spread.finish("c", 0, now=3.0).energy_j == pytest.approx(8.0)
+
+
+def test_no_work_intervals_add_up_and_real_time_ticks():
+    src = _FakeCounter()
+    att = WorkShareAttributor(0.001, 0.01, src)
+    att.start("a", 0, now=0.0)
+    att.start("b", 0, now=0.0)
+    src.j = 10.0
+    att.tick(now=0.05)
+    src.j = 14.0
+    att.tick(now=0.1)
+    assert att.finish("a", 0, now=0.1).prefill_j == pytest.approx(7.0)
+    live = WorkShareAttributor(0.001, 0.01, src)       # the sampler's clock: monotonic time
+    live.start("x", 10)
+    src.j = 20.0
+    live.tick()
+    assert live.finish("x", 0).energy_j == pytest.approx(6.0)
+
+
+def test_prefill_split_by_the_first_token_seen():
+    """b's first token arrives at 1.5 s (its guess said 0.2 s): the interval [0, 1] holds two
+    thirds of its prefill: 0.001 × 300 × 2/3 = 0.2 against a's guessed full prefill 0.1."""
+    src = _FakeCounter()
+    att = WorkShareAttributor(0.001, 0.01, src)
+    att.start("a", 100, now=0.0, ttft_guess_s=1.0, tpot_guess_s=1e9)
+    att.start("b", 300, now=0.0)
+    att.progress("b", 1, now=1.5)
+    src.j = 30.0
+    att.tick(now=1.0)
+    ea = att.finish("a", 0, now=1.0)
+    assert ea.prefill_j == pytest.approx(10.0)
+
+
+def test_policies_with_missing_latencies_ties_and_full_upstreams():
+    new, known = _state("new"), _state("known", p95_s=0.5)
+    assert [u.name for u in Router("latency", 2.0, 1.0).order([known, new])] == ["new", "known"]
+    r = Router("carbon", latency_target_s=0.4, pue=1.0)
+    assert [u.name for u in r.order([known, new])] == ["new", "known"]   # no data yet: meets
+    at_target = _state("edge", 500.0, p95_s=2.0)
+    cleaner_slow = _state("slow", 1.0, p95_s=2.5)
+    r2 = Router("carbon", latency_target_s=2.0, pue=1.0)
+    assert [u.name for u in r2.order([cleaner_slow, at_target])] == ["edge", "slow"]
+    slow_b, slow_a = _state("b", p95_s=9.0), _state("a", p95_s=5.0)
+    assert [u.name for u in r2.order([slow_b, slow_a])] == ["a", "b"]
+    f1 = _state("f1", capacity=1, inflight=3)
+    f2 = _state("f2", capacity=1, inflight=1)
+    assert [u.name for u in r2.order([f1, f2])] == ["f2", "f1"]
+    assert [u.name for u in Router("round-robin", 2.0, 1.0).order([f1, f2])] == ["f2", "f1"]

@@ -273,3 +273,15 @@ def test_units_the_formulas_rest_on():
     assert J_PER_KWH == 3.6e6
     assert S_PER_YEAR == 365.25 * 86400
     assert MEMORY_FRACTION == 0.9
+
+
+def test_serving_on_a_group_and_when_memory_holds_less_than_one_request(catalog):
+    shape, hw, prof = _parts(catalog)
+    two = {k: float(np.asarray(v).reshape(-1)[0])
+           for k, v in predict_serving(shape, hw, prof, 1e6, 1000.0, 200.0, 2).items()}
+    free = MEMORY_FRACTION * 2 * float(hw.mem_bytes[0]) - float(shape.weight_bytes[0])
+    assert two["running_batch"] == pytest.approx(
+        free / (float(shape.kv_bytes_per_token[0]) * 1100.0))
+    big = _parts(catalog, "llama-3.1-70b")
+    tight = predict_serving(*big, 8.0, 100_000.0, 1000.0, 2)
+    assert float(np.asarray(tight["running_batch"]).reshape(-1)[0]) == 1.0   # at least one

@@ -236,3 +236,53 @@ def test_crossover_intensity_by_hand():
     assert crossover_intensity(1.0, 100.0, 1.0, 300.0) is None    # same energy: never equal
     assert crossover_intensity(2.0, 300.0, 1.0, 100.0) is None    # crosses below zero
     assert crossover_intensity(2.0, 100.0, 1.0, 100.0) == 0.0
+
+
+def test_edge_cases_of_files_and_timelines(tmp_path: Path):
+    ok = _csv(tmp_path, PLAIN + "2023-07-01T00:00Z,0\n2023-07-01T01:00Z,0.5\n", "zero.csv")
+    np.testing.assert_allclose(load_intensity_csv(ok).values, [0.0, 0.5])   # zero is valid
+    fine = _csv(tmp_path, PLAIN + "2023-07-01T00:00:00.000Z,1\n"
+                                  "2023-07-01T00:00:00.500Z,2\n", "f.csv")
+    assert load_intensity_csv(fine).step_s == 0.5                          # sub-second steps
+    one = _csv(tmp_path, PLAIN + "2023-07-01T00:00Z,5\n", "one.csv")
+    assert load_intensity_csv(one, basis="direct").basis == "direct"
+    dup = _csv(tmp_path, PLAIN + "2023-07-01T00:00Z,1\n2023-07-01T00:00Z,2\n"
+                                 "2023-07-01T01:00Z,3\n", "dup.csv")
+    assert _err(dup).endswith("row 3: duplicate time 2023-07-01T00:00:00+00:00")
+    back = _csv(tmp_path, PLAIN + "2023-07-01T02:00Z,1\n2023-07-01T01:00Z,2\n"
+                                  "2023-07-01T03:00Z,3\n", "back.csv")
+    assert _err(back).endswith("row 3: time 2023-07-01T01:00:00+00:00 is before the row above "
+                               "it; rows must be sorted by time")
+    half = _csv(tmp_path, "timestamp,value\n2023-07-01T00:00Z,1\n", "half.csv")
+    assert " has columns ['timestamp', 'value']; expected " in _err(half)
+
+
+def test_short_intervals_and_counters():
+    s = IntensitySeries(T0, H, np.array([100.0, 300.0]))
+    # half a second across the step: a quarter second at each value
+    assert float(s.mean_over(T0 + H - 0.25, T0 + H + 0.25)) == pytest.approx(200.0)
+    # a counter that stands still, then moves by half a joule: both are valid
+    got = operational_g_energy_timeline([T0, T0 + 10, T0 + H + 10], [0.0, 0.0, 0.5], s, 2.0)
+    assert got == pytest.approx(0.5 / 3.6e6 * 2.0 * (100.0 * 3590 + 300.0 * 10) / H)
+    with pytest.raises(TokenprintError, match=r"^an energy timeline needs matching times"):
+        operational_g_energy_timeline([T0, T0 + 1, T0 + 2], [0.0, 1.0], s)
+
+
+def test_power_timeline_across_several_steps():
+    s = IntensitySeries(T0, H, np.array([100.0, 300.0, 200.0]))
+    # a ramp 0 → 3000 W over three hours, sampled at its ends and at 1.5 h: hour k holds
+    # (k + 0.5) kWh; 0.5 × 100 + 1.5 × 300 + 2.5 × 200 = 1000 g
+    t = [T0, T0 + 1.5 * H, T0 + 3 * H]
+    assert operational_g_power_timeline(t, [0.0, 1500.0, 3000.0], s) == pytest.approx(1000.0)
+    with pytest.raises(TokenprintError, match="outside the intensity series"):
+        operational_g_power_timeline([T0, T0 + 3 * H + 1], [1.0, 1.0], s)
+
+    class HalfOfConstant:
+        basis, source = "lifecycle", "test"
+
+        def mean_over(self, start_s, end_s):
+            return np.where(np.asarray(start_s) < T0 + H, 100.0, 50.0)
+
+    # any other Intensity is asked for each piece's mean: 1 kWh at 100, then 1 kWh at 50
+    assert operational_g_power_timeline([T0, T0 + H, T0 + 2 * H], [1000.0] * 3,
+                                        HalfOfConstant()) == pytest.approx(150.0)
