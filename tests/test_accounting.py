@@ -198,10 +198,12 @@ class _FakeModel:
     energy_j: float = 3.6e6
     embodied_g_per_s: float = 0.0
     asked: list[float] = field(default_factory=list)
+    calls: list[tuple[int, int, float]] = field(default_factory=list)
 
     def energy(self, prompt_tokens: int, completion_tokens: int, concurrency: float
                ) -> RequestEnergy:
         self.asked.append(concurrency)
+        self.calls.append((prompt_tokens, completion_tokens, concurrency))
         return RequestEnergy(self.energy_j, 0.0, "predicted")
 
 
@@ -368,3 +370,17 @@ def test_policies_with_missing_latencies_ties_and_full_upstreams():
     f2 = _state("f2", capacity=1, inflight=1)
     assert [u.name for u in r2.order([f1, f2])] == ["f2", "f1"]
     assert [u.name for u in Router("round-robin", 2.0, 1.0).order([f1, f2])] == ["f2", "f1"]
+
+
+def test_defaults_and_zero_token_progress():
+    src = _FakeCounter()
+    att = WorkShareAttributor(0.001, 0.01, src)
+    att.start("a", 5, now=0.0)
+    assert (att.live["a"].tpot_guess_s, att.live["a"].ttft_guess_s) == (0.02, 0.2)
+    att.progress("a", 0, now=0.5)
+    assert att.live["a"].first_token_s is None        # no token yet: no first-token time
+    att.progress("a", 1, now=0.7)
+    assert att.live["a"].first_token_s == 0.7
+    fake = _FakeModel()
+    _state("s", model=fake).expected_carbon_g(1.0)
+    assert fake.calls == [(512, 128, 1)]

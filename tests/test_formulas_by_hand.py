@@ -285,3 +285,44 @@ def test_serving_on_a_group_and_when_memory_holds_less_than_one_request(catalog)
     big = _parts(catalog, "llama-3.1-70b")
     tight = predict_serving(*big, 8.0, 100_000.0, 1000.0, 2)
     assert float(np.asarray(tight["running_batch"]).reshape(-1)[0]) == 1.0   # at least one
+
+
+def test_footprint_per_unit_and_arrays_by_hand(catalog):
+    from tokenprint.carbon.footprint import footprint_arrays
+
+    fp = compute_footprint(catalog, gpu="t4", region="FR", energy_j=3.6e6, duration_s=H)
+    per = fp.per_unit(4.0)
+    assert per == {"operational_g": pytest.approx(fp.operational_g.mid / 4),
+                   "embodied_g": pytest.approx(fp.embodied_g.mid / 4),
+                   "total_g": pytest.approx(fp.total_g.mid / 4)}
+    assert fp.per_1k_tokens(500.0)["total_g"] == pytest.approx(fp.total_g.mid * 2)
+    assert fp.per_unit(0.5)["total_g"] == pytest.approx(fp.total_g.mid * 2)
+    with pytest.raises(TokenprintError) as exc:
+        fp.per_unit(0)
+    assert str(exc.value) == "cannot normalise by 0 units; need > 0"
+    arr = footprint_arrays([3.6e6, 7.2e6], H, [100.0, 200.0], 8766.0 * 3.6, lifetime_years=1.0,
+                           pue=1.5)
+    assert set(arr) == {"operational_g", "embodied_g", "total_g"}
+    np.testing.assert_allclose(arr["operational_g"], [150.0, 600.0])
+    np.testing.assert_allclose(arr["embodied_g"], [3.6 * 8766.0 * H / S_PER_YEAR] * 2)
+    np.testing.assert_allclose(arr["total_g"], arr["operational_g"] + arr["embodied_g"])
+
+
+def test_constant_and_series_take_any_numbers():
+    c = ConstantIntensity(250.0)
+    assert c.mean_over(np.zeros(3), 10.0).shape == (3,)
+    assert c.mean_over(0.0, np.ones((2, 2))).shape == (2, 2)
+    s = IntensitySeries(T0, 0.5, [1, 3])          # a list of ints, half-second steps
+    assert s.values.dtype == np.float64 and s.end_s == T0 + 1.0
+    assert float(s.mean_over(T0, T0 + 1.0)) == pytest.approx(2.0)
+
+
+def test_upstream_model_asks_its_own_stack_and_the_nominal_request(catalog):
+    from tokenprint.gateway.accounting import UpstreamModel
+
+    m = UpstreamModel(catalog, "llama-3.1-8b", "l4", 1, "device", 5.0, stack="hf-transformers")
+    prof = resolve_profile(catalog.gpu("l4"), catalog, "hf-transformers")
+    assert m.stack == "hf-transformers" and m.calibration == prof.calibration
+    out = predict_static(m.shape, m.hw, m.prof, 8.0, 512.0, 128.0, 1)
+    assert m.cost_per_token() == (pytest.approx(float(out["energy_per_input_token_j"][0])),
+                                  pytest.approx(float(out["energy_per_output_token_j"][0])))

@@ -245,7 +245,7 @@ def load_intensity_csv(path: str | Path, basis: Basis = "lifecycle",
     t = np.array([ts.timestamp() for ts in times], dtype=np.float64)
     v = values.to_numpy(dtype=np.float64)
     if t.size == 1:
-        return IntensitySeries(t[0], S_PER_HOUR, v, basis=_basis_of(fmt, basis),
+        return IntensitySeries(t[0], S_PER_HOUR, v, basis=basis,
                                source=f"{p.name} [{fmt}]")
     d = np.diff(t)
     dup = np.nonzero(d == 0)[0]
@@ -278,9 +278,5 @@ def load_intensity_csv(path: str | Path, basis: Basis = "lifecycle",
     if gaps.size:
         grid = np.arange(t[0], t[-1] + step / 2, step)
         v = np.interp(grid, t, v)
-    return IntensitySeries(float(t[0]), step, v, basis=_basis_of(fmt, basis),
+    return IntensitySeries(float(t[0]), step, v, basis=basis,
                            source=f"{p.name} [{fmt}]")
-
-
-def _basis_of(fmt: str, basis: Basis) -> Basis:
-    return "lifecycle" if fmt.startswith("EIA") else basis
