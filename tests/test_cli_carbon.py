@@ -125,3 +125,23 @@ def test_outputs_are_written_atomically(tmp_path: Path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]  # no temporary left behind
     write_text_atomic(target, "new")
     assert target.read_text() == "new" and target.stat().st_mode & 0o777 != 0o600
+
+
+def test_every_help_shows_what_to_type_not_python_types(capsys, monkeypatch):
+    import typer
+
+    from tokenprint.cli.main import app
+
+    def walk(cmd, path: list[str]):
+        yield path
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield from walk(sub, [*path, name])
+
+    root = typer.main.get_command(app)
+    paths = list(walk(root, []))
+    assert len(paths) > 15
+    monkeypatch.setenv("COLUMNS", "120")
+    for path in paths:
+        code, out, _ = run_cli(capsys, *path, "--help")
+        assert code == 0 and "Usage" in out, path
+        assert "<" not in out, (path, [ln for ln in out.splitlines() if "<" in ln])

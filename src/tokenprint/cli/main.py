@@ -11,6 +11,7 @@ from tokenprint.cli import (
     bench_cmd,
     carbon_cmd,
     catalog_cmd,
+    help_types,
     predict_cmd,
     serve_cmd,
     simulate_cmd,
@@ -19,6 +20,7 @@ from tokenprint.cli import (
 from tokenprint.cli.common import err_console
 from tokenprint.errors import TokenprintError
 
+help_types.install()
 app = typer.Typer(
     name="tokenprint",
     help="Measure, predict and cut the carbon footprint of serving LLMs.",
