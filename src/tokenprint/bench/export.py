@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from tokenprint.bench.store import DB_NAME, ResultsStore
 from tokenprint.errors import TokenprintError
 from tokenprint.files import atomic_path, write_text_atomic
+from tokenprint.records import RunRecord, as_run_records
 
 EXPORT_FORMATS = ("csv", "parquet", "json")
 
 
-def read_records(path: str | Path) -> list[dict[str, Any]]:
+def read_records(path: str | Path) -> list[RunRecord]:
     """Records from a results directory, its SQLite file, or a CSV/JSON/Parquet export."""
     p = Path(path)
     if p.is_dir() or p.name == DB_NAME:
@@ -30,21 +30,21 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
         data = json.loads(p.read_text())
         if not isinstance(data, list):
             raise TokenprintError(f"{str(p)!r} must hold a JSON list of records")
-        return data
+        return as_run_records(data)
     if p.suffix == ".csv":
-        return pd.read_csv(p).to_dict("records")
+        return as_run_records(pd.read_csv(p).to_dict("records"))
     if p.suffix == ".parquet":
-        return pd.read_parquet(p).to_dict("records")
+        return as_run_records(pd.read_parquet(p).to_dict("records"))
     raise TokenprintError(f"cannot read records from {str(p)!r}; use a results directory or a "
                           ".csv, .json or .parquet export")
 
 
-def flat(records: list[dict[str, Any]]) -> pd.DataFrame:
+def flat(records: list[RunRecord]) -> pd.DataFrame:
     """Records as a table; nested dicts (versions) become ``versions.torch`` columns."""
-    return pd.json_normalize(records)
+    return pd.json_normalize([dict(r) for r in records])
 
 
-def export(records: list[dict[str, Any]], fmt: str, out: Path | None) -> str | None:
+def export(records: list[RunRecord], fmt: str, out: Path | None) -> str | None:
     """Write records in ``fmt``; return the text when ``out`` is None (CSV/JSON only)."""
     if fmt not in EXPORT_FORMATS:
         raise TokenprintError(f"unknown format {fmt!r}; valid: {', '.join(EXPORT_FORMATS)}")

@@ -19,6 +19,7 @@ from tokenprint.catalog import Catalog, ModelArch
 from tokenprint.engines.base import ENGINES, Engine, OutOfMemory, RunResult
 from tokenprint.errors import TokenprintError
 from tokenprint.measure import METERS, EnergyMeter, Measurement, make_meter, measure_idle
+from tokenprint.records import RunRecord, run_record
 
 
 @dataclass
@@ -177,7 +178,7 @@ def iter_points(spec: SweepSpec) -> Iterator[tuple[str, LengthPair, int]]:
                 yield m, pair, b
 
 
-ProgressFn = Callable[[str, dict[str, Any] | None], None]
+ProgressFn = Callable[[str, RunRecord | dict[str, str] | None], None]
 
 
 def target_of(spec: SweepSpec, catalog: Catalog) -> tuple[str, str]:
@@ -231,14 +232,14 @@ def pending_points(spec: SweepSpec, catalog: Catalog, store: ResultsStore,
     return pending
 
 
-def finish_record(rec: dict[str, Any], key: str, meter_reason: str) -> dict[str, Any]:
+def finish_record(rec: RunRecord, key: str, meter_reason: str) -> RunRecord:
     """Add the store identity and the meter's reason to a measured record."""
     rec.update({"point_key": key, "run_id": _run_id(key), "meter_reason": meter_reason})
     return rec
 
 
 def run_sweep(spec: SweepSpec, catalog: Catalog, on_point: ProgressFn | None = None,
-              on_status: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+              on_status: Callable[[str], None] | None = None) -> list[RunRecord]:
     """Run every point not yet in the store; return the records written in this run.
 
     ``on_point(label, record)`` is called before (record None) and after each point; a point
@@ -246,7 +247,7 @@ def run_sweep(spec: SweepSpec, catalog: Catalog, on_point: ProgressFn | None = N
     """
     spec, models = prepare_spec(spec, catalog)
     store = ResultsStore(spec.results)
-    written: list[dict[str, Any]] = []
+    written: list[RunRecord] = []
     meter: EnergyMeter | None = None
     idle: Measurement | None = None
     meter_reason = ""
@@ -287,7 +288,7 @@ def run_sweep(spec: SweepSpec, catalog: Catalog, on_point: ProgressFn | None = N
 
 
 def run_point(spec: SweepSpec, engine: Engine, meter: EnergyMeter, idle: Measurement | None,
-              model_id: str, pair: LengthPair, batch: int) -> dict[str, Any]:
+              model_id: str, pair: LengthPair, batch: int) -> RunRecord:
     """Warm up, repeat, aggregate one point; an out-of-memory batch is recorded as ``oom``."""
     base: dict[str, Any] = {
         "source": "measured", "model": model_id, "engine": spec.engine, "device": spec.device,
@@ -309,5 +310,5 @@ def run_point(spec: SweepSpec, engine: Engine, meter: EnergyMeter, idle: Measure
             if spec.min_seconds is not None and len(runs) >= 1000:
                 break
     except OutOfMemory as exc:
-        return {**base, "status": "oom", "error": str(exc)}
-    return {**base, "status": "ok", **aggregate(runs, batch, pair, idle)}
+        return run_record({**base, "status": "oom", "error": str(exc)})
+    return run_record({**base, "status": "ok", **aggregate(runs, batch, pair, idle)})

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 from tokenprint.errors import TokenprintError
+from tokenprint.records import RunRecord, as_run_records
 
 DB_NAME = "tokenprint.sqlite"
 SCHEMA = """
@@ -62,7 +62,7 @@ class ResultsStore:
         row = self.conn.execute("SELECT 1 FROM runs WHERE point_key = ?", (point_key,)).fetchone()
         return row is not None
 
-    def add(self, record: dict[str, Any]) -> None:
+    def add(self, record: RunRecord) -> None:
         """Store one point and commit at once. A point already stored is never recorded twice."""
         with self.conn:
             self.conn.execute(
@@ -72,7 +72,7 @@ class ResultsStore:
                  json.dumps(record, sort_keys=True)),
             )
 
-    def records(self, status: str | None = None) -> list[dict[str, Any]]:
+    def records(self, status: str | None = None) -> list[RunRecord]:
         """All records, oldest first (optionally one status)."""
         q = "SELECT record FROM runs"
         args: tuple[str, ...] = ()
@@ -80,9 +80,9 @@ class ResultsStore:
             q += " WHERE status = ?"
             args = (status,)
         rows = self.conn.execute(q + " ORDER BY created_utc, rowid", args).fetchall()
-        return [json.loads(r[0]) for r in rows]
+        return as_run_records([json.loads(r[0]) for r in rows])
 
-    def get(self, run_id: str) -> dict[str, Any]:
+    def get(self, run_id: str) -> RunRecord:
         """One record by run id (a unique prefix is enough)."""
         rows = self.conn.execute("SELECT record FROM runs WHERE run_id LIKE ?",
                                  (run_id + "%",)).fetchall()
@@ -94,8 +94,7 @@ class ResultsStore:
             )
         if len(rows) > 1:
             raise TokenprintError(f"run id prefix {run_id!r} matches {len(rows)} runs; give more")
-        record: dict[str, Any] = json.loads(rows[0][0])
-        return record
+        return as_run_records([json.loads(rows[0][0])])[0]
 
     def close(self) -> None:
         """Close the database."""

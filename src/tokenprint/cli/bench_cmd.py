@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,6 +21,7 @@ from tokenprint.cli.common import (
 )
 from tokenprint.errors import TokenprintError
 from tokenprint.files import read_toml_file
+from tokenprint.records import RunRecord
 
 runs_app = typer.Typer(help="List, show and export measured runs from a results store.",
                        no_args_is_help=True)
@@ -132,7 +134,7 @@ def bench(
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("bench", total=n_points, last="")
 
-        def on_point(label: str, rec: dict[str, Any] | None) -> None:
+        def on_point(label: str, rec: RunRecord | dict[str, str] | None) -> None:
             if rec is None:
                 progress.update(task, description=label)
                 return
@@ -163,7 +165,7 @@ def bench(
                 f"({n_points - len(written)} already stored)")
 
 
-def _runs_table(records: list[dict[str, Any]], title: str) -> None:
+def _runs_table(records: Sequence[Mapping[str, Any]], title: str) -> None:
     table = Table(title=title)
     for col in ("run_id", "model", "hw", "dtype", "batch", "in", "out", "TTFT s", "TPOT ms",
                 "tok/s", "J/in tok", "J/out tok", "energy", "status"):
@@ -171,7 +173,7 @@ def _runs_table(records: list[dict[str, Any]], title: str) -> None:
     for r in records:
         ok = r.get("status") == "ok"
 
-        def num(key: str, scale: float = 1.0, r: dict[str, Any] = r, ok: bool = ok) -> str:
+        def num(key: str, scale: float = 1.0, r: Mapping[str, Any] = r, ok: bool = ok) -> str:
             v = r.get(key)
             return f"{v * scale:.3g}" if ok and v is not None else "—"
 

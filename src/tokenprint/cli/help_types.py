@@ -14,8 +14,9 @@ LABELS = {"<str>": "TEXT", "<int>": "INTEGER", "<float>": "NUMBER", "<path>": "P
           "<Path>": "PATH", "<list[Path]>": "PATH...", "<list[path]>": "PATH...",
           "<list[str]>": "TEXT..."}
 
-_option_type = TyperOption.display_type_rich
-_argument_type = TyperArgument.display_type_rich
+# typer versions without this hook print click's own labels; then nothing is changed
+_option_type = getattr(TyperOption, "display_type_rich", None)
+_argument_type = getattr(TyperArgument, "display_type_rich", None)
 
 
 def _label(label: str | None) -> str | None:
@@ -23,14 +24,18 @@ def _label(label: str | None) -> str | None:
 
 
 def _option(self: TyperOption, ctx: Any) -> str | None:
+    assert _option_type is not None
     return None if self.is_flag else _label(_option_type(self, ctx))
 
 
 def _argument(self: TyperArgument, ctx: Any) -> str | None:
+    assert _argument_type is not None
     return _label(_argument_type(self, ctx))
 
 
 def install() -> None:
     """Use the labels above in every command's help."""
+    if _option_type is None or _argument_type is None:
+        return
     TyperOption.display_type_rich = _option  # type: ignore[method-assign]
     TyperArgument.display_type_rich = _argument  # type: ignore[method-assign,assignment]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -53,7 +54,7 @@ def predict(
                 "power W", "status"):
         table.add_column(col, justify="right")
 
-    def rng(r: dict, key: str, scale: float = 1.0, fmt: str = ".3g") -> str:
+    def rng(r: Mapping[str, Any], key: str, scale: float = 1.0, fmt: str = ".3g") -> str:
         return (f"{r[key] * scale:{fmt}} ({r[key + '_low'] * scale:{fmt}}–"
                 f"{r[key + '_high'] * scale:{fmt}})")
 

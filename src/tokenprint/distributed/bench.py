@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tokenprint.bench.runner import (
+    ProgressFn,
     SweepSpec,
     finish_record,
     pending_points,
@@ -18,10 +18,11 @@ from tokenprint.bench.store import ResultsStore
 from tokenprint.bench.workload import LengthPair
 from tokenprint.catalog import Catalog
 from tokenprint.executor import init_ray
+from tokenprint.records import RunRecord
 
 
 def _point_task(spec: SweepSpec, catalog_files: list[str], model_id: str, pair: LengthPair,
-                batch: int, key: str) -> dict[str, Any]:
+                batch: int, key: str) -> RunRecord:
     """Runs on a worker: open the engine and a meter there, measure one point, return it."""
     from tokenprint.bench.runner import make_engine
     from tokenprint.catalog import load_catalog
@@ -45,13 +46,13 @@ def _point_task(spec: SweepSpec, catalog_files: list[str], model_id: str, pair: 
 
 
 def run_sweep_ray(spec: SweepSpec, catalog: Catalog, address: str | None = None,
-                  on_point: Callable[[str, dict[str, Any] | None], None] | None = None,
-                  catalog_files: list[str] | None = None) -> list[dict[str, Any]]:
+                  on_point: ProgressFn | None = None,
+                  catalog_files: list[str] | None = None) -> list[RunRecord]:
     """Schedule every point not yet stored as a Ray task; store records as they return."""
     spec, _ = prepare_spec(spec, catalog)
     store = ResultsStore(spec.results)
     refs: dict[Any, str] = {}
-    written: list[dict[str, Any]] = []
+    written: list[RunRecord] = []
     try:
         pending = pending_points(spec, catalog, store, on_point)
         ray = init_ray(address)

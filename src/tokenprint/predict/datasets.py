@@ -27,6 +27,7 @@ import pandas as pd
 
 from tokenprint.catalog import Catalog
 from tokenprint.errors import TokenprintError
+from tokenprint.records import RunRecord
 
 METRICS = ("energy_per_output_token_j", "tpot_s", "throughput_tok_s", "ttft_s")
 COLUMNS = ("gpu", "model", "stack", "tp", "batch", "input_len", "output_len", "dtype", "mode",
@@ -354,7 +355,7 @@ def load_splitwise(path: str | Path, catalog: Catalog) -> Points:
 ENGINE_STACKS = {"hf": "hf-transformers", "vllm": "vllm-2025"}
 
 
-def points_from_records(records: list[dict[str, Any]], catalog: Catalog, source: str,
+def points_from_records(records: list[RunRecord], catalog: Catalog, source: str,
                         stack: str | None = None) -> Points:
     """Measured tokenprint bench records (static batches on a catalog GPU) as points.
 
@@ -376,12 +377,16 @@ def points_from_records(records: list[dict[str, Any]], catalog: Catalog, source:
         if rec_stack is None:
             out.skip(f"engine {rec.get('engine')!r} has no stack; pass --stack")
             continue
+        tpot, ttft = rec.get("tpot_s"), rec.get("ttft_s")
+        if tpot is None or ttft is None or "energy_per_output_token_j" not in rec:
+            out.skip("no decode step measured (output length 1) or no energy")
+            continue
         out.add(gpu=gpu, model=model, stack=rec_stack, tp=int(rec.get("tp", 1) or 1),
                 batch=float(rec["batch"]), input_len=float(rec["input_len"]),
                 output_len=float(rec["output_len"]), dtype=str(rec.get("dtype", "bf16")),
                 mode="static", energy_per_output_token_j=float(rec["energy_per_output_token_j"]),
-                tpot_s=float(rec["tpot_s"]), throughput_tok_s=float(rec["throughput_tok_s"]),
-                ttft_s=float(rec["ttft_s"]), task="bench")
+                tpot_s=float(tpot), throughput_tok_s=float(rec["throughput_tok_s"]),
+                ttft_s=float(ttft), task="bench")
     return out.points(source)
 
 

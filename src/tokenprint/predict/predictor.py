@@ -20,6 +20,7 @@ from tokenprint.predict.params import (
     resolve_profile,
 )
 from tokenprint.predict.shapes import ShapeArrays, group_fits_heads, kv_dtype_for, max_batch_fits
+from tokenprint.records import RunRecord, run_record
 
 DTYPES = ("auto", "bf16", "fp16", "fp32", "fp8", "mxfp4")
 
@@ -51,7 +52,7 @@ def profile_arrays(resolved: ResolvedProfile) -> ProfileArrays:
 def predict_records(catalog: Catalog, model: ModelArch, gpu: Gpu, batches: list[int],
                     input_len: int, output_len: int, dtype: str = "auto", tp: int = 1,
                     exclude_gpu_profile: bool = False, stack: str = DEFAULT_STACK,
-                    kv_dtype: str = "auto") -> list[dict[str, Any]]:
+                    kv_dtype: str = "auto") -> list[RunRecord]:
     """Predicted static-batch records for each batch size, with ranges and memory fit.
 
     Every record names the serving stack, the profile used and whether the GPU was calibrated
@@ -108,5 +109,5 @@ def predict_records(catalog: Catalog, model: ModelArch, gpu: Gpu, batches: list[
             if metric is not None:
                 lo, hi = apply_range(value, resolved.ranges.get(metric, DEFAULT_RANGE))
                 rec[f"{key}_low"], rec[f"{key}_high"] = float(lo), float(hi)
-        records.append(rec)
+        records.append(run_record(rec))
     return records

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tokenprint.carbon.intensity import IntensitySeries
+from tokenprint.records import RunRecord
 
 DEFAULT_MODELS = ("llama-3.2-1b", "llama-3.2-3b", "llama-2-7b")
 DEFAULT_GPUS = ("t4", "rtx-6000-ada")
@@ -43,7 +44,7 @@ class StudyConfig:
     lifetime_years: float = 5.0
     pue: float = 1.0
     tpot_target_s: float = TPOT_TARGET_S
-    results_records: list[dict[str, Any]] = field(default_factory=list)
+    results_records: list[RunRecord] = field(default_factory=list)
     intensity: IntensitySeries | None = None
     intensity_region: str | None = None
     stack: str = STUDY_STACK

@@ -7,6 +7,7 @@ behind it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from tokenprint.catalog import Catalog
 from tokenprint.errors import TokenprintError
 from tokenprint.predict import predict_records, resolve_dtype
 from tokenprint.predict.shapes import kv_token_budget
+from tokenprint.records import RunRecord
 from tokenprint.report.config import (  # noqa: F401  (re-exported: the study's public names)
     CHAT_MIX,
     DEFAULT_BATCHES,
@@ -42,8 +44,8 @@ from tokenprint.report.findings import (  # noqa: F401
 from tokenprint.units import J_PER_KWH, S_PER_YEAR
 
 
-def _measured_lookup(records: list[dict[str, Any]]) -> dict[tuple[str, str, int, int, int],
-                                                           dict[str, Any]]:
+def _measured_lookup(records: list[RunRecord]) -> dict[tuple[str, str, int, int, int],
+                                                      RunRecord]:
     out = {}
     for r in records:
         if r.get("status") != "ok" or r.get("source", "measured") != "measured":
@@ -131,12 +133,14 @@ def performance_table(cfg: StudyConfig, catalog: Catalog,
     return pd.DataFrame(rows)
 
 
-def _combine(model: str, gpu: str, batch: int, recs: list[dict[str, Any]], sources: list[str],
+def _combine(model: str, gpu: str, batch: int, recs: list[RunRecord], sources: list[str],
              w: np.ndarray, cfg: StudyConfig) -> dict[str, Any]:
     """Request-weighted totals over the length mix (each class at its own batch)."""
+    views: list[Mapping[str, Any]] = list(recs)
+
     def arr(key: str, suffix: str = "") -> np.ndarray:
         vals = []
-        for r in recs:
+        for r in views:
             v = r.get(key + suffix)
             if v is None:  # measured records carry p5/p95, not low/high
                 alt = {"_low": "_p5", "_high": "_p95"}.get(suffix)
