@@ -145,7 +145,7 @@ def main() -> None:
                         await asyncio.sleep(1.0)
                         stub = start_stub()
                     elif what == "lock-db":
-                        lock_db(results / "tokenprint.sqlite", 5.0)
+                        lock_db(results / "ledger.sqlite", 5.0)
                     else:
                         gateway.send_signal(signal.SIGTERM)
                         await asyncio.to_thread(gateway.wait, 30)
@@ -157,7 +157,7 @@ def main() -> None:
     gateway.send_signal(signal.SIGTERM)
     gateway.wait(timeout=30)
     stub.kill()
-    con = sqlite3.connect(results / "tokenprint.sqlite")
+    con = sqlite3.connect(results / "ledger.sqlite")
     rows = con.execute("SELECT id, status, completion_tokens FROM requests").fetchall()
     runs = con.execute("SELECT answered, dropped, stopped_utc FROM runs").fetchall()
     con.close()

@@ -220,7 +220,7 @@ def pct(xs: list[float], q: float) -> float:
 
 
 def ledger(results: Path) -> list[tuple[str, int, int, str, float | None]]:
-    con = sqlite3.connect(results / "tokenprint.sqlite")
+    con = sqlite3.connect(results / "ledger.sqlite")
     rows = con.execute("SELECT id, status, attempts, upstream, added_s FROM requests "
                        "ORDER BY rowid").fetchall()
     con.close()

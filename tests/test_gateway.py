@@ -31,7 +31,7 @@ def _up(name: str, url: str, region: str = "FR", gpu: str = "l4") -> UpstreamCon
 
 
 def _ledger_rows(tmp_path: Path) -> list[dict]:
-    con = sqlite3.connect(tmp_path / "ledger" / "tokenprint.sqlite")
+    con = sqlite3.connect(tmp_path / "ledger" / "ledger.sqlite")
     con.row_factory = sqlite3.Row
     rows = [dict(r) for r in con.execute("SELECT * FROM requests ORDER BY time_utc")]
     con.close()
@@ -378,7 +378,7 @@ def test_ledger_written_by_an_older_version_gains_new_columns(tmp_path: Path):
 
     d = tmp_path / "old"
     d.mkdir()
-    con = sqlite3.connect(d / "tokenprint.sqlite")
+    con = sqlite3.connect(d / "tokenprint.sqlite")   # the file name ledgers had before 0.4
     con.executescript(SCHEMA.replace("    added_s REAL,\n", "").replace(
         "    intensity_source TEXT,\n", ""))
     con.execute("INSERT INTO requests (id, time_utc, upstream, model, region, endpoint, status) "
@@ -391,6 +391,22 @@ def test_ledger_written_by_an_older_version_gains_new_columns(tmp_path: Path):
     rows = ledger.since(0)
     ledger.close()
     assert [(r["id"], r["added_s"]) for r in rows] == [("old", None), ("new", 0.001)]
+    assert not (d / "ledger.sqlite").exists()        # kept in place
+
+
+def test_bench_results_and_the_ledger_share_a_folder_not_a_file(tmp_path: Path):
+    from tokenprint.bench.store import ResultsStore
+    from tokenprint.gateway.ledger import Ledger, check
+
+    store = ResultsStore(tmp_path)                   # bench's tokenprint.sqlite, "runs" table
+    store.close()
+    ledger = Ledger(tmp_path)
+    ledger.add(RequestOutcome(id="r", time_utc=1.0, upstream="a", model="m", region="FR",
+                              endpoint="completions", status=200))
+    ledger.close()
+    assert (tmp_path / "ledger.sqlite").is_file()
+    assert [r["answered"] for r in check(tmp_path)] == [1]
+    assert ResultsStore.open_existing(tmp_path).records() == []
 
 
 def test_latest_intensity_never_waits_on_the_network(catalog, monkeypatch):

@@ -57,7 +57,7 @@ def _cfg(tmp_path: Path, url: str, **kw: Any) -> GatewayConfig:
 
 
 def _rows(tmp_path: Path) -> list[dict[str, Any]]:
-    con = sqlite3.connect(tmp_path / "ledger" / "tokenprint.sqlite")
+    con = sqlite3.connect(tmp_path / "ledger" / "ledger.sqlite")
     con.row_factory = sqlite3.Row
     rows = [dict(r) for r in con.execute("SELECT * FROM requests ORDER BY time_utc")]
     con.close()
@@ -73,7 +73,7 @@ def _stream(http: TestClient, prompt: str = "a b c") -> Any:
 @contextlib.contextmanager
 def _locked(tmp_path: Path) -> Iterator[None]:
     """Hold an exclusive lock on the ledger's database (another process would do the same)."""
-    blocker = sqlite3.connect(tmp_path / "ledger" / "tokenprint.sqlite", isolation_level=None)
+    blocker = sqlite3.connect(tmp_path / "ledger" / "ledger.sqlite", isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
     try:
         yield
@@ -379,7 +379,7 @@ def test_text_ledger_is_private_and_keeps_streamed_text(tmp_path: Path, catalog)
         app = create_app(_cfg(tmp_path, url, store_text=True), catalog)
         with TestClient(app) as http:
             assert _stream(http, "hello there").status_code == 200
-    mode = (tmp_path / "ledger" / "tokenprint.sqlite").stat().st_mode & 0o777
+    mode = (tmp_path / "ledger" / "ledger.sqlite").stat().st_mode & 0o777
     assert mode == 0o600
     (row,) = _rows(tmp_path)
     assert row["completion_text"] == " t0 t1" and "hello there" in row["prompt_text"]

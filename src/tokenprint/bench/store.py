@@ -83,7 +83,13 @@ class ResultsStore:
         return as_run_records([json.loads(r[0]) for r in rows])
 
     def get(self, run_id: str) -> RunRecord:
-        """One record by run id (a unique prefix is enough)."""
+        """One record by run id (a unique prefix is enough; ``latest``: the newest run)."""
+        if run_id == "latest":
+            rows = self.conn.execute("SELECT record FROM runs ORDER BY created_utc DESC, "
+                                     "rowid DESC LIMIT 1").fetchall()
+            if not rows:
+                raise TokenprintError(f"no runs in {str(self.path)!r} yet; run tokenprint bench")
+            return as_run_records([json.loads(rows[0][0])])[0]
         rows = self.conn.execute("SELECT record FROM runs WHERE run_id LIKE ?",
                                  (run_id + "%",)).fetchall()
         if not rows:

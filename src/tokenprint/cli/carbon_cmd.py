@@ -57,8 +57,9 @@ def carbon(
                                              "Default 1: the duration is all the time they are "
                                              "held (with --from-run: the run's own wall time).")
                            ] = "1",
-    from_run: Annotated[str | None, typer.Option(help="Use a measured run's energy and duration "
-                                                 "(needs --results).")] = None,
+    from_run: Annotated[str | None, typer.Option(metavar="RUN_ID",
+        help="Use a measured run's energy and duration: a run id, a unique prefix of one, or "
+             "'latest' (from --results).")] = None,
     results: Annotated[Path, typer.Option(help="Results directory for --from-run.")] = Path(
         "tokenprint-results"),
     catalog: CatalogOpt = None,

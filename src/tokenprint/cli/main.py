@@ -11,6 +11,7 @@ from tokenprint.cli import (
     bench_cmd,
     carbon_cmd,
     catalog_cmd,
+    examples_cmd,
     help_types,
     predict_cmd,
     serve_cmd,
@@ -32,7 +33,7 @@ app.add_typer(catalog_cmd.app, name="catalog")
 app.command("carbon")(carbon_cmd.carbon)
 
 
-for _module in (bench_cmd, predict_cmd, study_cmd, simulate_cmd, serve_cmd):
+for _module in (bench_cmd, predict_cmd, study_cmd, simulate_cmd, serve_cmd, examples_cmd):
     _module.register(app)
 
 

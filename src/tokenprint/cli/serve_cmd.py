@@ -158,9 +158,9 @@ def ledger_summary(
     as_json: JsonOpt = False,
 ) -> None:
     """Totals of requests, tokens, energy and carbon per upstream since a time."""
-    from tokenprint.gateway.ledger import DB_NAME, Ledger
+    from tokenprint.gateway.ledger import Ledger, ledger_path
 
-    if not (results / DB_NAME).is_file():
+    if not ledger_path(results).is_file():
         raise TokenprintError(f"no ledger in {str(results)!r}; run tokenprint serve first")
     led = Ledger(results, register_run=False)
     rows = led.summary(_since(since))
@@ -187,7 +187,7 @@ def ledger_check(
     as_json: JsonOpt = False,
 ) -> None:
     """Gaps in the ledger: per gateway run, requests answered vs rows recorded, rows dropped,
-    and whether it stopped cleanly (exit 1 when any run has a gap)."""
+    and whether it stopped cleanly or is still running (exit 1 when any run has a gap)."""
     from tokenprint.gateway.ledger import check
 
     runs = check(results)
@@ -196,13 +196,14 @@ def ledger_check(
     else:
         t = Table(title=f"Ledger check: {results}")
         for col in ("run", "started (UTC)", "answered", "recorded", "dropped", "missing",
-                    "stopped cleanly"):
+                    "state"):
             t.add_column(col)
         for r in runs:
             t.add_row(r["run_id"], time.strftime("%Y-%m-%d %H:%M:%S",
                                                  time.gmtime(r["started_utc"])),
                       str(r["answered"]), str(r["recorded"]), str(r["dropped"]),
-                      str(r["missing"]), "yes" if r["stopped_cleanly"] else "NO",
+                      str(r["missing"]), "stopped cleanly" if r["stopped_cleanly"] else
+                      "running" if r["running"] else "KILLED",
                       style=None if r["ok"] else "red")
         console.print(t)
         bad = [r for r in runs if not r["ok"]]
@@ -213,7 +214,8 @@ def ledger_check(
                           "killed: its last heartbeat bounds what it answered; rows queued in "
                           "its last flush interval (50 ms) may be missing.", style="red")
         else:
-            console.print("every answered request has its row; every run stopped cleanly")
+            console.print("every answered request has its row; every run stopped cleanly or "
+                          "is running")
     if any(not r["ok"] for r in runs):
         raise typer.Exit(1)
 

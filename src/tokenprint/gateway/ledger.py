@@ -28,7 +28,29 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tokenprint.gateway")
 
-DB_NAME = "tokenprint.sqlite"
+DB_NAME = "ledger.sqlite"
+# before 0.4 the ledger was tokenprint.sqlite, the results store's own file name: a bench run
+# and a gateway with the default folders then shared one file (and one "runs" table)
+LEGACY_DB_NAME = "tokenprint.sqlite"
+
+
+def ledger_path(results_dir: str | Path) -> Path:
+    """The ledger file in ``results_dir``: ledger.sqlite, or an older ledger kept in place."""
+    d = Path(results_dir)
+    legacy = d / LEGACY_DB_NAME
+    if not (d / DB_NAME).exists() and legacy.is_file():
+        try:
+            con = sqlite3.connect(f"file:{legacy}?mode=ro", uri=True)
+            try:
+                tables = {r[0] for r in con.execute(
+                    "SELECT name FROM sqlite_master WHERE type='table'")}
+            finally:
+                con.close()
+        except sqlite3.DatabaseError:
+            tables = set()
+        if "requests" in tables:
+            return legacy
+    return d / DB_NAME
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
     id TEXT PRIMARY KEY,
@@ -81,6 +103,7 @@ NEWER_COLUMNS = {"added_s": "REAL", "intensity_source": "TEXT", "usage_source": 
                  "note": "TEXT", "run_id": "TEXT"}
 BEHIND_S = 5.0        # /health is degraded once the oldest queued row waits this long
 BACKOFF_MAX_S = 2.0
+ALIVE_BEAT_S = 10.0      # a run whose writer has not beaten for this long is not running
 
 
 _FOOTPRINT_COLUMNS = ("energy_j", "prefill_j", "decode_j", "operational_g", "embodied_g",
@@ -131,7 +154,7 @@ class Ledger:
                  max_pending: int = 100_000, private: bool = False,
                  busy_timeout_s: float = 0.5, register_run: bool = True) -> None:
         d = Path(results_dir)
-        path = d / DB_NAME
+        path = ledger_path(d)
         try:
             d.mkdir(parents=True, exist_ok=True)
             if private and not path.exists():
@@ -307,10 +330,24 @@ class Ledger:
         self.conn.close()
 
 
+def _alive(pid: int | None, last_beat_utc: float | None) -> bool:
+    """Whether a gateway run is still going: its process exists here and its writer beat
+    within ``ALIVE_BEAT_S`` (it beats every second)."""
+    if pid is None or last_beat_utc is None or time.time() - last_beat_utc > ALIVE_BEAT_S:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # exists, owned by another user
+        return True
+    return True
+
+
 def check(results_dir: str | Path) -> list[dict[str, Any]]:
     """Per gateway run: requests it answered, rows recorded, rows dropped, and whether it
     stopped cleanly — the gaps ``tokenprint ledger check`` reports."""
-    path = Path(results_dir) / DB_NAME
+    path = ledger_path(results_dir)
     if not path.is_file():
         raise TokenprintError(f"no ledger in {str(results_dir)!r} ({DB_NAME} not found)")
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -325,11 +362,16 @@ def check(results_dir: str | Path) -> list[dict[str, Any]]:
             recorded = conn.execute("SELECT COUNT(*) FROM requests WHERE run_id = ?",
                                     (run_id,)).fetchone()[0]
             missing = max(int(answered or 0) - int(recorded) - int(dropped or 0), 0)
+            running = stopped is None and _alive(pid, beat)
             out.append({"run_id": run_id, "pid": pid, "started_utc": started,
                         "last_beat_utc": beat, "stopped_cleanly": stopped is not None,
+                        "running": running,
                         "answered": int(answered or 0), "recorded": int(recorded),
                         "dropped": int(dropped or 0), "missing": missing,
-                        "ok": stopped is not None and missing == 0 and not dropped})
+                        # a live run is judged on what it dropped; its last second's rows may
+                        # still be queued
+                        "ok": not dropped and (running or (stopped is not None
+                                                           and missing == 0))})
         return out
     finally:
         conn.close()
