@@ -384,3 +384,10 @@ def test_defaults_and_zero_token_progress():
     fake = _FakeModel()
     _state("s", model=fake).expected_carbon_g(1.0)
     assert fake.calls == [(512, 128, 1)]
+
+
+def test_an_upstream_without_latencies_yet_counts_as_meeting_the_target():
+    unknown_clean = _state("unknown", 10.0)              # no request finished yet
+    known_dirty = _state("known", 500.0, p95_s=0.1)
+    r = Router("carbon", latency_target_s=0.4, pue=1.0)
+    assert [u.name for u in r.order([known_dirty, unknown_clean])] == ["unknown", "known"]

@@ -173,3 +173,102 @@ def test_cluster_limits_named(catalog, flat, kw, message):
     with pytest.raises(TokenprintError) as exc:
         simulate(_trace(), catalog, spec)
     assert str(exc.value) == message
+
+
+def test_json_keys_are_the_contract(catalog, flat):
+    res = simulate(_trace(), catalog, _spec())
+    c = carbon_of(res, catalog, "FR")
+    assert set(c.to_dict()) == {
+        "operational_g", "embodied_g", "total_g", "operational_range_g", "embodied_range_g",
+        "total_range_g", "intensity_g_per_kwh", "g_per_1k_tokens", "scope", "pue", "sources"}
+    for k in ("operational_range_g", "embodied_range_g", "total_range_g"):
+        assert set(c.to_dict()[k]) == {"low", "high"}
+    emb = c.to_dict()["embodied_range_g"]
+    assert (emb["low"], emb["high"]) == pytest.approx((c.embodied_g.low, c.embodied_g.high))
+    s = summary(res, c, 1.0, 1.0).to_dict()
+    assert {"trace", "e2e_s", "kv_budget_tokens", "tpot_s", "ttft_s", "slo", "n_rejected",
+            "throughput_tok_s", "gpu_busy_s", "gpu_idle_s", "busy_energy_j",
+            "idle_energy_j", "energy_j"} <= set(s)
+    assert s["trace"] == "hand" and s["kv_budget_tokens"] == 10_000
+    assert s["e2e_s"]["p50"] == pytest.approx(0.02)
+    assert carbon_of(res, catalog, "FR").to_dict() == \
+        carbon_of(res, catalog, "FR", lifetime_years=5.0, pue=1.0).to_dict()   # the defaults
+
+
+def test_edges_of_a_simulation(catalog, monkeypatch):
+    roomy = ReplicaCosts(**{**FLAT.__dict__, "kv_budget_tokens": 10**7})
+    monkeypatch.setattr(cluster, "step_costs", lambda *a, **k: (roomy, dict(INFO)))
+    # one request per replica, the first arriving at 5 s; the second replica's request is one
+    # token long (TPOT 0) and exactly fills the context
+    ctx = catalog.model("llama-3.1-8b").max_context
+    tr = Trace(np.array([5.0, 5.0]), np.array([10, ctx - 1]), np.array([3, 1]), "edge")
+    res = simulate(tr, catalog, ClusterSpec(model="llama-3.1-8b", gpu="l4", replicas=2,
+                                            max_batch=1, balance="round-robin"))
+    assert res.served.tolist() == [True, True]                 # input + output == context fits
+    assert res.duration_s == pytest.approx(0.03)                # from the first arrival
+    assert res.tpot_s[1] == 0.0 and res.tpot_s[0] == pytest.approx(0.01)
+    assert res.idle_s == pytest.approx(2 * 0.03 - 0.04)
+    one = Trace(np.array([0.0]), np.array([ctx]), np.array([1]), "long")
+    assert simulate(one, catalog, ClusterSpec(model="llama-3.1-8b", gpu="l4")).info[
+        "n_too_long"] == 1
+    big = ClusterSpec(model="llama-3.1-8b", gpu="l4", replicas=MAX_REPLICAS,
+                      balance="round-robin")
+    assert simulate(Trace(np.array([0.0]), np.array([5]), np.array([2]), "x"), catalog,
+                    big).served.all()
+
+
+def test_hours_without_work_are_charged_idle(catalog, flat):
+    """Requests at 0 s and 7,200 s from half a second before the hour: the hour after it holds
+    only idle time (3,600 s × 2 replicas × 10 W); the run ends 7,199.52 s into the next."""
+    tr = Trace(np.array([0.0, 0.0, 7200.0, 7200.0]), np.array([10] * 4), np.array([2] * 4),
+               "gap", T0 - 0.5)
+    res = simulate(tr, catalog, _spec(), hourly=True)
+    h0 = int(T0 // 3600)
+    assert h0 not in res.hourly and res.hourly_span[h0] == pytest.approx(7200.0)
+    series = IntensitySeries(T0 - 3600.0, 3600.0, np.array([100.0, 200.0, 300.0, 400.0]))
+    c = carbon_of(res, catalog, "FR", intensity=series)
+    e = [4.0 + (1.0 - 0.04) * 10.0, 7200.0 * 10.0, 4.0 + (2 * 3599.52 - 0.04) * 10.0]
+    want = (e[0] * 100 + e[1] * 200 + e[2] * 300) / 3.6e6
+    assert c.operational_g.mid == pytest.approx(want, rel=1e-6)
+
+
+def test_least_work_weighs_prefill_and_decode(catalog):
+    # prefill 1 ms per input token; decode 1/16 s per output token
+    costs = ReplicaCosts(**{**FLAT.__dict__, "flops_per_s": 1000.0,
+                            "matmul_flops_per_token": 1.0, "dense_weight_bytes": 1.0})
+    # r0 takes a (1 s of prefill), r1 takes b (10 × 1/16 s of decode = 0.625 s); c goes to r1,
+    # the one that frees first
+    tr = Trace(np.array([0.0, 0.0, 0.0]), np.array([1000, 1, 1]), np.array([1, 10, 1]), "w")
+    assert assign(tr, 2, "least-work", costs).tolist() == [0, 1, 1]
+    # at t = 0.5 both are still busy with nothing queued: equal backlogs go to the first
+    late = Trace(np.array([0.0, 0.0, 0.5]), np.array([1000, 1000, 1]), np.array([1, 1, 1]), "l")
+    assert assign(late, 2, "least-work", costs).tolist() == [0, 1, 0]
+    assert assign(tr, 2, "least-work", costs).dtype == np.int64
+
+
+def test_closed_form_sum_on_exact_crossings():
+    from tokenprint.simulate.replica import _sum_max_linear
+
+    def loop(a0, a1, b0, b1, k):
+        return sum(max(a0 + a1 * j, b0 + b1 * j) for j in range(k))
+
+    cases = [(1.0, 0.5, 1.0, 0.5, 7), (2.0, 0.5, 1.0, 0.5, 7), (1.0, 0.5, 2.0, 0.5, 7),
+             (0.0, 1.0, 3.0, 0.0, 8), (3.0, 0.0, 0.0, 1.0, 8), (0.0, 1.0, 3.0, 0.0, 3),
+             (0.0, 1.0, 3.0, 0.0, 4), (5.0, 1.0, 0.0, 2.0, 1), (0.0, 2.0, 5.0, 1.0, 0),
+             (1.0, 2.0, 0.0, 1.0, 6), (0.0, 1.0, 1.0, 0.0, 1)]
+    for a0, a1, b0, b1, k in cases:
+        assert _sum_max_linear(a0, a1, b0, b1, k) == pytest.approx(loop(a0, a1, b0, b1, k)), \
+            (a0, a1, b0, b1, k)
+
+
+def test_a_request_that_exactly_fills_the_kv_budget_runs():
+    from tokenprint.simulate.replica import simulate_replica
+
+    tight = ReplicaCosts(**{**FLAT.__dict__, "kv_budget_tokens": 20})
+    res = simulate_replica(np.array([0.0, 0.0]), np.array([15, 16]), np.array([5, 5]),
+                           tight, max_batch=8)
+    assert res.finish_s[0] == pytest.approx(0.05)               # 15 + 5 = 20: fits exactly
+    assert np.isnan(res.finish_s[1])                             # 16 + 5 = 21: never fits
+    two = simulate_replica(np.array([0.0, 0.0]), np.array([5, 5]), np.array([5, 5]),
+                           tight, max_batch=8)
+    assert two.first_token_s.tolist() == pytest.approx([0.01, 0.01])   # 10 + 10 = 20: together

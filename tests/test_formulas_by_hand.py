@@ -326,3 +326,100 @@ def test_upstream_model_asks_its_own_stack_and_the_nominal_request(catalog):
     out = predict_static(m.shape, m.hw, m.prof, 8.0, 512.0, 128.0, 1)
     assert m.cost_per_token() == (pytest.approx(float(out["energy_per_input_token_j"][0])),
                                   pytest.approx(float(out["energy_per_output_token_j"][0])))
+
+
+def test_embodied_sources_notes_and_calibrated_boards_by_hand(catalog):
+    from tokenprint.carbon.embodied import vendor_calibration
+
+    cal = vendor_calibration(catalog)
+    assert cal is not None
+    pcf = catalog.pcf_for("h100-sxm")
+    h100 = catalog.gpu("h100-sxm")
+    act = die_estimate(h100.die_area_mm2.estimate, catalog.fab_node(h100.act_node), catalog).mid
+    assert cal.ic_factor == pytest.approx(332000 / 8 / act)
+    assert cal.thermal_g_per_w == pytest.approx(230000 / 8 / h100.tdp_w.value)
+    assert cal.other_board_g == pytest.approx(204000 / 8)
+    assert cal.source == (
+        f"calibrated on {pcf.name} ({pcf.source}): IC factor {332000 / 8 / 1e3:.1f} kg / "
+        f"ACT die {act / 1e3:.1f} kg = {332000 / 8 / act:.2f}; thermal "
+        f"{230000 / 8 / h100.tdp_w.value:.1f} g/W of TDP; other board parts "
+        f"{204000 / 8 / 1e3:.1f} kg per GPU")
+    # a PCIe card without a vendor footprint: die × the IC factor (low: ACT alone), no
+    # separate packaging, its own modelled board
+    l4 = catalog.gpu("l4")
+    dev, card = gpu_embodied(l4, catalog, "device"), gpu_embodied(l4, catalog, "card")
+    d = dev.components_g["die"]
+    c = card.components_g["die"]
+    assert (c.low, c.mid, c.high) == pytest.approx(
+        (d.low, d.mid * cal.ic_factor, d.high * cal.ic_factor))
+    assert card.components_g["packaging"].mid == 0.0
+    assert dev.components_g["packaging"].mid == pytest.approx(
+        l4.n_packages * catalog.fab.packaging_g_per_ic.value)
+    assert card.components_g["board"].mid == l4.board_g.value
+    assert card.sources["die"].endswith(f"; × IC factor ({cal.source}); low: the ACT die alone")
+    node = catalog.fab_node(l4.act_node)
+    mem = catalog.memory_factor(l4.memory_type)
+    assert dev.sources == {
+        "die": (f"ACT logic model (Gupta et al. ISCA 2022) at {node.id}: "
+                f"{l4.die_area_mm2.source}; fab grid {catalog.fab.fab_intensity_g_per_kwh.source}"),
+        "memory": f"{l4.memory_gb.value:g} GB {mem.name}: {mem.g_per_gb.source}",
+        "packaging": catalog.fab.packaging_g_per_ic.source}
+    assert card.sources["board"] == l4.board_g.source
+    assert dev.scope == "device" and card.scope == "card"
+    assert dev.components_g["host"].mid == 0.0 and dev.components_g["board"].mid == 0.0
+    if mem.g_per_gb.note:
+        assert dev.notes[0] == (f"memory: {mem.g_per_gb.note}; range "
+                                f"{mem.g_per_gb.estimate.low:g}-{mem.g_per_gb.estimate.high:g} g/GB")
+    h100_card = gpu_embodied(h100, catalog, "card")
+    assert h100_card.notes[-1] == ("card scope from the vendor footprint nvidia-hgx-h100 (measured "
+                                   "by the vendor, allocated per GPU), not the bottom-up model")
+    server = gpu_embodied(l4, catalog, "server")
+    assert server.components_g["packaging"].mid == 0.0 and "host" in server.sources
+    scaled = dev.scaled(2.0)
+    assert scaled.sources == dev.sources and scaled.notes == dev.notes
+    assert scaled.scope == "device"
+
+
+def test_module_boards_from_the_vendor_split(catalog):
+    from tokenprint.carbon.embodied import vendor_calibration
+
+    cal = vendor_calibration(catalog)
+    assert cal is not None
+    for gid in ("h200", "b200", "mi300x"):
+        g = catalog.gpu(gid)
+        if catalog.pcf_for(gid) is not None:
+            continue
+        card = gpu_embodied(g, catalog, "card")
+        board = cal.other_board_g + cal.thermal_g_per_w * g.tdp_w.value
+        b = card.components_g["board"]
+        assert (b.low, b.mid, b.high) == pytest.approx((min(g.board_g.value, board), board,
+                                                        board))
+        assert card.sources["board"] == (f"vendor-calibrated module board: {cal.source}; at "
+                                         f"{g.tdp_w.value:g} W TDP; low: {g.board_g.source}")
+
+
+def test_fab_yield_bounds():
+    from tokenprint.carbon.embodied import die_carbon_g
+
+    # 100 mm² = 1 cm² × (500 g/kWh × 2 kWh/cm² + 100 + 50 g/cm²) / 0.5
+    assert float(die_carbon_g(100.0, 2.0, 100.0, 50.0, 500.0, 0.5)) == pytest.approx(2300.0)
+    assert float(die_carbon_g(100.0, 2.0, 100.0, 50.0, 500.0, 1.0)) == pytest.approx(1150.0)
+    for y in (0.0, -0.5, 1.01):
+        with pytest.raises(TokenprintError) as exc:
+            die_carbon_g(100.0, 2.0, 100.0, 50.0, 500.0, y)
+        assert str(exc.value) == "fab yield must be in (0, 1]"
+
+
+def test_footprint_json_keys_and_units(catalog):
+    fp = compute_footprint(catalog, gpu="t4", region="FR", energy_j=7.2e6, duration_s=H)
+    d = fp.to_dict()
+    assert d["energy_kwh"] == pytest.approx(2.0)
+    assert {"intensity_range_g_per_kwh", "operational_range_g", "embodied_range_g",
+            "intensity_source", "notes", "embodied_breakdown_g"} <= set(d)
+    ci = catalog.region("FR").intensity_g_per_kwh.estimate
+    assert d["intensity_range_g_per_kwh"] == {"low": ci.low, "high": ci.high}
+    assert d["operational_range_g"] == {"low": pytest.approx(2 * ci.low),
+                                        "high": pytest.approx(2 * ci.high)}
+    e = fp.embodied_g
+    assert d["embodied_range_g"] == {"low": pytest.approx(e.low), "high": pytest.approx(e.high)}
+    assert d["intensity_source"] == fp.intensity_source and d["notes"] == fp.notes

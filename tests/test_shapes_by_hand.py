@@ -1,0 +1,121 @@
+"""The work a pass does (FLOPs, bytes, all-reduces, experts, KV budget) by hand.
+
+Each figure is rebuilt from the architecture's numbers and the formula in
+``tokenprint.predict.shapes``' docstring.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tokenprint.catalog.schema import dtype_bytes
+from tokenprint.predict.model import pass_time
+from tokenprint.predict.params import ProfileArrays, hardware_arrays, resolve_profile
+from tokenprint.predict.shapes import (
+    ACTIVATION_BYTES,
+    ShapeArrays,
+    allreduce_bytes,
+    experts_touched,
+    group_fits_heads,
+    kv_dtype_for,
+    kv_token_budget,
+    max_batch_fits,
+    pass_bytes,
+    pass_flops,
+)
+
+
+def _one(x) -> float:
+    return float(np.asarray(x).reshape(-1)[0])
+
+
+def test_allreduce_bytes_by_hand(catalog):
+    m = catalog.model("llama-3.1-8b")
+    s = ShapeArrays.of([m], ["bf16"])
+    # two all-reduces per layer of batch × tokens × hidden 16-bit activations; each GPU sends
+    # 2 (t − 1) / t of the buffer in a ring
+    act = 3 * 5 * m.hidden_size * ACTIVATION_BYTES
+    for tp in (2, 4, 8):
+        want = 2 * m.num_layers * act * 2 * (tp - 1) / tp
+        assert _one(allreduce_bytes(s, 3, 5, tp)) == pytest.approx(want)
+    assert _one(allreduce_bytes(s, 3, 5, 1)) == 0.0
+    assert ACTIVATION_BYTES == 2.0
+
+
+def test_pass_flops_and_bytes_by_hand(catalog):
+    m = catalog.model("llama-3.1-8b")
+    s = ShapeArrays.of([m], ["bf16"])
+    b, n, c = 4, 3, 100
+    attn = 4 * m.num_layers * m.num_heads * m.head_dim * (n * c + n * (n + 1) / 2)
+    assert _one(pass_flops(s, b, n, c)) == pytest.approx(b * (2 * m.matmul_params * n + attn))
+    kv = m.kv_bytes_per_token("bf16")
+    want = m.dense_matmul_params * 2 + b * kv * (c + n)
+    assert _one(pass_bytes(s, b, n, c)) == pytest.approx(want)
+
+
+def test_experts_touched_by_hand(catalog):
+    moe = catalog.model("qwen3-30b-a3b")
+    s = ShapeArrays.of([moe], ["bf16"])
+    e, k = moe.num_experts, moe.experts_per_token
+    assert _one(experts_touched(s, 1)) == pytest.approx(k)          # one token: its k experts
+    assert _one(experts_touched(s, 10)) == pytest.approx(e * (1 - (1 - k / e) ** 10))
+    assert _one(experts_touched(s, 1e6)) == pytest.approx(e)        # many tokens: all of them
+    dense = ShapeArrays.of([catalog.model("llama-3.1-8b")], ["bf16"])
+    assert _one(experts_touched(dense, 50)) == 0.0
+    # the bytes of a MoE pass: dense weights + the touched experts + KV
+    b, n, c = 2, 5, 0
+    experts = e * (1 - (1 - k / e) ** (b * n)) * moe.expert_params * 2
+    want = moe.dense_matmul_params * 2 + experts + b * moe.kv_bytes_per_token("bf16") * (c + n)
+    assert _one(pass_bytes(s, b, n, c)) == pytest.approx(want)
+
+
+def test_kv_dtypes_and_mxfp4_weights(catalog):
+    assert kv_dtype_for("fp8") == "bf16" and kv_dtype_for("int8") == "bf16"
+    assert kv_dtype_for("mxfp4") == "bf16" and kv_dtype_for("fp16") == "fp16"
+    assert kv_dtype_for("fp8", "fp8") == "fp8"
+    gpt = catalog.model("gpt-oss-20b")
+    s = ShapeArrays.of([gpt], ["mxfp4"])
+    assert _one(s.dense_weight_bytes_per_param) == dtype_bytes("bf16")   # attention stays 16-bit
+    assert _one(s.expert_weight_bytes_per_param) == dtype_bytes("mxfp4")
+    m = catalog.model("llama-3.1-8b")
+    fp8_kv = ShapeArrays.of([m], ["fp8"], ["fp8"])
+    assert _one(fp8_kv.kv_bytes_per_token) == pytest.approx(m.kv_bytes_per_token("fp8"))
+    assert _one(ShapeArrays.of([m], ["fp8"]).kv_bytes_per_token) == \
+        pytest.approx(m.kv_bytes_per_token("bf16"))
+
+
+def test_kv_budget_and_batches_by_hand(catalog):
+    m = catalog.model("llama-3.1-8b")
+    free = 2 * 80 * 1e9 * 0.9 - m.weight_bytes("bf16")
+    budget = kv_token_budget(m, 80, "bf16", tp=2)
+    assert budget == int(free // m.kv_bytes_per_token("bf16"))
+    assert kv_token_budget(m, 80, "bf16", tp=2, kv_dtype="fp8") == \
+        int(free // m.kv_bytes_per_token("fp8"))
+    assert kv_token_budget(m, 1, "bf16") == 0                      # the weights do not fit
+    # weights that exactly fill the usable memory leave no KV room
+    exact_gb = m.weight_bytes("bf16") / 1e9 / 0.9
+    assert kv_token_budget(m, exact_gb, "bf16") == 0
+    assert max_batch_fits(m, 80, "bf16", 1000, tp=2) == budget // 1000
+    assert max_batch_fits(m, 80, "bf16", 1, tp=2) == budget          # one token per request
+    assert max_batch_fits(m, 80, "bf16", 0, tp=2) == budget
+    assert group_fits_heads(m, 1) and group_fits_heads(m, 2) and not group_fits_heads(m, 3)
+    assert group_fits_heads(m, 16)                                    # KV heads replicated
+
+
+def test_communication_time_of_a_pair_by_hand(catalog):
+    m, g = catalog.model("llama-3.1-8b"), catalog.gpu("h100-sxm")
+    s = ShapeArrays.of([m], ["bf16"])
+    hw = hardware_arrays([g], ["bf16"])
+    prof = ProfileArrays.from_values(resolve_profile(g, catalog, "vllm-2025").values)
+    one, two = pass_time(s, hw, prof, 8, 1, 500, 1), pass_time(s, hw, prof, 8, 1, 500, 2)
+    comm = (_one(allreduce_bytes(s, 8, 1, 2)) / _one(hw.link_b_s)
+            + 2 * m.num_layers * _one(prof.tp_latency_s))
+    bound_two = max(_one(one.compute_s) / 2, (_one(one.total_s) - _one(one.step_overhead_s)
+                                              - 8 * _one(prof.seq_overhead_s)) / 2)
+    want = bound_two + comm + _one(prof.step_overhead_s) + 8 * _one(prof.seq_overhead_s)
+    assert _one(two.total_s) == pytest.approx(want, rel=1e-9)
+    assert _one(two.compute_s) == pytest.approx(_one(one.compute_s) / 2)
+    assert math.isfinite(_one(two.total_s))
