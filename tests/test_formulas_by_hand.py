@@ -368,8 +368,9 @@ def test_embodied_sources_notes_and_calibrated_boards_by_hand(catalog):
     assert dev.scope == "device" and card.scope == "card"
     assert dev.components_g["host"].mid == 0.0 and dev.components_g["board"].mid == 0.0
     if mem.g_per_gb.note:
-        assert dev.notes[0] == (f"memory: {mem.g_per_gb.note}; range "
-                                f"{mem.g_per_gb.estimate.low:g}-{mem.g_per_gb.estimate.high:g} g/GB")
+        rng = mem.g_per_gb.estimate
+        assert dev.notes[0] == (f"memory: {mem.g_per_gb.note}; range {rng.low:g}-{rng.high:g} "
+                                "g/GB")
     h100_card = gpu_embodied(h100, catalog, "card")
     assert h100_card.notes[-1] == ("card scope from the vendor footprint nvidia-hgx-h100 (measured "
                                    "by the vendor, allocated per GPU), not the bottom-up model")
