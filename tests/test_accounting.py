@@ -391,3 +391,11 @@ def test_an_upstream_without_latencies_yet_counts_as_meeting_the_target():
     known_dirty = _state("known", 500.0, p95_s=0.1)
     r = Router("carbon", latency_target_s=0.4, pue=1.0)
     assert [u.name for u in r.order([known_dirty, unknown_clean])] == ["unknown", "known"]
+
+
+def test_latencies_recorded_and_single_requests_costed(catalog):
+    s = _state("a")
+    s.record_success(0.5)
+    assert s.p95_latency_s() == pytest.approx(0.5)
+    m = UpstreamModel(catalog, "llama-3.1-8b", "l4", 1, "device", 5.0)
+    assert m.energy(512, 128, 1) != m.energy(512, 128, 2)   # alone is not the same as in two

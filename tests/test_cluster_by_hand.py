@@ -272,3 +272,11 @@ def test_a_request_that_exactly_fills_the_kv_budget_runs():
     two = simulate_replica(np.array([0.0, 0.0]), np.array([5, 5]), np.array([5, 5]),
                            tight, max_batch=8)
     assert two.first_token_s.tolist() == pytest.approx([0.01, 0.01])   # 10 + 10 = 20: together
+
+
+def test_percentiles_and_targets_at_their_edges(catalog, flat):
+    p = Percentiles.of(np.array([1.0, 2.0, 3.0, 4.0]))
+    assert (p.p95, p.p99) == pytest.approx((3.85, 3.97))
+    res = simulate(_trace(), catalog, _spec())
+    assert res.slo_mask(0.01, 1.0)[:2].all()          # a TTFT equal to its target meets it
+    assert res.slo_mask(1.0, 0.01)[:2].all()

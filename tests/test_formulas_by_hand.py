@@ -212,7 +212,8 @@ def test_power_formulas_by_hand(catalog):
     assert float(peak[0]) == pytest.approx(m + float(prof.peak_frac) * (tdp - m))
 
 
-@pytest.mark.parametrize("batch, li, lo, tp", [(4, 200, 9, 1), (2, 100, 1, 1), (8, 512, 65, 2)])
+@pytest.mark.parametrize("batch, li, lo, tp", [(4, 200, 9, 1), (2, 100, 1, 1), (2, 64, 2, 1),
+                                              (8, 512, 65, 2)])
 def test_static_prediction_rebuilt_from_passes(catalog, batch, li, lo, tp):
     shape, hw, prof = _parts(catalog)
     out = {k: float(np.asarray(v).reshape(-1)[0])

@@ -286,3 +286,9 @@ def test_power_timeline_across_several_steps():
     # any other Intensity is asked for each piece's mean: 1 kWh at 100, then 1 kWh at 50
     assert operational_g_power_timeline([T0, T0 + H, T0 + 2 * H], [1000.0] * 3,
                                         HalfOfConstant()) == pytest.approx(150.0)
+
+
+def test_the_error_names_the_time_outside_the_series():
+    s = IntensitySeries(T0, H, np.array([1.0, 2.0]))
+    with pytest.raises(TokenprintError, match="time 2023-06-30T23:59:59"):
+        s.at([T0 - 1, T0 + H])
