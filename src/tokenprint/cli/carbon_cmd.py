@@ -145,3 +145,8 @@ def print_footprint(fp: Footprint) -> None:
                   f"time at {fp.utilization:.0%} utilization")
     for note in fp.notes:
         console.print(f"note: {note}", style="yellow")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to the main app."""
+    app.command("carbon")(carbon)

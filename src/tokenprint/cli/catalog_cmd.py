@@ -186,3 +186,8 @@ def show(
         else:
             table.add_row(key, str(val), "")
     console.print(table)
+
+
+def register(main: typer.Typer) -> None:
+    """Add the command group to the main app."""
+    main.add_typer(app, name="catalog")

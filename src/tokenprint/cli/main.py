@@ -29,11 +29,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-app.add_typer(catalog_cmd.app, name="catalog")
-app.command("carbon")(carbon_cmd.carbon)
-
-
-for _module in (bench_cmd, predict_cmd, study_cmd, simulate_cmd, serve_cmd, examples_cmd):
+# every command module registers its commands the same way, in the order --help lists them
+for _module in (carbon_cmd, bench_cmd, predict_cmd, study_cmd, simulate_cmd, serve_cmd,
+                catalog_cmd, examples_cmd):
     _module.register(app)
 
 
