@@ -12,6 +12,7 @@ from tokenprint.cli import (
     carbon_cmd,
     catalog_cmd,
     examples_cmd,
+    fleet_cmd,
     help_types,
     predict_cmd,
     serve_cmd,
@@ -31,7 +32,7 @@ app = typer.Typer(
 )
 # every command module registers its commands the same way, in the order --help lists them
 for _module in (carbon_cmd, bench_cmd, predict_cmd, study_cmd, simulate_cmd, serve_cmd,
-                catalog_cmd, examples_cmd):
+                fleet_cmd, catalog_cmd, examples_cmd):
     _module.register(app)
 
 

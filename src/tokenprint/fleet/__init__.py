@@ -1,0 +1,1 @@
+"""Carbon of deployments from the metrics they already export: ``watch`` (live sidecar)."""

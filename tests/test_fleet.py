@@ -1,0 +1,241 @@
+"""``tokenprint watch``: engine and energy exporter metrics read, differenced and charged.
+
+The expositions below follow the projects' documented formats and names (vLLM, SGLang and TGI
+token counters; NVIDIA DCGM exporter's energy counter in mJ; Kepler's per-container GPU joules),
+served by a small HTTP server whose values the tests move.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+from fastapi import FastAPI, Response
+
+from conftest import run_cli, serve_in_thread
+from tokenprint.carbon.embodied import gpu_embodied
+from tokenprint.carbon.operational import operational_g
+from tokenprint.errors import TokenprintError
+from tokenprint.fleet.exposition import read_energy_j, read_engine
+from tokenprint.fleet.watch import (
+    ExporterEnergy,
+    PredictedEnergy,
+    Watcher,
+    WatchLedger,
+    WatchMetrics,
+    increase,
+)
+from tokenprint.predict.params import idle_w
+from tokenprint.units import S_PER_YEAR
+
+M = 'model_name="meta-llama/Llama-3.1-8B-Instruct"'
+
+
+def vllm(prompt: float, gen: float, running: float) -> str:
+    return (
+        "# HELP vllm:num_requests_running Number of requests currently running on GPU.\n"
+        "# TYPE vllm:num_requests_running gauge\n"
+        f"vllm:num_requests_running{{{M}}} {running}\n"
+        "# HELP vllm:prompt_tokens_total Number of prefill tokens processed.\n"
+        "# TYPE vllm:prompt_tokens_total counter\n"
+        f"vllm:prompt_tokens_total{{{M}}} {prompt}\n"
+        "# HELP vllm:generation_tokens_total Number of generation tokens processed.\n"
+        "# TYPE vllm:generation_tokens_total counter\n"
+        f"vllm:generation_tokens_total{{{M}}} {gen}\n")
+
+
+SGLANG = ("# HELP sglang:prompt_tokens_total Number of prefill tokens processed.\n"
+          "# TYPE sglang:prompt_tokens_total counter\n"
+          f"sglang:prompt_tokens_total{{{M}}} 8.128902e+06\n"
+          "# HELP sglang:generation_tokens_total Number of generation tokens processed.\n"
+          "# TYPE sglang:generation_tokens_total counter\n"
+          f"sglang:generation_tokens_total{{{M}}} 7.557572e+06\n"
+          "# HELP sglang:num_running_reqs The number of running requests.\n"
+          "# TYPE sglang:num_running_reqs gauge\n"
+          f"sglang:num_running_reqs{{{M}}} 12.0\n")
+TGI = ("# TYPE tgi_request_input_length histogram\n"
+       'tgi_request_input_length_bucket{le="+Inf"} 40\n'
+       "tgi_request_input_length_sum 20480\n"
+       "tgi_request_input_length_count 40\n"
+       "# TYPE tgi_request_generated_tokens histogram\n"
+       'tgi_request_generated_tokens_bucket{le="+Inf"} 40\n'
+       "tgi_request_generated_tokens_sum 5120\n"
+       "tgi_request_generated_tokens_count 40\n"
+       "# TYPE tgi_batch_current_size gauge\n"
+       "tgi_batch_current_size 4\n")
+
+
+def dcgm(mj_gpu0: float, mj_gpu1: float) -> str:
+    head = ("# HELP DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION Total energy consumption since boot "
+            "(in mJ).\n# TYPE DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION counter\n")
+    return head + "".join(
+        f'DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{{gpu="{i}",UUID="GPU-{i}",device="nvidia{i}",'
+        f'modelName="NVIDIA H100 80GB HBM3",Hostname="node1"}} {v:.0f}\n'
+        for i, v in enumerate((mj_gpu0, mj_gpu1)))
+
+
+KEPLER = ("# HELP kepler_container_gpu_joules_total Aggregated GPU value in joules\n"
+          "# TYPE kepler_container_gpu_joules_total counter\n"
+          'kepler_container_gpu_joules_total{container_id="a",container_name="vllm",'
+          'container_namespace="llm",pod_name="vllm-0"} 1500.5\n'
+          'kepler_container_gpu_joules_total{container_id="b",container_name="vllm",'
+          'container_namespace="llm",pod_name="vllm-1"} 499.5\n')
+
+
+def test_engines_and_exporters_are_read():
+    r = read_engine(vllm(1000, 500, 3), "v")
+    assert (r.engine, r.prompt_tokens, r.generation_tokens, r.running) == ("vllm", 1000, 500, 3)
+    assert r.models == ("meta-llama/Llama-3.1-8B-Instruct",)
+    s = read_engine(SGLANG, "s")
+    assert (s.engine, s.prompt_tokens, s.generation_tokens, s.running) == \
+        ("sglang", 8.128902e6, 7.557572e6, 12.0)
+    t = read_engine(TGI, "t")
+    assert (t.engine, t.prompt_tokens, t.generation_tokens, t.running, t.models) == \
+        ("tgi", 20480, 5120, 4, ())
+    assert read_energy_j(dcgm(1_000_000, 2_500_000), "dcgm", "d") == pytest.approx(3500.0)
+    assert read_energy_j(KEPLER, "kepler", "k") == pytest.approx(2000.0)
+    with pytest.raises(TokenprintError) as exc:
+        read_engine("# TYPE up gauge\nup 1\n", "http://x/metrics")
+    assert str(exc.value).startswith("http://x/metrics exposes no serving engine's token "
+                                     "counters (looked for vllm:generation_tokens_total")
+    assert str(exc.value).endswith("it has up")
+    with pytest.raises(TokenprintError, match="has no DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"):
+        read_energy_j(KEPLER, "dcgm", "d")
+    with pytest.raises(TokenprintError, match="is not Prometheus text exposition"):
+        read_engine("{not: prometheus}", "j")
+
+
+def test_counter_increases_and_restarts():
+    assert increase(None, 10.0) == (0.0, False)
+    assert increase(10.0, 25.0) == (15.0, False)
+    assert increase(25.0, 4.0) == (4.0, True)        # restarted: counts from zero
+
+
+class _Exporters:
+    """A server whose /engine and /dcgm texts the test moves; status 500 on demand."""
+
+    def __init__(self) -> None:
+        self.engine = vllm(0, 0, 0)
+        self.energy = dcgm(0, 0)
+        self.fail = False
+        self.app = FastAPI()
+
+        @self.app.get("/engine")
+        def engine() -> Response:
+            if self.fail:
+                return Response("down", status_code=500)
+            return Response(self.engine, media_type="text/plain")
+
+        @self.app.get("/dcgm")
+        def energy() -> Response:
+            return Response(self.energy, media_type="text/plain")
+
+
+def _watcher(catalog, tmp_path: Path, port: int, energy) -> Watcher:
+    return Watcher(catalog, endpoints=[f"http://127.0.0.1:{port}/engine"], model="llama-3.1-8b",
+                   gpu="h100-sxm", gpus=2, region="FR", energy=energy,
+                   ledger=WatchLedger(tmp_path), metrics=WatchMetrics(), deployment="chat")
+
+
+def test_intervals_with_measured_energy_restarts_and_gaps(catalog, tmp_path: Path):
+    ex = _Exporters()
+    with serve_in_thread(ex.app) as port:
+        import httpx
+
+        client = httpx.Client(timeout=5)
+        w = _watcher(catalog, tmp_path, port,
+                     ExporterEnergy("dcgm", f"http://127.0.0.1:{port}/dcgm", client))
+        assert w.step(now=1000.0) is None                       # the baseline
+        ex.engine, ex.energy = vllm(4000, 1000, 6), dcgm(30_000_000, 30_000_000)
+        row = w.step(now=1060.0)
+        assert row is not None and row.status == "ok"
+        assert (row.prompt_tokens, row.generation_tokens, row.running) == (4000, 1000, 6)
+        assert row.energy_j == pytest.approx(60_000.0) and row.energy_method == "dcgm"
+        ci = catalog.region("FR").intensity_g_per_kwh.value
+        emb = gpu_embodied(catalog.gpu("h100-sxm"), catalog, "device").total_g.mid * 2 \
+            * 60.0 / (5.0 * S_PER_YEAR)
+        assert row.operational_g == pytest.approx(float(operational_g(60_000.0, ci)))
+        assert row.embodied_g == pytest.approx(emb)
+        assert row.g_per_1k_tokens == pytest.approx((row.operational_g + emb) / 1000 * 1000)
+        ex.engine = vllm(100, 50, 1)                            # the engine restarted
+        ex.energy = dcgm(31_000_000, 31_000_000)
+        row = w.step(now=1120.0)
+        assert row is not None and (row.prompt_tokens, row.generation_tokens) == (100, 50)
+        assert "went backwards" in row.note and row.energy_j == pytest.approx(2000.0)
+        ex.fail = True
+        gap = w.step(now=1180.0)
+        assert gap is not None and gap.status == "gap" and gap.energy_j is None
+        assert "HTTP 500" in gap.note and gap.generation_tokens is None
+        ex.fail = False
+        ex.engine, ex.energy = vllm(300, 150, 2), dcgm(32_000_000, 32_000_000)
+        after = w.step(now=1240.0)
+        assert after is not None and after.start_utc == 1120.0 and after.duration_s == 120.0
+        assert after.generation_tokens == 100 and after.energy_j == pytest.approx(2000.0)
+        assert "spans a gap of 120 s (1 failed scrape(s))" in after.note
+        text = _metrics_text(w)
+        assert 'tokenprint_watch_tokens_total{deployment="chat",kind="generation",' \
+               'model="llama-3.1-8b"} 1150.0' in text
+        assert 'tokenprint_watch_gaps_total{deployment="chat",model="llama-3.1-8b"} 1.0' in text
+        assert 'tokenprint_watch_counter_resets_total{deployment="chat",' \
+               'model="llama-3.1-8b"} 1.0' in text
+        w.close()
+    rows = w.ledger.rows()
+    assert [r.status for r in rows] == ["ok", "ok", "gap", "ok"]
+    assert rows[0].gpus == 2 and rows[3].energy_j == pytest.approx(2000.0)
+    w.ledger.close()
+    con = sqlite3.connect(tmp_path / "watch.sqlite")
+    assert con.execute("SELECT COUNT(*) FROM intervals WHERE energy_j IS NULL").fetchone() == (1,)
+
+
+def _metrics_text(w: Watcher) -> str:
+    from prometheus_client import generate_latest
+
+    return generate_latest(w.metrics.registry).decode()
+
+
+def test_predicted_energy_never_below_the_idle_floor(catalog, tmp_path: Path):
+    ex = _Exporters()
+    with serve_in_thread(ex.app) as port:
+        pred = PredictedEnergy(catalog, "llama-3.1-8b", "h100-sxm", 2)
+        w = _watcher(catalog, tmp_path, port, pred)
+        w.step(now=0.0)
+        ex.engine = vllm(51_200, 12_800, 8)
+        busy = w.step(now=10.0)
+        ex.engine = vllm(51_200, 12_800, 0)
+        quiet = w.step(now=70.0)
+        w.close()
+    assert busy is not None and quiet is not None
+    assert busy.energy_method == "predicted"
+    assert busy.energy_j == pytest.approx(pred.joules(51_200, 12_800, 8, 10.0))
+    floor = idle_w(catalog.gpu("h100-sxm")) * 2 * 60.0
+    assert quiet.energy_j == pytest.approx(floor) and quiet.g_per_1k_tokens is None
+    assert busy.energy_j > idle_w(catalog.gpu("h100-sxm")) * 2 * 10.0
+
+
+def test_watch_command(tmp_path: Path, capsys):
+    ex = _Exporters()
+    ex.engine = vllm(10, 5, 1)
+    with serve_in_thread(ex.app) as port:
+        url = f"http://127.0.0.1:{port}"
+        code, out, err = run_cli(capsys, "watch", "--metrics", f"{url}/engine", "--model",
+                                 "llama-3.1-8b", "--gpu", "l4", "--region", "FR", "--energy",
+                                 f"dcgm={url}/dcgm", "--interval", "0.2", "--iterations", "2",
+                                 "--port", "0", "--results", str(tmp_path))
+        assert code == 0, err
+        assert "2 interval(s) recorded" in out
+        code, _, err = run_cli(capsys, "watch", "--metrics", f"{url}/engine", "--model",
+                               "llama-3.1-8b", "--gpu", "l4", "--region", "FR", "--energy",
+                               "dcgm", "--port", "0")
+        assert code == 2 and "--energy 'dcgm' is invalid" in err
+        code, _, err = run_cli(capsys, "watch", "--metrics", "localhost:9", "--model",
+                               "llama-3.1-8b", "--gpu", "l4", "--region", "FR")
+        assert code == 2 and "give a URL starting with http://" in err
+    code, _, err = run_cli(capsys, "watch", "--metrics", "http://127.0.0.1:9/metrics",
+                           "--model", "llama-3.1-8b", "--gpu", "l4", "--region", "FR",
+                           "--port", "0", "--results", str(tmp_path / "x"))
+    assert code == 2 and "cannot scrape http://127.0.0.1:9/metrics" in err
+    rows = WatchLedger(tmp_path).rows()
+    assert len(rows) == 2 and all(r.energy_method == "dcgm" for r in rows)
