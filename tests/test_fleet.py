@@ -239,3 +239,111 @@ def test_watch_command(tmp_path: Path, capsys):
     assert code == 2 and "cannot scrape http://127.0.0.1:9/metrics" in err
     rows = WatchLedger(tmp_path).rows()
     assert len(rows) == 2 and all(r.energy_method == "dcgm" for r in rows)
+
+
+PROMETHEUS = __import__("shutil").which("prometheus")
+
+
+class _Growing:
+    """A vLLM and a DCGM exposition whose counters grow at every scrape."""
+
+    def __init__(self) -> None:
+        self.scrapes = 0
+        self.app = FastAPI()
+
+        @self.app.get("/engine")
+        def engine() -> Response:
+            self.scrapes += 1
+            n = self.scrapes
+            return Response(vllm(400 * n, 100 * n, 2), media_type="text/plain")
+
+        @self.app.get("/dcgm")
+        def energy() -> Response:
+            n = self.scrapes
+            return Response(dcgm(500_000 * n, 500_000 * n), media_type="text/plain")
+
+
+@pytest.mark.skipif(PROMETHEUS is None, reason="Prometheus is not installed (apt-get install "
+                                               "prometheus; .ci/run installs it)")
+def test_fleet_report_from_a_real_prometheus(catalog, tmp_path: Path, capsys):
+    import subprocess
+    import time
+
+    import httpx
+
+    from conftest import free_port
+
+    ex = _Growing()
+    with serve_in_thread(ex.app) as port:
+        cfg = tmp_path / "prometheus.yml"
+        cfg.write_text(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n"
+            f"  - job_name: vllm\n    metrics_path: /engine\n    static_configs:\n"
+            f"      - targets: ['127.0.0.1:{port}']\n"
+            f"  - job_name: dcgm\n    metrics_path: /dcgm\n    static_configs:\n"
+            f"      - targets: ['127.0.0.1:{port}']\n")
+        prom_port = free_port()
+        t0 = time.time()
+        proc = subprocess.Popen([PROMETHEUS, f"--config.file={cfg}",
+                                 f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                                 f"--web.listen-address=127.0.0.1:{prom_port}"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            url = f"http://127.0.0.1:{prom_port}"
+            for _ in range(100):
+                try:
+                    if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.2)
+            time.sleep(12)                                 # about 10 scrapes of each target
+            t1 = time.time()
+            deps = tmp_path / "deployments.toml"
+            deps.write_text(
+                '[[deployment]]\nname = "chat"\nmatch = { job = "vllm" }\n'
+                'model = "llama-3.1-8b"\ngpu = "h100-sxm"\ngpus = 2\nregion = "FR"\n'
+                'energy = "dcgm"\nenergy_match = { job = "dcgm" }\n\n'
+                '[[deployment]]\nname = "chat-predicted"\nmatch = { job = "vllm" }\n'
+                'model = "llama-3.1-8b"\ngpu = "h100-sxm"\ngpus = 2\nregion = "FR"\n')
+            iso = "%Y-%m-%dT%H:%M:%SZ"
+            start = time.strftime(iso, time.gmtime(t0 - 20))   # before the first scrape
+            end = time.strftime(iso, time.gmtime(t1))
+            code, out, err = run_cli(capsys, "fleet", "report", "--prometheus", url,
+                                     "--deployments", str(deps), "--start", start, "--end",
+                                     end, "--step", "5s", "--json", "--out",
+                                     str(tmp_path / "report"))
+            assert code == 0, err
+            import json
+
+            body = json.loads(out)
+            steps = [s for s in body["steps"] if s["deployment"] == "chat"]
+            ok = [s for s in steps if s["status"] == "ok"]
+            assert ok and any(s["status"] == "no data" for s in steps)   # before the scrapes
+            ci = catalog.region("FR").intensity_g_per_kwh.value
+            for s in ok:
+                assert s["energy_method"] == "dcgm" and s["energy_j"] > 0
+                assert s["generation_tokens"] > 0
+                assert s["operational_g"] == pytest.approx(
+                    float(operational_g(s["energy_j"], ci)), rel=1e-9)
+                assert s["total_g"] == pytest.approx(s["operational_g"] + s["embodied_g"])
+            # 100 tokens and 1,000 J per scrape: Prometheus's increase() sees the same ratio
+            gen = sum(s["generation_tokens"] for s in ok)
+            energy = sum(s["energy_j"] for s in ok)
+            assert energy / gen == pytest.approx(10.0, rel=0.05)
+            totals = {t["deployment"]: t for t in body["totals"]}
+            assert totals["chat-predicted"]["generation_tokens"] == pytest.approx(
+                totals["chat"]["generation_tokens"])
+            assert all((tmp_path / "report" / f).is_file()
+                       for f in ("fleet.csv", "fleet.json", "fleet.png", "fleet.html"))
+            deps.write_text('[[deployment]]\nname = "none"\nmatch = { job = "nothing" }\n'
+                            'model = "llama-3.1-8b"\ngpu = "l4"\ngpus = 1\nregion = "FR"\n')
+            code, _, err = run_cli(capsys, "fleet", "report", "--prometheus", url,
+                                   "--deployments", str(deps), "--since", "1h")
+            assert code == 2 and "no engine token counters match" in err
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+    code, _, err = run_cli(capsys, "fleet", "report", "--prometheus", "http://127.0.0.1:9",
+                           "--deployments", str(deps), "--since", "1h")
+    assert code == 2 and "cannot reach Prometheus at http://127.0.0.1:9" in err

@@ -9,7 +9,16 @@ from typing import Annotated
 
 import typer
 
-from tokenprint.cli.common import CatalogOpt, console, fmt_g, in_range, load, split_list
+from tokenprint.cli.common import (
+    CatalogOpt,
+    JsonOpt,
+    console,
+    fmt_g,
+    in_range,
+    load,
+    print_json,
+    split_list,
+)
 from tokenprint.errors import TokenprintError
 
 ENERGY_HELP = ("Energy source: predicted (the model, from token rates; the default), nvml "
@@ -147,6 +156,105 @@ def watch(
     console.print(f"{done} interval(s) recorded in {results / 'watch.sqlite'}")
 
 
+fleet_app = typer.Typer(help="Carbon of existing deployments from Prometheus, after the fact.",
+                        no_args_is_help=True)
+
+
+def _duration_s(text: str, what: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text and text[-1] in units and text[:-1].replace(".", "", 1).isdigit() \
+            and float(text[:-1]) > 0:
+        return float(text[:-1]) * units[text[-1]]
+    raise TokenprintError(f"{what} {text!r} is invalid; use a length such as 15s, 30m, 1h or 7d")
+
+
+@fleet_app.command("report")
+def fleet_report_cmd(
+    prometheus: Annotated[str, typer.Option(metavar="URL",
+        help="Prometheus server (its HTTP API), e.g. http://127.0.0.1:9090.")],
+    deployments: Annotated[Path, typer.Option(metavar="FILE",
+        help="TOML [[deployment]] tables: name, match (labels), model, gpu, gpus, region, "
+             "energy (predicted|dcgm|kepler), energy_match, intensity_file.")],
+    since: Annotated[str | None, typer.Option(metavar="LENGTH",
+        help="Window ending now: 30m, 24h, 7d (default 24h).")] = None,
+    start: Annotated[str | None, typer.Option(help="Window start, ISO 8601 (with --end).")]
+    = None,
+    end: Annotated[str | None, typer.Option(help="Window end, ISO 8601.")] = None,
+    step: Annotated[str, typer.Option(metavar="LENGTH", help="Report step.")] = "1h",
+    scope: Annotated[str, typer.Option(help="Embodied scope: die|device|card|server.")]
+    = "device",
+    lifetime_years: Annotated[str, typer.Option(metavar="NUMBER", help="Hardware lifetime.")]
+    = "5",
+    pue: Annotated[str, typer.Option(metavar="NUMBER", help="Data-centre PUE.")] = "1.0",
+    out: Annotated[Path | None, typer.Option(metavar="DIR",
+        help="Write fleet.csv, fleet.json, fleet.png and fleet.html here.")] = None,
+    as_json: JsonOpt = False,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Carbon by deployment and step from a Prometheus server's history: tokens, energy
+    (measured where a counter is named, else predicted), operational and embodied carbon."""
+    from rich.table import Table
+
+    from tokenprint.carbon import parse_time
+    from tokenprint.carbon.amortize import check_lifetime
+    from tokenprint.carbon.embodied import check_scope
+    from tokenprint.fleet.output import write_outputs
+    from tokenprint.fleet.report import (
+        Prometheus,
+        ReportWindow,
+        fleet_report,
+        load_deployments,
+        summary,
+    )
+
+    cat = load(catalog)
+    if not prometheus.startswith(("http://", "https://")):
+        raise TokenprintError(f"--prometheus {prometheus!r} is invalid; give a URL starting with "
+                              "http:// or https://")
+    if (start is None) != (end is None):
+        raise TokenprintError("--start and --end go together")
+    if start is not None and since is not None:
+        raise TokenprintError("give --since or --start/--end, not both")
+    step_s = _duration_s(step, "--step")
+    if start is not None and end is not None:
+        t0, t1 = parse_time(start), parse_time(end)
+    else:
+        t1 = time.time()
+        t0 = t1 - _duration_s(since or "24h", "--since")
+    check_scope(scope)
+    lifetime = check_lifetime(in_range(lifetime_years, "--lifetime-years", 0, None,
+                                       low_open=True))
+    deps = load_deployments(deployments)
+    for d in deps:
+        cat.model(d.model), cat.gpu(d.gpu), cat.region(d.region)
+    window = ReportWindow(t0 + step_s, t1, step_s)
+    table = fleet_report(Prometheus(prometheus), cat, deps, window, scope, lifetime,
+                         in_range(pue, "--pue", 1.0, None))
+    totals = summary(table)
+    if out is not None:
+        files = write_outputs(table, totals, out, f"Fleet carbon, {start or since or '24h'}")
+    if as_json:
+        print_json({"totals": totals.to_dict("records"),
+                    "steps": table.assign(end_utc=table["end_utc"].astype(str))
+                    .to_dict("records")})
+        return
+    t = Table(title=f"Fleet carbon, {len(deps)} deployment(s), step {step}")
+    for col in ("deployment", "model", "gpu × n", "region", "tokens out", "energy kWh",
+                "operational", "embodied", "g / 1k tok", "steps w/o data"):
+        t.add_column(col)
+    for r in totals.to_dict("records"):
+        t.add_row(r["deployment"], r["model"], f"{r['gpu']} × {r['gpus']}", r["region"],
+                  f"{r['generation_tokens']:.0f}", f"{r['energy_j'] / 3.6e6:.3g}",
+                  fmt_g(r["operational_g"]), fmt_g(r["embodied_g"]),
+                  "—" if r["g_per_1k_tokens"] != r["g_per_1k_tokens"]
+                  else f"{r['g_per_1k_tokens']:.3g}",
+                  f"{r['steps_without_data']} of {r['steps']}")
+    console.print(t)
+    if out is not None:
+        console.print(f"wrote {', '.join(str(f) for f in files)}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add the command to the main app."""
+    """Add the commands to the main app."""
     app.command("watch")(watch)
+    app.add_typer(fleet_app, name="fleet")

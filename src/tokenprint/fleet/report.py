@@ -1,0 +1,232 @@
+"""``tokenprint fleet report``: carbon by deployment × hour, after the fact, from Prometheus.
+
+For each deployment (a label set mapped to a catalog model, GPU, count and region) the report
+asks Prometheus's HTTP API (``query_range``) for the increase of the engine's token counters and
+of the energy counter in each step (``increase()`` handles counter resets), and the share of the
+step with requests running. Energy is measured where a counter is named (DCGM exporter in mJ,
+Kepler in J) and predicted from the tokens otherwise. Carbon goes through ``tokenprint.carbon``:
+operational at the step's grid intensity, embodied at the provisioned GPU count for every step.
+A step with no samples is reported as such, never as zero.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tokenprint.carbon.amortize import amortized_share
+from tokenprint.carbon.embodied import gpu_embodied
+from tokenprint.carbon.intensity import load_intensity_csv
+from tokenprint.carbon.operational import operational_g
+from tokenprint.catalog import Catalog
+from tokenprint.errors import TokenprintError
+from tokenprint.files import read_toml_file
+from tokenprint.fleet.exposition import ENERGY_SERIES, ENGINES
+from tokenprint.fleet.watch import PredictedEnergy
+
+MAX_POINTS = 11_000   # Prometheus refuses a query_range of more points than this
+
+
+class Deployment(BaseModel):
+    """One deployment in the deployments file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9._@:-]+$")
+    match: dict[str, str] = Field(default_factory=dict)   # label = value on the engine series
+    model: str
+    gpu: str
+    gpus: int = Field(ge=1)
+    region: str
+    energy: str = "predicted"          # predicted | dcgm | kepler
+    energy_match: dict[str, str] = Field(default_factory=dict)
+    intensity_file: str | None = None
+    stack: str = "vllm-2025"
+
+
+def load_deployments(path: str | Path) -> list[Deployment]:
+    """Deployments from a TOML file of ``[[deployment]]`` tables; errors name the table."""
+    doc = read_toml_file(path, "deployments file")
+    tables = doc.get("deployment")
+    if not isinstance(tables, list) or not tables:
+        raise TokenprintError(f"deployments file {str(path)!r} has no [[deployment]] tables")
+    out = []
+    for i, t in enumerate(tables):
+        try:
+            d = Deployment.model_validate(t)
+        except ValidationError as exc:
+            e = exc.errors()[0]
+            raise TokenprintError(f"deployments file {str(path)!r}, deployment {i + 1}: field "
+                                  f"{'.'.join(map(str, e['loc']))!r}: {e['msg']}") from None
+        if d.energy not in ("predicted", *ENERGY_SERIES):
+            raise TokenprintError(f"deployment {d.name!r}: energy {d.energy!r} is invalid; "
+                                  f"valid: predicted, {', '.join(ENERGY_SERIES)}")
+        out.append(d)
+    names = [d.name for d in out]
+    if len(set(names)) != len(names):
+        raise TokenprintError("deployment names must be unique in the deployments file")
+    return out
+
+
+def selector(labels: dict[str, str]) -> str:
+    """A PromQL label selector ``{a="b",…}`` with values escaped."""
+    inner = ",".join(f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
+                     for k, v in sorted(labels.items()))
+    return "{" + inner + "}"
+
+
+@dataclass
+class Prometheus:
+    """The HTTP API of a Prometheus server."""
+
+    url: str
+    client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30.0))
+
+    def _get(self, path: str, params: dict[str, str]) -> Any:
+        try:
+            r = self.client.get(f"{self.url.rstrip('/')}{path}", params=params)
+        except httpx.HTTPError as exc:
+            raise TokenprintError(f"cannot reach Prometheus at {self.url}: "
+                                  f"{exc.__class__.__name__}: {exc}") from None
+        try:
+            body = r.json()
+        except ValueError:
+            raise TokenprintError(f"{self.url} is not a Prometheus API (HTTP {r.status_code}, "
+                                  "not JSON)") from None
+        if body.get("status") != "success":
+            raise TokenprintError(f"Prometheus refused {params.get('query', path)!r}: "
+                                  f"{body.get('error', body)}")
+        return body["data"]
+
+    def names(self, match: str) -> set[str]:
+        """Series names matching a selector."""
+        data = self._get("/api/v1/series", {"match[]": match})
+        return {s["__name__"] for s in data}
+
+    def range_sum(self, query: str, start: float, end: float, step_s: float) -> pd.Series:
+        """A query's values at each step, summed over the series it returns (NaN where none
+        had a sample)."""
+        n = int((end - start) // step_s) + 1
+        if n > MAX_POINTS:
+            raise TokenprintError(f"{n} steps is more than Prometheus returns in one query "
+                                  f"({MAX_POINTS}); use a longer --step or a shorter window")
+        data = self._get("/api/v1/query_range", {"query": query, "start": f"{start:.3f}",
+                                                 "end": f"{end:.3f}", "step": f"{step_s:g}s"})
+        times = start + step_s * np.arange(n)
+        total = np.full(n, np.nan)
+        for series in data.get("result", []):
+            for t, v in series["values"]:
+                k = round((float(t) - start) / step_s)
+                if 0 <= k < n and math.isfinite(float(v)):
+                    total[k] = (0.0 if np.isnan(total[k]) else total[k]) + float(v)
+        return pd.Series(total, index=times)
+
+
+@dataclass(frozen=True)
+class ReportWindow:
+    """What to report on: ``[start, end]`` in steps of ``step_s`` (each step ends at its time)."""
+
+    start_s: float
+    end_s: float
+    step_s: float = 3600.0
+
+
+def engine_of(prom: Prometheus, d: Deployment) -> tuple[str, str, str, str]:
+    """(engine, prompt series, generation series, running series) the deployment exposes."""
+    sel = selector(d.match)
+    wanted = "|".join(e.generation_tokens for e in ENGINES)
+    names = prom.names(f'{{__name__=~"{wanted}"' + (f",{sel[1:]}" if d.match else "}"))
+    for e in ENGINES:
+        if e.generation_tokens in names:
+            return e.engine, e.prompt_tokens, e.generation_tokens, e.running
+    raise TokenprintError(f"deployment {d.name!r}: no engine token counters match {sel} in "
+                          f"Prometheus (looked for {wanted.replace('|', ', ')})")
+
+
+def deployment_table(prom: Prometheus, catalog: Catalog, d: Deployment, w: ReportWindow,
+                     scope: str, lifetime_years: float, pue: float) -> pd.DataFrame:
+    """One row per step of one deployment: tokens, energy, carbon, utilization."""
+    engine, prompt_s, gen_s, running_s = engine_of(prom, d)
+    sel, rng = selector(d.match), f"[{w.step_s:g}s]"
+    gen = prom.range_sum(f"sum(increase({gen_s}{sel}{rng}))", w.start_s, w.end_s, w.step_s)
+    prompt = prom.range_sum(f"sum(increase({prompt_s}{sel}{rng}))", w.start_s, w.end_s,
+                            w.step_s)
+    running = prom.range_sum(f"sum(avg_over_time({running_s}{sel}{rng}))", w.start_s, w.end_s,
+                             w.step_s)
+    busy = prom.range_sum(f"avg_over_time((sum({running_s}{sel}) > bool 0){rng[:-1]}:])",
+                          w.start_s, w.end_s, w.step_s)
+    if d.energy == "predicted":
+        pred = PredictedEnergy(catalog, d.model, d.gpu, d.gpus, d.stack)
+        energy = pd.Series([pred.joules(p, g, r, w.step_s) if not np.isnan(g) else np.nan
+                            for p, g, r in zip(prompt.fillna(0), gen, running.fillna(0),
+                                               strict=True)], index=gen.index)
+        method = "predicted"
+    else:
+        name, scale = ENERGY_SERIES[d.energy]
+        energy = prom.range_sum(f"sum(increase({name}{selector(d.energy_match)}{rng}))",
+                                w.start_s, w.end_s, w.step_s) * scale
+        method = d.energy
+    region = catalog.region(d.region)
+    if d.intensity_file:
+        series = load_intensity_csv(d.intensity_file, fill=True)
+        ci = pd.Series(series.mean_over(gen.index - w.step_s, gen.index), index=gen.index)
+        ci_source = f"{series.source} ({series.basis})"
+    else:
+        ci = pd.Series(region.intensity_g_per_kwh.value, index=gen.index)
+        ci_source = f"{region.id.upper()} annual ({region.basis})"
+    emb_one = float(gpu_embodied(catalog.gpu(d.gpu), catalog, scope).total_g.mid)
+    embodied = pd.Series(emb_one * d.gpus * float(amortized_share(w.step_s, lifetime_years)),
+                         index=gen.index)
+    op = pd.Series(operational_g(energy.fillna(0).to_numpy(), ci.to_numpy(), pue),
+                   index=gen.index).where(energy.notna())
+    total = op + embodied
+    df = pd.DataFrame({
+        "deployment": d.name, "model": catalog.model(d.model).id, "gpu": catalog.gpu(d.gpu).id,
+        "gpus": d.gpus, "region": region.id.upper(), "engine": engine,
+        "end_utc": pd.to_datetime(gen.index, unit="s", utc=True),
+        "prompt_tokens": prompt, "generation_tokens": gen, "mean_running": running,
+        "utilization": busy, "energy_j": energy, "energy_method": method,
+        "intensity_g_per_kwh": ci, "operational_g": op, "embodied_g": embodied,
+        "total_g": total,
+        "g_per_1k_tokens": (total / gen * 1000).where(gen > 0),
+        "status": np.where(gen.isna(), "no data", np.where(energy.isna(), "no energy", "ok")),
+        "intensity_source": ci_source,
+    })
+    return df.reset_index(drop=True)
+
+
+def fleet_report(prom: Prometheus, catalog: Catalog, deployments: list[Deployment],
+                 w: ReportWindow, scope: str = "device", lifetime_years: float = 5.0,
+                 pue: float = 1.0) -> pd.DataFrame:
+    """Every deployment's steps, stacked."""
+    if w.end_s < w.start_s:
+        raise TokenprintError("the report window is shorter than one step; give a longer "
+                              "window or a shorter --step")
+    if w.step_s <= 0:
+        raise TokenprintError(f"--step {w.step_s:g} s is invalid; it must be > 0")
+    return pd.concat([deployment_table(prom, catalog, d, w, scope, lifetime_years, pue)
+                      for d in deployments], ignore_index=True)
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Totals per deployment over the window (steps without data left out, and counted)."""
+    g = table.groupby("deployment", sort=False)
+    out = g.agg(model=("model", "first"), gpu=("gpu", "first"), gpus=("gpus", "first"),
+                region=("region", "first"), generation_tokens=("generation_tokens", "sum"),
+                energy_j=("energy_j", "sum"), operational_g=("operational_g", "sum"),
+                embodied_g=("embodied_g", "sum"), total_g=("total_g", "sum"),
+                steps=("status", "size"),
+                steps_without_data=("status", lambda s: int((s != "ok").sum())))
+    # the GPUs were provisioned in every step: embodied counts them all, operational the steps
+    # with data (their number is given)
+    out["total_g"] = out["operational_g"] + out["embodied_g"]
+    out["g_per_1k_tokens"] = (out["total_g"] / out["generation_tokens"] * 1000).where(
+        out["generation_tokens"] > 0)
+    return out.reset_index()
