@@ -245,22 +245,25 @@ PROMETHEUS = __import__("shutil").which("prometheus")
 
 
 class _Growing:
-    """A vLLM and a DCGM exposition whose counters grow at every scrape."""
+    """A vLLM and a DCGM exposition whose counters grow with time: 100 tokens (400 prompt)
+    and 1,000 J (two GPUs at 500 W) per second."""
 
     def __init__(self) -> None:
-        self.scrapes = 0
+        import time
+
+        self.t0 = time.time()
         self.app = FastAPI()
+
+        def s() -> float:
+            return time.time() - self.t0
 
         @self.app.get("/engine")
         def engine() -> Response:
-            self.scrapes += 1
-            n = self.scrapes
-            return Response(vllm(400 * n, 100 * n, 2), media_type="text/plain")
+            return Response(vllm(400 * s(), 100 * s(), 2), media_type="text/plain")
 
         @self.app.get("/dcgm")
         def energy() -> Response:
-            n = self.scrapes
-            return Response(dcgm(500_000 * n, 500_000 * n), media_type="text/plain")
+            return Response(dcgm(500_000 * s(), 500_000 * s()), media_type="text/plain")
 
 
 @pytest.mark.skipif(PROMETHEUS is None, reason="Prometheus is not installed (apt-get install "
@@ -297,7 +300,17 @@ def test_fleet_report_from_a_real_prometheus(catalog, tmp_path: Path, capsys):
                 except httpx.HTTPError:
                     pass
                 time.sleep(0.2)
-            time.sleep(12)                                 # about 10 scrapes of each target
+            def scrapes(metric: str) -> float:
+                r = httpx.get(f"{url}/api/v1/query", timeout=2, params={
+                    "query": f"count_over_time({metric}[1m])"}).json()
+                res = r.get("data", {}).get("result", [])
+                return float(res[0]["value"][1]) if res else 0.0
+
+            for _ in range(120):     # discovery starts scraping ~5 s after ready; wait for 12
+                if min(scrapes("vllm:generation_tokens_total"),
+                       scrapes("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION")) >= 12:
+                    break
+                time.sleep(0.5)
             t1 = time.time()
             deps = tmp_path / "deployments.toml"
             deps.write_text(
@@ -311,7 +324,7 @@ def test_fleet_report_from_a_real_prometheus(catalog, tmp_path: Path, capsys):
             end = time.strftime(iso, time.gmtime(t1))
             code, out, err = run_cli(capsys, "fleet", "report", "--prometheus", url,
                                      "--deployments", str(deps), "--start", start, "--end",
-                                     end, "--step", "5s", "--json", "--out",
+                                     end, "--step", "3s", "--json", "--out",
                                      str(tmp_path / "report"))
             assert code == 0, err
             import json
@@ -327,9 +340,12 @@ def test_fleet_report_from_a_real_prometheus(catalog, tmp_path: Path, capsys):
                 assert s["operational_g"] == pytest.approx(
                     float(operational_g(s["energy_j"], ci)), rel=1e-9)
                 assert s["total_g"] == pytest.approx(s["operational_g"] + s["embodied_g"])
-            # 100 tokens and 1,000 J per scrape: Prometheus's increase() sees the same ratio
-            gen = sum(s["generation_tokens"] for s in ok)
-            energy = sum(s["energy_j"] for s in ok)
+            # 100 tokens and 1,000 J a second: Prometheus's increase() sees the same ratio in
+            # the steps both series cover whole (their first samples differ by up to 1 s)
+            inner = ok[1:-1]
+            assert inner
+            gen = sum(s["generation_tokens"] for s in inner)
+            energy = sum(s["energy_j"] for s in inner)
             assert energy / gen == pytest.approx(10.0, rel=0.05)
             totals = {t["deployment"]: t for t in body["totals"]}
             assert totals["chat-predicted"]["generation_tokens"] == pytest.approx(
