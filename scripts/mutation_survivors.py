@@ -55,19 +55,19 @@ def main() -> None:
         groups[kind].append((name, line))
     equivalent = sum(len(v) for k, v in groups.items() if k.endswith("equivalent"))
     lines = [
-        "# Mutation testing: what survives\n",
+        "# Mutation testing: what survives\n\n",
         f"Run of {dt.date.today().isoformat()} (`bash scripts/mutation_check.sh`): "
         f"{stats['total']:,} mutants of `carbon/`, `predict/model.py`, `predict/shapes.py`, "
         f"`simulate/`, `gateway/accounting.py` and `gateway/routing.py`; **{killed:,} killed "
         f"({killed / judged:.1%})**, {stats['survived']} survived, of which {equivalent} are "
         f"equivalent by construction ({killed / (judged - equivalent):.1%} of the "
-        "non-equivalent ones killed).\n",
+        "non-equivalent ones killed).\n\n",
         "Tests used: the fast hand-derived unit tests listed in `pyproject.toml` "
         "`[tool.mutmut]`.\n",
     ]
     for kind in sorted(groups, key=lambda k: (not k.endswith("equivalent"), k)):
         rows = groups[kind]
-        lines.append(f"\n## {kind} ({len(rows)})\n")
+        lines.append(f"\n## {kind} ({len(rows)})\n\n")
         if kind.endswith("equivalent"):
             by_fn: dict[str, int] = defaultdict(int)
             for name, _ in rows:

@@ -363,3 +363,29 @@ def test_fleet_report_from_a_real_prometheus(catalog, tmp_path: Path, capsys):
     code, _, err = run_cli(capsys, "fleet", "report", "--prometheus", "http://127.0.0.1:9",
                            "--deployments", str(deps), "--since", "1h")
     assert code == 2 and "cannot reach Prometheus at http://127.0.0.1:9" in err
+
+
+def test_grafana_dashboard_queries_only_series_tokenprint_exports(catalog):
+    import json
+    import re
+
+    from prometheus_client import generate_latest
+
+    from tokenprint.gateway.metrics import Metrics
+
+    dash = json.loads((Path(__file__).resolve().parents[1] / "grafana" /
+                       "tokenprint-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+    used = {re.sub(r"_bucket$", "", n) for e in exprs for n in re.findall(r"tokenprint_\w+", e)}
+    gw = Metrics.create()
+    m = gw.of_upstream("u", "m", "FR")
+    m.request(200).inc()
+    m.added.observe(0.001)
+    watch = WatchMetrics()
+    exported = set()
+    for reg in (gw.registry, watch.registry):
+        text = generate_latest(reg).decode()
+        exported |= {ln.split()[2] for ln in text.splitlines() if ln.startswith("# TYPE")}
+        exported |= {f"{n}_total" for n in list(exported)}
+    assert used and used <= exported, used - exported
+    assert {"tokenprint_watch_operational_grams_total", "tokenprint_carbon_grams_total"} <= used
