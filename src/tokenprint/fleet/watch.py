@@ -272,8 +272,9 @@ class Watcher:
         the first scrape, which only sets the baseline)."""
         t = time.time() if now is None else now
         try:
-            readings = [read_engine(_get(self.client, url), url) for url in self.endpoints]
+            # the energy counter first: a reading taken at ``t``, before the scrapes' latency
             e_now = None if isinstance(self.energy, PredictedEnergy) else self.energy.read_j()
+            readings = [read_engine(_get(self.client, url), url) for url in self.endpoints]
         except TokenprintError as exc:
             if self._last is None:
                 raise
