@@ -176,11 +176,11 @@ def test_intervals_with_measured_energy_restarts_and_gaps(catalog, tmp_path: Pat
         assert after.generation_tokens == 100 and after.energy_j == pytest.approx(2000.0)
         assert "spans a gap of 120 s (1 failed scrape(s))" in after.note
         text = _metrics_text(w)
-        assert 'tokenprint_watch_tokens_total{deployment="chat",kind="generation",' \
-               'model="llama-3.1-8b"} 1150.0' in text
-        assert 'tokenprint_watch_gaps_total{deployment="chat",model="llama-3.1-8b"} 1.0' in text
-        assert 'tokenprint_watch_counter_resets_total{deployment="chat",' \
-               'model="llama-3.1-8b"} 1.0' in text
+        lab = 'deployment="chat",gpu="h100-sxm",model="llama-3.1-8b",region="FR"'
+        assert ('tokenprint_watch_tokens_total{deployment="chat",gpu="h100-sxm",'
+                'kind="generation",model="llama-3.1-8b",region="FR"} 1150.0') in text
+        assert f"tokenprint_watch_gaps_total{{{lab}}} 1.0" in text
+        assert f"tokenprint_watch_counter_resets_total{{{lab}}} 1.0" in text
         w.close()
     rows = w.ledger.rows()
     assert [r.status for r in rows] == ["ok", "ok", "gap", "ok"]
@@ -270,21 +270,45 @@ class _Growing:
                                                "prometheus; .ci/run installs it)")
 def test_fleet_report_from_a_real_prometheus(catalog, tmp_path: Path, capsys):
     import subprocess
+    import threading
     import time
 
     import httpx
+    from prometheus_client import start_http_server
 
     from conftest import free_port
 
     ex = _Growing()
     with serve_in_thread(ex.app) as port:
+        # a watcher beside the engine, its own /metrics scraped by the same Prometheus
+        client = httpx.Client(timeout=5)
+        watcher = Watcher(catalog, endpoints=[f"http://127.0.0.1:{port}/engine"],
+                          model="llama-3.1-8b", gpu="h100-sxm", gpus=2, region="FR",
+                          energy=ExporterEnergy("dcgm", f"http://127.0.0.1:{port}/dcgm",
+                                                client),
+                          ledger=WatchLedger(tmp_path / "watch"), metrics=WatchMetrics(),
+                          deployment="watched", client=client)
+        watch_port = free_port()
+        http_server, _ = start_http_server(watch_port, addr="127.0.0.1",
+                                           registry=watcher.metrics.registry)
+        stop = threading.Event()
+
+        def keep_watching() -> None:
+            while not stop.is_set():
+                watcher.step()
+                stop.wait(1.0)
+
+        stepper = threading.Thread(target=keep_watching, daemon=True)
+        stepper.start()
         cfg = tmp_path / "prometheus.yml"
         cfg.write_text(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n"
             f"  - job_name: vllm\n    metrics_path: /engine\n    static_configs:\n"
             f"      - targets: ['127.0.0.1:{port}']\n"
             f"  - job_name: dcgm\n    metrics_path: /dcgm\n    static_configs:\n"
-            f"      - targets: ['127.0.0.1:{port}']\n")
+            f"      - targets: ['127.0.0.1:{port}']\n"
+            f"  - job_name: watch\n    static_configs:\n"
+            f"      - targets: ['127.0.0.1:{watch_port}']\n")
         prom_port = free_port()
         t0 = time.time()
         proc = subprocess.Popen([PROMETHEUS, f"--config.file={cfg}",
@@ -352,6 +376,16 @@ def test_fleet_report_from_a_real_prometheus(catalog, tmp_path: Path, capsys):
                 totals["chat"]["generation_tokens"])
             assert all((tmp_path / "report" / f).is_file()
                        for f in ("fleet.csv", "fleet.json", "fleet.png", "fleet.html"))
+            # without a deployments file: what the watcher charged, step by step
+            code, out, err = run_cli(capsys, "fleet", "report", "--prometheus", url, "--start",
+                                     start, "--end", end, "--step", "3s", "--json")
+            assert code == 0, err
+            watched = [s for s in json.loads(out)["steps"] if s["status"] == "ok"]
+            assert watched and {s["deployment"] for s in watched} == {"watched"}
+            assert all(s["gpu"] == "h100-sxm" and s["region"] == "FR" for s in watched)
+            assert sum(s["generation_tokens"] for s in watched) > 0
+            assert all(s["total_g"] == pytest.approx(s["operational_g"] + s["embodied_g"])
+                       for s in watched)
             deps.write_text('[[deployment]]\nname = "none"\nmatch = { job = "nothing" }\n'
                             'model = "llama-3.1-8b"\ngpu = "l4"\ngpus = 1\nregion = "FR"\n')
             code, _, err = run_cli(capsys, "fleet", "report", "--prometheus", url,
@@ -360,6 +394,10 @@ def test_fleet_report_from_a_real_prometheus(catalog, tmp_path: Path, capsys):
         finally:
             proc.terminate()
             proc.wait(timeout=20)
+            stop.set()
+            stepper.join(timeout=10)
+            http_server.shutdown()
+            watcher.close()
     code, _, err = run_cli(capsys, "fleet", "report", "--prometheus", "http://127.0.0.1:9",
                            "--deployments", str(deps), "--since", "1h")
     assert code == 2 and "cannot reach Prometheus at http://127.0.0.1:9" in err
@@ -389,3 +427,33 @@ def test_grafana_dashboard_queries_only_series_tokenprint_exports(catalog):
         exported |= {f"{n}_total" for n in list(exported)}
     assert used and used <= exported, used - exported
     assert {"tokenprint_watch_operational_grams_total", "tokenprint_carbon_grams_total"} <= used
+
+
+def test_watch_with_live_intensity(catalog, tmp_path: Path, monkeypatch):
+    from fastapi import Header
+
+    from tokenprint.gateway.intensity import IntensityProvider
+
+    ex = _Exporters()
+    fake = FastAPI()
+
+    @fake.get("/v3/carbon-intensity/latest")
+    async def latest(zone: str, token: str | None = Header(default=None, alias="auth-token")
+                     ) -> dict:
+        return {"zone": zone, "carbonIntensity": 123}
+
+    monkeypatch.setenv("EM_TOKEN", "tok")
+    with serve_in_thread(ex.app) as port, serve_in_thread(fake) as em_port:
+        live = IntensityProvider(catalog, "electricitymaps", token_env="EM_TOKEN",
+                                 base_url=f"http://127.0.0.1:{em_port}/v3")
+        w = Watcher(catalog, endpoints=[f"http://127.0.0.1:{port}/engine"],
+                    model="llama-3.1-8b", gpu="l4", gpus=1, region="FR",
+                    energy=PredictedEnergy(catalog, "llama-3.1-8b", "l4", 1),
+                    ledger=WatchLedger(tmp_path), metrics=WatchMetrics(), live=live)
+        w.step(now=0.0)
+        ex.engine = vllm(100, 50, 1)
+        row = w.step(now=15.0)
+        w.close()
+    assert row is not None and row.intensity_g_per_kwh == 123.0
+    assert row.intensity_source is not None and "live" in row.intensity_source
+    assert row.operational_g == pytest.approx(float(operational_g(row.energy_j, 123.0)))

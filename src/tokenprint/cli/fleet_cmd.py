@@ -64,6 +64,9 @@ def watch(
     energy: Annotated[str, typer.Option(help=ENERGY_HELP)] = "predicted",
     intensity_file: Annotated[Path | None, typer.Option(help="Hourly intensity CSV for the "
         "region (else its annual average).")] = None,
+    live_intensity: Annotated[bool, typer.Option(help="Electricity Maps' live intensity for "
+        "the region, as the gateway takes it (token in $ELECTRICITYMAPS_TOKEN; cached 5 min; "
+        "falls back to the annual average, saying why).")] = False,
     interval: Annotated[str, typer.Option(metavar="SECONDS", help="Seconds between scrapes.")]
     = "15",
     port: Annotated[str, typer.Option(metavar="PORT", help="Port of the watcher's own /metrics "
@@ -104,6 +107,13 @@ def watch(
             raise TokenprintError(f"--metrics {u!r} is invalid; give a URL starting with "
                                   "http:// or https://")
     series = load_intensity_csv(intensity_file, fill=True) if intensity_file else None
+    if live_intensity and series is not None:
+        raise TokenprintError("give --intensity-file or --live-intensity, not both")
+    live = None
+    if live_intensity:
+        from tokenprint.gateway.intensity import IntensityProvider
+
+        live = IntensityProvider(cat, "electricitymaps")
     client = httpx.Client(timeout=min(every_s, 10.0))
     reader = energy_reader(energy, cat, model, gpu, n_gpus, check_stack(cat, stack), client)
     ledger = WatchLedger(results)
@@ -113,7 +123,7 @@ def watch(
                       deployment=deployment, intensity=series, scope=scope,
                       lifetime_years=in_range(lifetime_years, "--lifetime-years", 0, None,
                                               low_open=True),
-                      pue=in_range(pue, "--pue", 1.0, None), client=client)
+                      pue=in_range(pue, "--pue", 1.0, None), client=client, live=live)
     if port_n:
         try:
             start_http_server(port_n, addr=host, registry=board.registry)
@@ -172,9 +182,10 @@ def _duration_s(text: str, what: str) -> float:
 def fleet_report_cmd(
     prometheus: Annotated[str, typer.Option(metavar="URL",
         help="Prometheus server (its HTTP API), e.g. http://127.0.0.1:9090.")],
-    deployments: Annotated[Path, typer.Option(metavar="FILE",
+    deployments: Annotated[Path | None, typer.Option(metavar="FILE",
         help="TOML [[deployment]] tables: name, match (labels), model, gpu, gpus, region, "
-             "energy (predicted|dcgm|kepler), energy_match, intensity_file.")],
+             "energy (predicted|dcgm|kepler), energy_match, intensity_file. Without it: the "
+             "deployments tokenprint watch charged (its tokenprint_watch_* series).")] = None,
     since: Annotated[str | None, typer.Option(metavar="LENGTH",
         help="Window ending now: 30m, 24h, 7d (default 24h).")] = None,
     start: Annotated[str | None, typer.Option(help="Window start, ISO 8601 (with --end).")]
@@ -205,6 +216,7 @@ def fleet_report_cmd(
         fleet_report,
         load_deployments,
         summary,
+        watched_report,
     )
 
     cat = load(catalog)
@@ -224,12 +236,18 @@ def fleet_report_cmd(
     check_scope(scope)
     lifetime = check_lifetime(in_range(lifetime_years, "--lifetime-years", 0, None,
                                        low_open=True))
-    deps = load_deployments(deployments)
-    for d in deps:
-        cat.model(d.model), cat.gpu(d.gpu), cat.region(d.region)
     window = ReportWindow(t0 + step_s, t1, step_s)
-    table = fleet_report(Prometheus(prometheus), cat, deps, window, scope, lifetime,
-                         in_range(pue, "--pue", 1.0, None))
+    if window.end_s < window.start_s:
+        raise TokenprintError("the report window is shorter than one step; give a longer "
+                              "window or a shorter --step")
+    if deployments is None:
+        table = watched_report(Prometheus(prometheus), window)
+    else:
+        deps = load_deployments(deployments)
+        for d in deps:
+            cat.model(d.model), cat.gpu(d.gpu), cat.region(d.region)
+        table = fleet_report(Prometheus(prometheus), cat, deps, window, scope, lifetime,
+                             in_range(pue, "--pue", 1.0, None))
     totals = summary(table)
     if out is not None:
         files = write_outputs(table, totals, out, f"Fleet carbon, {start or since or '24h'}")
@@ -238,12 +256,13 @@ def fleet_report_cmd(
                     "steps": table.assign(end_utc=table["end_utc"].astype(str))
                     .to_dict("records")})
         return
-    t = Table(title=f"Fleet carbon, {len(deps)} deployment(s), step {step}")
+    t = Table(title=f"Fleet carbon, {len(totals)} deployment(s), step {step}")
     for col in ("deployment", "model", "gpu × n", "region", "tokens out", "energy kWh",
                 "operational", "embodied", "g / 1k tok", "steps w/o data"):
         t.add_column(col)
     for r in totals.to_dict("records"):
-        t.add_row(r["deployment"], r["model"], f"{r['gpu']} × {r['gpus']}", r["region"],
+        n_gpus = "" if r["gpus"] != r["gpus"] else f" × {r['gpus']:.0f}"
+        t.add_row(r["deployment"], r["model"], f"{r['gpu']}{n_gpus}", r["region"],
                   f"{r['generation_tokens']:.0f}", f"{r['energy_j'] / 3.6e6:.3g}",
                   fmt_g(r["operational_g"]), fmt_g(r["embodied_g"]),
                   "—" if r["g_per_1k_tokens"] != r["g_per_1k_tokens"]

@@ -110,13 +110,36 @@ class Prometheus:
         data = self._get("/api/v1/series", {"match[]": match})
         return {s["__name__"] for s in data}
 
-    def range_sum(self, query: str, start: float, end: float, step_s: float) -> pd.Series:
-        """A query's values at each step, summed over the series it returns (NaN where none
-        had a sample)."""
+    def range_by(self, query: str, labels: tuple[str, ...], start: float, end: float,
+                 step_s: float) -> dict[tuple[str, ...], pd.Series]:
+        """A query's values at each step, one series per combination of ``labels``."""
+        n = self._steps(start, end, step_s)
+        data = self._get("/api/v1/query_range", {"query": query, "start": f"{start:.3f}",
+                                                 "end": f"{end:.3f}", "step": f"{step_s:g}s"})
+        out: dict[tuple[str, ...], pd.Series] = {}
+        times = start + step_s * np.arange(n)
+        for series in data.get("result", []):
+            key = tuple(series["metric"].get(k, "") for k in labels)
+            values = np.full(n, np.nan)
+            for t, v in series["values"]:
+                k = round((float(t) - start) / step_s)
+                if 0 <= k < n and math.isfinite(float(v)):
+                    values[k] = float(v)
+            out[key] = pd.Series(values, index=times)
+        return out
+
+    @staticmethod
+    def _steps(start: float, end: float, step_s: float) -> int:
         n = int((end - start) // step_s) + 1
         if n > MAX_POINTS:
             raise TokenprintError(f"{n} steps is more than Prometheus returns in one query "
                                   f"({MAX_POINTS}); use a longer --step or a shorter window")
+        return n
+
+    def range_sum(self, query: str, start: float, end: float, step_s: float) -> pd.Series:
+        """A query's values at each step, summed over the series it returns (NaN where none
+        had a sample)."""
+        n = self._steps(start, end, step_s)
         data = self._get("/api/v1/query_range", {"query": query, "start": f"{start:.3f}",
                                                  "end": f"{end:.3f}", "step": f"{step_s:g}s"})
         times = start + step_s * np.arange(n)
@@ -213,6 +236,42 @@ def fleet_report(prom: Prometheus, catalog: Catalog, deployments: list[Deploymen
         raise TokenprintError(f"--step {w.step_s:g} s is invalid; it must be > 0")
     return pd.concat([deployment_table(prom, catalog, d, w, scope, lifetime_years, pue)
                       for d in deployments], ignore_index=True)
+
+
+WATCH_KEYS = ("deployment", "model", "gpu", "region")
+
+
+def watched_report(prom: Prometheus, w: ReportWindow) -> pd.DataFrame:
+    """Deployments charged by ``tokenprint watch`` (its ``tokenprint_watch_*`` series), step by
+    step: the carbon watch computed, summed per step (no deployments file needed)."""
+    rng = f"[{w.step_s:g}s]"
+    by = ", ".join(WATCH_KEYS)
+
+    def q(metric: str, extra: str = "") -> dict[tuple[str, ...], pd.Series]:
+        return prom.range_by(f"sum by ({by}) (increase(tokenprint_watch_{metric}_total{extra}"
+                             f"{rng}))", WATCH_KEYS, w.start_s, w.end_s, w.step_s)
+
+    op, emb, energy = q("operational_grams"), q("embodied_grams"), q("energy_joules")
+    gen, prompt = q("tokens", '{kind="generation"}'), q("tokens", '{kind="prompt"}')
+    if not op:
+        raise TokenprintError("Prometheus has no tokenprint_watch_* series in the window; run "
+                              "tokenprint watch beside the deployments, or give --deployments")
+    frames = []
+    for key, o in op.items():
+        nan = pd.Series(np.nan, index=o.index)
+        e, g = emb.get(key, nan), gen.get(key, nan)
+        frames.append(pd.DataFrame({
+            "deployment": key[0], "model": key[1], "gpu": key[2], "gpus": np.nan,
+            "region": key[3], "engine": "watch",
+            "end_utc": pd.to_datetime(o.index, unit="s", utc=True),
+            "prompt_tokens": prompt.get(key, nan), "generation_tokens": g,
+            "mean_running": np.nan, "utilization": np.nan,
+            "energy_j": energy.get(key, nan), "energy_method": "tokenprint watch",
+            "intensity_g_per_kwh": np.nan, "operational_g": o, "embodied_g": e,
+            "total_g": o + e, "g_per_1k_tokens": ((o + e) / g * 1000).where(g > 0),
+            "status": np.where(o.isna(), "no data", "ok"),
+            "intensity_source": "as tokenprint watch charged it"}).reset_index(drop=True))
+    return pd.concat(frames, ignore_index=True)
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:

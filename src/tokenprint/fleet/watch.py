@@ -13,12 +13,13 @@ next good interval spans from the last good reading and says how long the gap wa
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 import time
 from dataclasses import astuple, dataclass, field, fields
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 import numpy as np
@@ -187,7 +188,7 @@ class WatchMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        labels = ["deployment", "model"]
+        labels = ["deployment", "model", "gpu", "region"]
         r = self.registry
         self.energy = Counter("tokenprint_watch_energy_joules", "Energy of the deployment's "
                               "GPUs", labels, registry=r)
@@ -206,7 +207,7 @@ class WatchMetrics:
 
     def record(self, row: WatchInterval, resets: int) -> None:
         """Advance the counters by one interval."""
-        lab = (row.deployment, row.model)
+        lab = (row.deployment, row.model, row.gpu, row.region)
         if resets:
             self.resets.labels(*lab).inc(resets)
         if row.status != "ok":
@@ -237,7 +238,7 @@ class Watcher:
                  ledger: WatchLedger, metrics: WatchMetrics, deployment: str | None = None,
                  intensity: IntensitySeries | None = None, scope: str = "device",
                  lifetime_years: float = 5.0, pue: float = 1.0, timeout_s: float = 5.0,
-                 client: httpx.Client | None = None) -> None:
+                 client: httpx.Client | None = None, live: Any = None) -> None:
         if not endpoints:
             raise TokenprintError("--metrics needs at least one URL")
         if gpus < 1:
@@ -249,6 +250,7 @@ class Watcher:
         self.endpoints, self.gpus, self.energy = endpoints, gpus, energy
         self.deployment = deployment or f"{self.model_id}@{self.gpu_id}"
         self.ledger, self.metrics, self.intensity = ledger, metrics, intensity
+        self.live = live   # a gateway IntensityProvider (Electricity Maps), or None
         self.scope, self.pue = check_scope(scope), pue
         self.lifetime_years = check_lifetime(lifetime_years)
         self.client = client or httpx.Client(timeout=timeout_s)
@@ -257,6 +259,9 @@ class Watcher:
         self._last: _Last | None = None
 
     def _intensity(self, t0: float, t1: float) -> tuple[float, str]:
+        if self.live is not None:   # the live value at the interval's end (cached, with fallback)
+            value, source = asyncio.run(self.live.current(self.region.id.upper(), t1))
+            return float(value), f"{source}, at the interval's end"
         if self.intensity is None:
             q = self.region.intensity_g_per_kwh
             return q.value, f"{self.region.id.upper()} annual ({self.region.basis}): {q.source}"
