@@ -42,8 +42,11 @@ def test_carbon_hourly_file(capsys, shared_data: Path):
 @pytest.mark.parametrize("args,needle", [
     (["--gpu", "t5"], "unknown gpu 't5'"),
     (["--region", "us-cal-cisoo"], "Did you mean: us-cal-ciso"),
-    (["--energy-kwh", "-1"], "energy (kWh) -1.0 is invalid"),
-    (["--energy-kwh", "abc"], "energy (kWh) 'abc' is not a number"),
+    (["--energy-kwh", "-1"], "--energy-kwh '-1' is invalid; it must be a number >= 0 and "
+                             "<= 1e+12"),
+    (["--energy-kwh", "1e306"], "--energy-kwh '1e306' is invalid"),
+    (["--energy-kwh", "abc"], "--energy-kwh 'abc' is not a number"),
+    (["--pue", "12"], "--pue '12' is invalid; it must be a number >= 1 and <= 10"),
     (["--scope", "rack"], "unknown scope 'rack'"),
     (["--lifetime-years", "0"], "lifetime 0.0 years is invalid"),
 ])

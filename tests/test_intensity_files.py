@@ -190,7 +190,7 @@ def test_operational_formulas_by_hand():
     for pue in (0.99, float("nan"), float("inf")):
         with pytest.raises(TokenprintError) as exc:
             operational_g(1.0, 1.0, pue)
-        assert str(exc.value) == f"PUE {pue!r} is invalid; it must be a number >= 1.0"
+        assert str(exc.value) == f"PUE {pue!r} is invalid; it must be a number from 1.0 to 10"
     with pytest.raises(TokenprintError, match=r"^energy must be >= 0 J$"):
         operational_g([1.0, -1.0], 100.0)
     s = IntensitySeries(T0, H, np.array([100.0, 300.0]))

@@ -20,11 +20,16 @@ LIFETIME_SOURCES = (
 )
 
 
+# accelerators serve 3-7 years; the bound keeps a typo from amortizing to nothing
+MAX_LIFETIME_YEARS = 50.0
+
+
 def check_lifetime(lifetime_years: float) -> float:
-    """Return the lifetime if it is a positive finite number of years."""
-    if not np.isfinite(lifetime_years) or lifetime_years <= 0:
+    """Return the lifetime if it is a finite number of years in (0, 50]."""
+    if not np.isfinite(lifetime_years) or not 0 < lifetime_years <= MAX_LIFETIME_YEARS:
         raise TokenprintError(
-            f"lifetime {lifetime_years!r} years is invalid; it must be a number > 0"
+            f"lifetime {lifetime_years!r} years is invalid; it must be a number > 0 and <= "
+            f"{MAX_LIFETIME_YEARS:g}"
         )
     return float(lifetime_years)
 

@@ -12,14 +12,15 @@ from tokenprint.carbon import Intensity, compute_footprint, load_intensity_csv, 
 from tokenprint.carbon.amortize import check_lifetime
 from tokenprint.carbon.embodied import COMPONENTS, check_scope
 from tokenprint.carbon.footprint import Footprint
+from tokenprint.carbon.operational import MAX_PUE
 from tokenprint.cli.common import (
     CatalogOpt,
     JsonOpt,
     console,
     fmt_g,
+    in_range,
     load,
     number,
-    positive,
     print_json,
 )
 from tokenprint.errors import TokenprintError
@@ -89,8 +90,10 @@ def carbon(
     else:
         if energy_kwh is None or duration_h is None:
             raise TokenprintError("give --energy-kwh and --duration-h (or --from-run RUN_ID)")
-        energy_j = positive(energy_kwh, "energy (kWh)") * J_PER_KWH
-        duration_s = positive(duration_h, "--duration-h", allow_zero=False) * S_PER_HOUR
+        # bounds far above any serving fleet (all data centres use ~4e11 kWh a year), so a
+        # typo cannot overflow into an infinite footprint
+        energy_j = in_range(energy_kwh, "--energy-kwh", 0, 1e12) * J_PER_KWH
+        duration_s = in_range(duration_h, "--duration-h", 0, 1e6, low_open=True) * S_PER_HOUR
     if gpu is None:
         raise TokenprintError("give --gpu (see: tokenprint catalog gpus)")
     if region is None:
@@ -99,7 +102,7 @@ def carbon(
         raise TokenprintError(f"--count {count} is invalid; it must be >= 1")
     check_scope(scope)
     lifetime = check_lifetime(number(lifetime_years, "lifetime (years)"))
-    pue_value = number(pue, "PUE")
+    pue_value = in_range(pue, "--pue", 1.0, MAX_PUE)
     intensity: Intensity | None = None
     start_s = None
     if intensity_file is not None:

@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from tokenprint.carbon.amortize import MAX_LIFETIME_YEARS
+from tokenprint.carbon.operational import MAX_PUE
 from tokenprint.cli.common import (
     CatalogOpt,
     JsonOpt,
@@ -121,9 +123,9 @@ def watch(
     watcher = Watcher(cat, endpoints=urls, model=model, gpu=gpu, gpus=n_gpus, region=region,
                       energy=reader, ledger=ledger, metrics=board,  # type: ignore[arg-type]
                       deployment=deployment, intensity=series, scope=scope,
-                      lifetime_years=in_range(lifetime_years, "--lifetime-years", 0, None,
-                                              low_open=True),
-                      pue=in_range(pue, "--pue", 1.0, None), client=client, live=live)
+                      lifetime_years=in_range(lifetime_years, "--lifetime-years", 0,
+                                              MAX_LIFETIME_YEARS, low_open=True),
+                      pue=in_range(pue, "--pue", 1.0, MAX_PUE), client=client, live=live)
     if port_n:
         try:
             start_http_server(port_n, addr=host, registry=board.registry)
@@ -234,7 +236,7 @@ def fleet_report_cmd(
         t1 = time.time()
         t0 = t1 - _duration_s(since or "24h", "--since")
     check_scope(scope)
-    lifetime = check_lifetime(in_range(lifetime_years, "--lifetime-years", 0, None,
+    lifetime = check_lifetime(in_range(lifetime_years, "--lifetime-years", 0, MAX_LIFETIME_YEARS,
                                        low_open=True))
     window = ReportWindow(t0 + step_s, t1, step_s)
     if window.end_s < window.start_s:
@@ -247,7 +249,7 @@ def fleet_report_cmd(
         for d in deps:
             cat.model(d.model), cat.gpu(d.gpu), cat.region(d.region)
         table = fleet_report(Prometheus(prometheus), cat, deps, window, scope, lifetime,
-                             in_range(pue, "--pue", 1.0, None))
+                             in_range(pue, "--pue", 1.0, MAX_PUE))
     totals = summary(table)
     if out is not None:
         files = write_outputs(table, totals, out, f"Fleet carbon, {start or since or '24h'}")

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
+from tokenprint.carbon.amortize import MAX_LIFETIME_YEARS
+from tokenprint.carbon.operational import MAX_PUE
 from tokenprint.cli.common import (
     CatalogOpt,
     JsonOpt,
@@ -34,8 +36,8 @@ def _check_numbers(time_scale: float, slo_ttft_s: float, slo_tpot_s: float,
     in_range(time_scale, "--time-scale", 0, low_open=True)
     in_range(slo_ttft_s, "--slo-ttft-s", 0, low_open=True)
     in_range(slo_tpot_s, "--slo-tpot-s", 0, low_open=True)
-    in_range(lifetime_years, "--lifetime-years", 0, low_open=True)
-    in_range(pue, "--pue", 1.0)
+    in_range(lifetime_years, "--lifetime-years", 0, MAX_LIFETIME_YEARS, low_open=True)
+    in_range(pue, "--pue", 1.0, MAX_PUE)
     in_range(seed, "--seed", 0, 2**32 - 1)
 
 

@@ -11,10 +11,12 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from tokenprint.carbon.operational import MAX_PUE
 from tokenprint.cli.common import (
     CatalogOpt,
     JsonOpt,
     console,
+    in_range,
     int_list,
     load,
     number,
@@ -78,9 +80,7 @@ def study(
     for i, o, _ in mix:
         if i < 1 or o < 1:
             raise TokenprintError(f"lengths must be >= 1 (got input {i}, output {o})")
-    pue_v = number(pue, "PUE")
-    if pue_v < 1.0:
-        raise TokenprintError(f"PUE {pue_v} is invalid; it must be a number >= 1.0")
+    pue_v = in_range(pue, "--pue", 1.0, MAX_PUE)
     target = number(tpot_target_ms, "TPOT target (ms)")
     if target <= 0:
         raise TokenprintError(f"TPOT target {target} ms is invalid; it must be > 0")

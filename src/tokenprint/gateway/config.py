@@ -133,7 +133,7 @@ class GatewayConfig(BaseModel):
     store_text: bool = False
     scope: Literal["die", "device", "card", "server"] = "device"
     lifetime_years: float = Field(default=5.0, gt=0)
-    pue: float = Field(default=1.0, ge=1.0)
+    pue: float = Field(default=1.0, ge=1.0, le=10.0)   # tokenprint.carbon.operational.MAX_PUE
     workers: int = Field(default=1, ge=1, le=256)
     upstream: list[UpstreamConfig] = Field(min_length=1)
 
