@@ -686,3 +686,111 @@ def test_watch_and_gateway_agree_over_real_vllm(tmp_path: Path, catalog, vllm_se
     ci = catalog.region("FR").intensity_g_per_kwh.value
     gateway_op = sum(r["operational_g"] for r in rows) + idle_j / 3.6e6 * ci
     assert row.operational_g == pytest.approx(gateway_op, rel=0.01)
+
+
+PROMETHEUS = shutil.which("prometheus")
+
+
+@pytest.mark.skipif(PROMETHEUS is None, reason="Prometheus is not installed (.ci/run installs it)")
+def test_prometheus_over_real_vllm_and_a_watcher(tmp_path: Path, catalog, vllm_server, capsys):
+    """Prometheus scrapes vLLM's real /metrics and a watcher's; ``fleet report`` reads it back,
+    from the deployments file and from the watcher's series: the tokens the gateway recorded
+    (within Prometheus's edge extrapolation)."""
+    import subprocess
+    import threading
+    import time
+
+    import httpx
+    from prometheus_client import start_http_server
+
+    from conftest import free_port, run_cli
+    from tokenprint.fleet.watch import PredictedEnergy, Watcher, WatchLedger, WatchMetrics
+
+    base = vllm_server.removesuffix("/v1")
+    watcher = Watcher(catalog, endpoints=[f"{base}/metrics"], model="tiny", gpu="l4", gpus=1,
+                      region="FR", energy=PredictedEnergy(catalog, "tiny", "l4", 1),
+                      ledger=WatchLedger(tmp_path / "watch"), metrics=WatchMetrics(),
+                      deployment="tiny-vllm")
+    watch_port = free_port()
+    http_server, _ = start_http_server(watch_port, addr="127.0.0.1",
+                                       registry=watcher.metrics.registry)
+    stop = threading.Event()
+
+    def keep_watching() -> None:
+        while not stop.is_set():
+            watcher.step()
+            stop.wait(1.0)
+
+    stepper = threading.Thread(target=keep_watching, daemon=True)
+    stepper.start()
+    cfg = tmp_path / "prometheus.yml"
+    cfg.write_text("global:\n  scrape_interval: 1s\nscrape_configs:\n"
+                   f"  - job_name: vllm\n    static_configs:\n"
+                   f"      - targets: ['{base.removeprefix('http://')}']\n"
+                   f"  - job_name: watch\n    static_configs:\n"
+                   f"      - targets: ['127.0.0.1:{watch_port}']\n")
+    prom_port = free_port()
+    url = f"http://127.0.0.1:{prom_port}"
+    proc = subprocess.Popen([PROMETHEUS, f"--config.file={cfg}",
+                             f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                             f"--web.listen-address=127.0.0.1:{prom_port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def value(query: str) -> float:
+        try:
+            r = httpx.get(f"{url}/api/v1/query", params={"query": query}, timeout=2).json()
+        except httpx.HTTPError:
+            return -1.0
+        res = r.get("data", {}).get("result", [])
+        return float(res[0]["value"][1]) if res else -1.0
+
+    try:
+        for _ in range(120):       # scraping starts a few seconds after Prometheus is ready
+            if value("count_over_time(vllm:generation_tokens_total[1m])") >= 3 and value(
+                    "count_over_time(tokenprint_watch_energy_joules_total[1m])") >= 3:
+                break
+            time.sleep(0.5)
+        t0 = time.time()           # the window starts where both series already have samples
+        time.sleep(4.0)            # and the requests come well inside it
+        engine0 = value("vllm:generation_tokens_total")
+        watch0 = value('sum(tokenprint_watch_tokens_total{kind="generation"})')
+        app = create_app(_cfg(tmp_path, [_up("vllm", vllm_server, region="FR")]), catalog)
+        with TestClient(app) as http:
+            for n in (8, 6, 10, 4):
+                r = http.post("/v1/completions", json={"model": "tiny", "prompt": "hi",
+                                                       "max_tokens": n, "ignore_eos": True})
+                assert r.status_code == 200
+        sent = sum(r["completion_tokens"] for r in _ledger_rows(tmp_path))
+        assert sent == 28
+        for _ in range(60):        # both the engine's and the watcher's series caught up
+            if value("vllm:generation_tokens_total") >= engine0 + sent and value(
+                    'sum(tokenprint_watch_tokens_total{kind="generation"})') >= watch0 + sent:
+                break
+            time.sleep(0.5)
+        time.sleep(4.0)
+        iso = "%Y-%m-%dT%H:%M:%SZ"
+        start_s, end_s = int(t0), int(time.time())
+        window = ["--start", time.strftime(iso, time.gmtime(start_s)), "--end",
+                  time.strftime(iso, time.gmtime(end_s)), "--step", f"{end_s - start_s}s"]
+        deps = tmp_path / "deployments.toml"
+        deps.write_text('[[deployment]]\nname = "tiny"\nmatch = { job = "vllm" }\n'
+                        'model = "tiny"\ngpu = "l4"\ngpus = 1\nregion = "FR"\n')
+        for extra in (["--deployments", str(deps)], []):
+            code, out, err = run_cli(capsys, "fleet", "report", "--prometheus", url, *window,
+                                     *extra, "--json")   # one step: the whole window
+            assert code == 0, err
+            totals = json.loads(out)["totals"]
+            assert len(totals) == 1, (extra, totals)
+            # increase() scales the sampled rise to the whole window: up to one scrape interval
+            # (1 s) past the first and the last sample, never less than the rise itself
+            span = end_s - start_s
+            got = totals[0]["generation_tokens"]
+            assert sent - 0.5 <= got <= sent * span / (span - 2.0) + 0.5, (extra, got, span)
+            assert totals[0]["total_g"] > 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        stop.set()
+        stepper.join(timeout=10)
+        http_server.shutdown()
+        watcher.close()
