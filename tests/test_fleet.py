@@ -325,8 +325,11 @@ def test_fleet_report_from_a_real_prometheus(catalog, tmp_path: Path, capsys):
                     pass
                 time.sleep(0.2)
             def scrapes(metric: str) -> float:
-                r = httpx.get(f"{url}/api/v1/query", timeout=2, params={
-                    "query": f"count_over_time({metric}[1m])"}).json()
+                try:
+                    r = httpx.get(f"{url}/api/v1/query", timeout=2, params={
+                        "query": f"count_over_time({metric}[1m])"}).json()
+                except (httpx.HTTPError, ValueError):   # still starting
+                    return 0.0
                 res = r.get("data", {}).get("result", [])
                 return float(res[0]["value"][1]) if res else 0.0
 

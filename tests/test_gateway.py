@@ -739,7 +739,7 @@ def test_prometheus_over_real_vllm_and_a_watcher(tmp_path: Path, catalog, vllm_s
     def value(query: str) -> float:
         try:
             r = httpx.get(f"{url}/api/v1/query", params={"query": query}, timeout=2).json()
-        except httpx.HTTPError:
+        except (httpx.HTTPError, ValueError):   # not up yet, or "Service Unavailable" (not JSON)
             return -1.0
         res = r.get("data", {}).get("result", [])
         return float(res[0]["value"][1]) if res else -1.0
