@@ -22,6 +22,7 @@ from tokenprint.cli.common import (
     split_list,
 )
 from tokenprint.errors import TokenprintError
+from tokenprint.units import J_PER_KWH
 
 ENERGY_HELP = ("Energy source: predicted (the model, from token rates; the default), nvml "
                "(this host's GPU counters), dcgm=URL (an NVIDIA DCGM exporter's /metrics) or "
@@ -265,7 +266,7 @@ def fleet_report_cmd(
     for r in totals.to_dict("records"):
         n_gpus = "" if r["gpus"] != r["gpus"] else f" × {r['gpus']:.0f}"
         t.add_row(r["deployment"], r["model"], f"{r['gpu']}{n_gpus}", r["region"],
-                  f"{r['generation_tokens']:.0f}", f"{r['energy_j'] / 3.6e6:.3g}",
+                  f"{r['generation_tokens']:.0f}", f"{r['energy_j'] / J_PER_KWH:.3g}",
                   fmt_g(r["operational_g"]), fmt_g(r["embodied_g"]),
                   "—" if r["g_per_1k_tokens"] != r["g_per_1k_tokens"]
                   else f"{r['g_per_1k_tokens']:.3g}",
