@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import numpy as np
 import typer
 from rich.table import Table
 
@@ -350,7 +351,7 @@ def _pareto_figure(a: dict[str, Any], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     rows = a["all_feasible"] if "all_feasible" in a else a["table"]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
     regions = sorted({r["region"] for r in rows})
     colours = plt.get_cmap("tab10")
     for i, reg in enumerate(regions):
@@ -366,9 +367,19 @@ def _pareto_figure(a: dict[str, Any], path: Path) -> Path:
     ax.set_xlabel(f"{a['targets']['percentile']} end-to-end latency (s)")
     ax.set_ylabel("total carbon for the trace (g CO2e)")
     ax.set_yscale("log")
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    # configurations within 0.5 % of each other in a region draw on top of each other
+    shown = len({(r["region"], round(r["e2e_s"], 3), round(float(np.log(r["total_g"])) * 200))
+                 for r in rows if r["total_g"] > 0})
     ax.set_title(f"All {len(rows)} feasible deployments in {len(regions)} regions: "
-                 "carbon vs latency", fontsize=10)
-    ax.legend(frameon=False, fontsize=8)
+                 "carbon vs latency"
+                 + (f"\n({len(rows) - shown} overlap another of the same region within 0.5 %)"
+                    if shown < len(rows) else ""), fontsize=10)
+    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3)
     fig.tight_layout()
     from tokenprint.files import atomic_path
