@@ -57,16 +57,15 @@ def test_act_cpa_matches_published_derivation(catalog):
 
 
 def test_t4_device_scope_figure(catalog):
-    """T4, 545 mm² at 14nm, 16 GB GDDR6: die 8.5 kg + memory 16 × 140 g/GB + 150 g ≈ 10.9 kg."""
+    """T4 device scope = the reconciled packaged GPU + memory (tests/test_embodied_bom.py derives
+    each part by hand); the seed's ACT die alone is the ``die`` scope, ≈ 8.5 kg."""
+    die = gpu_embodied(catalog.gpu("t4"), catalog, "die")
+    assert die.total_g.mid == pytest.approx(5.45 * HAND_CPA_G_PER_CM2["14nm"], rel=1e-9)
     b = gpu_embodied(catalog.gpu("t4"), catalog, "device")
-    die_2022 = 5.45 * HAND_CPA_G_PER_CM2["14nm"]
-    # GDDR6 per GB: a planar DRAM die (ACT 65 g/GB) + one 150 g package per 2 GB device
-    assert b.components_g["memory"].mid == pytest.approx(16 * (65 + 150 / 2))
-    expected_2022 = die_2022 + 16 * 140 + 150
-    assert b.total_g.mid == pytest.approx(expected_2022, rel=1e-9)
-    # the range spans the sources: DRAM die 48 (LPDDR4, ACT) to 400 g/GB (LLMCarbon) + package
-    assert b.components_g["memory"].low == pytest.approx(16 * (48 + 75))
-    assert b.components_g["memory"].high == pytest.approx(16 * (400 + 75))
+    assert b.components_g["memory"].mid == pytest.approx(16 * 1388)   # the Dell R740 LCA median
+    assert b.components_g["packaging"].mid == 0.0 and b.components_g["board"].mid == 0.0
+    # the range's low end is ACT's own device total: the die + one 150 g package + 140 g/GB
+    assert b.total_g.low == pytest.approx(die.total_g.mid + 150 + 16 * 140)
 
 
 def test_hbm_factors_follow_the_vendor_split(catalog):
@@ -90,12 +89,13 @@ def test_h100_card_is_the_vendor_footprint(catalog):
     assert b.components_g["die"].mid == pytest.approx(332_000 / 8)
     assert b.components_g["board"].mid == pytest.approx((230_000 + 204_000) / 8)
     assert any("HGX H100" in s for s in b.sources.values())
-    # the seed's bottom-up device scope stays ACT die + memory + package
+    # device scope: the vendor's ICs and HBM3 share
     d = gpu_embodied(catalog.gpu("h100-sxm"), catalog, "device")
-    assert d.components_g["die"].mid == pytest.approx(8.14 * HAND_CPA_G_PER_CM2["5nm"])
+    assert d.total_g.mid == pytest.approx((332_000 + 546_000) / 8)
 
 
 def test_bottom_up_card_calibrated_on_the_vendor_split(catalog):
+    from tokenprint.carbon.bom import reconcile_card
     from tokenprint.carbon.embodied import vendor_calibration
 
     cal = vendor_calibration(catalog)
@@ -103,13 +103,17 @@ def test_bottom_up_card_calibrated_on_the_vendor_split(catalog):
     assert cal.ic_factor == pytest.approx(41_500 / h100_die)
     assert cal.thermal_g_per_w == pytest.approx(230_000 / 8 / 700)
     assert cal.other_board_g == pytest.approx(204_000 / 8)
-    # B200 (no PCF): two dies × IC factor, 180 GB HBM3e, board for a 1000 W module
-    b = gpu_embodied(catalog.gpu("b200"), catalog, "card")
+    # B200 (no PCF): the vendor's witnesses are two dies × IC factor, 180 GB HBM3e at the
+    # density-scaled share, a 1000 W module's thermal and the module's other board parts
+    bom = reconcile_card(catalog.gpu("b200"), catalog)
+    vendor = {p: next(w.value_g for w in v.witnesses if w.source_id == "vendor-pcf")
+              for p, v in bom.parts.items() if p != "transport"}
     die = 16.0 * HAND_CPA_G_PER_CM2["5nm"]
-    assert b.components_g["die"].mid == pytest.approx(die * cal.ic_factor)
-    assert b.components_g["memory"].mid == pytest.approx(180 * 853.125 * 16 / 24, rel=1e-3)
-    assert b.components_g["board"].mid == pytest.approx(204_000 / 8 + 230_000 / 8 / 700 * 1000)
-    # applied to the H100 itself the bottom-up card model gives back the vendor's total
+    assert vendor == pytest.approx({"die": die * cal.ic_factor,
+                                    "memory": 180 * 853.125 * 16 / 24,
+                                    "thermal": 230_000 / 8 / 700 * 1000,
+                                    "board": 204_000 / 8}, rel=1e-3)
+    # applied to the H100 itself the calibrated witnesses give back the vendor's total
     assert (h100_die * cal.ic_factor + 80 * 853.125 + 204_000 / 8 + 230_000 / 8
             == pytest.approx(164_000, rel=1e-3))
 

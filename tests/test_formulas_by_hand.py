@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from tokenprint.carbon.embodied import (
-    _pcf_components,
     die_estimate,
     gpu_embodied,
     host_embodied_g,
@@ -86,22 +85,6 @@ def test_host_bottom_up_and_override_by_hand(catalog):
     assert (t3.low, t3.mid, t3.high) == (100.0, 123.0, 150.0)
     assert s3 == {"host": "a measured server"}
 
-
-def test_vendor_footprint_split_and_whole(catalog):
-    pcf = catalog.pcf_for("h100-sxm")
-    comps, src = _pcf_components(pcf)
-    assert comps["die"].mid == pytest.approx(332000 / 8)
-    assert comps["memory"].mid == pytest.approx(546000 / 8)
-    assert comps["board"].mid == pytest.approx((230000 + 204000) / 8)
-    assert comps["packaging"].mid == 0.0
-    text = (f"{pcf.name}: 1312 kg {pcf.boundary}, allocated 1/8 per GPU ({pcf.source})")
-    assert src == {k: text for k in ("die", "memory", "board", "packaging")}
-    whole, _ = _pcf_components(pcf.model_copy(update={"breakdown_g": {}}))
-    assert whole["die"].mid == pytest.approx(1312000 / 8)
-    assert whole["memory"].mid == 0.0 and whole["board"].mid == 0.0
-    odd = pcf.model_copy(update={"breakdown_g": {**pcf.breakdown_g,
-                                                 "logistics": pcf.total_g}})
-    assert _pcf_components(odd)[0]["die"].mid == pytest.approx(1312000 / 8)
 
 
 def test_server_scope_adds_the_host_share(catalog):
@@ -345,59 +328,49 @@ def test_embodied_sources_notes_and_calibrated_boards_by_hand(catalog):
         f"ACT die {act / 1e3:.1f} kg = {332000 / 8 / act:.2f}; thermal "
         f"{230000 / 8 / h100.tdp_w.value:.1f} g/W of TDP; other board parts "
         f"{204000 / 8 / 1e3:.1f} kg per GPU")
-    # a PCIe card without a vendor footprint: die × the IC factor (low: ACT alone), no
-    # separate packaging, its own modelled board
+    # a card scope carries the reconciliation's notes; device scope the same parts
     l4 = catalog.gpu("l4")
     dev, card = gpu_embodied(l4, catalog, "device"), gpu_embodied(l4, catalog, "card")
-    d = dev.components_g["die"]
-    c = card.components_g["die"]
-    assert (c.low, c.mid, c.high) == pytest.approx(
-        (d.low, d.mid * cal.ic_factor, d.high * cal.ic_factor))
+    assert dev.components_g["die"] == card.components_g["die"]
     assert card.components_g["packaging"].mid == 0.0
-    assert dev.components_g["packaging"].mid == pytest.approx(
-        l4.n_packages * catalog.fab.packaging_g_per_ic.value)
-    assert card.components_g["board"].mid == l4.board_g.value
-    assert card.sources["die"].endswith(f"; × IC factor ({cal.source}); low: the ACT die alone")
-    node = catalog.fab_node(l4.act_node)
-    mem = catalog.memory_factor(l4.memory_type)
-    assert dev.sources == {
-        "die": (f"ACT logic model (Gupta et al. ISCA 2022) at {node.id}: "
-                f"{l4.die_area_mm2.source}; fab grid {catalog.fab.fab_intensity_g_per_kwh.source}"),
-        "memory": f"{l4.memory_gb.value:g} GB {mem.name}: {mem.g_per_gb.source}",
-        "packaging": catalog.fab.packaging_g_per_ic.source}
-    assert card.sources["board"] == l4.board_g.source
+    assert dev.sources["packaging"] == "inside the packaged GPU (die)"
+    assert dev.sources["die"] == ("die: median of 3 boundary-matched witnesses "
+                                  "(act, ademe-hubblo-2026, vendor-pcf)")
+    assert card.sources["board"].startswith("board: the only boundary-matched witness")
     assert dev.scope == "device" and card.scope == "card"
     assert dev.components_g["host"].mid == 0.0 and dev.components_g["board"].mid == 0.0
-    if mem.g_per_gb.note:
-        rng = mem.g_per_gb.estimate
-        assert dev.notes[0] == (f"memory: {mem.g_per_gb.note}; range {rng.low:g}-{rng.high:g} "
-                                "g/GB")
+    assert card.notes[-1].startswith("reconciled across public life-cycle assessments")
     h100_card = gpu_embodied(h100, catalog, "card")
-    assert h100_card.notes[-1] == ("card scope from the vendor footprint nvidia-hgx-h100 (measured "
-                                   "by the vendor, allocated per GPU), not the bottom-up model")
+    assert h100_card.notes[0] == ("card scope central from the vendor footprint nvidia-hgx-h100 "
+                                  "(measured by the vendor, allocated per GPU); range: the other "
+                                  "sources' totals")
     server = gpu_embodied(l4, catalog, "server")
     assert server.components_g["packaging"].mid == 0.0 and "host" in server.sources
     scaled = dev.scaled(2.0)
     assert scaled.sources == dev.sources and scaled.notes == dev.notes
     assert scaled.scope == "device"
+    assert scaled.total_g.low == pytest.approx(2 * dev.total_g.low)
+    assert scaled.total_g.high == pytest.approx(2 * dev.total_g.high)
 
 
 def test_module_boards_from_the_vendor_split(catalog):
+    from tokenprint.carbon.bom import reconcile_card
     from tokenprint.carbon.embodied import vendor_calibration
 
     cal = vendor_calibration(catalog)
     assert cal is not None
     for gid in ("h200", "b200", "mi300x"):
         g = catalog.gpu(gid)
-        if catalog.pcf_for(gid) is not None:
-            continue
+        bom = reconcile_card(g, catalog)
         card = gpu_embodied(g, catalog, "card")
-        board = cal.other_board_g + cal.thermal_g_per_w * g.tdp_w.value
         b = card.components_g["board"]
-        assert (b.low, b.mid, b.high) == pytest.approx((min(g.board_g.value, board), board,
-                                                        board))
-        assert card.sources["board"] == (f"vendor-calibrated module board: {cal.source}; at "
-                                         f"{g.tdp_w.value:g} W TDP; low: {g.board_g.source}")
+        parts = [bom.parts[p] for p in ("board", "thermal", "transport")]
+        assert b.mid == pytest.approx(sum(p.central_g for p in parts))
+        # the module's board: the vendor's other parts per module and the teardown's per-W median
+        # over its module cards; the thermal: the vendor per W, ACT's heatsink, the teardown
+        assert {w.source_id for w in parts[0].witnesses} == {"vendor-pcf", "ademe-hubblo-2026"}
+        vendor = [w.value_g for w in parts[1].witnesses if w.source_id == "vendor-pcf"]
+        assert vendor == pytest.approx([cal.thermal_g_per_w * g.tdp_w.value])
 
 
 def test_fab_yield_bounds():

@@ -1,17 +1,14 @@
 """Embodied carbon of GPUs and host servers by scope, with low/mid/high.
 
-Two methods, side by side:
-
-* **bottom-up (ACT)**, the seed study's "chip area and memory size": per logic die (Gupta et al.
-  ISCA 2022) ``C_die = area_cm2 × (CI_fab × EPA + GPA + MPA) / yield``, plus 150 g per packaged
-  IC, plus memory at a per-GB factor by type. Scopes ``die`` and ``device``.
-* **vendor-anchored**, scopes ``card`` and ``server``: where a vendor product carbon footprint
-  covers the GPU (NVIDIA's HGX H100), its total allocated per GPU, split as the vendor splits it.
-  Elsewhere the bottom-up model calibrated on that split: the logic die times the IC factor
-  (the vendor's IC share per GPU over ACT's die for the same GPU: packages, interposers and the
-  board's other ICs), memory by type, and for SXM/OAM modules the vendor's thermal share per
-  watt of TDP plus its other board parts per GPU. ``server`` adds the host's share: a
-  manufacturer's server footprint (plus the archetype's extra DRAM and SSD) over its GPU slots.
+* ``die``: the seed study's bottom-up logic die (ACT, Gupta et al. ISCA 2022):
+  ``C_die = area_cm2 × (CI_fab × EPA + GPA + MPA) / yield``.
+* ``device`` (packaged GPU + memory: the seed's "chip area and memory size") and ``card`` (+ board,
+  thermal, upstream transport): the card's bill of materials reconciled across every public
+  life-cycle assessment by one rule (:mod:`tokenprint.carbon.bom`): the vendor footprint's value
+  where one covers the card (NVIDIA's HGX H100), else the median of the boundary-matched
+  witnesses; the sources' envelope as range.
+* ``server`` adds the host's share: a manufacturer's server footprint (plus the archetype's extra
+  DRAM and SSD) over its GPU slots.
 """
 
 from __future__ import annotations
@@ -21,7 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from tokenprint.catalog import Catalog, FabNode, Gpu, Host, Pcf
+from tokenprint.carbon.bom import PartValue, reconcile_card
+from tokenprint.catalog import Catalog, FabNode, Gpu, Host
 from tokenprint.errors import TokenprintError
 from tokenprint.ranges import Estimate
 from tokenprint.units import MM2_PER_CM2
@@ -72,12 +70,18 @@ def die_estimate(area: Estimate, node: FabNode, catalog: Catalog) -> Estimate:
 
 @dataclass(frozen=True)
 class EmbodiedBreakdown:
-    """Embodied carbon of one GPU at a scope: per component and total, with sources."""
+    """Embodied carbon of one GPU at a scope: per component and total, with sources.
+
+    ``gpu_range_g``, where set, is the range of the GPU's own components (without the host)
+    from the reconciliation: the envelope of the sources' totals, narrower than the sum of the
+    components' own envelopes.
+    """
 
     scope: str
     components_g: dict[str, Estimate]
     sources: dict[str, str]
     notes: list[str] = field(default_factory=list)
+    gpu_range_g: tuple[float, float] | None = None
 
     @property
     def total_g(self) -> Estimate:
@@ -85,13 +89,19 @@ class EmbodiedBreakdown:
         total = Estimate.exact(0.0)
         for name in COMPONENTS:
             total = total + self.components_g[name]
-        return total
+        if self.gpu_range_g is None:
+            return total
+        host = self.components_g["host"]
+        return Estimate(self.gpu_range_g[0] + host.low, total.mid,
+                        self.gpu_range_g[1] + host.high)
 
     def scaled(self, factor: float) -> EmbodiedBreakdown:
         """The same breakdown times ``factor`` (GPU count × amortized share)."""
+        rng = self.gpu_range_g
         return EmbodiedBreakdown(
             self.scope, {k: v.scale(factor) for k, v in self.components_g.items()},
             self.sources, self.notes,
+            None if rng is None else (rng[0] * factor, rng[1] * factor),
         )
 
 
@@ -124,24 +134,6 @@ def vendor_calibration(catalog: Catalog) -> VendorCalibration | None:
                     f"parts {pcf.per_gpu_g('other') / 1e3:.1f} kg per GPU"),
         )
     return None
-
-
-def _pcf_components(pcf: Pcf) -> tuple[dict[str, Estimate], dict[str, str]]:
-    """A vendor footprint allocated to one GPU, mapped onto tokenprint's components."""
-    def part(*names: str) -> float:
-        return sum(pcf.per_gpu_g(n) for n in names if n in pcf.breakdown_g)
-
-    known = {"ics", "memory", "thermal", "other"}
-    if not pcf.breakdown_g or set(pcf.breakdown_g) - known:
-        comps = {"die": Estimate.exact(pcf.per_gpu_g()), "memory": Estimate.exact(0.0),
-                 "board": Estimate.exact(0.0)}
-    else:
-        comps = {"die": Estimate.exact(part("ics")), "memory": Estimate.exact(part("memory")),
-                 "board": Estimate.exact(part("thermal", "other"))}
-    comps["packaging"] = Estimate.exact(0.0)
-    src = (f"{pcf.name}: {pcf.total_g.value / 1e3:g} kg {pcf.boundary}, allocated 1/{pcf.gpus} "
-           f"per GPU ({pcf.source})")
-    return comps, {k: src for k in ("die", "memory", "board", "packaging")}
 
 
 def host_embodied_g(host: Host, catalog: Catalog) -> tuple[Estimate, dict[str, str]]:
@@ -177,65 +169,98 @@ def host_embodied_g(host: Host, catalog: Catalog) -> tuple[Estimate, dict[str, s
     return total, sources
 
 
+# bill-of-materials parts → the components a breakdown reports (the package is inside ``die``)
+_COMPONENT_PARTS = {"die": ("die",), "memory": ("memory",), "board": ("board", "thermal",
+                                                                          "transport")}
+
+
+def _die_scope(gpu: Gpu, catalog: Catalog) -> tuple[dict[str, Estimate], dict[str, str]]:
+    """The logic die alone by ACT, the seed study's bottom-up model."""
+    node = catalog.fab_node(gpu.act_node)
+    fab_grid = catalog.fab.fab_intensity_g_per_kwh.source
+    return ({"die": die_estimate(gpu.die_area_mm2.estimate, node, catalog)},
+            {"die": f"ACT logic model (Gupta et al. ISCA 2022) at {node.id}: "
+                    f"{gpu.die_area_mm2.source}; fab grid {fab_grid}"})
+
+
+def _part_source(part: PartValue) -> str:
+    """One line naming a reconciled part's rule and witnesses (the vendor's name if central)."""
+    ids = ", ".join(sorted({w.source_id for w in part.witnesses if w.matched}))
+    vendor = next((w.source for w in part.witnesses if w.vendor), None)
+    if part.rule.startswith("vendor") and vendor:
+        return f"{part.part}: {part.rule}, {vendor}; witnesses {ids}"
+    return f"{part.part}: {part.rule} ({ids})"
+
+
+def _bom_scope(gpu: Gpu, catalog: Catalog, scope: str
+               ) -> tuple[dict[str, Estimate], dict[str, str], list[str], tuple[float, float]]:
+    """Device or card components from the reconciled bill of materials, overrides applied."""
+    bom = reconcile_card(gpu, catalog)
+    comps_in = ("die", "memory") if scope == "device" else ("die", "memory", "board")
+    parts = tuple(p for c in comps_in for p in _COMPONENT_PARTS[c])
+    comps: dict[str, Estimate] = {}
+    sources: dict[str, str] = {}
+    for c in comps_in:
+        vals = [bom.parts[p] for p in _COMPONENT_PARTS[c]]
+        comps[c] = Estimate(sum(v.low_g for v in vals), sum(v.central_g for v in vals),
+                            sum(v.high_g for v in vals))
+        sources[c] = "; ".join(_part_source(v) for v in vals)
+    comps["packaging"] = Estimate.exact(0.0)
+    sources["packaging"] = "inside the packaged GPU (die)"
+    overrides = {k: q for k, q in gpu.embodied_overrides_g.items() if k in (*comps_in,
+                                                                             "packaging")}
+    totals = []
+    for per_part in bom.source_parts_g(parts).values():
+        by_comp = {c: sum(per_part[p] for p in _COMPONENT_PARTS[c]) for c in comps_in}
+        by_comp.update({k: q.value for k, q in overrides.items()})
+        totals.append(sum(by_comp.values()))
+    for name, q in overrides.items():
+        comps[name] = q.estimate
+        sources[name] = f"override: {q.source}"
+    central = sum(float(v.mid) for v in comps.values())
+    rng = (min([*totals, central]), max([*totals, central]))
+    notes = []
+    if bom.vendor is not None:
+        notes.append(f"{scope} scope central from the vendor footprint {bom.vendor} (measured by "
+                     f"the vendor, allocated per GPU); range: the other sources' totals")
+    if not any(c.gpu == gpu.id for lca in catalog.lcas.values() for c in lca.cards) \
+            and bom.vendor is None:
+        notes.append(f"no public life-cycle assessment of the {gpu.name}: the rule's value from "
+                     f"per-unit witnesses, the sources' envelope as range")
+    notes.append("reconciled across public life-cycle assessments (tokenprint.carbon.bom): "
+                 "see `tokenprint catalog show gpu ID --embodied`")
+    return comps, sources, notes, rng
+
+
 def gpu_embodied(gpu: Gpu, catalog: Catalog, scope: str = "device",
                  host: Host | None = None) -> EmbodiedBreakdown:
     """Embodied carbon of one GPU at ``scope`` (components out of scope are zero).
 
-    ``die``/``device``: the bottom-up ACT model. ``card``/``server``: the vendor's footprint
-    where one covers the GPU, else the bottom-up model calibrated on it. Figures in
-    ``gpu.embodied_overrides_g`` replace the component they name.
+    ``die``: ACT's logic die alone. ``device`` (packaged GPU + memory), ``card`` (+ board,
+    thermal, upstream transport) and ``server`` (+ the host's share): the bill of materials
+    reconciled across every public life-cycle assessment (:mod:`tokenprint.carbon.bom`).
+    Figures in ``gpu.embodied_overrides_g`` replace the component they name.
     """
     check_scope(scope)
     in_scope = _IN_SCOPE[scope]
-    node = catalog.fab_node(gpu.act_node)
-    mem = catalog.memory_factor(gpu.memory_type)
-    comps: dict[str, Estimate] = {}
-    sources: dict[str, str] = {}
     notes: list[str] = []
-    comps["die"] = die_estimate(gpu.die_area_mm2.estimate, node, catalog)
-    fab_grid = catalog.fab.fab_intensity_g_per_kwh.source
-    sources["die"] = (f"ACT logic model (Gupta et al. ISCA 2022) at {node.id}: "
-                      f"{gpu.die_area_mm2.source}; fab grid {fab_grid}")
-    comps["memory"] = gpu.memory_gb.estimate.times(mem.g_per_gb.estimate)
-    sources["memory"] = f"{gpu.memory_gb.value:g} GB {mem.name}: {mem.g_per_gb.source}"
-    if mem.g_per_gb.note:
-        notes.append(f"memory: {mem.g_per_gb.note}; range {mem.g_per_gb.estimate.low:g}-"
-                     f"{mem.g_per_gb.estimate.high:g} g/GB")
-    comps["packaging"] = Estimate.exact(gpu.n_packages * catalog.fab.packaging_g_per_ic.value)
-    sources["packaging"] = catalog.fab.packaging_g_per_ic.source
-    comps["board"] = gpu.board_g.estimate
-    sources["board"] = gpu.board_g.source
-    pcf = catalog.pcf_for(gpu.id)
-    cal = vendor_calibration(catalog)
-    if scope in ("card", "server") and pcf is not None:
-        vendor, vsrc = _pcf_components(pcf)
-        comps.update(vendor)
-        sources.update(vsrc)
-        notes.append(f"card scope from the vendor footprint {pcf.id} (measured by the vendor, "
-                     f"allocated per GPU), not the bottom-up model")
-    elif scope in ("card", "server") and cal is not None:
-        # the IC factor covers packages and interposers: no separate 150 g per IC here
-        comps["die"] = comps["die"].times(Estimate(1.0, cal.ic_factor, cal.ic_factor))
-        comps["packaging"] = Estimate.exact(0.0)
-        sources["die"] += f"; × IC factor ({cal.source}); low: the ACT die alone"
-        if gpu.form_factor in ("sxm", "oam"):
-            board = cal.other_board_g + cal.thermal_g_per_w * gpu.tdp_w.value
-            comps["board"] = Estimate(min(gpu.board_g.value, board), board, board)
-            sources["board"] = (f"vendor-calibrated module board: {cal.source}; at "
-                                f"{gpu.tdp_w.value:g} W TDP; low: {gpu.board_g.source}")
-    for name, q in gpu.embodied_overrides_g.items():
-        comps[name] = q.estimate
-        sources[name] = f"override: {q.source}"
+    rng: tuple[float, float] | None = None
+    if scope == "die":
+        comps, sources = _die_scope(gpu, catalog)
+        if "die" in gpu.embodied_overrides_g:
+            comps["die"] = gpu.embodied_overrides_g["die"].estimate
+            sources["die"] = f"override: {gpu.embodied_overrides_g['die'].source}"
+    else:
+        comps, sources, notes, rng = _bom_scope(gpu, catalog, scope)
     if "host" in in_scope:
         h = host or catalog.host(gpu.default_host)
         host_total, host_sources = host_embodied_g(h, catalog)
         comps["host"] = host_total.scale(1.0 / h.gpu_slots)
         sources["host"] = f"{h.name}, shared by {h.gpu_slots} GPUs"
         sources.update(host_sources)
-    else:
-        comps["host"] = Estimate.exact(0.0)
     for name in COMPONENTS:
         if name not in in_scope:
-            comps[name] = Estimate.exact(0.0)
             sources.pop(name, None)
-    return EmbodiedBreakdown(scope, comps, sources, notes)
+    ordered = {n: comps.get(n, Estimate.exact(0.0)) if n in in_scope else Estimate.exact(0.0)
+               for n in COMPONENTS}
+    return EmbodiedBreakdown(scope, ordered, sources, notes, rng)

@@ -19,6 +19,7 @@ from tokenprint.catalog.schema import (
     FabNode,
     Gpu,
     Host,
+    Lca,
     MemoryFactor,
     ModelArch,
     Pcf,
@@ -39,10 +40,11 @@ KINDS: dict[str, tuple[type[Entry], str]] = {
     "memory": (MemoryFactor, "memory type"),
     "stack": (Stack, "stack"),
     "pcf": (Pcf, "vendor footprint"),
+    "lca": (Lca, "life-cycle assessment"),
     "profile": (CalibrationProfile, "profile"),  # type: ignore[dict-item]
 }
 BUILTIN_FILES = ("gpus.toml", "hosts.toml", "regions.toml", "models.toml", "fab.toml",
-                 "memory.toml", "stacks.toml", "pcf.toml", "profiles.toml")
+                 "memory.toml", "stacks.toml", "pcf.toml", "profiles.toml", "lca.toml")
 
 E = TypeVar("E", bound=Entry)
 
@@ -61,6 +63,7 @@ class Catalog:
     profiles: dict[str, CalibrationProfile] = field(default_factory=dict)
     stacks: dict[str, Stack] = field(default_factory=dict)
     pcfs: dict[str, Pcf] = field(default_factory=dict)
+    lcas: dict[str, Lca] = field(default_factory=dict)
     files: tuple[str, ...] = field(default=())
 
     def gpu(self, gpu_id: str) -> Gpu:
@@ -126,6 +129,7 @@ class Catalog:
             "gpus": self.gpus, "hosts": self.hosts, "regions": self.regions,
             "models": self.models, "fab-nodes": self.fab_nodes, "memory": self.memory,
             "profiles": self.profiles, "stacks": self.stacks, "pcf": self.pcfs,
+            "lca": self.lcas,
         }
         key = kind.lower()
         if key not in table:
@@ -265,7 +269,7 @@ def load_catalog(user_files: list[str | Path] | None = None) -> Catalog:
         gpus=built["gpu"], hosts=built["host"], regions=built["region"],
         models=built["model"], fab_nodes=built["fab_node"], memory=built["memory"],
         fab=fab, profiles=built["profile"], stacks=built["stack"],
-        pcfs=built["pcf"], files=tuple(str(p) for p in paths),
+        pcfs=built["pcf"], lcas=built["lca"], files=tuple(str(p) for p in paths),
     )
     _check_references(catalog, {(k, i): v for (k, i), v in origin.items()})
     return catalog
@@ -291,6 +295,11 @@ def _check_references(cat: Catalog, origin: dict[tuple[str, str], str] | None = 
         for gid in pcf.applies_to:
             _ref(cat.gpus, gid, where("pcf", pcf.id, f"vendor footprint {pcf.id!r}"),
                  "applies_to")
+    for lca in cat.lcas.values():
+        for card in lca.cards:
+            if card.gpu is not None:
+                label = f"life-cycle assessment {lca.id!r} card {card.name!r}"
+                _ref(cat.gpus, card.gpu, where("lca", lca.id, label), "gpu")
     for host in cat.hosts.values():
         w = where("host", host.id, f"host {host.id!r}")
         _ref(cat.fab_nodes, host.cpu_act_node, w, "cpu_act_node")

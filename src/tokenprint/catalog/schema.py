@@ -217,6 +217,95 @@ class Pcf(Entry):
         return q.value / self.gpus
 
 
+BOM_PARTS = ("die", "memory", "board", "thermal", "transport")
+# how an assessed card's reported parts map onto the bill of materials; the rest lies outside
+# tokenprint's cradle-to-gate card boundary and is shown apart
+LCA_PART_MAP = {"die": "die", "memory": "memory", "board": "board", "heatsink": "thermal",
+                "casing": "thermal", "transport": "transport"}
+LCA_OUTSIDE = ("distribution", "end_of_life")
+FormFactor = Literal["pcie", "sxm", "oam"]
+
+
+def memory_family(memory_type: str) -> str:
+    """``gddr`` (GDDR5/6/6X/7), ``hbm`` (stacked) or ``ddr`` (DDR/LPDDR) of a memory type id."""
+    t = memory_type.lower()
+    if t.startswith("gddr"):
+        return "gddr"
+    if t.startswith("hbm"):
+        return "hbm"
+    return "ddr"
+
+
+class LcaCard(BaseModel):
+    """One card a life-cycle assessment covered: its specs as assessed and its parts in grams."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    gpu: str | None = None  # the catalog id, where the card is in the catalog
+    die_area_mm2: float = Field(gt=0)
+    memory_gb: float = Field(gt=0)
+    memory_type: str
+    tdp_w: float = Field(gt=0)
+    form_factor: FormFactor
+    parts_g: dict[str, float]
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _known_parts(self) -> LcaCard:
+        allowed = set(LCA_PART_MAP) | set(LCA_OUTSIDE)
+        bad = set(self.parts_g) - allowed
+        if bad:
+            raise ValueError(f"parts_g has unknown part(s) {sorted(bad)}; valid: {sorted(allowed)}")
+        if any(v < 0 for v in self.parts_g.values()):
+            raise ValueError("parts_g values must be >= 0 g")
+        return self
+
+    def part_g(self, part: str) -> float | None:
+        """The card's grams for a bill-of-materials part (None: the study did not report it)."""
+        names = [k for k, v in LCA_PART_MAP.items() if v == part and k in self.parts_g]
+        return sum(self.parts_g[k] for k in names) if names else None
+
+
+class LcaFactor(BaseModel):
+    """A per-unit factor a source gives for one part: grams per mm² of die, per GB of memory,
+    per W of TDP, or per card; limited to memory types, fab nodes or form factors if listed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    part: Literal["die", "memory", "board", "thermal", "transport"]
+    per: Literal["mm2", "gb", "w", "card"]
+    value: float = Field(ge=0)
+    memory_types: list[str] = Field(default_factory=list)  # a family (gddr, hbm, ddr) or a type
+    nodes: list[ActNode] = Field(default_factory=list)
+    form_factors: list[FormFactor] = Field(default_factory=list)
+    boundary_matched: bool = True
+    note: str = ""
+
+    def applies(self, memory_type: str, node: str, form_factor: str) -> bool:
+        """Whether this factor covers a card with these properties."""
+        mt = self.memory_types
+        return ((not mt or memory_type in mt or memory_family(memory_type) in mt)
+                and (not self.nodes or node in self.nodes)
+                and (not self.form_factors or form_factor in self.form_factors))
+
+
+class Lca(Entry):
+    """A public life-cycle assessment of GPU cards, one witness in the embodied reconciliation.
+
+    ``teardown``: per-card parts (and, for cards it did not assess, its own medians per unit);
+    ``factors``: per-unit factors only.
+    """
+
+    year: int = Field(ge=1990, le=2100)
+    method: Literal["teardown", "factors"]
+    boundary: str
+    licence: str = ""
+    note: str = ""
+    cards: list[LcaCard] = Field(default_factory=list)
+    factors: list[LcaFactor] = Field(default_factory=list)
+
+
 class MemoryFactor(Entry):
     """Embodied carbon per GB of a memory or storage type."""
 

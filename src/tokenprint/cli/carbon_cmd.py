@@ -65,6 +65,10 @@ def carbon(
         "tokenprint-results"),
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
+    explain: Annotated[bool, typer.Option(
+        "--explain", help="Also show every public source of the GPU's embodied carbon side by "
+        "side (as `catalog show gpu ID --embodied`); with --json adds 'embodied_sources'.")
+                       ] = False,
 ) -> None:
     """Operational + embodied carbon of energy drawn on GPUs in a grid region."""
     cat = load(catalog)
@@ -118,10 +122,24 @@ def carbon(
         start_s=start_s, host=host, energy_kind=energy_kind,
         utilization=number(utilization, "utilization"),
     )
+    bom = None
+    if explain:
+        from tokenprint.carbon.bom import reconcile_card
+
+        bom = reconcile_card(cat.gpu(gpu), cat)
     if as_json:
-        print_json(fp.to_dict())
+        out = fp.to_dict()
+        if bom is not None:
+            from tokenprint.carbon.bom import bom_dict
+
+            out["embodied_sources"] = bom_dict(bom)
+        print_json(out)
         return
     print_footprint(fp)
+    if bom is not None:
+        from tokenprint.cli.embodied_view import print_bom
+
+        print_bom(bom, console)
 
 
 def print_footprint(fp: Footprint) -> None:

@@ -10,6 +10,7 @@ from rich.table import Table
 from tokenprint.catalog import entry_dict
 from tokenprint.catalog.schema import Quantity
 from tokenprint.cli.common import CatalogOpt, JsonOpt, console, load, print_json
+from tokenprint.errors import TokenprintError
 
 app = typer.Typer(help="List and show catalog entries (GPUs, regions, models, hosts) with sources.",
                   no_args_is_help=True)
@@ -140,10 +141,26 @@ def show(
     entry_id: Annotated[str, typer.Argument(metavar="ID")],
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
+    embodied: Annotated[bool, typer.Option(
+        "--embodied", help="For a GPU: every public source of its embodied carbon, part by "
+        "part, side by side, and which value the reconciliation rule took.")] = False,
 ) -> None:
     """Show one entry with every field and its source."""
     cat = load(catalog)
     k = kind.lower()
+    if embodied:
+        if k not in ("gpu", "gpus"):
+            raise TokenprintError(f"--embodied applies to GPUs, not {kind!r}; try: tokenprint "
+                                  f"catalog show gpu {entry_id} --embodied")
+        from tokenprint.carbon.bom import bom_dict, reconcile_card
+        from tokenprint.cli.embodied_view import print_bom
+
+        bom = reconcile_card(cat.gpu(entry_id), cat)
+        if as_json:
+            print_json(bom_dict(bom))
+        else:
+            print_bom(bom, console)
+        return
     plural = {"gpu": "gpus", "region": "regions", "model": "models", "host": "hosts",
               "fab-node": "fab-nodes", "profile": "profiles", "stack": "stacks"}.get(k, k)
 

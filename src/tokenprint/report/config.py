@@ -25,8 +25,9 @@ STUDY_STACK = "hf-transformers"
 REALISTIC_UTILIZATION = 0.6
 UTILIZATION_SOURCE = ("Azure LLM inference trace 2023 (code): mean load / busiest 5 minutes = "
                       "0.61; a fleet provisioned for that peak serves ~60 % of its time")
-# The two embodied boundaries shown side by side: the seed's bottom-up die + memory (ACT) and the
-# vendor-anchored card plus the host's share.
+# The two embodied boundaries shown side by side: the seed's "chip area and memory size" (the
+# packaged GPU + memory) and the whole card plus the host's share, both reconciled across public
+# life-cycle assessments (tokenprint.carbon.bom).
 SEED_SCOPE = "device"
 VENDOR_SCOPE = "server"
 
@@ -64,8 +65,8 @@ class StudyConfig:
             "amortization": (f"provisioned time: the GPUs serve {self.utilization:.0%} of it, so "
                              "embodied carbon per token is the busy-time share / utilization"),
             "utilization": self.utilization, "utilization_source": UTILIZATION_SOURCE,
-            "embodied_boundaries": {"seed (bottom-up ACT)": SEED_SCOPE,
-                                    "vendor-anchored": VENDOR_SCOPE},
+            "embodied_boundaries": {"seed (packaged GPU + memory)": SEED_SCOPE,
+                                    "card + host share": VENDOR_SCOPE},
         }
 
 

@@ -163,9 +163,9 @@ def findings(perf: pd.DataFrame, carbon: pd.DataFrame, cfg: StudyConfig,
             vendor = clean.set_index("batch")["embodied_share_vendor"]
             out.append(Finding("embodied_boundary", (
                 f"{model} on the {gpu} in {clean['region'].iloc[0]} at batch {b_hi}: the "
-                f"embodied share is {seed[b_hi] * 100:.0f} % counting the die and memory "
-                f"(the seed's bottom-up ACT boundary) and {vendor[b_hi] * 100:.0f} % counting "
-                f"the whole card (vendor-anchored) and the host's share — the answer depends on "
+                f"embodied share is {seed[b_hi] * 100:.0f} % counting the packaged GPU and its "
+                f"memory (the seed's boundary) and {vendor[b_hi] * 100:.0f} % counting "
+                f"the whole card and the host's share — the answer depends on "
                 f"the boundary by {vendor[b_hi] / max(seed[b_hi], 1e-12):.1f}×."),
                 {"model": model, "gpu": gpu, "region": clean["region"].iloc[0],
                  "batch": b_hi, "share_seed_boundary": float(seed[b_hi]),

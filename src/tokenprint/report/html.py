@@ -174,10 +174,13 @@ errors (predicted) or p5–p95 over repetitions (measured).</li>
 <b>{cfg.utilization:.0%}</b> of it ({html.escape(study['inputs']['utilization_source'])}), so
 embodied carbon per token is its busy-time share divided by {cfg.utilization:g}. The seed study
 assumed 100 % (<code>embodied_share_at_full_utilization</code> in <code>study.csv</code>), a lower
-bound. Two boundaries side by side: the seed's bottom-up die + memory (ACT, Gupta et al. ISCA
-2022; <code>embodied_share_seed</code>) and the vendor-anchored card plus the host's share
-(NVIDIA's HGX H100 footprint where it applies, the bottom-up model calibrated on its component
-split elsewhere, hosts from manufacturers' server footprints; <code>embodied_share_vendor</code>).
+bound. Two boundaries side by side: the seed's chip area and memory size (the packaged GPU and its
+memory; <code>embodied_share_seed</code>) and the whole card plus the host's share
+(<code>embodied_share_vendor</code>). Each part of a card is reconciled across every public
+life-cycle assessment (NVIDIA's HGX H100 footprint, the ADEME/Hubblo teardown, ACT, LLMCarbon,
+Boavizta, the Dell R740 LCA): the vendor's figure where one covers the card, else the median of
+the boundary-matched sources, their envelope as range; hosts from manufacturers' server
+footprints.
 </li>
 <li><b>Findings</b> are computed from these numbers; none is written in advance. Each lists the
 numbers behind it. A comparison is worded as a difference only when the two ranges do not

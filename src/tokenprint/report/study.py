@@ -182,8 +182,8 @@ def carbon_table(perf: pd.DataFrame, cfg: StudyConfig, catalog: Catalog) -> pd.D
     """Per (model, GPU, batch, region): operational and embodied grams per 1k output tokens.
 
     Embodied carbon is charged for provisioned time: the busy GPU-seconds per token divided by
-    the utilization. The main columns use ``cfg.scope``; ``*_seed`` (bottom-up die + memory,
-    ACT) and ``*_vendor`` (vendor-anchored card + host share) show both boundaries, and
+    the utilization. The main columns use ``cfg.scope``; ``*_seed`` (packaged GPU + memory)
+    and ``*_vendor`` (card + host share) show both boundaries, and
     ``embodied_share_at_full_utilization`` the seed study's 100 %-busy assumption.
     """
     rows = []
