@@ -589,6 +589,8 @@ def test_dashboard_bins_are_summed_by_the_database(tmp_path: Path):
             endpoint="completions", status=200, prompt_tokens=tokens, completion_tokens=0,
             footprint=RequestFootprint(energy, operational_g=g, embodied_g=0.0,
                                        intensity_g_per_kwh=100.0)))
+    # the dashboard reads committed rows only (it never drives the writer): wait for them
+    assert ledger.flush()
     data = dashboard_data(ledger, ["a", "b"])
     ledger.close()
     a, b = data["series"]["a"], data["series"]["b"]

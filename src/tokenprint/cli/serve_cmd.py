@@ -185,24 +185,32 @@ def ledger_summary(
 def ledger_check(
     results: Annotated[Path, typer.Option(help="Ledger directory.")] = Path("tokenprint-results"),
     as_json: JsonOpt = False,
+    recover: Annotated[bool, typer.Option(
+        "--recover", help="First write the rows that killed runs journaled but did not commit "
+        "(a gateway start does the same).")] = False,
 ) -> None:
     """Gaps in the ledger: per gateway run, requests answered vs rows recorded, rows dropped,
     and whether it stopped cleanly or is still running (exit 1 when any run has a gap)."""
-    from tokenprint.gateway.ledger import check
+    from tokenprint.gateway.ledger import check, recover_folder
 
+    if recover:
+        added = recover_folder(results)
+        if not as_json:
+            console.print(f"recovered {added} journaled row(s) of killed runs")
     runs = check(results)
     if as_json:
         print_json(runs)
     else:
         t = Table(title=f"Ledger check: {results}")
         for col in ("run", "started (UTC)", "answered", "recorded", "dropped", "missing",
-                    "state"):
+                    "in journal", "state"):
             t.add_column(col)
         for r in runs:
             t.add_row(r["run_id"], time.strftime("%Y-%m-%d %H:%M:%S",
                                                  time.gmtime(r["started_utc"])),
                       str(r["answered"]), str(r["recorded"]), str(r["dropped"]),
-                      str(r["missing"]), "stopped cleanly" if r["stopped_cleanly"] else
+                      str(r["missing"]), str(r["recoverable"]),
+                      "stopped cleanly" if r["stopped_cleanly"] else
                       "running" if r["running"] else "KILLED",
                       style=None if r["ok"] else "red")
         console.print(t)
@@ -211,8 +219,9 @@ def ledger_check(
             console.print("no gateway runs recorded in this ledger (older than 0.2?)")
         elif bad:
             console.print(f"{len(bad)} run(s) with a gap. A run that did not stop cleanly was "
-                          "killed: its last heartbeat bounds what it answered; rows queued in "
-                          "its last flush interval (50 ms) may be missing.", style="red")
+                          "killed; every request it answered is in the database or its "
+                          "journal ('in journal': the next gateway start or `ledger check "
+                          "--recover` writes them).", style="red")
         else:
             console.print("every answered request has its row; every run stopped cleanly or "
                           "is running")

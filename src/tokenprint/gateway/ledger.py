@@ -1,17 +1,23 @@
 """The request ledger: one SQLite row per request, in the results directory (no text by default).
 
-It cannot stop silently: the writer thread retries a busy or locked database with backoff (rows
-wait in a bounded queue; any overflow is counted, never hidden), ``status()`` tells ``/health``
-when it is behind or failing, and every gateway process keeps a row in ``runs`` (requests it
-answered, rows it dropped, a heartbeat, a clean stop) so that ``tokenprint ledger check`` can
-report gaps. SQLite runs in WAL mode with ``synchronous = NORMAL``: a committed row survives the
-process being killed; what a SIGKILL can lose is the queue not yet committed — at most one
-flush interval (``flush_s``, 50 ms) of rows.
+No answered request can lose its row. ``add`` first appends the row to the run's journal
+(``ledger-journal/RUN.SEG.jsonl``, one ``write`` to the kernel, no fsync: a killed process cannot
+undo it) — the proxy calls it *before* the response's final bytes — and then queues it for the
+one writer thread, which commits batches to SQLite (WAL, ``synchronous = NORMAL``) and deletes a
+journal segment once every row in it is committed. Readers never write: ``flush`` wakes the
+writer and waits until it has committed what was queued. A run that was killed leaves its
+journal behind; the next ledger that opens the folder (a gateway start, ``ledger check
+--recover``) replays it, and ``ledger check`` counts its rows that are not yet in the database as
+the run's gap. The writer retries a busy or locked database with backoff (rows wait in a bounded
+queue; any overflow is counted, never hidden); ``status()`` tells ``/health`` when it is behind
+or failing; every process keeps a row in ``runs`` (requests answered, rows dropped, a heartbeat,
+a clean stop).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sqlite3
@@ -101,6 +107,8 @@ COLUMNS = ("id", "time_utc", "upstream", "model", "region", "endpoint", "status"
 # columns added after 0.1.0's ledgers (added on open)
 NEWER_COLUMNS = {"added_s": "REAL", "intensity_source": "TEXT", "usage_source": "TEXT",
                  "note": "TEXT", "run_id": "TEXT"}
+JOURNAL_DIR = "ledger-journal"
+SEGMENT_BYTES = 4 << 20     # a journal segment is closed at 4 MiB and deleted once committed
 BEHIND_S = 5.0        # /health is degraded once the oldest queued row waits this long
 BACKOFF_MAX_S = 2.0
 ALIVE_BEAT_S = 10.0      # a run whose writer has not beaten for this long is not running
@@ -142,12 +150,12 @@ class RequestOutcome:
 
 
 class Ledger:
-    """Thread-safe SQLite ledger.
+    """Thread-safe SQLite ledger with a crash journal.
 
-    ``add`` hands the record to a writer thread that commits within ``flush_s`` (batching rows
-    that arrive together), so the serving path never waits on the disk; ``flush`` and ``close``
-    write everything pending. ``private`` (text is stored) creates the file readable by its
-    owner only.
+    ``add`` journals the record, then hands it to the writer thread that commits within
+    ``flush_s`` (batching rows that arrive together), so the serving path never waits on the
+    database; ``flush`` waits for the writer; ``close`` writes everything pending. ``private``
+    (text is stored) creates the file and the journal readable by their owner only.
     """
 
     def __init__(self, results_dir: str | Path, flush_s: float = 0.05,
@@ -155,6 +163,7 @@ class Ledger:
                  busy_timeout_s: float = 0.5, register_run: bool = True) -> None:
         d = Path(results_dir)
         path = ledger_path(d)
+        self.private = private
         try:
             d.mkdir(parents=True, exist_ok=True)
             if private and not path.exists():
@@ -180,18 +189,31 @@ class Ledger:
             if mode != 1:  # NORMAL
                 raise sqlite3.DatabaseError(f"synchronous is {mode}, not NORMAL (1)")
             self.run_id = f"run-{os.getpid()}-{os.urandom(4).hex()}"
+            self.journal_dir = d / JOURNAL_DIR
             now = time.time()
             if register_run:  # a gateway process, not a reader such as ``ledger summary``
                 with self.conn:
                     self.conn.execute("INSERT INTO runs (run_id, pid, started_utc, "
                                       "last_beat_utc) VALUES (?, ?, ?, ?)",
                                       (self.run_id, os.getpid(), now, now))
+                self.recovered = recover_journals(self.conn, self.journal_dir,
+                                                  skip=self.run_id)
+                self.journal_dir.mkdir(exist_ok=True)
         except (OSError, sqlite3.DatabaseError) as exc:
             raise TokenprintError(f"cannot open the ledger in {str(d)!r}: {exc}") from None
-        self.lock = threading.Lock()       # guards the queue and counters
+        self.journaled = register_run
+        self.lock = threading.Lock()       # guards the queue, the journal and counters
         self._db_lock = threading.Lock()   # guards the connection
-        self._pending: list[tuple[Any, ...]] = []
+        self._write_lock = threading.Lock()  # one commit at a time (writer thread or close)
+        self._committed = threading.Condition(self.lock)
+        self._pending: list[tuple[tuple[Any, ...], int]] = []   # (row, journal segment)
         self._oldest: float | None = None   # monotonic arrival of the oldest queued row
+        self._queued_total = 0               # rows ever queued
+        self._done_total = 0                 # rows ever committed (or found already present)
+        self._seg = 0
+        self._seg_bytes = 0
+        self._seg_rows: dict[int, int] = {}  # segment → rows not yet committed
+        self._fd: int | None = None
         self.max_pending = max_pending
         self.answered = 0
         self.dropped = 0
@@ -203,18 +225,58 @@ class Ledger:
         self._writer = threading.Thread(target=self._run, daemon=True, name="ledger-writer")
         self._writer.start()
 
+    # ---- the journal --------------------------------------------------------------------
+
+    def _segment_path(self, seg: int) -> Path:
+        return self.journal_dir / f"{self.run_id}.{seg}.jsonl"
+
+    def _journal(self, row: tuple[Any, ...]) -> None:
+        """Append one row to the current segment (caller holds ``lock``); a full segment is
+        closed and a new one opened."""
+        if not self.journaled:
+            return
+        if self._fd is None or self._seg_bytes >= SEGMENT_BYTES:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._seg += 1
+            self._fd = os.open(self._segment_path(self._seg),
+                               os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                               0o600 if self.private else 0o644)
+            self._seg_bytes = 0
+        line = (json.dumps(row, separators=(",", ":")) + "\n").encode()
+        os.write(self._fd, line)
+        self._seg_bytes += len(line)
+        self._seg_rows[self._seg] = self._seg_rows.get(self._seg, 0) + 1
+
+    def _drop_committed_segments(self) -> None:
+        """Delete every closed segment whose rows are all committed (caller holds ``lock``)."""
+        for seg in [k for k, n in self._seg_rows.items() if n == 0 and k != self._seg]:
+            del self._seg_rows[seg]
+            with contextlib.suppress(FileNotFoundError):
+                self._segment_path(seg).unlink()
+
+    # ---- writing --------------------------------------------------------------------------
+
     def add(self, rec: RequestOutcome) -> bool:
-        """Queue one request for the writer (an id already present is ignored: never recorded
-        twice). Past ``max_pending`` queued rows the record is dropped and counted (False)."""
+        """Journal one request and queue it for the writer (an id already present is ignored:
+        never recorded twice). Past ``max_pending`` queued rows the record is dropped and
+        counted (False). Call it before the response's last bytes reach the client."""
         row = rec.row(self.run_id)
         with self.lock:
             self.answered += 1
             if len(self._pending) >= self.max_pending:
                 self.dropped += 1
                 return False
+            try:
+                self._journal(row)
+            except OSError as exc:   # a full or read-only disk: still queued, and said
+                if self.failing is None:
+                    log.warning("ledger journal write failed: %s", exc)
+                self.failing = f"journal: {exc}"
             if not self._pending:
                 self._oldest = time.monotonic()
-            self._pending.append(row)
+            self._pending.append((row, self._seg))
+            self._queued_total += 1
         self._wake.set()
         return True
 
@@ -231,35 +293,58 @@ class Ledger:
                 self._wake.set()
 
     def _write(self) -> bool:
-        """Commit the queue and the run's heartbeat; False (rows kept) on a database error."""
-        with self.lock:
-            rows = list(self._pending)
-            answered, dropped = self.answered, self.dropped
-        try:
-            with self._db_lock, self.conn:
-                if rows:
-                    self.conn.executemany(
-                        f"INSERT OR IGNORE INTO requests ({', '.join(COLUMNS)}) VALUES "
-                        f"({', '.join('?' * len(COLUMNS))})", rows)
-                self.conn.execute("UPDATE runs SET last_beat_utc = ?, answered = ?, "
-                                  "dropped = ? WHERE run_id = ?",
-                                  (time.time(), answered, dropped, self.run_id))
-        except sqlite3.Error as exc:
+        """Commit the queue and the run's heartbeat; False (rows kept) on a database error.
+        One call at a time: the snapshot, the commit and the removal from the queue are one
+        step, so two callers can never remove each other's rows."""
+        with self._write_lock:
             with self.lock:
-                if self.failing is None:
-                    log.warning("ledger write failed, retrying: %s", exc)
-                self.failing = str(exc)
-            return False
-        with self.lock:
-            del self._pending[:len(rows)]
-            self._oldest = time.monotonic() if self._pending else None
-            self.failing = None
-            self.last_ok = time.monotonic()
-        return True
+                batch = list(self._pending)
+                answered, dropped = self.answered, self.dropped
+            try:
+                with self._db_lock, self.conn:
+                    if batch:
+                        self.conn.executemany(
+                            f"INSERT OR IGNORE INTO requests ({', '.join(COLUMNS)}) VALUES "
+                            f"({', '.join('?' * len(COLUMNS))})", [r for r, _ in batch])
+                    self.conn.execute("UPDATE runs SET last_beat_utc = ?, answered = ?, "
+                                      "dropped = ? WHERE run_id = ?",
+                                      (time.time(), answered, dropped, self.run_id))
+            except sqlite3.Error as exc:
+                with self.lock:
+                    if self.failing is None:
+                        log.warning("ledger write failed, retrying: %s", exc)
+                    self.failing = str(exc)
+                return False
+            with self.lock:
+                del self._pending[:len(batch)]
+                for _, seg in batch:
+                    self._seg_rows[seg] -= 1
+                self._done_total += len(batch)
+                self._drop_committed_segments()
+                self._oldest = time.monotonic() if self._pending else None
+                self.failing = None
+                self.last_ok = time.monotonic()
+                self._committed.notify_all()
+            return True
 
-    def flush(self) -> bool:
-        """Commit every queued record now (False if the database refused; they stay queued)."""
-        return self._write()
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        """Wait until the writer has committed every record queued before this call (False if
+        it could not within ``timeout_s``: the database refused; the rows stay queued)."""
+        with self.lock:
+            target = self._queued_total
+            if self._done_total >= target:
+                return True
+        if not self._writer.is_alive():
+            return self._write()
+        self._wake.set()
+        deadline = time.monotonic() + timeout_s
+        with self.lock:
+            while self._done_total < target:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._committed.wait(left)
+        return True
 
     def status(self) -> dict[str, Any]:
         """For ``/health``: queued rows, how long the oldest has waited, drops, the last error;
@@ -272,8 +357,10 @@ class Ledger:
         out["ok"] = out["error"] is None and out["dropped"] == 0 and wait < BEHIND_S
         return out
 
+    # ---- reading (committed rows only; never writes) ---------------------------------------
+
     def count(self) -> int:
-        """Number of requests recorded."""
+        """Number of requests recorded (after what is queued now is committed)."""
         self.flush()
         with self._db_lock:
             return int(self.conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
@@ -289,8 +376,8 @@ class Ledger:
 
     def binned(self, t0: float, bin_s: float) -> list[tuple[str, int, int, int, float, float]]:
         """(upstream, bin, requests, tokens, energy_j, carbon_g) per ``bin_s`` bin since ``t0``,
-        summed by SQLite (the dashboard's query: no row leaves the database)."""
-        self.flush()
+        summed by SQLite over the committed rows (the dashboard's query: it never waits for or
+        drives the writer; rows arrive within one flush interval)."""
         with self._db_lock:
             return [tuple(r) for r in self.conn.execute(
                 "SELECT upstream, CAST((time_utc - ?) / ? AS INTEGER) AS bin, COUNT(*), "
@@ -314,20 +401,90 @@ class Ledger:
 
     def close(self, retry_s: float = 10.0) -> None:
         """Write what is pending (retrying a busy database for up to ``retry_s``), mark the run
-        stopped cleanly, and close the database."""
+        stopped cleanly, and close the database. A journal whose rows could not be written
+        stays for the next start to replay."""
         self._stop = True
         self._wake.set()
         self._writer.join(timeout=5)
         deadline = time.monotonic() + retry_s
         while not self._write() and time.monotonic() < deadline:
             time.sleep(0.1)
+        with self.lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            if not self._pending:   # all committed: the open segment goes too
+                self._seg += 1
+                self._drop_committed_segments()
         with contextlib.suppress(sqlite3.Error), self._db_lock, self.conn:
             self.conn.execute("UPDATE runs SET stopped_utc = ? WHERE run_id = ?",
                               (time.time(), self.run_id))
         if self._pending:
-            log.error("ledger closed with %d rows unwritten: %s", len(self._pending),
-                      self.failing)
+            log.error("ledger closed with %d rows unwritten (kept in %s for the next start): "
+                      "%s", len(self._pending), self.journal_dir, self.failing)
         self.conn.close()
+
+
+def _journal_rows(path: Path) -> tuple[list[tuple[Any, ...]], int]:
+    """The rows of one journal segment, and how many lines were unreadable (a torn last line
+    of a process killed mid-write, or a foreign file)."""
+    rows: list[tuple[Any, ...]] = []
+    bad = 0
+    with open(path, "rb") as fh:
+        for line in fh:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                bad += 1
+                continue
+            if isinstance(row, list) and len(row) == len(COLUMNS):
+                rows.append(tuple(row))
+            else:
+                bad += 1
+    return rows, bad
+
+
+def _journal_runs(journal_dir: Path) -> dict[str, list[Path]]:
+    """Journal segments by the run that wrote them."""
+    found: dict[str, list[Path]] = {}
+    if journal_dir.is_dir():
+        for p in sorted(journal_dir.glob("run-*.jsonl")):
+            found.setdefault(p.name.split(".", 1)[0], []).append(p)
+    return found
+
+
+def recover_journals(conn: sqlite3.Connection, journal_dir: Path, skip: str | None = None
+                     ) -> int:
+    """Replay the journals of runs that are no longer running into the database (rows already
+    there are ignored) and delete them; returns the rows added."""
+    added = 0
+    for run_id, paths in _journal_runs(journal_dir).items():
+        if run_id == skip:
+            continue
+        info = conn.execute("SELECT pid, last_beat_utc, stopped_utc FROM runs WHERE run_id = ?",
+                            (run_id,)).fetchone()
+        if info is not None and info[2] is None and _alive(info[0], info[1]):
+            continue   # still running: its own writer commits these rows
+        rows: list[tuple[Any, ...]] = []
+        for p in paths:
+            rows += _journal_rows(p)[0]
+        with conn:
+            before = conn.total_changes
+            conn.executemany(f"INSERT OR IGNORE INTO requests ({', '.join(COLUMNS)}) VALUES "
+                             f"({', '.join('?' * len(COLUMNS))})", rows)
+            added += conn.total_changes - before
+            recorded = conn.execute("SELECT COUNT(*) FROM requests WHERE run_id = ?",
+                                    (run_id,)).fetchone()[0]
+            # what the journal shows it answered is known now, whatever the last beat said
+            conn.execute("UPDATE runs SET answered = MAX(COALESCE(answered, 0), ?) "
+                         "WHERE run_id = ?", (recorded, run_id))
+        for p in paths:
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        if rows:
+            log.warning("ledger: recovered %d journaled rows of run %s (it was killed)",
+                        len(rows), run_id)
+    return added
 
 
 def _alive(pid: int | None, last_beat_utc: float | None) -> bool:
@@ -344,6 +501,21 @@ def _alive(pid: int | None, last_beat_utc: float | None) -> bool:
     return True
 
 
+def recover_folder(results_dir: str | Path) -> int:
+    """Replay the journals of killed runs in ``results_dir`` into its ledger; rows added."""
+    path = ledger_path(results_dir)
+    if not path.is_file():
+        raise TokenprintError(f"no ledger in {str(results_dir)!r} ({DB_NAME} not found)")
+    conn = sqlite3.connect(path, timeout=5.0)
+    try:
+        return recover_journals(conn, Path(results_dir) / JOURNAL_DIR)
+    except sqlite3.Error as exc:
+        raise TokenprintError(f"cannot recover the ledger in {str(results_dir)!r}: "
+                              f"{exc}") from None
+    finally:
+        conn.close()
+
+
 def check(results_dir: str | Path) -> list[dict[str, Any]]:
     """Per gateway run: requests it answered, rows recorded, rows dropped, and whether it
     stopped cleanly — the gaps ``tokenprint ledger check`` reports."""
@@ -357,17 +529,26 @@ def check(results_dir: str | Path) -> list[dict[str, Any]]:
             return []
         runs = conn.execute("SELECT run_id, pid, started_utc, last_beat_utc, answered, dropped, "
                             "stopped_utc FROM runs ORDER BY started_utc").fetchall()
+        journals = _journal_runs(Path(results_dir) / JOURNAL_DIR)
         out = []
         for run_id, pid, started, beat, answered, dropped, stopped in runs:
             recorded = conn.execute("SELECT COUNT(*) FROM requests WHERE run_id = ?",
                                     (run_id,)).fetchone()[0]
-            missing = max(int(answered or 0) - int(recorded) - int(dropped or 0), 0)
             running = stopped is None and _alive(pid, beat)
+            # rows a killed run journaled (its client got the answer) that are not committed
+            unrecorded = 0
+            for p in journals.get(run_id, []) if not running else []:
+                for row in _journal_rows(p)[0]:
+                    unrecorded += conn.execute("SELECT 1 FROM requests WHERE id = ?",
+                                               (row[0],)).fetchone() is None
+            answered_n = max(int(answered or 0), int(recorded) + unrecorded)
+            missing = max(answered_n - int(recorded) - int(dropped or 0), 0)
             out.append({"run_id": run_id, "pid": pid, "started_utc": started,
                         "last_beat_utc": beat, "stopped_cleanly": stopped is not None,
                         "running": running,
-                        "answered": int(answered or 0), "recorded": int(recorded),
+                        "answered": answered_n, "recorded": int(recorded),
                         "dropped": int(dropped or 0), "missing": missing,
+                        "recoverable": unrecorded,
                         # a live run is judged on what it dropped; its last second's rows may
                         # still be queued
                         "ok": not dropped and (running or (stopped is not None

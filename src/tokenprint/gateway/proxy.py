@@ -3,7 +3,8 @@
 Written as a plain ASGI handler (no framework routing or middleware on this path) so the
 gateway's own time per request stays small next to the upstream's: body read with a size limit,
 validation, routing, one retry elsewhere before the first byte, the stream relayed per upstream
-read, then the footprint, a ledger record and metrics.
+read, then the footprint, a ledger record (journaled before the answer's last bytes) and
+metrics.
 
 Each record carries ``added_s``: the gateway's own time on the request's critical path, outside
 the upstream call — from the request's arrival to the upstream request, plus relaying the first
@@ -180,11 +181,12 @@ class Proxy:
             else:
                 await self._unary(st, resp, endpoint, rid, attempt, body, timing, send)
             return
-        await send_error(send, 502, f"no upstream could serve the request ({last_exc})",
-                         "server_error", "upstream_unavailable", request_id=rid)
         # recorded too, against the last upstream tried, so every request has one record
+        # (journaled before the answer leaves, as every record)
         self._record(tried[-1], rid, endpoint, 502, {}, None, time.monotonic() - arrived,
                      None, len(tried), body, None, None)
+        await send_error(send, 502, f"no upstream could serve the request ({last_exc})",
+                         "server_error", "upstream_unavailable", request_id=rid)
 
     # ---- upstream ---------------------------------------------------------------------------
 
@@ -276,9 +278,9 @@ class Proxy:
             why = (f"upstream {st.name} {'stalled' if timed_out else 'cut'} the response "
                    f"after its headers ({exc.__class__.__name__})")
             st.record_failure(self.cfg.breaker_failures, self.cfg.breaker_open_s)
-            await send_error(send, status, why, "server_error", "upstream_cut", request_id=rid)
             self._record(st, rid, endpoint, status, {}, None, time.monotonic() - timing.sent,
                          None, attempt, body, None, None, note=why)
+            await send_error(send, status, why, "server_error", "upstream_cut", request_id=rid)
             return
         except BaseException:
             self._release(st, rid)
@@ -294,10 +296,10 @@ class Proxy:
         if resp.status >= 400 or not isinstance(data, dict):
             # an upstream error (4xx, or a body that is not JSON) goes back as it came, recorded
             self._release(st, rid)
-            await send_bytes(send, resp.status, raw, resp.content_type,
-                             headers={"x-tokenprint-request-id": rid})
             self._record(st, rid, endpoint, resp.status, {}, None, duration, None, attempt,
                          body, None, None)
+            await send_bytes(send, resp.status, raw, resp.content_type,
+                             headers={"x-tokenprint-request-id": rid})
             return
         counted = valid_usage(data.get("usage"))
         source = "upstream" if counted is not None else "gateway"
@@ -313,12 +315,12 @@ class Proxy:
         data["usage"] = usage
         st.record_success(duration)
         out = json.dumps(data).encode()
-        await send_bytes(send, 200, out, headers={
-            "x-tokenprint-carbon-g": f"{fp.total_g:.6g}", "x-tokenprint-request-id": rid,
-            "x-tokenprint-upstream": st.name})
         added = (timing.sent - timing.arrived) + (time.monotonic() - t_read)
         self._record(st, rid, endpoint, 200, usage, None, duration, fp, attempt, body,
                      text_of(data), added, source)
+        await send_bytes(send, 200, out, headers={
+            "x-tokenprint-carbon-g": f"{fp.total_g:.6g}", "x-tokenprint-request-id": rid,
+            "x-tokenprint-upstream": st.name})
 
     # ---- streaming --------------------------------------------------------------------------
 
@@ -413,12 +415,14 @@ class Proxy:
             final["usage"] = usage
             final["choices"] = []
             tail = f"data: {json.dumps(final)}\n\n".encode()
-        await send({"type": "http.response.body", "body": tail + b"data: [DONE]\n\n",
-                    "more_body": False})
         added = ((timing.sent - timing.arrived) + (first_relay_s or 0.0)
                  + (time.monotonic() - t_up_done))
+        # journaled before [DONE]: a client that saw the whole answer has its row, even if the
+        # gateway is killed the next instant
         self._record(st, rid, endpoint, 200, usage, ttft, duration, fp, attempt, body,
                      "".join(relay.text) if self.cfg.store_text else None, added, source)
+        await send({"type": "http.response.body", "body": tail + b"data: [DONE]\n\n",
+                    "more_body": False})
 
 
 __all__ = ["Proxy"]
