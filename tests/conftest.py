@@ -112,6 +112,17 @@ def scripted_upstream(tokens: int, itl_s: float = 0.0, cut_after: int | None = N
                          0)
                 body = json.loads(await reader.readexactly(n)) if n else {}
                 prompt_tokens = max(len(str(body.get("prompt", "")).split()), 1)  # words
+                if not body.get("stream"):   # a completion as one JSON object
+                    await asyncio.sleep(itl_s * tokens)
+                    out = json.dumps({"id": "cmpl-x", "object": "text_completion", "choices": [
+                        {"index": 0, "text": "".join(f" t{i}" for i in range(tokens)),
+                         "finish_reason": "length"}], "usage": {
+                        "prompt_tokens": prompt_tokens, "completion_tokens": tokens,
+                        "total_tokens": prompt_tokens + tokens}}).encode()
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                                 b"content-length: %d\r\n\r\n%s" % (len(out), out))
+                    await writer.drain()
+                    continue
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
                              b"transfer-encoding: chunked\r\n\r\n")
                 await writer.drain()

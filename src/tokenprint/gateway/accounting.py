@@ -64,6 +64,7 @@ class UpstreamModel:
         self.calibration = prof.calibration
         self.stack = prof.stack
         self.tp = gpus
+        self.max_context = m.max_context   # bounds an upstream's claimed prompt tokens
         emb = gpu_embodied(g, catalog, scope).total_g.mid * gpus
         self.embodied_g_per_s = emb / (lifetime_years * S_PER_YEAR)
         self.idle_w = idle_w(g) * gpus

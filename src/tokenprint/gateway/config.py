@@ -16,7 +16,10 @@ header_timeout_s = 10.0           # a head not complete in this time: connection
 max_connections = 2048            # held at once → 503 beyond
 keepalive_timeout_s = 5.0
 max_body_bytes = 1000000          # → 413
-body_timeout_s = 30.0             # → 408
+body_timeout_s = 30.0             # → 408, and the connection is closed
+max_upstream_body_bytes = 16777216  # a non-streamed upstream answer → 502 beyond
+client_send_timeout_s = 30.0      # a streaming client that stops reading → 499, slot freed
+max_connections_per_client = 1024  # one address; the rest → 503 at once
 max_event_bytes = 1048576         # one SSE event relayed from an upstream → 502 beyond
 ledger_max_pending = 100000       # rows queued while the database refuses writes
 
@@ -114,6 +117,14 @@ class GatewayConfig(BaseModel):
     intensity_cache_s: float = Field(default=300.0, ge=0)
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     body_timeout_s: float = Field(default=30.0, gt=0)
+    # a non-streamed upstream answer past this is a 502 (completions are kilobytes)
+    max_upstream_body_bytes: int = Field(default=16 << 20, ge=1024)
+    # a client that takes longer than this to accept one write of its stream has stopped
+    # reading: the stream ends (499) and its upstream request and slot are freed
+    client_send_timeout_s: float = Field(default=30.0, gt=0)
+    # connections one client address may hold at once (the rest get 503 at once), so one
+    # address cannot take every slot
+    max_connections_per_client: int = Field(default=1024, ge=1)
     # limits safe on a public interface: request head size (uvicorn's h11 parser), connections
     # held at once, idle keep-alive, and one SSE event relayed from an upstream
     max_header_bytes: int = Field(default=16_384, ge=1024, le=1 << 20)

@@ -47,7 +47,7 @@ from tokenprint.gateway.requests import (
     text_of,
 )
 from tokenprint.gateway.routing import Router, UpstreamState
-from tokenprint.gateway.sse import SseError, SseRelay, valid_usage
+from tokenprint.gateway.sse import SseError, SseRelay, bounded_usage, valid_usage
 from tokenprint.gateway.upstream import UpstreamClient, UpstreamFailed, UpstreamResponse
 
 log = logging.getLogger("tokenprint.gateway")
@@ -268,7 +268,7 @@ class Proxy:
     async def _unary(self, st: UpstreamState, resp: UpstreamResponse, endpoint: str, rid: str,
                      attempt: int, body: dict[str, Any], timing: _Timing, send: Send) -> None:
         try:
-            raw = await resp.read()
+            raw = await resp.read(self.cfg.max_upstream_body_bytes)
         except (TimeoutError, aiohttp.ClientError) as exc:
             # the upstream stalled or cut the body after its headers: nothing usable arrived
             self._release(st, rid)
@@ -289,19 +289,35 @@ class Proxy:
         resp.close()
         t_read = time.monotonic()
         duration = t_read - timing.sent
-        try:
-            data = json.loads(raw)
-        except (ValueError, RecursionError):
-            data = None
-        if resp.status >= 400 or not isinstance(data, dict):
-            # an upstream error (4xx, or a body that is not JSON) goes back as it came, recorded
+        data = None
+        if raw is not None:
+            try:
+                data = json.loads(raw)
+            except (ValueError, RecursionError):
+                data = None
+        if raw is not None and resp.status >= 400:
+            # an upstream's own error (4xx) goes back as it came, recorded
             self._release(st, rid)
             self._record(st, rid, endpoint, resp.status, {}, None, duration, None, attempt,
                          body, None, None)
             await send_bytes(send, resp.status, raw, resp.content_type,
                              headers={"x-tokenprint-request-id": rid})
             return
-        counted = valid_usage(data.get("usage"))
+        if not isinstance(data, dict):
+            # a 2xx that is no completion (an HTML page, a proxy's banner) or past the limit:
+            # never recorded as an answer with no footprint
+            self._release(st, rid)
+            why = (f"upstream {st.name} answered more than the limit of "
+                   f"{self.cfg.max_upstream_body_bytes} bytes" if raw is None else
+                   f"upstream {st.name} answered HTTP {resp.status} with a body that is not JSON "
+                   f"({resp.content_type})")
+            st.record_failure(self.cfg.breaker_failures, self.cfg.breaker_open_s)
+            self._record(st, rid, endpoint, 502, {}, None, duration, None, attempt, body, None,
+                         None, note=why)
+            await send_error(send, 502, why, "server_error", "upstream_invalid", request_id=rid)
+            return
+        counted = bounded_usage(valid_usage(data.get("usage")), len(raw or b""),
+                                st.model.max_context)
         source = "upstream" if counted is not None else "gateway"
         if counted is None:  # the upstream's counts are missing or nonsense: count ourselves
             text = text_of(data)
@@ -356,14 +372,20 @@ class Proxy:
                         if st.attributor is not None:
                             st.attributor.progress(rid, relay.pieces)
                     if out:
-                        await send({"type": "http.response.body", "body": out,
-                                    "more_body": True})
+                        try:
+                            async with asyncio.timeout(self.cfg.client_send_timeout_s):
+                                await send({"type": "http.response.body", "body": out,
+                                            "more_body": True})
+                        except TimeoutError:
+                            cut = (f"the client stopped reading: one write waited "
+                                   f"{self.cfg.client_send_timeout_s:g} s")
+                            break
                         if first_relay_s is None:
                             first_relay_s = time.monotonic() - t_in
                     if relay.done or gone.done():
                         break
-                if gone.done():
-                    pass
+                if gone.done() or cut is not None:
+                    pass   # the client hung up or stopped reading: 499
                 elif relay.done:
                     status = 200
                 else:  # the body ended without [DONE]: truncated, never reported as whole
@@ -389,7 +411,8 @@ class Proxy:
             if not gone.done():
                 gone.cancel()
             duration = t_up_done - timing.sent
-            counted = valid_usage(relay.usage) if relay.usage else None
+            counted = bounded_usage(valid_usage(relay.usage) if relay.usage else None,
+                                    relay.bytes_in, st.model.max_context)
             source = "upstream" if counted is not None else "gateway"
             if counted is None:  # missing (a cut stream) or nonsense: the gateway's own count
                 pt = max(round(prompt_chars(body) / CHARS_PER_TOKEN), 1)

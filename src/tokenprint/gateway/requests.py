@@ -136,9 +136,13 @@ async def send_bytes(send: Send, status: int, body: bytes,
 async def send_error(send: Send, status: int, message: str, kind: str = "invalid_request_error",
                      code: str | None = None, param: str | None = None,
                      request_id: str | None = None) -> None:
-    """An OpenAI-style error response (with the ledger's request id when it has a record)."""
-    await send_bytes(send, status, error_body(message, kind, code, param),
-                     headers={"x-tokenprint-request-id": request_id} if request_id else None)
+    """An OpenAI-style error response (with the ledger's request id when it has a record); the
+    connection is closed after it, so a client that misbehaved (a slow or oversized body, no
+    key) cannot keep its slot by sending more."""
+    headers = {"connection": "close"}
+    if request_id:
+        headers["x-tokenprint-request-id"] = request_id
+    await send_bytes(send, status, error_body(message, kind, code, param), headers=headers)
 
 
 async def read_body(receive: Receive, limit: int) -> bytes | None:

@@ -44,6 +44,35 @@ def valid_usage(usage: Any) -> dict[str, int] | None:
     out["total_tokens"] = out["prompt_tokens"] + out["completion_tokens"]
     return out
 
+def bounded_usage(usage: dict[str, int] | None, bytes_carried: int, max_context: int
+                  ) -> dict[str, int] | None:
+    """The upstream's counts if they fit what it sent, else None (the gateway counts instead).
+
+    Every generated token is at least one byte of the answer the gateway relayed, and a prompt
+    cannot pass the model's context: an 8-token stream that claims 10¹² tokens is not charged
+    for them (it would poison the totals for the life of the process).
+    """
+    if usage is None:
+        return None
+    if usage["completion_tokens"] > bytes_carried or usage["prompt_tokens"] > max_context:
+        return None
+    return usage
+
+
+def event_data(event: bytes) -> bytes | None:
+    """The data of one SSE event (its ``data:`` lines joined by newlines, as the spec reads
+    them; ``event:``, ``id:``, ``retry:`` and ``:`` comments set nothing here), or None when the
+    event has no data field."""
+    found: list[bytes] = []
+    for line in event.split(b"\n"):
+        if not line or line.startswith(b":"):
+            continue
+        name, _, value = line.partition(b":")
+        if name == b"data":
+            found.append(value[1:] if value.startswith(b" ") else value)
+    return b"\n".join(found).strip() if found else None
+
+
 _EMPTY_CONTENT = (b'"content": ""', b'"content":""', b'"content": null', b'"content":null')
 
 
@@ -85,6 +114,7 @@ class SseRelay:
         self._buf = b""
         self._parts: list[bytes] = []   # reads of an event not yet ended (no newline in them)
         self._held = 0
+        self.bytes_in = 0               # body bytes the upstream sent (bounds its usage claim)
 
     def feed(self, raw: bytes) -> tuple[bytes, int]:
         """Consume one read; return (bytes to forward, text pieces in them).
@@ -93,6 +123,7 @@ class SseRelay:
         """
         if self.done:
             return b"", 0
+        self.bytes_in += len(raw)
         if (not self._buf and not self._parts and raw.startswith(b"data:")
                 and raw.endswith(b"\n\n") and raw.count(b"\n\n") == 1 and b"\r" not in raw
                 and b'"usage"' not in raw and b"[DONE]" not in raw):
@@ -118,10 +149,12 @@ class SseRelay:
         pieces = 0
         while b"\n\n" in buf:
             event, buf = buf.split(b"\n\n", 1)
-            line = event.strip()
-            if not line.startswith(b"data:"):
+            event = event.strip(b"\n")
+            data = event_data(event)
+            if data is None:
+                if event:   # comments (keep-alives), retry:, a lone id: relayed as they came
+                    out.append(event + b"\n\n")
                 continue
-            data = line[5:].strip()
             if data == b"[DONE]":
                 self.done = True
                 buf = b""
@@ -131,7 +164,10 @@ class SseRelay:
                     pieces += 1
                     if self.collect_text:
                         self._collect(data)
-                out.append(b"data: " + data + b"\n\n")
+                # the event as it came (its event:/id: fields kept), or its data alone when
+                # that is all it held
+                out.append((event if not event.startswith(b"data:") or b"\n" in event
+                            else b"data: " + data) + b"\n\n")
                 continue
             forward, n = self._usage_event(data)
             pieces += n
@@ -181,5 +217,5 @@ class SseRelay:
         return f"data: {json.dumps(chunk)}\n\n".encode(), pieces
 
 
-__all__ = ["MAX_EVENT_BYTES", "SseError", "SseRelay", "bytes_has_text", "choice_has_text",
-           "valid_usage"]
+__all__ = ["MAX_EVENT_BYTES", "SseError", "SseRelay", "bounded_usage", "bytes_has_text",
+           "choice_has_text", "event_data", "valid_usage"]

@@ -2,13 +2,17 @@
 
 One ``UpstreamClient`` per gateway holds the connection pool. ``open`` sends a request and
 returns once the response headers arrive; failures that happen before that (connect error,
-timeout, reset, HTTP 5xx) raise ``UpstreamFailed`` so the caller can retry elsewhere without
-having sent the client anything.
+timeout, reset, malformed HTTP, HTTP 3xx or 5xx) raise ``UpstreamFailed`` so the caller can retry
+elsewhere without having sent the client anything.
 """
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
+
+POLL_S = 2.0   # how often a waiting read looks whether the upstream connection died
 
 
 class UpstreamFailed(Exception):
@@ -23,15 +27,40 @@ class UpstreamResponse:
         self.status = resp.status
         self.content_type = resp.headers.get("content-type", "application/json")
 
-    async def read(self) -> bytes:
-        """The whole body (raises ``aiohttp.ClientError`` if the upstream cuts it)."""
-        return await self._resp.read()
+    async def read(self, limit: int) -> bytes | None:
+        """The whole body, or None once it passes ``limit`` bytes (raises
+        ``aiohttp.ClientError`` if the upstream cuts it or breaks the framing)."""
+        parts: list[bytes] = []
+        size = 0
+        while data := await self._resp.content.read(1 << 16):
+            size += len(data)
+            if size > limit:
+                return None
+            parts.append(data)
+        return b"".join(parts)
 
     async def next_chunk(self) -> bytes:
         """The body bytes the next socket read delivers (all that is buffered); b"" at the
         end. A plain method rather than an async iterator: one await per chunk on the hot
-        path."""
-        return await self._resp.content.readany()
+        path.
+
+        aiohttp (3.14) closes the connection on broken chunked framing (a bad chunk size) but
+        never wakes a read already waiting: the wait is cut every ``POLL_S`` to look, and a
+        closed connection raises ``aiohttp.ClientPayloadError``.
+        """
+        content = self._resp.content
+        while True:
+            poll = asyncio.timeout(POLL_S)
+            try:
+                async with poll:
+                    return await content.readany()
+            except TimeoutError:
+                if not poll.expired():   # aiohttp's own read timeout: the upstream stalled
+                    raise
+                conn = self._resp.connection
+                if conn is None or conn.transport is None or conn.transport.is_closing():
+                    raise aiohttp.ClientPayloadError(
+                        "the upstream broke the chunked framing; the connection closed") from None
 
     def close(self) -> None:
         """Give the connection back (closed instead if the body was not read to the end)."""
@@ -73,12 +102,18 @@ class UpstreamClient:
         """POST ``body`` (JSON) and wait for the response headers."""
         try:
             resp = await self.session.post(
-                url, data=body, headers={"content-type": "application/json", **headers})
-        except (TimeoutError, aiohttp.ClientConnectionError) as exc:
-            raise UpstreamFailed(f"{name}: {exc.__class__.__name__}") from None
-        if resp.status >= 500:
+                url, data=body, headers={"content-type": "application/json", **headers},
+                allow_redirects=False)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            # connect errors, resets, and answers that are not HTTP: a bad status line, a head
+            # past aiohttp's limits (8 KiB a line), bytes that are no protocol at all
+            why = getattr(exc, "message", None) or exc.__class__.__name__
+            raise UpstreamFailed(f"{name}: {str(why).splitlines()[0][:200]}") from None
+        if resp.status >= 500 or 300 <= resp.status < 400:
+            # a redirect is never followed: the gateway's upstream is configured, not discovered
             resp.release()
-            raise UpstreamFailed(f"{name}: HTTP {resp.status}")
+            what = "a redirect, not followed" if resp.status < 500 else "a server error"
+            raise UpstreamFailed(f"{name}: HTTP {resp.status} ({what})")
         return UpstreamResponse(resp)
 
     async def healthy(self, url: str, headers: dict[str, str], timeout_s: float = 5.0) -> bool:
