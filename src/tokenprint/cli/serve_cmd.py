@@ -101,7 +101,8 @@ def serve(
                   + (f"; {cfg.workers} worker processes" if cfg.workers > 1 else ""))
     from tokenprint.gateway.server import LimitedHttpToolsProtocol, set_limits
 
-    set_limits(cfg.max_header_bytes, cfg.header_timeout_s)
+    set_limits(cfg.max_header_bytes, cfg.header_timeout_s, cfg.body_timeout_s,
+               cfg.max_connections_per_client)
     limits: dict[str, Any] = {
               "http": LimitedHttpToolsProtocol, "limit_concurrency": cfg.max_connections,
               "timeout_keep_alive": cfg.keepalive_timeout_s, "timeout_graceful_shutdown": 10,
