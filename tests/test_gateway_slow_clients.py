@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 pytest.importorskip("fastapi")
-uvicorn = pytest.importorskip("uvicorn")
+pytest.importorskip("uvicorn")
 
 import httpx
+import uvicorn
 
 from conftest import free_port, scripted_upstream
 from tokenprint.gateway.app import create_app

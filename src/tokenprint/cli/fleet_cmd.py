@@ -243,13 +243,14 @@ def fleet_report_cmd(
     if window.end_s < window.start_s:
         raise TokenprintError("the report window is shorter than one step; give a longer "
                               "window or a shorter --step")
+    prom = Prometheus(prometheus)
     if deployments is None:
-        table = watched_report(Prometheus(prometheus), window)
+        table = watched_report(prom, window)
     else:
         deps = load_deployments(deployments)
         for d in deps:
             cat.model(d.model), cat.gpu(d.gpu), cat.region(d.region)
-        table = fleet_report(Prometheus(prometheus), cat, deps, window, scope, lifetime,
+        table = fleet_report(prom, cat, deps, window, scope, lifetime,
                              in_range(pue, "--pue", 1.0, MAX_PUE))
     totals = summary(table)
     if out is not None:
@@ -257,8 +258,13 @@ def fleet_report_cmd(
     if as_json:
         print_json({"totals": totals.to_dict("records"),
                     "steps": table.assign(end_utc=table["end_utc"].astype(str))
-                    .to_dict("records")})
+                    .to_dict("records"),
+                    "refused_samples": prom.refused})
         return
+
+    def num(v: float, fmt: str) -> str:   # a deployment with no data has no number, not 0
+        return "—" if v != v else format(v, fmt)
+
     t = Table(title=f"Fleet carbon, {len(totals)} deployment(s), step {step}")
     for col in ("deployment", "model", "gpu × n", "region", "tokens out", "energy kWh",
                 "operational", "embodied", "g / 1k tok", "steps w/o data"):
@@ -266,12 +272,16 @@ def fleet_report_cmd(
     for r in totals.to_dict("records"):
         n_gpus = "" if r["gpus"] != r["gpus"] else f" × {r['gpus']:.0f}"
         t.add_row(r["deployment"], r["model"], f"{r['gpu']}{n_gpus}", r["region"],
-                  f"{r['generation_tokens']:.0f}", f"{r['energy_j'] / J_PER_KWH:.3g}",
-                  fmt_g(r["operational_g"]), fmt_g(r["embodied_g"]),
+                  num(r["generation_tokens"], ".0f"), num(r["energy_j"] / J_PER_KWH, ".3g"),
+                  "—" if r["operational_g"] != r["operational_g"] else fmt_g(r["operational_g"]),
+                  fmt_g(r["embodied_g"]),
                   "—" if r["g_per_1k_tokens"] != r["g_per_1k_tokens"]
                   else f"{r['g_per_1k_tokens']:.3g}",
                   f"{r['steps_without_data']} of {r['steps']}")
     console.print(t)
+    if prom.refused:
+        console.print(f"{len(prom.refused)} sample(s) from Prometheus refused (their steps count "
+                      f"as without data); first: {prom.refused[0]}", style="yellow")
     if out is not None:
         console.print(f"wrote {', '.join(str(f) for f in files)}")
 

@@ -17,6 +17,7 @@ Energy exporters (cumulative counters):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -60,20 +61,52 @@ class EngineReading:
     running: float
 
 
+# a counter or gauge the watcher reads must lie in [0, MAX_SAMPLE]: 10¹⁵ tokens is a thousand
+# years of a large fleet, 10¹⁵ J (after scaling) 280 GWh; past it a float can no longer count
+# small increases (1e300 + 1000 == 1e300) and every later interval would read 0
+MAX_SAMPLE = 1e15
+
+
 def samples(text: str, where: str) -> dict[str, list[tuple[dict[str, str], float]]]:
     """Every sample of an exposition, by its full name (``_total``, ``_sum`` kept). A counter
-    exposed without ``_total`` (DCGM's) is found under both names: the parser adds the suffix."""
+    exposed without ``_total`` (DCGM's) is found under both names: the parser adds the suffix.
+    A series exposed twice (same name and labels; the format forbids it) counts once."""
     out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    seen: set[tuple[str, frozenset[tuple[str, str]]]] = set()
+
+    def put(name: str, labels: dict[str, str], value: float) -> None:
+        key = (name, frozenset(labels.items()))
+        if key not in seen:
+            seen.add(key)
+            out.setdefault(name, []).append((labels, value))
+
     try:
         for family in text_string_to_metric_families(text):
             for s in family.samples:
-                out.setdefault(s.name, []).append((dict(s.labels), float(s.value)))
+                put(s.name, dict(s.labels), float(s.value))
                 if family.type == "counter" and s.name == f"{family.name}_total" \
                         and not family.name.endswith("_total"):
-                    out.setdefault(family.name, []).append((dict(s.labels), float(s.value)))
+                    put(family.name, dict(s.labels), float(s.value))
     except ValueError as exc:
         raise TokenprintError(f"{where} is not Prometheus text exposition: {exc}") from None
     return out
+
+
+def checked_total(found: dict[str, list[tuple[dict[str, str], float]]], name: str, where: str,
+                  scale: float = 1.0) -> float:
+    """The sum of a series' samples (times ``scale``), refusing a sample that is not a finite
+    number in [0, MAX_SAMPLE]: the caller records a gap with this reason, never a poisoned
+    counter."""
+    total = 0.0
+    for labels, value in found.get(name, []):
+        v = value * scale
+        if not math.isfinite(v) or v < 0 or v > MAX_SAMPLE:
+            lab = ",".join(f'{k}="{x}"' for k, x in sorted(labels.items()))
+            raise TokenprintError(f"{where}: {name}{{{lab}}} is {value!r}; a counter or gauge "
+                                  f"must be a finite number from 0 to {MAX_SAMPLE:g}: sample "
+                                  "refused")
+        total += v
+    return total
 
 
 def read_engine(text: str, where: str) -> EngineReading:
@@ -82,7 +115,7 @@ def read_engine(text: str, where: str) -> EngineReading:
     for e in ENGINES:
         if e.generation_tokens in found:
             def total(name: str, found: dict = found) -> float:
-                return sum(v for _, v in found.get(name, []))
+                return checked_total(found, name, where)
             models = tuple(sorted({lab.get(e.model_label, "") for lab, _ in
                                    found[e.generation_tokens]} - {""})) if e.model_label else ()
             return EngineReading(e.engine, models, total(e.prompt_tokens),
@@ -100,7 +133,7 @@ def read_energy_j(text: str, source: str, where: str) -> float:
         raise TokenprintError(f"unknown energy exporter {source!r}; valid: "
                               f"{', '.join(ENERGY_SERIES)}")
     name, scale = ENERGY_SERIES[source]
-    found = samples(text, where).get(name)
-    if not found:
+    found = samples(text, where)
+    if not found.get(name):
         raise TokenprintError(f"{where} has no {name} series ({source} energy counter)")
-    return sum(v for _, v in found) * scale
+    return checked_total(found, name, where, scale)

@@ -12,14 +12,15 @@ A step with no samples is reported as such, never as zero.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from tokenprint.carbon.amortize import amortized_share
 from tokenprint.carbon.embodied import gpu_embodied
@@ -82,49 +83,122 @@ def selector(labels: dict[str, str]) -> str:
     return "{" + inner + "}"
 
 
+class _Answer(BaseModel):
+    """Prometheus's HTTP API envelope."""
+
+    status: Literal["success", "error"]
+    data: Any = None
+    error: str | None = None
+
+
+class _RangeSeries(BaseModel):
+    """One series of a range query: its labels and [time, "value"] pairs."""
+
+    metric: dict[str, str]
+    values: list[tuple[float, str]]
+
+
+class _Matrix(BaseModel):
+    resultType: Literal["matrix"]
+    result: list[_RangeSeries]
+
+
+class _SeriesName(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="allow")
+
+    name: str = Field(alias="__name__")
+
+
+# an increase() per step above this (tokens or joules) is no measurement: 10¹⁸ is a million
+# years of a large fleet in one step
+MAX_STEP_VALUE = 1e18
+
+
+def _shape_error(url: str, what: str, exc: ValidationError) -> TokenprintError:
+    first = exc.errors()[0]
+    where = ".".join(str(x) for x in first["loc"]) or "the answer"
+    return TokenprintError(f"{url} answered {what} in a shape that is not Prometheus's: {where}: "
+                           f"{first['msg']}")
+
+
 @dataclass
 class Prometheus:
-    """The HTTP API of a Prometheus server."""
+    """The HTTP API of a Prometheus server; every answer's shape is checked (pydantic) and a
+    sample that is not a finite number in [0, MAX_STEP_VALUE] is refused: that step has no
+    data, and ``refused`` counts it with the reason."""
 
     url: str
     client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30.0))
+    deadline_s: float = 60.0
+    refused: list[str] = field(default_factory=list)
 
     def _get(self, path: str, params: dict[str, str]) -> Any:
+        what = params.get("query", path)
         try:
-            r = self.client.get(f"{self.url.rstrip('/')}{path}", params=params)
+            raw = _bounded_get(self.client, f"{self.url.rstrip('/')}{path}", params,
+                               self.deadline_s)
         except httpx.HTTPError as exc:
             raise TokenprintError(f"cannot reach Prometheus at {self.url}: "
                                   f"{exc.__class__.__name__}: {exc}") from None
         try:
-            body = r.json()
-        except ValueError:
-            raise TokenprintError(f"{self.url} is not a Prometheus API (HTTP {r.status_code}, "
-                                  "not JSON)") from None
-        if body.get("status") != "success":
-            raise TokenprintError(f"Prometheus refused {params.get('query', path)!r}: "
-                                  f"{body.get('error', body)}")
-        return body["data"]
+            body = _Answer.model_validate_json(raw)
+        except ValidationError as exc:
+            if any(e["type"] == "json_invalid" for e in exc.errors()):
+                raise TokenprintError(f"{self.url} is not a Prometheus API (its answer to "
+                                      f"{what!r} is not JSON)") from None
+            raise _shape_error(self.url, repr(what), exc) from None
+        if body.status != "success":
+            raise TokenprintError(f"Prometheus refused {what!r}: {body.error or 'no reason'}")
+        return body.data
 
     def names(self, match: str) -> set[str]:
         """Series names matching a selector."""
         data = self._get("/api/v1/series", {"match[]": match})
-        return {s["__name__"] for s in data}
+        try:
+            return {s.name for s in TypeAdapter(list[_SeriesName]).validate_python(data)}
+        except ValidationError as exc:
+            raise _shape_error(self.url, f"series of {match!r}", exc) from None
+
+    def _matrix(self, query: str, start: float, end: float, step_s: float) -> list[_RangeSeries]:
+        data = self._get("/api/v1/query_range", {"query": query, "start": f"{start:.3f}",
+                                                 "end": f"{end:.3f}", "step": f"{step_s:g}s"})
+        try:
+            return _Matrix.model_validate(data).result
+        except ValidationError as exc:
+            raise _shape_error(self.url, repr(query), exc) from None
+
+    def _points(self, query: str, series: _RangeSeries, start: float, step_s: float, n: int
+                ) -> list[tuple[int, float]]:
+        """(step, value) of one series' valid samples; the others are refused and counted."""
+        out = []
+        for t, raw in series.values:
+            k = round((t - start) / step_s)
+            if not 0 <= k < n:
+                continue
+            try:
+                v = float(raw)
+            except ValueError:
+                v = math.nan
+            if math.isnan(v) and raw.lower() == "nan":
+                continue   # Prometheus's own "no value" (0/0): no data, not a fault
+            if not math.isfinite(v) or v < 0 or v > MAX_STEP_VALUE:
+                self.refused.append(f"{query} at {t:.0f}: {raw!r} refused (a finite number "
+                                    f"from 0 to {MAX_STEP_VALUE:g} is valid)")
+                continue
+            out.append((k, v))
+        return out
 
     def range_by(self, query: str, labels: tuple[str, ...], start: float, end: float,
                  step_s: float) -> dict[tuple[str, ...], pd.Series]:
         """A query's values at each step, one series per combination of ``labels``."""
         n = self._steps(start, end, step_s)
-        data = self._get("/api/v1/query_range", {"query": query, "start": f"{start:.3f}",
-                                                 "end": f"{end:.3f}", "step": f"{step_s:g}s"})
         out: dict[tuple[str, ...], pd.Series] = {}
         times = start + step_s * np.arange(n)
-        for series in data.get("result", []):
-            key = tuple(series["metric"].get(k, "") for k in labels)
+        for series in self._matrix(query, start, end, step_s):
+            key = tuple(series.metric.get(k, "") for k in labels)
             values = np.full(n, np.nan)
-            for t, v in series["values"]:
-                k = round((float(t) - start) / step_s)
-                if 0 <= k < n and math.isfinite(float(v)):
-                    values[k] = float(v)
+            for k, v in self._points(query, series, start, step_s, n):
+                values[k] = v
             out[key] = pd.Series(values, index=times)
         return out
 
@@ -140,16 +214,26 @@ class Prometheus:
         """A query's values at each step, summed over the series it returns (NaN where none
         had a sample)."""
         n = self._steps(start, end, step_s)
-        data = self._get("/api/v1/query_range", {"query": query, "start": f"{start:.3f}",
-                                                 "end": f"{end:.3f}", "step": f"{step_s:g}s"})
         times = start + step_s * np.arange(n)
         total = np.full(n, np.nan)
-        for series in data.get("result", []):
-            for t, v in series["values"]:
-                k = round((float(t) - start) / step_s)
-                if 0 <= k < n and math.isfinite(float(v)):
-                    total[k] = (0.0 if np.isnan(total[k]) else total[k]) + float(v)
+        for series in self._matrix(query, start, end, step_s):
+            for k, v in self._points(query, series, start, step_s, n):
+                total[k] = (0.0 if np.isnan(total[k]) else total[k]) + v
         return pd.Series(total, index=times)
+
+
+def _bounded_get(client: httpx.Client, url: str, params: dict[str, str], deadline_s: float
+                 ) -> bytes:
+    """The body of ``GET url`` within ``deadline_s`` in all (httpx bounds each read only)."""
+    end = time.monotonic() + deadline_s
+    parts = []
+    with client.stream("GET", url, params=params) as r:
+        for data in r.iter_bytes():
+            if time.monotonic() > end:
+                raise TokenprintError(f"Prometheus at {url} did not answer within "
+                                      f"{deadline_s:g} s")
+            parts.append(data)
+    return b"".join(parts)
 
 
 @dataclass(frozen=True)
@@ -277,10 +361,13 @@ def watched_report(prom: Prometheus, w: ReportWindow) -> pd.DataFrame:
 def summary(table: pd.DataFrame) -> pd.DataFrame:
     """Totals per deployment over the window (steps without data left out, and counted)."""
     g = table.groupby("deployment", sort=False)
+    def total(col: pd.Series) -> float:   # a deployment with no data has no total, not 0
+        return float(col.sum(min_count=1))
+
     out = g.agg(model=("model", "first"), gpu=("gpu", "first"), gpus=("gpus", "first"),
-                region=("region", "first"), generation_tokens=("generation_tokens", "sum"),
-                energy_j=("energy_j", "sum"), operational_g=("operational_g", "sum"),
-                embodied_g=("embodied_g", "sum"), total_g=("total_g", "sum"),
+                region=("region", "first"), generation_tokens=("generation_tokens", total),
+                energy_j=("energy_j", total), operational_g=("operational_g", total),
+                embodied_g=("embodied_g", "sum"), total_g=("total_g", total),
                 steps=("status", "size"),
                 steps_without_data=("status", lambda s: int((s != "ok").sum())))
     # the GPUs were provisioned in every step: embodied counts them all, operational the steps

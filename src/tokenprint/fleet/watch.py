@@ -100,14 +100,33 @@ class ExporterEnergy:
         return read_energy_j(_get(self.client, self.url), self.method, self.url)
 
 
-def _get(client: httpx.Client, url: str) -> str:
+SCRAPE_DEADLINE_S = 10.0        # one scrape, whole (a page dripping a byte at a time is cut)
+MAX_SCRAPE_BYTES = 32 << 20     # an exposition past this is not a metrics page
+
+
+def _get(client: httpx.Client, url: str, deadline_s: float = SCRAPE_DEADLINE_S) -> str:
+    """The page at ``url`` within ``deadline_s`` in all (httpx bounds each read, not the
+    whole answer) and ``MAX_SCRAPE_BYTES``."""
+    end = time.monotonic() + deadline_s
+    parts: list[bytes] = []
+    size = 0
     try:
-        r = client.get(url)
+        with client.stream("GET", url) as r:
+            if r.status_code != 200:
+                raise TokenprintError(f"cannot scrape {url}: HTTP {r.status_code}")
+            for data in r.iter_bytes():
+                size += len(data)
+                if size > MAX_SCRAPE_BYTES:
+                    raise TokenprintError(f"cannot scrape {url}: more than {MAX_SCRAPE_BYTES} "
+                                          "bytes")
+                if time.monotonic() > end:
+                    raise TokenprintError(f"cannot scrape {url}: not complete within "
+                                          f"{deadline_s:g} s")
+                parts.append(data)
+            encoding = r.encoding or "utf-8"
     except httpx.HTTPError as exc:
         raise TokenprintError(f"cannot scrape {url}: {exc.__class__.__name__}: {exc}") from None
-    if r.status_code != 200:
-        raise TokenprintError(f"cannot scrape {url}: HTTP {r.status_code}")
-    return r.text
+    return b"".join(parts).decode(encoding, errors="replace")
 
 
 def increase(previous: float | None, current: float) -> tuple[float, bool]:
