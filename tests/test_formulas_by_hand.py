@@ -158,10 +158,10 @@ def test_footprint_with_a_series_and_a_host(catalog):
     ({"energy_j": float("nan")}, "energy nan is invalid; it must be a number >= 0"),
     ({"duration_s": float("inf")}, "duration inf is invalid; it must be a number >= 0"),
     ({"duration_s": -2.0}, "duration -2.0 is invalid; it must be a number >= 0"),
-    ({"utilization": 0.0}, "utilization 0.0 is invalid; it must be in (0, 1] (the share of "
-                           "provisioned time the GPUs serve)"),
-    ({"utilization": 1.5}, "utilization 1.5 is invalid; it must be in (0, 1] (the share of "
-                           "provisioned time the GPUs serve)"),
+    ({"utilization": 0.0}, "utilization 0.0 is invalid; it must be a number from 0.001 to 1 "
+                           "(the share of provisioned time the GPUs serve)"),
+    ({"utilization": 1.5}, "utilization 1.5 is invalid; it must be a number from 0.001 to 1 "
+                           "(the share of provisioned time the GPUs serve)"),
     ({"gpu_count": 0}, "GPU count 0 is invalid; it must be >= 1"),
     ({"amortization": "weekly"}, "unknown amortization 'weekly'; valid: busy, provisioned"),
 ])

@@ -99,7 +99,8 @@ def test_more_replicas_lower_latency(catalog):
 
 
 @pytest.mark.parametrize("text,needle", [
-    ("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:00:00,10,-1\n", "row 2: lengths"),
+    ("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:00:00,10,-1\n",
+     "row 2: GeneratedTokens -1 is not a whole number of tokens"),
     ("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:00:01,10,5\n"
      "2023-11-16 18:00:00,10,5\n", "row 3: timestamp is earlier"),
     ("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:00:00,10,5\n"

@@ -47,6 +47,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     block succeeds, removed when it fails, so a reader never sees half a file and an interrupted
     write leaves the old one whole."""
     target = Path(path)
+    if target.is_dir():
+        raise TokenprintError(f"{str(target)!r} is a directory; give a file name to write")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix,
                                dir=target.parent)

@@ -61,6 +61,22 @@ class Trace:
                        output_len=self.output_len[:n])
 
 
+# the longest request a trace can hold: 10⁷ tokens each way (past every model's context)
+MAX_TOKENS = 10_000_000
+MAX_SYNTHETIC_REQUESTS = 1_000_000
+MAX_SYNTHETIC_RATE = 1e5
+
+
+def _lengths_in_range(path: Path, col: str, vals: NDArray[np.float64], row_offset: int) -> None:
+    """Token counts must be whole numbers from 1 to ``MAX_TOKENS`` (before any int64 cast)."""
+    bad = np.nonzero(~np.isfinite(vals) | (vals < 1) | (vals > MAX_TOKENS)
+                     | (vals != np.floor(vals)))[0]
+    if bad.size:
+        i = int(bad[0])
+        raise TokenprintError(f"trace {str(path)!r} row {i + row_offset}: {col} {vals[i]:g} is "
+                              f"not a whole number of tokens from 1 to {MAX_TOKENS:,}")
+
+
 def _check(path: Path, times: NDArray[np.float64], ins: NDArray[np.int64],
            outs: NDArray[np.int64], row_offset: int, allow_equal_times: bool) -> None:
     bad = np.nonzero((ins < 1) | (outs < 1))[0]
@@ -110,6 +126,7 @@ def load_azure(path: str | Path) -> Trace:
             i = int(bad[0])
             raise TokenprintError(f"trace {str(p)!r} row {i + 2}: {col} {df[col].iloc[i]!r} "
                                   "is not a number")
+        _lengths_in_range(p, col, vals.to_numpy(dtype=np.float64), 2)
         out.append(vals.to_numpy().astype(np.int64))
     t = np.array([x.timestamp() for x in ts], dtype=np.float64)
     if t.size == 0:
@@ -132,9 +149,9 @@ def load_mooncake(path: str | Path) -> Trace:
             try:
                 rec = json.loads(line)
                 times.append(float(rec["timestamp"]) / 1000.0)
-                ins.append(int(rec["input_length"]))
-                outs.append(int(rec["output_length"]))
-            except (ValueError, KeyError, TypeError) as exc:
+                ins.append(float(rec["input_length"]))
+                outs.append(float(rec["output_length"]))
+            except (ValueError, KeyError, TypeError, OverflowError) as exc:
                 raise TokenprintError(
                     f"trace {str(p)!r} line {i} (row {i}): needs numeric 'timestamp' (ms), "
                     f"'input_length', 'output_length' ({exc.__class__.__name__}: {exc})"
@@ -142,7 +159,14 @@ def load_mooncake(path: str | Path) -> Trace:
     t = np.array(times)
     if t.size == 0:
         raise TokenprintError(f"trace {str(p)!r} has no requests")
-    a, b = np.array(ins, dtype=np.int64), np.array(outs, dtype=np.int64)
+    bad_t = np.nonzero(~np.isfinite(t) | (t < 0) | (t > 7.3e9))[0]   # up to the year 2200
+    if bad_t.size:
+        raise TokenprintError(f"trace {str(p)!r} line {int(bad_t[0]) + 1}: timestamp "
+                              f"{t[bad_t[0]] * 1000:g} ms is not a time from 1970 to 2200")
+    fa, fb = np.array(ins, dtype=np.float64), np.array(outs, dtype=np.float64)
+    _lengths_in_range(p, "input_length", fa, 1)
+    _lengths_in_range(p, "output_length", fb, 1)
+    a, b = fa.astype(np.int64), fb.astype(np.int64)
     _check(p, t, a, b, 1, allow_equal_times=True)
     return Trace(t - t[0], a, b, f"mooncake:{p.name}")
 
@@ -159,8 +183,16 @@ def synthetic_poisson(n: int, rate_per_s: float, input_mean: float = 512,
                       output_mean: float = 256, seed: int = 0,
                       max_len: int = 8192) -> Trace:
     """Poisson arrivals with log-normal input and output lengths (σ = 0.8) around the means."""
-    if n < 1 or not rate_per_s > 0:
-        raise TokenprintError("synthetic trace needs n >= 1 and a rate > 0")
+    if not 1 <= n <= MAX_SYNTHETIC_REQUESTS:
+        raise TokenprintError(f"synthetic trace of {n} requests is invalid; give 1 to "
+                              f"{MAX_SYNTHETIC_REQUESTS:,}")
+    if not 0 < rate_per_s <= MAX_SYNTHETIC_RATE:
+        raise TokenprintError(f"synthetic rate {rate_per_s!r}/s is invalid; it must be > 0 and "
+                              f"<= {MAX_SYNTHETIC_RATE:g}")
+    for name, mean in (("input", input_mean), ("output", output_mean)):
+        if not 1 <= mean <= max_len:
+            raise TokenprintError(f"synthetic {name} mean {mean!r} is invalid; it must be from 1 "
+                                  f"to {max_len} tokens")
     rng = np.random.default_rng(seed)
     gaps = rng.exponential(1.0 / rate_per_s, size=n)
     arrivals = np.cumsum(gaps) - gaps[0]

@@ -42,9 +42,15 @@ class ResultsStore:
             self.conn = sqlite3.connect(self.path, timeout=30)
             self.conn.executescript(SCHEMA)
             self.conn.execute("PRAGMA journal_mode=WAL")
+            cols = {r[1] for r in self.conn.execute("PRAGMA table_info(runs)")}
         except sqlite3.DatabaseError as exc:
             raise TokenprintError(f"results store {str(self.path)!r} is not usable: {exc}"
                                   ) from None
+        need = {"run_id", "point_key", "status", "created_utc", "record"}
+        if not need <= cols:
+            raise TokenprintError(f"{str(self.path)!r} is not a tokenprint results store: its "
+                                  f"'runs' table lacks {', '.join(sorted(need - cols))}; give "
+                                  "another --results folder")
 
     @classmethod
     def open_existing(cls, results_dir: str | Path) -> ResultsStore:

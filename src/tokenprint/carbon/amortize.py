@@ -20,18 +20,34 @@ LIFETIME_SOURCES = (
 )
 
 
-# accelerators serve 3-7 years; the bound keeps a typo from amortizing to nothing
+# accelerators serve 3-7 years; the bounds keep a typo from amortizing to nothing (50 years) or
+# to infinity (1e-320 years divides into inf): a lifetime is at least a day
 MAX_LIFETIME_YEARS = 50.0
+MIN_LIFETIME_YEARS = 1.0 / 365.25
 
 
 def check_lifetime(lifetime_years: float) -> float:
-    """Return the lifetime if it is a finite number of years in (0, 50]."""
-    if not np.isfinite(lifetime_years) or not 0 < lifetime_years <= MAX_LIFETIME_YEARS:
+    """Return the lifetime if it is a finite number of years in [1 day, 50 years]."""
+    if not np.isfinite(lifetime_years) or \
+            not MIN_LIFETIME_YEARS <= lifetime_years <= MAX_LIFETIME_YEARS:
         raise TokenprintError(
-            f"lifetime {lifetime_years!r} years is invalid; it must be a number > 0 and <= "
-            f"{MAX_LIFETIME_YEARS:g}"
+            f"lifetime {lifetime_years!r} years is invalid; it must be a number from "
+            f"{MIN_LIFETIME_YEARS:.4f} (a day) to {MAX_LIFETIME_YEARS:g}"
         )
     return float(lifetime_years)
+
+
+# a fleet serving less than 0.1 % of its time is idle, not serving; below it 1/U overflows
+MIN_UTILIZATION = 1e-3
+
+
+def check_utilization(utilization: float) -> float:
+    """Return the utilization if it is a finite share of provisioned time in [0.001, 1]."""
+    if not (np.isfinite(utilization) and MIN_UTILIZATION <= utilization <= 1.0):
+        raise TokenprintError(f"utilization {utilization!r} is invalid; it must be a number from "
+                              f"{MIN_UTILIZATION:g} to 1 (the share of provisioned time the GPUs "
+                              "serve)")
+    return float(utilization)
 
 
 def amortized_share(duration_s: ArrayLike, lifetime_years: float) -> NDArray[np.float64]:

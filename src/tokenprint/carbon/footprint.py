@@ -13,6 +13,7 @@ from tokenprint.carbon.amortize import (
     DEFAULT_LIFETIME_YEARS,
     LIFETIME_SOURCES,
     amortized_share,
+    check_utilization,
 )
 from tokenprint.carbon.embodied import COMPONENTS, EmbodiedBreakdown, gpu_embodied
 from tokenprint.carbon.intensity import Intensity, IntensitySeries
@@ -142,9 +143,7 @@ def compute_footprint(
     for name, val in (("energy", energy_j), ("duration", duration_s)):
         if not np.isfinite(val) or val < 0:
             raise TokenprintError(f"{name} {val!r} is invalid; it must be a number >= 0")
-    if not (np.isfinite(utilization) and 0.0 < utilization <= 1.0):
-        raise TokenprintError(f"utilization {utilization!r} is invalid; it must be in (0, 1] "
-                              "(the share of provisioned time the GPUs serve)")
+    check_utilization(utilization)
     if gpu_count < 1:
         raise TokenprintError(f"GPU count {gpu_count!r} is invalid; it must be >= 1")
     if amortization not in AMORTIZATION_BASES:

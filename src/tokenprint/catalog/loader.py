@@ -220,7 +220,11 @@ def load_catalog(user_files: list[str | Path] | None = None) -> Catalog:
         path = Path(p)
         if not path.is_file():
             raise TokenprintError(f"catalog file {str(p)!r} does not exist or is not a file")
-        texts.append((str(path), path.read_text("utf-8")))
+        try:
+            texts.append((str(path), path.read_text("utf-8")))
+        except UnicodeDecodeError:
+            raise TokenprintError(f"catalog file {str(p)!r} is not UTF-8 text (a TOML catalog "
+                                  "file was expected)") from None
 
     for label, text in texts:
         doc = _read_toml(text, label)

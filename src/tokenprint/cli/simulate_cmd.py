@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 def _check_numbers(time_scale: float, slo_ttft_s: float, slo_tpot_s: float,
                    lifetime_years: float, pue: float, seed: int) -> None:
     """The numeric options simulate and plan share: finite and in range, named in the error."""
-    in_range(time_scale, "--time-scale", 0, low_open=True)
+    in_range(time_scale, "--time-scale", 1e-3, 1e3)   # a thousandth to a thousand times
     in_range(slo_ttft_s, "--slo-ttft-s", 0, low_open=True)
     in_range(slo_tpot_s, "--slo-tpot-s", 0, low_open=True)
     in_range(lifetime_years, "--lifetime-years", 0, MAX_LIFETIME_YEARS, low_open=True)
@@ -46,6 +46,7 @@ def _trace(trace: Path | None, synthetic: str | None, time_scale: float, start: 
            seed: int) -> Any:
     from tokenprint.carbon import parse_time
     from tokenprint.simulate import load_trace, synthetic_poisson
+    from tokenprint.traces import MAX_SYNTHETIC_REQUESTS
 
     if (trace is None) == (synthetic is None):
         raise TokenprintError("give exactly one of --trace FILE or --synthetic "
@@ -58,7 +59,11 @@ def _trace(trace: Path | None, synthetic: str | None, time_scale: float, start: 
         if len(parts) not in (2, 4):
             raise TokenprintError("--synthetic takes N,RATE or N,RATE,INPUT_MEAN,OUTPUT_MEAN")
         in_mean, out_mean = (parts[2], parts[3]) if len(parts) == 4 else (512.0, 256.0)
-        tr = synthetic_poisson(int(parts[0]), parts[1], in_mean, out_mean, seed=seed)
+        n = in_range(parts[0], "--synthetic N", 1, MAX_SYNTHETIC_REQUESTS)
+        if n != int(n):
+            raise TokenprintError(f"--synthetic N {parts[0]:g} is invalid; it must be a whole "
+                                  "number of requests")
+        tr = synthetic_poisson(int(n), parts[1], in_mean, out_mean, seed=seed)
     if time_scale != 1.0:
         tr = tr.scaled(time_scale)
     if start is not None:

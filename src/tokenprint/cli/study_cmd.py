@@ -84,10 +84,9 @@ def study(
     target = number(tpot_target_ms, "TPOT target (ms)")
     if target <= 0:
         raise TokenprintError(f"TPOT target {target} ms is invalid; it must be > 0")
-    util = number(utilization, "utilization")
-    if not 0.0 < util <= 1.0:
-        raise TokenprintError(f"utilization {util:g} is invalid; it must be in (0, 1] (the share "
-                              "of provisioned time the GPUs serve)")
+    from tokenprint.carbon.amortize import check_utilization
+
+    util = check_utilization(number(utilization, "utilization"))
     cfg = StudyConfig(
         models=[cat.model(m).id for m in split_list(models, "model")],
         gpus=[cat.gpu(g).id for g in split_list(gpus, "GPU")],

@@ -143,7 +143,8 @@ class GatewayConfig(BaseModel):
     health_interval_s: float = Field(default=10.0, ge=0)
     store_text: bool = False
     scope: Literal["die", "device", "card", "server"] = "device"
-    lifetime_years: float = Field(default=5.0, gt=0)
+    # the bounds the CLI enforces (tokenprint.carbon.amortize.check_lifetime), checked here too
+    lifetime_years: float = Field(default=5.0, ge=1.0 / 365.25, le=50.0, allow_inf_nan=False)
     pue: float = Field(default=1.0, ge=1.0, le=10.0)   # tokenprint.carbon.operational.MAX_PUE
     workers: int = Field(default=1, ge=1, le=256)
     upstream: list[UpstreamConfig] = Field(min_length=1)

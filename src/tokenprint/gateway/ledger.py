@@ -509,7 +509,7 @@ def recover_folder(results_dir: str | Path) -> int:
     conn = sqlite3.connect(path, timeout=5.0)
     try:
         return recover_journals(conn, Path(results_dir) / JOURNAL_DIR)
-    except sqlite3.Error as exc:
+    except sqlite3.DatabaseError as exc:
         raise TokenprintError(f"cannot recover the ledger in {str(results_dir)!r}: "
                               f"{exc}") from None
     finally:
@@ -524,35 +524,42 @@ def check(results_dir: str | Path) -> list[dict[str, Any]]:
         raise TokenprintError(f"no ledger in {str(results_dir)!r} ({DB_NAME} not found)")
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if "runs" not in have:
-            return []
-        runs = conn.execute("SELECT run_id, pid, started_utc, last_beat_utc, answered, dropped, "
-                            "stopped_utc FROM runs ORDER BY started_utc").fetchall()
-        journals = _journal_runs(Path(results_dir) / JOURNAL_DIR)
-        out = []
-        for run_id, pid, started, beat, answered, dropped, stopped in runs:
-            recorded = conn.execute("SELECT COUNT(*) FROM requests WHERE run_id = ?",
-                                    (run_id,)).fetchone()[0]
-            running = stopped is None and _alive(pid, beat)
-            # rows a killed run journaled (its client got the answer) that are not committed
-            unrecorded = 0
-            for p in journals.get(run_id, []) if not running else []:
-                for row in _journal_rows(p)[0]:
-                    unrecorded += conn.execute("SELECT 1 FROM requests WHERE id = ?",
-                                               (row[0],)).fetchone() is None
-            answered_n = max(int(answered or 0), int(recorded) + unrecorded)
-            missing = max(answered_n - int(recorded) - int(dropped or 0), 0)
-            out.append({"run_id": run_id, "pid": pid, "started_utc": started,
-                        "last_beat_utc": beat, "stopped_cleanly": stopped is not None,
-                        "running": running,
-                        "answered": answered_n, "recorded": int(recorded),
-                        "dropped": int(dropped or 0), "missing": missing,
-                        "recoverable": unrecorded,
-                        # a live run is judged on what it dropped; its last second's rows may
-                        # still be queued
-                        "ok": not dropped and (running or (stopped is not None
-                                                           and missing == 0))})
-        return out
+        return _check(conn, results_dir)
+    except sqlite3.DatabaseError as exc:
+        raise TokenprintError(f"{str(path)!r} is not a readable ledger: {exc}") from None
     finally:
         conn.close()
+
+
+def _check(conn: sqlite3.Connection, results_dir: str | Path) -> list[dict[str, Any]]:
+    """``check``'s work on an open database."""
+    have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if "runs" not in have:
+        return []
+    runs = conn.execute("SELECT run_id, pid, started_utc, last_beat_utc, answered, dropped, "
+                        "stopped_utc FROM runs ORDER BY started_utc").fetchall()
+    journals = _journal_runs(Path(results_dir) / JOURNAL_DIR)
+    out = []
+    for run_id, pid, started, beat, answered, dropped, stopped in runs:
+        recorded = conn.execute("SELECT COUNT(*) FROM requests WHERE run_id = ?",
+                                (run_id,)).fetchone()[0]
+        running = stopped is None and _alive(pid, beat)
+        # rows a killed run journaled (its client got the answer) that are not committed
+        unrecorded = 0
+        for p in journals.get(run_id, []) if not running else []:
+            for row in _journal_rows(p)[0]:
+                unrecorded += conn.execute("SELECT 1 FROM requests WHERE id = ?",
+                                           (row[0],)).fetchone() is None
+        answered_n = max(int(answered or 0), int(recorded) + unrecorded)
+        missing = max(answered_n - int(recorded) - int(dropped or 0), 0)
+        out.append({"run_id": run_id, "pid": pid, "started_utc": started,
+                    "last_beat_utc": beat, "stopped_cleanly": stopped is not None,
+                    "running": running,
+                    "answered": answered_n, "recorded": int(recorded),
+                    "dropped": int(dropped or 0), "missing": missing,
+                    "recoverable": unrecorded,
+                    # a live run is judged on what it dropped; its last second's rows may
+                    # still be queued
+                    "ok": not dropped and (running or (stopped is not None
+                                                       and missing == 0))})
+    return out

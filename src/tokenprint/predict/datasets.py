@@ -17,6 +17,7 @@ are stated in the returned ``source``.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,8 +151,15 @@ class _Collector:
         self.reasons[why] = self.reasons.get(why, 0) + 1
 
     def add(self, **row: Any) -> None:
+        """Keep a row; one whose numbers are infinite or negative (a corrupt cell) is skipped
+        and counted instead (NaN stays: a metric the source did not measure)."""
         base = {"energy_total": False, "idle_tail_s": 0.0, "tpot_includes_prefill": False,
                 "ttft_s": np.nan, "task": ""}
+        for key, v in row.items():
+            if isinstance(v, float | int) and not isinstance(v, bool) and (
+                    math.isinf(v) or v < 0):
+                self.skip(f"{key} is not a finite number >= 0")
+                return
         self.rows.append({**base, **row})
 
     def points(self, source: str) -> Points:
