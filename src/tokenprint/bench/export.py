@@ -26,15 +26,22 @@ def read_records(path: str | Path) -> list[RunRecord]:
             store.close()
     if not p.is_file():
         raise TokenprintError(f"results {str(p)!r} do not exist")
-    if p.suffix == ".json":
-        data = json.loads(p.read_text())
-        if not isinstance(data, list):
-            raise TokenprintError(f"{str(p)!r} must hold a JSON list of records")
-        return as_run_records(data)
-    if p.suffix == ".csv":
-        return as_run_records(pd.read_csv(p).to_dict("records"))
-    if p.suffix == ".parquet":
-        return as_run_records(pd.read_parquet(p).to_dict("records"))
+    try:
+        if p.suffix == ".json":
+            data = json.loads(p.read_text("utf-8"))
+            if not isinstance(data, list):
+                raise TokenprintError(f"{str(p)!r} must hold a JSON list of records")
+            return as_run_records(data)
+        if p.suffix == ".csv":
+            return as_run_records(pd.read_csv(p).to_dict("records"))
+        if p.suffix == ".parquet":
+            return as_run_records(pd.read_parquet(p).to_dict("records"))
+    except (ValueError, UnicodeDecodeError, OSError, pd.errors.ParserError,
+            pd.errors.EmptyDataError) as exc:
+        # JSON, CSV and Parquet readers' own errors: the file is not an export
+        raise TokenprintError(f"cannot read run records from {str(p)!r}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__}"
+                              ) from None
     raise TokenprintError(f"cannot read records from {str(p)!r}; use a results directory or a "
                           ".csv, .json or .parquet export")
 
