@@ -91,8 +91,8 @@ STUB = textwrap.dedent('''
                     writer.write(e)
                 writer.write(TAIL)
                 await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+        except (asyncio.IncompleteReadError, ConnectionError, RuntimeError):
+            pass   # RuntimeError: uvloop's write after the gateway closed the connection
         finally:
             writer.close()
 

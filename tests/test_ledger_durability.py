@@ -120,3 +120,44 @@ def test_journal_is_private_when_text_is_stored(tmp_path: Path):
     (seg,) = (tmp_path / JOURNAL_DIR).glob("*.jsonl")
     assert os.stat(seg).st_mode & 0o777 == 0o600
     led.close()
+
+
+OPEN_THEN_KILLED = textwrap.dedent("""
+    import os, signal, sys
+    from tokenprint.gateway.ledger import Ledger, RequestOutcome
+    led = Ledger(sys.argv[1], flush_s=3600.0)
+    def rec(rid, status, note=None):
+        return RequestOutcome(id=rid, time_utc=1.7e9, upstream="u", model="m", region="FR",
+                              endpoint="completions", status=status, note=note)
+    led.open(rec("streaming", 500, "killed while answering"))   # headers sent, then the kill
+    led.open(rec("finished", 500, "killed while answering"))
+    led.add(rec("finished", 200))                                 # its final row
+    os.kill(os.getpid(), signal.SIGKILL)
+""")
+
+
+def test_a_stream_cut_by_a_kill_keeps_its_open_row_and_a_final_row_wins(tmp_path: Path):
+    proc = subprocess.run([sys.executable, "-c", OPEN_THEN_KILLED, str(tmp_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    (run,) = check(tmp_path)
+    assert run["missing"] == 2 and run["recoverable"] == 2
+    assert recover_folder(tmp_path) == 2
+    import sqlite3
+
+    con = sqlite3.connect(tmp_path / "ledger.sqlite")
+    rows = dict(con.execute("SELECT id, status FROM requests").fetchall())
+    con.close()
+    assert rows == {"streaming": 500, "finished": 200}
+
+
+def test_open_rows_of_a_live_run_never_reach_the_database(tmp_path: Path):
+    led = Ledger(tmp_path)
+    led.open(RequestOutcome(id="s", time_utc=1.7e9, upstream="u", model="m", region="FR",
+                            endpoint="completions", status=500))
+    assert led.count() == 0
+    led.add(RequestOutcome(id="s", time_utc=1.7e9, upstream="u", model="m", region="FR",
+                           endpoint="completions", status=200))
+    assert led.count() == 1
+    led.close()
+    assert not list((tmp_path / JOURNAL_DIR).glob("*.jsonl"))

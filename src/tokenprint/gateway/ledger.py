@@ -206,13 +206,15 @@ class Ledger:
         self._db_lock = threading.Lock()   # guards the connection
         self._write_lock = threading.Lock()  # one commit at a time (writer thread or close)
         self._committed = threading.Condition(self.lock)
-        self._pending: list[tuple[tuple[Any, ...], int]] = []   # (row, journal segment)
+        # (row, its journal segment, the segment of its open row or None)
+        self._pending: list[tuple[tuple[Any, ...], int, int | None]] = []
         self._oldest: float | None = None   # monotonic arrival of the oldest queued row
         self._queued_total = 0               # rows ever queued
         self._done_total = 0                 # rows ever committed (or found already present)
         self._seg = 0
         self._seg_bytes = 0
-        self._seg_rows: dict[int, int] = {}  # segment → rows not yet committed
+        self._seg_rows: dict[int, int] = {}  # segment → rows (or open rows) not yet settled
+        self._open: dict[str, int] = {}      # request id → segment of its open row
         self._fd: int | None = None
         self.max_pending = max_pending
         self.answered = 0
@@ -257,6 +259,22 @@ class Ledger:
 
     # ---- writing --------------------------------------------------------------------------
 
+    def open(self, rec: RequestOutcome) -> None:
+        """Journal a request whose answer has started (a stream's headers are going out) as an
+        open row: status 500, "killed while answering". Its final row (``add``) supersedes it;
+        if the process dies first, the replay keeps it, so a request the gateway started to
+        answer always has a row. Open rows never go to the database while the run lives."""
+        if not self.journaled:
+            return
+        row = rec.row(self.run_id)
+        with self.lock:
+            try:
+                self._journal(row)
+            except OSError as exc:
+                self.failing = f"journal: {exc}"
+                return
+            self._open[rec.id] = self._seg
+
     def add(self, rec: RequestOutcome) -> bool:
         """Journal one request and queue it for the writer (an id already present is ignored:
         never recorded twice). Past ``max_pending`` queued rows the record is dropped and
@@ -265,7 +283,10 @@ class Ledger:
         with self.lock:
             self.answered += 1
             if len(self._pending) >= self.max_pending:
-                self.dropped += 1
+                self.dropped += 1   # counted; its open row, if any, is settled with it
+                opened = self._open.pop(rec.id, None)
+                if opened is not None:
+                    self._seg_rows[opened] -= 1
                 return False
             try:
                 self._journal(row)
@@ -275,7 +296,8 @@ class Ledger:
                 self.failing = f"journal: {exc}"
             if not self._pending:
                 self._oldest = time.monotonic()
-            self._pending.append((row, self._seg))
+            # the open row's segment (if any) may go once this row is committed
+            self._pending.append((row, self._seg, self._open.pop(rec.id, None)))
             self._queued_total += 1
         self._wake.set()
         return True
@@ -302,10 +324,11 @@ class Ledger:
                 answered, dropped = self.answered, self.dropped
             try:
                 with self._db_lock, self.conn:
-                    if batch:
+                    rows = [r for r, _, _ in batch]
+                    if rows:
                         self.conn.executemany(
                             f"INSERT OR IGNORE INTO requests ({', '.join(COLUMNS)}) VALUES "
-                            f"({', '.join('?' * len(COLUMNS))})", [r for r, _ in batch])
+                            f"({', '.join('?' * len(COLUMNS))})", rows)
                     self.conn.execute("UPDATE runs SET last_beat_utc = ?, answered = ?, "
                                       "dropped = ? WHERE run_id = ?",
                                       (time.time(), answered, dropped, self.run_id))
@@ -317,8 +340,10 @@ class Ledger:
                 return False
             with self.lock:
                 del self._pending[:len(batch)]
-                for _, seg in batch:
+                for _, seg, opened in batch:
                     self._seg_rows[seg] -= 1
+                    if opened is not None:
+                        self._seg_rows[opened] -= 1
                 self._done_total += len(batch)
                 self._drop_committed_segments()
                 self._oldest = time.monotonic() if self._pending else None
@@ -406,6 +431,20 @@ class Ledger:
         self._stop = True
         self._wake.set()
         self._writer.join(timeout=5)
+        with self.lock:   # answers that never ended keep their open rows
+            left = dict(self._open)
+            self._open.clear()
+        if left and self.journaled:
+            segs = [self._segment_path(k) for k in sorted(set(left.values()))]
+            found = {r[0]: r for p in segs if p.exists() for r in _journal_rows(p)[0]
+                     if r[0] in left}
+            with self.lock:
+                for rid, seg in left.items():
+                    if rid in found:   # committed as it stands; its open row is settled
+                        self._pending.append((found[rid], seg, None))
+                    else:
+                        self._seg_rows[seg] -= 1
+                    self._queued_total += rid in found
         deadline = time.monotonic() + retry_s
         while not self._write() and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -465,9 +504,11 @@ def recover_journals(conn: sqlite3.Connection, journal_dir: Path, skip: str | No
                             (run_id,)).fetchone()
         if info is not None and info[2] is None and _alive(info[0], info[1]):
             continue   # still running: its own writer commits these rows
-        rows: list[tuple[Any, ...]] = []
+        last: dict[Any, tuple[Any, ...]] = {}
         for p in paths:
-            rows += _journal_rows(p)[0]
+            for row in _journal_rows(p)[0]:
+                last[row[0]] = row   # a final row supersedes the request's open row
+        rows = list(last.values())
         with conn:
             before = conn.total_changes
             conn.executemany(f"INSERT OR IGNORE INTO requests ({', '.join(COLUMNS)}) VALUES "
@@ -545,11 +586,10 @@ def _check(conn: sqlite3.Connection, results_dir: str | Path) -> list[dict[str, 
                                 (run_id,)).fetchone()[0]
         running = stopped is None and _alive(pid, beat)
         # rows a killed run journaled (its client got the answer) that are not committed
-        unrecorded = 0
-        for p in journals.get(run_id, []) if not running else []:
-            for row in _journal_rows(p)[0]:
-                unrecorded += conn.execute("SELECT 1 FROM requests WHERE id = ?",
-                                           (row[0],)).fetchone() is None
+        ids = {row[0] for p in (journals.get(run_id, []) if not running else [])
+               for row in _journal_rows(p)[0]}
+        unrecorded = sum(conn.execute("SELECT 1 FROM requests WHERE id = ?",
+                                      (rid,)).fetchone() is None for rid in ids)
         answered_n = max(int(answered or 0), int(recorded) + unrecorded)
         missing = max(answered_n - int(recorded) - int(dropped or 0), 0)
         out.append({"run_id": run_id, "pid": pid, "started_utc": started,
