@@ -80,6 +80,7 @@ class Seen:
         self.by_id: dict[str, dict[str, object]] = {}
         self.refused = 0  # no HTTP answer at all (the gateway was restarting)
         self.done_at: dict[str, float] = {}   # monotonic time each complete answer ended
+        self.headers_at: dict[str, float] = {}   # monotonic time each answer's headers came
 
 
 async def one(session: aiohttp.ClientSession, url: str, tokens: int, seen: Seen) -> None:
@@ -87,6 +88,8 @@ async def one(session: aiohttp.ClientSession, url: str, tokens: int, seen: Seen)
     try:
         async with session.post(url, json=body) as r:
             rid = r.headers.get("x-tokenprint-request-id")
+            if rid is not None:
+                seen.headers_at[rid] = time.monotonic()
             data = b""
             try:
                 while raw := await r.content.readany():
@@ -246,10 +249,10 @@ def main() -> None:
                                          "ORDER BY started_utc DESC LIMIT 1").fetchone()
                 con.close()
                 complete = {rid for rid, t in seen.done_at.items() if t <= t_kill}
-                true_gap = len(complete - committed)
                 run = next((r for r in check(results) if killed_run
                             and r["run_id"] == killed_run[0]), None)
-                kill_check.update({"true_gap": true_gap,
+                kill_check.update({"t_kill": t_kill, "committed": committed,
+                                   "true_gap_complete": len(complete - committed),
                                    "check_missing": run["missing"] if run else None,
                                    "check_in_journal": run["recoverable"] if run else None})
 
@@ -302,6 +305,12 @@ def main() -> None:
     con.close()
     ids = [r[0] for r in rows]
     by_row = {r[0]: r for r in rows}
+    if "t_kill" in kill_check:
+        # the true gap at the kill: every answer whose headers had reached its client (complete
+        # or cut by the kill) and whose row was not committed
+        t_kill, committed = kill_check.pop("t_kill"), kill_check.pop("committed")
+        started = {rid for rid, t in seen.headers_at.items() if t <= t_kill}  # type: ignore[operator]
+        kill_check["true_gap"] = len(started - committed)  # type: ignore[operator]
     answered = set(seen.by_id)
     lost = sorted(answered - set(ids))
     truncated_as_whole = [
