@@ -73,7 +73,7 @@ def test_a_nan_running_gauge_and_a_duplicated_series(catalog, tmp_path: Path):
         read_energy_j(dcgm(-1000, 5), "dcgm", "d")
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.text(max_size=300) | st.sampled_from([
     vllm(1, 2, 3).replace("3\n", "1e999\n"), "# TYPE a counter\na_total -1\n",
     vllm(1, 2, 3) * 2, "vllm:generation_tokens_total{model_name=\"m\"} NaN\n"]))
@@ -162,7 +162,7 @@ def test_a_deployment_with_no_data_has_no_total(catalog):
     assert row["steps_without_data"] == row["steps"] == 2
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
 @given(st.recursive(st.none() | st.booleans() | st.floats() | st.text(max_size=5)
                     | st.integers(), lambda c: st.lists(c, max_size=3)

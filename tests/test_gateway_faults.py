@@ -278,7 +278,7 @@ def test_live_intensity_outside_the_plausible_range_falls_back(catalog):
 
     from tokenprint.gateway.intensity import IntensityProvider
 
-    for bad in (-5.0, float("nan"), float("inf"), 5000.0):
+    for bad in (-5.0, float("nan"), float("inf"), 5000.0, True, "300", None):
         prov = IntensityProvider(catalog, "electricitymaps")
 
         class Fake:
@@ -317,7 +317,10 @@ def test_live_intensity_outside_the_plausible_range_falls_back(catalog):
             httpx.AsyncClient = old  # type: ignore[misc]
             del os.environ["ELECTRICITYMAPS_TOKEN"]
         assert v == catalog.region("FR").intensity_g_per_kwh.value
-        assert "rejected" in src and "outside" in src
+        if isinstance(bad, float):
+            assert "rejected" in src and "outside" in src
+        else:   # true is not 1 g/kWh, nor a string a number
+            assert "unavailable: TypeError" in src
 
 
 def test_locked_database_delays_rows_but_loses_none(tmp_path: Path, catalog):

@@ -177,3 +177,50 @@ def _rows_safe(tmp_path: Path) -> list[dict[str, Any]]:
 
 
 __all__ = ["USAGE"]
+
+
+def test_a_stream_longer_than_the_shutdown_grace_is_a_503_row_without_traceback(tmp_path: Path):
+    """SIGTERM gives streams uvicorn's 10 s grace; one still running then ends with an error
+    event and a 503 row naming the shutdown (it was a 499 with a traceback in the log)."""
+    import signal
+
+    import httpx
+
+    from conftest import free_port
+    from test_gateway_faults import _serve_proc
+
+    results = tmp_path / "ledger"
+    slow = [("write", SSE_HEAD)] + [("write", text(i)) if i % 2 == 0 else ("sleep", 1.0)
+                                    for i in range(60)] + [("write", DONE)]
+    with raw_upstream(lambda b: slow) as url:
+        port = free_port()
+        proc = _serve_proc(url, results, port)
+        got: list[bytes] = []
+
+        def client() -> None:
+            with httpx.stream("POST", f"http://127.0.0.1:{port}/v1/completions", timeout=60,
+                              json={"model": "tiny", "prompt": "x", "stream": True}) as r:
+                for part in r.iter_bytes():
+                    got.append(part)
+
+        th = threading.Thread(target=client)
+        th.start()
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=40) in (0, -signal.SIGTERM)
+        th.join(20)
+        log = proc.stdout.read().decode() if proc.stdout else ""
+    assert "Traceback" not in log, log[-2000:]
+    assert b"shutting_down" in b"".join(got)
+    rows = _rows_at(results)
+    assert [r["status"] for r in rows] == [503] and "shutdown" in rows[0]["note"]
+
+
+def _rows_at(results: Path) -> list[dict[str, Any]]:
+    import sqlite3
+
+    con = sqlite3.connect(results / "ledger.sqlite")
+    con.row_factory = sqlite3.Row
+    rows = [dict(r) for r in con.execute("SELECT * FROM requests")]
+    con.close()
+    return rows

@@ -16,6 +16,7 @@ from tokenprint.cli.common import (
     int_list,
     load,
     print_json,
+    split_list,
 )
 from tokenprint.errors import TokenprintError
 
@@ -25,7 +26,8 @@ STACK_HELP = ("Serving stack (engine and release): vllm-2025 (default), vllm-202
 
 def predict(
     model: Annotated[str, typer.Option(help="Model id (tokenprint catalog models).")],
-    gpu: Annotated[str, typer.Option(help="GPU id (tokenprint catalog gpus).")],
+    gpu: Annotated[str, typer.Option(help="GPU id(s), comma-separated (tokenprint catalog "
+                                     "gpus).")],
     batch: Annotated[str, typer.Option(help="Batch sizes, comma-separated.")] = "1,2,4,8,16,32,64",
     input_len: Annotated[int, typer.Option(help="Prompt tokens per request.")] = 512,
     output_len: Annotated[int, typer.Option(help="Generated tokens per request.")] = 128,
@@ -42,11 +44,19 @@ def predict(
     from tokenprint.predict import predict_records
 
     cat = load(catalog)
-    recs = predict_records(cat, cat.model(model), cat.gpu(gpu), int_list(batch, "batch"),
-                           input_len, output_len, dtype, tp, stack=stack, kv_dtype=kv_dtype)
+    gpus = [cat.gpu(g) for g in split_list(gpu, "gpu")]
+    per_gpu = [predict_records(cat, cat.model(model), g, int_list(batch, "batch"), input_len,
+                               output_len, dtype, tp, stack=stack, kv_dtype=kv_dtype)
+               for g in gpus]
     if as_json:
-        print_json(recs)
+        print_json([r for recs in per_gpu for r in recs])
         return
+    for recs in per_gpu:
+        _print_table(recs, tp, input_len, output_len)
+
+
+def _print_table(recs: list[Any], tp: int, input_len: int, output_len: int) -> None:
+    """One GPU's predicted records as a table, with the profile they came from."""
     r0 = recs[0]
     table = Table(title=f"Predicted: {r0['model']} on {tp} × {r0['hardware_id']} ({r0['dtype']}), "
                   f"{r0['stack']}, input {input_len}, output {output_len}")
@@ -118,8 +128,12 @@ def calibrate(
         console.print("parameters on a bound: the data pins them at a physical limit (or cannot "
                       "separate them); treat those profiles' extrapolations with care",
                       style="yellow")
-    console.print(f"{len(pts.table)} points used, {pts.n_skipped} skipped; use with "
-                  f"--catalog {out}", style="dim")
+    console.print(f"{len(pts.table)} points used, {pts.n_skipped} skipped", style="dim")
+    # a profile is for one stack: say which, so that the next predict asks for it
+    for st in sorted({p.stack for p in profiles}):
+        gpus_st = ", ".join(sorted(p.gpu for p in profiles if p.stack == st))
+        console.print(f"profiles for stack {st} ({gpus_st}): use them with --catalog {out} "
+                      f"--stack {st}")
 
 
 def validate(

@@ -109,7 +109,11 @@ class IntensityProvider:
                                      params={"zone": zone}, headers={"auth-token": token})
                 r.raise_for_status()
                 data: dict[str, Any] = r.json()
-                value = float(data["carbonIntensity"])
+                raw = data["carbonIntensity"]
+                if isinstance(raw, bool) or not isinstance(raw, int | float):
+                    # JSON true is not 1 g/kWh, nor "300" a number: the API's answer is broken
+                    raise TypeError(f"carbonIntensity is {raw!r}, not a number")
+                value = float(raw)
         except Exception as exc:
             self._why[zone] = f"unavailable: {exc.__class__.__name__}"
             v, src = self.annual(zone)

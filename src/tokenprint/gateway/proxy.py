@@ -402,6 +402,11 @@ class Proxy:
                 if not gone.done():  # else: closed by hang_up, the client's doing
                     cut = f"upstream {st.name} cut the stream ({exc.__class__.__name__})"
                     status = 502
+            except asyncio.CancelledError:
+                # the gateway is stopping (SIGTERM's grace period is over): the stream ends
+                # with an error event and a 503 row that says so, not a traceback in the log
+                cut = "the gateway stopped before the stream ended (shutdown)"
+                status = 503
             except SseError as exc:
                 cut = f"upstream {st.name} broke the stream: {exc}"
                 status = 502
@@ -434,6 +439,11 @@ class Proxy:
             await send({"type": "http.response.body", "more_body": False, "body":
                         b"data: " + error_body(str(cut), "server_error", "upstream_cut")
                         + b"\n\n"})
+        elif status == 503:
+            with contextlib.suppress(Exception):   # the connection may already be going
+                await send({"type": "http.response.body", "more_body": False, "body":
+                            b"data: " + error_body(str(cut), "server_error", "shutting_down")
+                            + b"\n\n"})
         if status != 200:
             return
         st.record_success(duration)

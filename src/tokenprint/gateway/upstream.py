@@ -9,6 +9,8 @@ elsewhere without having sent the client anything.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import weakref
 
 import aiohttp
 
@@ -24,6 +26,7 @@ class UpstreamResponse:
 
     def __init__(self, resp: aiohttp.ClientResponse) -> None:
         self._resp = resp
+        self.closed = False
         self.status = resp.status
         self.content_type = resp.headers.get("content-type", "application/json")
 
@@ -42,28 +45,26 @@ class UpstreamResponse:
     async def next_chunk(self) -> bytes:
         """The body bytes the next socket read delivers (all that is buffered); b"" at the
         end. A plain method rather than an async iterator: one await per chunk on the hot
-        path.
+        path. (A read that broken framing left waiting is woken by the client's watchdog.)"""
+        return await self._resp.content.readany()
 
-        aiohttp (3.14) closes the connection on broken chunked framing (a bad chunk size) but
-        never wakes a read already waiting: the wait is cut every ``POLL_S`` to look, and a
-        closed connection raises ``aiohttp.ClientPayloadError``.
-        """
+    def wake_if_stuck(self) -> bool:
+        """aiohttp (3.14) closes the connection on broken chunked framing (a bad chunk size)
+        but never wakes a read already waiting: if the connection is gone and the body neither
+        ended nor failed, fail it now (``aiohttp.ClientPayloadError``). True if it did."""
         content = self._resp.content
-        while True:
-            poll = asyncio.timeout(POLL_S)
-            try:
-                async with poll:
-                    return await content.readany()
-            except TimeoutError:
-                if not poll.expired():   # aiohttp's own read timeout: the upstream stalled
-                    raise
-                conn = self._resp.connection
-                if conn is None or conn.transport is None or conn.transport.is_closing():
-                    raise aiohttp.ClientPayloadError(
-                        "the upstream broke the chunked framing; the connection closed") from None
+        if content.is_eof() or content.exception() is not None:
+            return False
+        conn = self._resp.connection
+        if conn is None or conn.transport is None or conn.transport.is_closing():
+            content.set_exception(aiohttp.ClientPayloadError(
+                "the upstream broke the chunked framing; the connection closed"))
+            return True
+        return False
 
     def close(self) -> None:
         """Give the connection back (closed instead if the body was not read to the end)."""
+        self.closed = True
         self._resp.release()
 
 
@@ -76,16 +77,32 @@ class UpstreamClient:
                                               sock_read=request_timeout_s)
         self._max = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._open: weakref.WeakSet[UpstreamResponse] = weakref.WeakSet()
+        self._watchdog: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Open the connection pool."""
+        """Open the connection pool and start the watchdog of stuck reads."""
         connector = aiohttp.TCPConnector(limit=self._max, limit_per_host=0,
                                          keepalive_timeout=30.0)
         self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
                                               trust_env=False, auto_decompress=True)
+        self._watchdog = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        """Every ``POLL_S``, wake the reads broken framing left waiting (no per-chunk cost)."""
+        while True:
+            await asyncio.sleep(POLL_S)
+            for resp in list(self._open):
+                if not resp.closed:
+                    resp.wake_if_stuck()
 
     async def close(self) -> None:
-        """Close every pooled connection."""
+        """Stop the watchdog and close every pooled connection."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+            self._watchdog = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -114,7 +131,9 @@ class UpstreamClient:
             resp.release()
             what = "a redirect, not followed" if resp.status < 500 else "a server error"
             raise UpstreamFailed(f"{name}: HTTP {resp.status} ({what})")
-        return UpstreamResponse(resp)
+        out = UpstreamResponse(resp)
+        self._open.add(out)
+        return out
 
     async def healthy(self, url: str, headers: dict[str, str], timeout_s: float = 5.0) -> bool:
         """Whether ``GET url`` answers below 500 within ``timeout_s``."""

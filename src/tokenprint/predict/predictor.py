@@ -108,6 +108,8 @@ def predict_records(catalog: Catalog, model: ModelArch, gpu: Gpu, batches: list[
             metric = _RANGE_METRIC.get(key)
             if metric is not None:
                 lo, hi = apply_range(value, resolved.ranges.get(metric, DEFAULT_RANGE))
+                if key == "mean_power_w":   # a range cannot pass what the GPUs can draw
+                    hi = min(float(hi), gpu.tdp_w.value * tp)
                 rec[f"{key}_low"], rec[f"{key}_high"] = float(lo), float(hi)
         records.append(run_record(rec))
     return records
