@@ -148,3 +148,20 @@ def test_every_help_shows_what_to_type_not_python_types(capsys, monkeypatch):
         code, out, _ = run_cli(capsys, *path, "--help")
         assert code == 0 and "Usage" in out, path
         assert "<" not in out, (path, [ln for ln in out.splitlines() if "<" in ln])
+
+
+def test_an_intensity_file_of_another_zone_is_refused(tmp_path: Path, capsys):
+    """carbon --region FR with California's Electricity Maps export charged France at 279 g/kWh
+    with exit 0; the file's own Zone Id now has to be the region."""
+    f = tmp_path / "caiso.csv"
+    f.write_text("Datetime (UTC),Country,Zone Name,Zone Id,Carbon Intensity gCO₂eq/kWh (direct),"
+                 "Carbon Intensity gCO₂eq/kWh (LCA)\n" + "".join(
+                     f"2023-07-01 {h:02d}:00:00,USA,CAISO,US-CAL-CISO,200,279\n"
+                     for h in range(3)))
+    args = ["carbon", "--energy-kwh", "1", "--duration-h", "1", "--gpu", "t4",
+            "--intensity-file", str(f), "--start", "2023-07-01T00:30:00Z"]
+    code, _, err = run_cli(capsys, *args, "--region", "FR")
+    assert code == 2 and err.count("\n") == 1
+    assert "holds zone US-CAL-CISO, not region FR" in err
+    code, out, _ = run_cli(capsys, *args, "--region", "US-CAL-CISO", "--json")
+    assert code == 0 and json.loads(out)["intensity_g_per_kwh"] == 279

@@ -89,7 +89,17 @@ class IntensitySeries:
     values: NDArray[np.float64]
     basis: Basis = "lifecycle"
     source: str = "intensity series"
+    zone: str | None = None   # the grid zone the file says it holds (Electricity Maps' Zone Id)
     _cum: NDArray[np.float64] = field(init=False, repr=False, compare=False)
+
+    def check_zone(self, region: str) -> None:
+        """Refuse a series whose own zone is not ``region``: charging France at California's
+        intensity is a wrong answer with no error otherwise."""
+        if self.zone is not None and self.zone.upper() != region.strip().upper():
+            raise TokenprintError(
+                f"intensity file {self.source.split(' [')[0]!r} holds zone {self.zone}, not "
+                f"region {region.upper()}: give --region {self.zone} or {region.upper()}'s own "
+                "file")
 
     def __post_init__(self) -> None:
         vals = np.asarray(self.values, dtype=np.float64)
@@ -200,9 +210,13 @@ def load_intensity_csv(path: str | Path, basis: Basis = "lifecycle",
         raise TokenprintError(f"intensity file {str(p)!r} is not a readable CSV: {exc}") from None
     cols = [c.strip().lstrip("\ufeff") for c in df.columns]
     df.columns = cols
+    zone = None
     if "Datetime (UTC)" in cols:
         tcol, vcol = "Datetime (UTC)", _em_column(cols, basis)
         fmt = f"Electricity Maps ({basis})"
+        if "Zone Id" in cols:
+            zones = {z.strip() for z in df["Zone Id"] if z.strip()}
+            zone = zones.pop() if len(zones) == 1 else None
     elif "timestamp" in cols and "avg_CI" in cols:
         if basis == "direct":
             raise TokenprintError(
@@ -270,7 +284,7 @@ def load_intensity_csv(path: str | Path, basis: Basis = "lifecycle",
     v = values.to_numpy(dtype=np.float64)
     if t.size == 1:
         return IntensitySeries(t[0], S_PER_HOUR, v, basis=basis,
-                               source=f"{p.name} [{fmt}]")
+                               source=f"{p.name} [{fmt}]", zone=zone)
     d = np.diff(t)
     dup = np.nonzero(d == 0)[0]
     if dup.size:
@@ -306,4 +320,4 @@ def load_intensity_csv(path: str | Path, basis: Basis = "lifecycle",
     # interpolation is said in the source every output carries, never silent
     note = f"; {filled} missing value(s) interpolated" if filled else ""
     return IntensitySeries(float(t[0]), step, v, basis=basis,
-                           source=f"{p.name} [{fmt}{note}]")
+                           source=f"{p.name} [{fmt}{note}]", zone=zone)

@@ -110,6 +110,8 @@ def watch(
             raise TokenprintError(f"--metrics {u!r} is invalid; give a URL starting with "
                                   "http:// or https://")
     series = load_intensity_csv(intensity_file, fill=True) if intensity_file else None
+    if series is not None:
+        series.check_zone(region)
     if live_intensity and series is not None:
         raise TokenprintError("give --intensity-file or --live-intensity, not both")
     live = None

@@ -131,6 +131,8 @@ def simulate(
              for b in int_list(max_batch, "max batch")]
     cat.region(region)
     series = load_intensity_csv(intensity_file, fill=True) if intensity_file else None
+    if series is not None:
+        series.check_zone(region)
     files = [str(f) for f in (catalog or [])]
 
     def one(spec: ClusterSpec) -> SimSummary:

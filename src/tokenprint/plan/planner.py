@@ -187,7 +187,9 @@ def _intensity_for(inp: PlanInputs, region: str) -> IntensitySeries | None:
                  f"{region.upper()}_2023.csv"):
         p = inp.intensity_dir / name
         if p.is_file():
-            return load_intensity_csv(p, fill=True)
+            series = load_intensity_csv(p, fill=True)
+            series.check_zone(region)
+            return series
     raise TokenprintError(f"no hourly intensity file for region {region} in "
                           f"{str(inp.intensity_dir)!r} (expected {region.upper()}.csv)")
 
