@@ -314,11 +314,19 @@ class MemoryFactor(Entry):
 
 
 class ModelArch(Entry):
-    """A decoder-only transformer: dense (LLaMA-style) or mixture-of-experts.
+    """A decoder-only transformer: dense (LLaMA-style) or mixture-of-experts, with grouped-query
+    (``gqa``) or multi-head latent attention (``mla``, DeepSeek-V2/V3, Kimi K2).
 
     MoE layers replace the dense MLP by ``num_experts`` experts of ``moe_ffn_size`` each, of which
     ``experts_per_token`` (plus ``shared_experts`` always-on ones) run per token: FLOPs follow the
-    *active* parameters, weight memory the *total*.
+    *active* parameters, weight memory the *total*. The first ``first_dense_layers`` layers keep
+    a dense MLP of ``ffn_size`` (DeepSeek's ``first_k_dense_replace``).
+
+    MLA caches one compressed latent of ``kv_lora_rank + qk_rope_head_dim`` elements per token
+    and layer (no separate K and V, no heads), replicated on every GPU of a tensor-parallel group
+    as vLLM does. Decode runs with the up-projections absorbed (attention over the latent:
+    ``2·heads·(2·kv_lora_rank + qk_rope_head_dim)`` FLOPs per token pair and layer); prefill
+    decompresses K and V (``2·heads·(qk_nope + qk_rope + v_head_dim)``).
     """
 
     hf_ids: list[str] = Field(default_factory=list)
@@ -335,6 +343,13 @@ class ModelArch(Entry):
     experts_per_token: int = Field(default=0, ge=0)
     shared_experts: int = Field(default=0, ge=0)
     moe_ffn_size: int = Field(default=0, ge=0)
+    first_dense_layers: int = Field(default=0, ge=0)
+    attention: Literal["gqa", "mla"] = "gqa"
+    q_lora_rank: int = Field(default=0, ge=0)      # 0: a full query projection
+    kv_lora_rank: int = Field(default=0, ge=0)
+    qk_nope_head_dim: int = Field(default=0, ge=0)
+    qk_rope_head_dim: int = Field(default=0, ge=0)
+    v_head_dim: int = Field(default=0, ge=0)
     published_params_b: Quantity | None = None
     published_active_params_b: Quantity | None = None
 
@@ -349,7 +364,32 @@ class ModelArch(Entry):
                                      and self.moe_ffn_size > 0):
             raise ValueError("a MoE model needs 0 < experts_per_token <= num_experts and "
                              "moe_ffn_size > 0")
+        if self.first_dense_layers and not (self.num_experts
+                                            and self.first_dense_layers < self.num_layers):
+            raise ValueError("first_dense_layers needs a MoE model and fewer than num_layers")
+        if self.attention == "mla" and not (self.kv_lora_rank and self.qk_nope_head_dim
+                                            and self.qk_rope_head_dim and self.v_head_dim):
+            raise ValueError("attention = 'mla' needs kv_lora_rank, qk_nope_head_dim, "
+                             "qk_rope_head_dim and v_head_dim")
         return self
+
+    @property
+    def moe_layers(self) -> int:
+        """Layers whose MLP is routed experts."""
+        return self.num_layers - self.first_dense_layers if self.num_experts else 0
+
+    @property
+    def kv_replicated(self) -> bool:
+        """Whether every GPU of a tensor-parallel group holds the whole KV cache (MLA's latent)."""
+        return self.attention == "mla"
+
+    def attn_flops_per_pair(self, decode: bool = True) -> float:
+        """Attention FLOPs for one (token, earlier token) pair, all layers: scores and values."""
+        if self.attention == "mla":
+            per_head = (2 * self.kv_lora_rank + self.qk_rope_head_dim if decode else
+                        self.qk_nope_head_dim + self.qk_rope_head_dim + self.v_head_dim)
+            return 2.0 * self.num_layers * self.num_heads * per_head
+        return 4.0 * self.num_layers * self.num_heads * self.head_dim
 
     @property
     def is_moe(self) -> bool:
@@ -358,31 +398,43 @@ class ModelArch(Entry):
 
     @property
     def attention_params_per_layer(self) -> int:
-        """Q, K, V and output projections of one layer."""
-        h, hd = self.hidden_size, self.head_dim
-        return h * self.num_heads * hd * 2 + h * self.num_kv_heads * hd * 2
+        """Matmul weights of one layer's attention: Q, K, V and output projections (MLA: the
+        query down/up projections, the joint KV down projection with the RoPE key, the KV up
+        projection, the output)."""
+        h, heads = self.hidden_size, self.num_heads
+        if self.attention == "mla":
+            qk = self.qk_nope_head_dim + self.qk_rope_head_dim
+            q = (h * self.q_lora_rank + self.q_lora_rank * heads * qk if self.q_lora_rank
+                 else h * heads * qk)
+            kv = (h * (self.kv_lora_rank + self.qk_rope_head_dim)
+                  + self.kv_lora_rank * heads * (self.qk_nope_head_dim + self.v_head_dim))
+            return q + kv + heads * self.v_head_dim * h
+        hd = self.head_dim
+        return h * heads * hd * 2 + h * self.num_kv_heads * hd * 2
 
     @property
     def expert_params(self) -> int:
-        """Parameters of one routed expert summed over all layers (0 for a dense model)."""
-        return self.num_layers * 3 * self.hidden_size * self.moe_ffn_size if self.is_moe else 0
+        """Parameters of one routed expert summed over its layers (0 for a dense model)."""
+        return self.moe_layers * 3 * self.hidden_size * self.moe_ffn_size if self.is_moe else 0
 
     @property
     def dense_matmul_params(self) -> int:
         """Matmul parameters every token uses: attention, dense or shared MLP, router, LM head."""
         h = self.hidden_size
         if self.is_moe:
-            mlp = 3 * h * self.moe_ffn_size * self.shared_experts + h * self.num_experts
+            mlp = (self.first_dense_layers * 3 * h * self.ffn_size
+                   + self.moe_layers * (3 * h * self.moe_ffn_size * self.shared_experts
+                                        + h * self.num_experts))
         else:
-            mlp = 3 * h * self.ffn_size
-        return self.num_layers * (self.attention_params_per_layer + mlp) + self.vocab_size * h
+            mlp = self.num_layers * 3 * h * self.ffn_size
+        return self.num_layers * self.attention_params_per_layer + mlp + self.vocab_size * h
 
     @property
     def params(self) -> int:
         """Total parameter count (embeddings, attention, MLP or experts, norms, LM head)."""
         h = self.hidden_size
         embed = 0 if self.tied_embeddings else self.vocab_size * h
-        norms = self.num_layers * 2 * h + h
+        norms = self.num_layers * (2 * h + self.q_lora_rank + self.kv_lora_rank) + h
         return self.dense_matmul_params + self.num_experts * self.expert_params + embed + norms
 
     @property
@@ -393,7 +445,8 @@ class ModelArch(Entry):
     @property
     def active_params(self) -> int:
         """Parameters a token touches: the active matmul ones plus norms."""
-        return self.matmul_params + self.num_layers * 2 * self.hidden_size + self.hidden_size
+        return self.matmul_params + self.num_layers * (
+            2 * self.hidden_size + self.q_lora_rank + self.kv_lora_rank) + self.hidden_size
 
     def weight_bytes(self, dtype: str) -> float:
         """Bytes of weights in ``dtype``; ``mxfp4`` quantizes only the routed experts (as
@@ -404,17 +457,17 @@ class ModelArch(Entry):
         return self.params * dtype_bytes(dtype)
 
     def kv_bytes_per_token(self, dtype: str) -> float:
-        """KV-cache bytes per token of context: 2 (K and V) × layers × kv_heads × head_dim."""
+        """KV-cache bytes per token of context: 2 (K and V) × layers × kv_heads × head_dim; for
+        MLA layers × (kv_lora_rank + qk_rope_head_dim) (one latent, no heads)."""
+        if self.attention == "mla":
+            return (self.num_layers * (self.kv_lora_rank + self.qk_rope_head_dim)
+                    * dtype_bytes(dtype))
         return 2 * self.num_layers * self.num_kv_heads * self.head_dim * dtype_bytes(dtype)
 
     def flops_per_token(self, context_len: float = 0.0) -> float:
-        """Forward FLOPs for one token attending to ``context_len`` earlier tokens.
-
-        2 FLOPs per active matmul parameter plus attention scores and values: 4 × layers × heads
-        × head_dim × context.
-        """
-        attn = 4.0 * self.num_layers * self.num_heads * self.head_dim * context_len
-        return 2.0 * self.matmul_params + attn
+        """Forward FLOPs for one decoded token attending to ``context_len`` earlier tokens:
+        2 per active matmul parameter plus attention (``attn_flops_per_pair``) × context."""
+        return 2.0 * self.matmul_params + self.attn_flops_per_pair(decode=True) * context_len
 
 
 def dtype_bytes(dtype: str) -> float:

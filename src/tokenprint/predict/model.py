@@ -64,7 +64,7 @@ def pass_time(shape: ShapeArrays, hw: HardwareArrays, prof: ProfileArrays, batch
     b = np.asarray(batch, dtype=np.float64)
     t_compute = pass_flops(shape, b, new_tokens, cached_tokens) / t \
         / (hw.peak_flops * prof.eff_compute)
-    t_memory = pass_bytes(shape, b, new_tokens, cached_tokens) / t \
+    t_memory = pass_bytes(shape, b, new_tokens, cached_tokens, t) / t \
         / (hw.mem_bw_b_s * prof.eff_memory)
     comm = np.where(t > 1, allreduce_bytes(shape, b, new_tokens, t) / hw.link_b_s
                     + 2.0 * shape.layers * prof.tp_latency_s, 0.0)
@@ -152,7 +152,8 @@ def predict_serving(shape: ShapeArrays, hw: HardwareArrays, prof: ProfileArrays,
     lo = np.asarray(output_len, dtype=np.float64)
     t = np.asarray(tp, dtype=np.float64)
     free = MEMORY_FRACTION * t * hw.mem_bytes - shape.weight_bytes
-    cap = np.maximum(free / (shape.kv_bytes_per_token * (li + 0.5 * lo)), 1.0)
+    copies = np.where(shape.kv_replicated > 0, t, 1.0)   # MLA's latent on every GPU
+    cap = np.maximum(free / (shape.kv_bytes_per_token * copies * (li + 0.5 * lo)), 1.0)
     b = np.minimum(requested, cap)
     step = pass_time(shape, hw, prof, b, 1.0, li + 0.5 * lo, t)
     pre_one = pass_time(shape, hw, prof, 1.0, li, 0.0, t)

@@ -4,12 +4,14 @@ Pure and vectorized: every argument may be a numpy array; results broadcast.
 
 * FLOPs of ``n`` new tokens per sequence after ``c`` cached ones: ``2·P_active·n`` matmul FLOPs
   (``P_active`` = the matmul parameters every token uses plus ``experts_per_token`` routed
-  experts) plus attention ``4·layers·heads·head_dim·(n·c + n(n+1)/2)`` (causal), per sequence.
+  experts) plus attention ``a·(n·c + n(n+1)/2)`` (causal), per sequence, where ``a`` is the
+  attention FLOPs per token pair over all layers: ``4·layers·heads·head_dim`` for grouped-query
+  attention; for MLA the absorbed form in decode (``n = 1``) and the decompressed one in prefill.
 * Bytes: the dense matmul weights once per forward pass; of the routed experts, those that at
   least one of the pass's ``T = batch·n`` tokens picks. With ``k`` of ``E`` experts per token
   chosen uniformly, the expected number touched is ``E·(1 − (1 − k/E)^T)`` — ``k`` at one token,
   all ``E`` at large batches. Plus the KV cache read and written: ``kv_bytes_per_token·(c + n)``
-  per sequence.
+  per sequence (on every GPU of a parallel group for MLA's replicated latent).
 * A parallel group of ``tp`` GPUs (tensor or expert parallel) divides both, and adds two
   all-reduces (or an all-to-all dispatch and combine) of the activations per layer.
 """
@@ -56,6 +58,9 @@ class ShapeArrays:
     heads: F64
     head_dim: F64
     hidden: F64
+    attn_flops_decode: F64    # attention FLOPs per token pair, all layers, one new token
+    attn_flops_prefill: F64   # the same for a pass over several new tokens
+    kv_replicated: F64        # 1: every GPU of a group holds the whole KV cache (MLA)
 
     @classmethod
     def of(cls, models: list[ModelArch], weight_dtypes: list[str],
@@ -82,6 +87,9 @@ class ShapeArrays:
             heads=arr([m.num_heads for m in models]),
             head_dim=arr([m.head_dim for m in models]),
             hidden=arr([m.hidden_size for m in models]),
+            attn_flops_decode=arr([m.attn_flops_per_pair(decode=True) for m in models]),
+            attn_flops_prefill=arr([m.attn_flops_per_pair(decode=False) for m in models]),
+            kv_replicated=arr([float(m.kv_replicated) for m in models]),
         )
 
     def take(self, index: ArrayLike) -> ShapeArrays:
@@ -111,21 +119,23 @@ def pass_flops(shape: ShapeArrays, batch: ArrayLike, new_tokens: ArrayLike,
     n = np.asarray(new_tokens, dtype=np.float64)
     c = np.asarray(cached_tokens, dtype=np.float64)
     attn_pairs = n * c + n * (n + 1.0) / 2.0
-    per_seq = 2.0 * shape.active_matmul_params * n \
-        + 4.0 * shape.layers * shape.heads * shape.head_dim * attn_pairs
+    per_pair = np.where(n <= 1.0, shape.attn_flops_decode, shape.attn_flops_prefill)
+    per_seq = 2.0 * shape.active_matmul_params * n + per_pair * attn_pairs
     return np.asarray(b * per_seq)
 
 
 def pass_bytes(shape: ShapeArrays, batch: ArrayLike, new_tokens: ArrayLike,
-               cached_tokens: ArrayLike) -> F64:
-    """Bytes moved from memory in that pass: weights used once, KV cache read and appended."""
+               cached_tokens: ArrayLike, tp: ArrayLike = 1.0) -> F64:
+    """Bytes moved from memory in that pass, summed over a group of ``tp`` GPUs: weights used
+    once, the KV cache read and appended (by every GPU where it is replicated)."""
     b = np.asarray(batch, dtype=np.float64)
     n = np.asarray(new_tokens, dtype=np.float64)
     c = np.asarray(cached_tokens, dtype=np.float64)
     dense = shape.dense_matmul_params * shape.dense_weight_bytes_per_param
     experts = experts_touched(shape, b * n) * shape.expert_params \
         * shape.expert_weight_bytes_per_param
-    kv = b * shape.kv_bytes_per_token * (c + n)
+    copies = np.where(shape.kv_replicated > 0, np.asarray(tp, dtype=np.float64), 1.0)
+    kv = b * shape.kv_bytes_per_token * (c + n) * copies
     return np.asarray(dense + experts + kv)
 
 
@@ -152,7 +162,8 @@ def kv_token_budget(model: ModelArch, memory_gb: float, weight_dtype: str, tp: i
     free = usable - model.weight_bytes(weight_dtype)
     if free <= 0:
         return 0
-    return int(free // model.kv_bytes_per_token(kv_dtype_for(weight_dtype, kv_dtype)))
+    copies = tp if model.kv_replicated else 1   # MLA's latent sits on every GPU of the group
+    return int(free // (model.kv_bytes_per_token(kv_dtype_for(weight_dtype, kv_dtype)) * copies))
 
 
 def max_batch_fits(model: ModelArch, memory_gb: float, dtype: str, context_tokens: int,

@@ -40,7 +40,7 @@ class StepCosts:
     flops_per_s: float              # effective FLOP/s of the group
     bytes_per_s: float              # effective memory bytes/s of the group
     matmul_flops_per_token: float   # 2 × active matmul params
-    attn_flops_per_ctx: float       # 4 × layers × heads × head_dim, per token of context
+    attn_flops_per_ctx: float       # attention FLOPs per token of context (decode form)
     dense_weight_bytes: float       # weights every pass reads
     expert_bytes: float             # bytes of one routed expert (all layers); 0 if dense
     n_experts: float
@@ -98,12 +98,14 @@ def step_costs(catalog: Catalog, model_id: str, gpu_id: str, dtype: str = "auto"
         flops_per_s=peak_flops(gpu, dt) * v["eff_compute"] * tp,
         bytes_per_s=gpu.memory_bw_gb_s.value * 1e9 * v["eff_memory"] * tp,
         matmul_flops_per_token=2.0 * model.matmul_params,
-        attn_flops_per_ctx=4.0 * model.num_layers * model.num_heads * model.head_dim,
+        attn_flops_per_ctx=model.attn_flops_per_pair(decode=True),
         dense_weight_bytes=float(shape.dense_matmul_params[0]
                                  * shape.dense_weight_bytes_per_param[0]),
         expert_bytes=float(shape.expert_params[0] * shape.expert_weight_bytes_per_param[0]),
         n_experts=float(model.num_experts), experts_per_token=float(model.experts_per_token),
-        kv_bytes_per_token=float(shape.kv_bytes_per_token[0]),
+        # the group's bytes: MLA's latent is read by every GPU of the group
+        kv_bytes_per_token=float(shape.kv_bytes_per_token[0]) * (tp if model.kv_replicated
+                                                                  else 1),
         step_overhead_s=v["step_overhead_s"], seq_overhead_s=v["seq_overhead_s"],
         comm_s_per_token=comm_tok,
         comm_fixed_s=2.0 * model.num_layers * v["tp_latency_s"] if tp > 1 else 0.0,

@@ -1,0 +1,91 @@
+"""Multi-head latent attention (DeepSeek-V3/R1, Kimi K2) and mixed dense/MoE layer stacks,
+derived by hand from the models' config.json."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tokenprint.predict import predict_records
+from tokenprint.predict.shapes import ShapeArrays, kv_token_budget, pass_bytes, pass_flops
+
+H, L, HEADS = 7168, 61, 128
+QL, KVL, NOPE, ROPE, V = 1536, 512, 128, 64, 128
+E, K, MOE, DENSE, FIRST, VOCAB = 256, 8, 2048, 18432, 3, 129280
+
+
+def test_deepseek_v3_parameters_by_hand(catalog):
+    m = catalog.model("deepseek-v3")
+    attn = (H * QL + QL * HEADS * (NOPE + ROPE)              # query down and up projections
+            + H * (KVL + ROPE) + KVL * HEADS * (NOPE + V)     # joint KV down (+ RoPE key), up
+            + HEADS * V * H)                                  # output
+    assert m.attention_params_per_layer == attn
+    expert = 3 * H * MOE
+    moe_layers = L - FIRST
+    dense = L * attn + FIRST * 3 * H * DENSE + moe_layers * (expert + H * E) + VOCAB * H
+    assert m.dense_matmul_params == dense
+    assert m.expert_params == moe_layers * expert
+    norms = L * (2 * H + QL + KVL) + H
+    assert m.params == dense + E * moe_layers * expert + VOCAB * H + norms
+    assert abs(m.params / 1e9 - 671) < 0.5                    # the published 671B
+    assert abs(m.active_params / 1e9 - 36.6) < 0.1            # 36.6B with the output head
+
+
+def test_mla_cache_and_attention_flops_by_hand(catalog):
+    m = catalog.model("deepseek-v3")
+    assert m.kv_bytes_per_token("bf16") == L * (KVL + ROPE) * 2       # 70,272 B, no heads
+    assert m.kv_bytes_per_token("fp8") == L * (KVL + ROPE)
+    # decode, absorbed: scores over the latent and its RoPE part, values over the latent
+    assert m.attn_flops_per_pair(decode=True) == 2 * L * HEADS * (2 * KVL + ROPE)
+    # prefill, decompressed: per head scores over nope + rope dims, values over v_head_dim
+    assert m.attn_flops_per_pair(decode=False) == 2 * L * HEADS * (NOPE + ROPE + V)
+    s = ShapeArrays.of([m], ["fp8"], ["bf16"])
+    c = 4096.0
+    decode = float(pass_flops(s, 1, 1, c)[0])
+    assert decode == pytest.approx(2 * m.matmul_params + 2 * L * HEADS * (2 * KVL + ROPE)
+                                   * (c + 1))
+    prefill = float(pass_flops(s, 1, 512, 0)[0])
+    assert prefill == pytest.approx(2 * m.matmul_params * 512
+                                    + 2 * L * HEADS * (NOPE + ROPE + V) * 512 * 513 / 2)
+
+
+def test_mla_latent_is_replicated_across_a_tensor_parallel_group(catalog):
+    m = catalog.model("deepseek-v3")
+    s = ShapeArrays.of([m], ["fp8"], ["bf16"])
+    kv = L * (KVL + ROPE) * 2
+    one = float(pass_bytes(s, 4, 1, 1000, 1)[0])
+    eight = float(pass_bytes(s, 4, 1, 1000, 8)[0])
+    assert eight - one == pytest.approx(7 * 4 * kv * 1001)      # seven more copies read
+    # the KV budget of 8 × H200: the latent sits on all 8, so 1/8 of the free memory holds it
+    h200 = catalog.gpu("h200")
+    free = 8 * h200.memory_gb.value * 1e9 * 0.9 - m.weight_bytes("fp8")
+    assert kv_token_budget(m, h200.memory_gb.value, "fp8", 8) == int(free // (kv * 8))
+    gqa = catalog.model("qwen3-235b-a22b")       # grouped-query KV heads split, not copied
+    g = ShapeArrays.of([gqa], ["bf16"])
+    assert float(pass_bytes(g, 1, 1, 10, 8)[0]) == float(pass_bytes(g, 1, 1, 10, 1)[0])
+
+
+def test_maverick_counts_its_dense_and_moe_layers(catalog):
+    m = catalog.model("llama-4-maverick")
+    h, attn = 5120, 5120 * 40 * 128 * 2 + 5120 * 8 * 128 * 2
+    assert m.moe_layers == 24
+    dense = 48 * attn + 24 * 3 * h * 16384 + 24 * (3 * h * 8192 + h * 128) + 202048 * h
+    assert m.dense_matmul_params == dense
+    assert m.expert_params == 24 * 3 * h * 8192
+    assert 400 <= m.params / 1e9 <= 402
+
+
+def test_new_models_predict_on_the_gpus_they_are_served_on(catalog):
+    ds = predict_records(catalog, catalog.model("deepseek-r1"), catalog.gpu("h200"), [1, 64],
+                         1024, 256, "fp8", tp=8, stack="vllm-2025")
+    assert all(r["status"] == "ok" for r in ds)
+    assert ds[1]["throughput_tok_s"] > ds[0]["throughput_tok_s"]
+    assert all(np.isfinite(r["energy_per_output_token_j"]) and r["energy_per_output_token_j"] > 0
+               for r in ds)
+    # 671 GB of FP8 weights do not fit 8 × H100 (80 GB, 90 % usable): refused as such
+    h100 = predict_records(catalog, catalog.model("deepseek-v3"), catalog.gpu("h100-sxm"), [1],
+                           1024, 256, "fp8", tp=8)
+    assert h100[0]["status"] == "oom" and h100[0]["max_batch_fits"] == 0
+    coder = predict_records(catalog, catalog.model("qwen3-coder-480b-a35b"),
+                            catalog.gpu("h100-sxm"), [8], 1024, 256, "fp8", tp=8)
+    assert coder[0]["status"] == "ok"
