@@ -89,3 +89,46 @@ def test_new_models_predict_on_the_gpus_they_are_served_on(catalog):
     coder = predict_records(catalog, catalog.model("qwen3-coder-480b-a35b"),
                             catalog.gpu("h100-sxm"), [8], 1024, 256, "fp8", tp=8)
     assert coder[0]["status"] == "ok"
+
+
+def test_nemotron_nano_9b_v2_hybrid_by_hand(catalog):
+    """27 Mamba-2 blocks, 25 ReLU² MLPs, 4 attention blocks (hybrid_override_pattern)."""
+    m = catalog.model("nemotron-nano-9b-v2")
+    h, inner, groups, state, heads, conv = 4480, 128 * 80, 8, 128, 128, 4
+    chans = inner + 2 * groups * state
+    assert (m.ssm_layers, m.mlp_layers, m.attention_layers) == (27, 25, 4)
+    attn = h * 40 * 128 * 2 + h * 8 * 128 * 2
+    mamba = h * (inner + chans + heads) + inner * h           # in_proj (x, z, B, C, dt), out
+    mlp = 2 * h * 15680                                        # ReLU²: up and down
+    assert m.dense_matmul_params == 4 * attn + 25 * mlp + 27 * mamba + 131072 * h
+    small = 56 * h + h + 27 * (chans * (conv + 1) + 3 * heads + inner)
+    assert m.params == m.dense_matmul_params + 131072 * h + small
+    assert abs(m.params / 1e9 - 8.89) < 0.01
+    # only the 4 attention blocks keep a KV cache
+    assert m.kv_bytes_per_token("bf16") == 2 * 4 * 8 * 128 * 2
+    # the fixed state: the SSM state in fp32 (the config's mamba_ssm_cache_dtype), the
+    # convolution's last 3 inputs in bf16
+    assert m.state_bytes_per_seq("bf16") == 27 * (inner * state * 4 + chans * 3 * 2)
+    assert m.ssm_flops_per_token == 27 * (4 * inner * state + 2 * chans * conv)
+    assert m.attn_flops_per_pair() == 4 * 4 * 40 * 128
+    s = ShapeArrays.of([m], ["bf16"])
+    # each pass reads and writes every sequence's state once, whatever its length
+    assert float(pass_bytes(s, 8, 1, 100)[0]) - float(pass_bytes(s, 8, 1, 0)[0]) == \
+        pytest.approx(8 * m.kv_bytes_per_token("bf16") * 100)
+    assert float(pass_bytes(s, 8, 1, 0)[0]) - float(pass_bytes(s, 7, 1, 0)[0]) == \
+        pytest.approx(m.kv_bytes_per_token("bf16") + 2 * m.state_bytes_per_seq("bf16"))
+    assert float(pass_flops(s, 1, 1, 0)[0]) == pytest.approx(
+        2 * m.matmul_params + m.ssm_flops_per_token + 4 * 4 * 40 * 128)
+
+
+def test_hybrid_batches_fit_state_and_cache_and_the_simulator_refuses_them(catalog):
+    from tokenprint.errors import TokenprintError
+    from tokenprint.predict.shapes import max_batch_fits
+    from tokenprint.predict.step import step_costs
+
+    m = catalog.model("nemotron-nano-9b-v2")
+    free = 80 * 1e9 * 0.9 - m.weight_bytes("bf16")
+    per_seq = m.kv_bytes_per_token("bf16") * 2048 + m.state_bytes_per_seq("bf16")
+    assert max_batch_fits(m, 80, "bf16", 2048) == int(free // per_seq)
+    with pytest.raises(TokenprintError, match="state-space"):
+        step_costs(catalog, "nemotron-nano-9b-v2", "h100-sxm")

@@ -350,6 +350,16 @@ class ModelArch(Entry):
     qk_nope_head_dim: int = Field(default=0, ge=0)
     qk_rope_head_dim: int = Field(default=0, ge=0)
     v_head_dim: int = Field(default=0, ge=0)
+    # hybrid state-space models (Nemotron-H): one block per layer, as the config's
+    # hybrid_override_pattern says: M a Mamba-2 mixer, * attention, - an MLP
+    layer_pattern: str = Field(default="", pattern=r"^[M*-]*$")
+    mlp_matrices: int = Field(default=3, ge=2, le=3)   # 3: gated (SwiGLU); 2: plain (ReLU²)
+    ssm_heads: int = Field(default=0, ge=0)
+    ssm_head_dim: int = Field(default=0, ge=0)
+    ssm_state_size: int = Field(default=0, ge=0)
+    ssm_groups: int = Field(default=0, ge=0)
+    ssm_conv_kernel: int = Field(default=4, ge=1)
+    ssm_state_dtype: str = "auto"   # the config's mamba_ssm_cache_dtype (auto: the KV dtype)
     published_params_b: Quantity | None = None
     published_active_params_b: Quantity | None = None
 
@@ -371,7 +381,69 @@ class ModelArch(Entry):
                                             and self.qk_rope_head_dim and self.v_head_dim):
             raise ValueError("attention = 'mla' needs kv_lora_rank, qk_nope_head_dim, "
                              "qk_rope_head_dim and v_head_dim")
+        if self.layer_pattern:
+            if len(self.layer_pattern) != self.num_layers:
+                raise ValueError(f"layer_pattern has {len(self.layer_pattern)} blocks, "
+                                 f"num_layers is {self.num_layers}")
+            if self.num_experts or self.attention != "gqa":
+                raise ValueError("layer_pattern is for dense hybrid models (no MoE, no MLA)")
+            if "M" in self.layer_pattern and not (self.ssm_heads and self.ssm_head_dim
+                                                  and self.ssm_state_size and self.ssm_groups):
+                raise ValueError("Mamba blocks need ssm_heads, ssm_head_dim, ssm_state_size "
+                                 "and ssm_groups")
         return self
+
+    @property
+    def attention_layers(self) -> int:
+        """Layers (blocks) with self-attention: all of them unless a hybrid pattern says."""
+        return self.layer_pattern.count("*") if self.layer_pattern else self.num_layers
+
+    @property
+    def mlp_layers(self) -> int:
+        """Layers (blocks) with a dense MLP (a MoE model's dense ones are counted apart)."""
+        return self.layer_pattern.count("-") if self.layer_pattern else self.num_layers
+
+    @property
+    def ssm_layers(self) -> int:
+        """Mamba-2 blocks of a hybrid model."""
+        return self.layer_pattern.count("M")
+
+    @property
+    def ssm_inner(self) -> int:
+        """A Mamba-2 block's inner width: heads × head_dim."""
+        return self.ssm_heads * self.ssm_head_dim
+
+    @property
+    def _ssm_conv_channels(self) -> int:
+        return self.ssm_inner + 2 * self.ssm_groups * self.ssm_state_size
+
+    @property
+    def ssm_matmul_params_per_layer(self) -> int:
+        """A Mamba-2 block's projections: in (x, z, B, C, dt) and out."""
+        h = self.hidden_size
+        return h * (self.ssm_inner + self._ssm_conv_channels + self.ssm_heads) \
+            + self.ssm_inner * h
+
+    def state_bytes_per_seq(self, dtype: str) -> float:
+        """The fixed state a sequence keeps in every Mamba-2 block, whatever its length: the
+        SSM state (heads × head_dim × state) and the convolution's last kernel − 1 inputs."""
+        ssm_dt = dtype if self.ssm_state_dtype == "auto" else self.ssm_state_dtype
+        per_layer = (self.ssm_inner * self.ssm_state_size * dtype_bytes(ssm_dt)
+                     + self._ssm_conv_channels * (self.ssm_conv_kernel - 1) * dtype_bytes(dtype))
+        return self.ssm_layers * per_layer
+
+    @property
+    def ssm_flops_per_token(self) -> float:
+        """FLOPs of the Mamba-2 blocks beyond their projections, per token: the state update
+        and read-out (4 × inner × state) and the short convolution."""
+        return float(self.ssm_layers * (4 * self.ssm_inner * self.ssm_state_size
+                                        + 2 * self._ssm_conv_channels * self.ssm_conv_kernel))
+
+    @property
+    def allreduces_per_pass(self) -> int:
+        """All-reduces a tensor-parallel group makes per pass: two per transformer layer
+        (attention and MLP), one per block of a hybrid pattern."""
+        return self.num_layers if self.layer_pattern else 2 * self.num_layers
 
     @property
     def moe_layers(self) -> int:
@@ -389,7 +461,7 @@ class ModelArch(Entry):
             per_head = (2 * self.kv_lora_rank + self.qk_rope_head_dim if decode else
                         self.qk_nope_head_dim + self.qk_rope_head_dim + self.v_head_dim)
             return 2.0 * self.num_layers * self.num_heads * per_head
-        return 4.0 * self.num_layers * self.num_heads * self.head_dim
+        return 4.0 * self.attention_layers * self.num_heads * self.head_dim
 
     @property
     def is_moe(self) -> bool:
@@ -426,16 +498,27 @@ class ModelArch(Entry):
                    + self.moe_layers * (3 * h * self.moe_ffn_size * self.shared_experts
                                         + h * self.num_experts))
         else:
-            mlp = self.num_layers * 3 * h * self.ffn_size
-        return self.num_layers * self.attention_params_per_layer + mlp + self.vocab_size * h
+            mlp = self.mlp_layers * self.mlp_matrices * h * self.ffn_size
+        return (self.attention_layers * self.attention_params_per_layer + mlp
+                + self.ssm_layers * self.ssm_matmul_params_per_layer + self.vocab_size * h)
 
     @property
     def params(self) -> int:
         """Total parameter count (embeddings, attention, MLP or experts, norms, LM head)."""
         h = self.hidden_size
         embed = 0 if self.tied_embeddings else self.vocab_size * h
-        norms = self.num_layers * (2 * h + self.q_lora_rank + self.kv_lora_rank) + h
-        return self.dense_matmul_params + self.num_experts * self.expert_params + embed + norms
+        return (self.dense_matmul_params + self.num_experts * self.expert_params + embed
+                + self._small_params)
+
+    @property
+    def _small_params(self) -> int:
+        """Norms and the Mamba-2 blocks' convolution, biases, A, D and gate norm."""
+        h = self.hidden_size
+        if self.layer_pattern:   # one norm per block, and the Mamba-2 extras
+            ssm = self.ssm_layers * (self._ssm_conv_channels * (self.ssm_conv_kernel + 1)
+                                     + 3 * self.ssm_heads + self.ssm_inner)
+            return self.num_layers * h + h + ssm
+        return self.num_layers * (2 * h + self.q_lora_rank + self.kv_lora_rank) + h
 
     @property
     def matmul_params(self) -> int:
@@ -445,8 +528,7 @@ class ModelArch(Entry):
     @property
     def active_params(self) -> int:
         """Parameters a token touches: the active matmul ones plus norms."""
-        return self.matmul_params + self.num_layers * (
-            2 * self.hidden_size + self.q_lora_rank + self.kv_lora_rank) + self.hidden_size
+        return self.matmul_params + self._small_params
 
     def weight_bytes(self, dtype: str) -> float:
         """Bytes of weights in ``dtype``; ``mxfp4`` quantizes only the routed experts (as
@@ -462,12 +544,15 @@ class ModelArch(Entry):
         if self.attention == "mla":
             return (self.num_layers * (self.kv_lora_rank + self.qk_rope_head_dim)
                     * dtype_bytes(dtype))
-        return 2 * self.num_layers * self.num_kv_heads * self.head_dim * dtype_bytes(dtype)
+        return (2 * self.attention_layers * self.num_kv_heads * self.head_dim
+                * dtype_bytes(dtype))
 
     def flops_per_token(self, context_len: float = 0.0) -> float:
         """Forward FLOPs for one decoded token attending to ``context_len`` earlier tokens:
-        2 per active matmul parameter plus attention (``attn_flops_per_pair``) × context."""
-        return 2.0 * self.matmul_params + self.attn_flops_per_pair(decode=True) * context_len
+        2 per active matmul parameter plus attention (``attn_flops_per_pair``) × context, plus
+        the state-space blocks' scan."""
+        return (2.0 * self.matmul_params + self.attn_flops_per_pair(decode=True) * context_len
+                + self.ssm_flops_per_token)
 
 
 def dtype_bytes(dtype: str) -> float:

@@ -204,12 +204,8 @@ def load_mlenergy_v3(path: str | Path, catalog: Catalog) -> Points:
     out = _Collector()
     for rec in df.to_dict("records"):
         task = str(rec["task"])
-        arch = str(rec["architecture"])
         if task not in V3_INPUT_LEN:
             out.skip(f"task {task}: multimodal prompts are not modelled")
-            continue
-        if "mamba" in arch.lower():
-            out.skip(f"architecture not modelled: {arch}")
             continue
         dtype = _V3_DTYPES.get(str(rec["weight_precision"]).lower())
         gpu = _resolve(catalog, "gpu", str(rec["gpu_model"]))

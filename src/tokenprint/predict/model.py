@@ -67,7 +67,7 @@ def pass_time(shape: ShapeArrays, hw: HardwareArrays, prof: ProfileArrays, batch
     t_memory = pass_bytes(shape, b, new_tokens, cached_tokens, t) / t \
         / (hw.mem_bw_b_s * prof.eff_memory)
     comm = np.where(t > 1, allreduce_bytes(shape, b, new_tokens, t) / hw.link_b_s
-                    + 2.0 * shape.layers * prof.tp_latency_s, 0.0)
+                    + shape.allreduces * prof.tp_latency_s, 0.0)
     step = np.broadcast_to(prof.step_overhead_s, np.shape(t_compute)).astype(np.float64)
     total = np.maximum(t_compute, t_memory) + comm + step + prof.seq_overhead_s * b
     return PassTime(np.asarray(total), np.asarray(t_compute), np.asarray(step))
@@ -153,7 +153,8 @@ def predict_serving(shape: ShapeArrays, hw: HardwareArrays, prof: ProfileArrays,
     t = np.asarray(tp, dtype=np.float64)
     free = MEMORY_FRACTION * t * hw.mem_bytes - shape.weight_bytes
     copies = np.where(shape.kv_replicated > 0, t, 1.0)   # MLA's latent on every GPU
-    cap = np.maximum(free / (shape.kv_bytes_per_token * copies * (li + 0.5 * lo)), 1.0)
+    per_seq = shape.kv_bytes_per_token * copies * (li + 0.5 * lo) + shape.state_bytes_per_seq
+    cap = np.maximum(free / per_seq, 1.0)
     b = np.minimum(requested, cap)
     step = pass_time(shape, hw, prof, b, 1.0, li + 0.5 * lo, t)
     pre_one = pass_time(shape, hw, prof, 1.0, li, 0.0, t)

@@ -13,7 +13,11 @@ Pure and vectorized: every argument may be a numpy array; results broadcast.
   all ``E`` at large batches. Plus the KV cache read and written: ``kv_bytes_per_token·(c + n)``
   per sequence (on every GPU of a parallel group for MLA's replicated latent).
 * A parallel group of ``tp`` GPUs (tensor or expert parallel) divides both, and adds two
-  all-reduces (or an all-to-all dispatch and combine) of the activations per layer.
+  all-reduces (or an all-to-all dispatch and combine) of the activations per layer (one per
+  block of a hybrid pattern).
+* Hybrid state-space models (Nemotron-H): attention layers keep a KV cache, Mamba-2 blocks a
+  fixed state per sequence that every pass reads and writes (``2·state_bytes_per_seq``), and
+  their scan adds ``ssm_flops_per_token``.
 """
 
 from __future__ import annotations
@@ -61,6 +65,9 @@ class ShapeArrays:
     attn_flops_decode: F64    # attention FLOPs per token pair, all layers, one new token
     attn_flops_prefill: F64   # the same for a pass over several new tokens
     kv_replicated: F64        # 1: every GPU of a group holds the whole KV cache (MLA)
+    state_bytes_per_seq: F64  # fixed state-space state of a sequence (hybrid models), bytes
+    ssm_flops_per_token: F64  # state-space scan FLOPs per token (hybrid models)
+    allreduces: F64           # all-reduces per pass in a tensor-parallel group
 
     @classmethod
     def of(cls, models: list[ModelArch], weight_dtypes: list[str],
@@ -90,6 +97,11 @@ class ShapeArrays:
             attn_flops_decode=arr([m.attn_flops_per_pair(decode=True) for m in models]),
             attn_flops_prefill=arr([m.attn_flops_per_pair(decode=False) for m in models]),
             kv_replicated=arr([float(m.kv_replicated) for m in models]),
+            state_bytes_per_seq=arr([m.state_bytes_per_seq(kv_dtype_for(d, k))
+                                     for m, d, k in zip(models, weight_dtypes, kvs,
+                                                        strict=True)]),
+            ssm_flops_per_token=arr([m.ssm_flops_per_token for m in models]),
+            allreduces=arr([m.allreduces_per_pass for m in models]),
         )
 
     def take(self, index: ArrayLike) -> ShapeArrays:
@@ -120,7 +132,8 @@ def pass_flops(shape: ShapeArrays, batch: ArrayLike, new_tokens: ArrayLike,
     c = np.asarray(cached_tokens, dtype=np.float64)
     attn_pairs = n * c + n * (n + 1.0) / 2.0
     per_pair = np.where(n <= 1.0, shape.attn_flops_decode, shape.attn_flops_prefill)
-    per_seq = 2.0 * shape.active_matmul_params * n + per_pair * attn_pairs
+    per_seq = (2.0 * shape.active_matmul_params + shape.ssm_flops_per_token) * n \
+        + per_pair * attn_pairs
     return np.asarray(b * per_seq)
 
 
@@ -136,7 +149,8 @@ def pass_bytes(shape: ShapeArrays, batch: ArrayLike, new_tokens: ArrayLike,
         * shape.expert_weight_bytes_per_param
     copies = np.where(shape.kv_replicated > 0, np.asarray(tp, dtype=np.float64), 1.0)
     kv = b * shape.kv_bytes_per_token * (c + n) * copies
-    return np.asarray(dense + experts + kv)
+    state = b * 2.0 * shape.state_bytes_per_seq   # each sequence's state read and written
+    return np.asarray(dense + experts + kv + state)
 
 
 def allreduce_bytes(shape: ShapeArrays, batch: ArrayLike, new_tokens: ArrayLike,
@@ -145,7 +159,7 @@ def allreduce_bytes(shape: ShapeArrays, batch: ArrayLike, new_tokens: ArrayLike,
     t = np.asarray(tp, dtype=np.float64)
     act = (np.asarray(batch, dtype=np.float64) * np.asarray(new_tokens, dtype=np.float64)
            * shape.hidden * ACTIVATION_BYTES)
-    return np.asarray(2.0 * shape.layers * act * 2.0 * (t - 1.0) / t)
+    return np.asarray(shape.allreduces * act * 2.0 * (t - 1.0) / t)
 
 
 def group_fits_heads(model: ModelArch, tp: int) -> bool:
@@ -174,5 +188,12 @@ def max_batch_fits(model: ModelArch, memory_gb: float, dtype: str, context_token
     ``memory_fraction`` of the memory is usable (vLLM's default ``gpu_memory_utilization`` is 0.9);
     weights and KV cache are split across the parallel group.
     """
+    if model.ssm_layers:   # each sequence also holds its fixed state-space state
+        usable = tp * memory_gb * 1e9 * memory_fraction
+        free = usable - model.weight_bytes(dtype)
+        kv_dt = kv_dtype_for(dtype, kv_dtype)
+        per_seq = (model.kv_bytes_per_token(kv_dt) * max(context_tokens, 1)
+                   + model.state_bytes_per_seq(kv_dt))
+        return int(free // per_seq) if free > 0 else 0
     budget = kv_token_budget(model, memory_gb, dtype, tp, kv_dtype, memory_fraction)
     return budget // max(context_tokens, 1)

@@ -83,6 +83,10 @@ def step_costs(catalog: Catalog, model_id: str, gpu_id: str, dtype: str = "auto"
     v = prof.values
     if tp < 1 or not group_fits_heads(model, tp):
         raise TokenprintError(f"tensor-parallel degree {tp} is invalid for {model.id}")
+    if model.ssm_layers:
+        raise TokenprintError(
+            f"{model.id} has state-space (Mamba-2) blocks, whose fixed per-sequence state the "
+            "replica simulator does not model yet; tokenprint predict and validate do")
     budget = kv_token_budget(model, gpu.memory_gb.value, dt, tp, kv_dt, memory_fraction)
     if budget <= 0:
         raise TokenprintError(
