@@ -149,7 +149,8 @@ def scripted_upstream(tokens: int, itl_s: float = 0.0, cut_after: int | None = N
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
-            writer.close()
+            with contextlib.suppress(RuntimeError):   # the test's loop may be closed already
+                writer.close()
 
     with _asyncio_server(handle) as url:
         yield url
@@ -290,7 +291,8 @@ def raw_upstream(script: Any) -> Iterator[str]:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
-            writer.close()
+            with contextlib.suppress(RuntimeError):   # the test's loop may be closed already
+                writer.close()
 
     with _asyncio_server(handle) as url:
         yield url
