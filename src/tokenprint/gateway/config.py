@@ -66,7 +66,7 @@ from tokenprint.files import read_toml_file
 class UpstreamConfig(BaseModel):
     """One OpenAI-compatible inference server behind the gateway."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)   # no NaN or infinite field
 
     name: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
     url: str
@@ -102,7 +102,7 @@ class UpstreamConfig(BaseModel):
 class GatewayConfig(BaseModel):
     """The whole gateway."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)   # no NaN or infinite field
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
@@ -144,7 +144,7 @@ class GatewayConfig(BaseModel):
     store_text: bool = False
     scope: Literal["die", "device", "card", "server"] = "device"
     # the bounds the CLI enforces (tokenprint.carbon.amortize.check_lifetime), checked here too
-    lifetime_years: float = Field(default=5.0, ge=1.0 / 365.25, le=50.0, allow_inf_nan=False)
+    lifetime_years: float = Field(default=5.0, ge=1.0 / 365.25, le=50.0)
     pue: float = Field(default=1.0, ge=1.0, le=10.0)   # tokenprint.carbon.operational.MAX_PUE
     workers: int = Field(default=1, ge=1, le=256)
     upstream: list[UpstreamConfig] = Field(min_length=1)
