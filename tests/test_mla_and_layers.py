@@ -132,3 +132,19 @@ def test_hybrid_batches_fit_state_and_cache_and_the_simulator_refuses_them(catal
     assert max_batch_fits(m, 80, "bf16", 2048) == int(free // per_seq)
     with pytest.raises(TokenprintError, match="state-space"):
         step_costs(catalog, "nemotron-nano-9b-v2", "h100-sxm")
+
+
+def test_holdout_tp_predicts_each_group_size_from_the_others(catalog, shared_data):
+    """validate --holdout tp: Splitwise's Llama-2-70B at TP 2/4/8, each size from a fit to the
+    other sizes of its (GPU, stack); every scored point has a held-out prediction."""
+    from tokenprint.predict.datasets import load_points
+    from tokenprint.predict.validate import heldout_predictions, validation_report
+
+    pts = load_points("splitwise", shared_data / "calibration" / "splitwise_perf_model"
+                      / "perf_model_llama2_70b_unique.csv", catalog)
+    sub = pts.table[pts.table["gpu"] == "h100-sxm"].reset_index(drop=True)
+    assert set(sub["tp"]) >= {2, 4, 8}
+    df = heldout_predictions(sub, catalog, "tp")
+    assert np.isfinite(df["pred_tpot_s"]).sum() > 0.9 * len(sub)
+    rep = validation_report(sub, catalog, "tp", 0, pts.source)
+    assert rep["holdout"] == "tp" and rep["mape"]["tpot"] is not None

@@ -144,7 +144,7 @@ def validate(
                                            "shipped profiles, exactly as predict does (what a "
                                            "user gets).")] = False,
     holdout: Annotated[str, typer.Option(help="With refitting, the held-out dimension: "
-                                         "gpu|model|batch|stack.")] = "gpu",
+                                         "gpu|model|batch|stack|tp.")] = "gpu",
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
 ) -> None:

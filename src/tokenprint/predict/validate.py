@@ -40,7 +40,7 @@ from tokenprint.predict.params import (
     stack_prior,
 )
 
-HOLDOUTS = ("batch", "model", "gpu", "stack")
+HOLDOUTS = ("batch", "model", "gpu", "stack", "tp")
 REPORTED = {"energy_per_output_token_j": "energy_per_token", "tpot_s": "tpot",
             "throughput_tok_s": "throughput", "ttft_s": "ttft"}
 
@@ -109,7 +109,9 @@ def heldout_predictions(points: pd.DataFrame, catalog: Catalog, holdout: str,
     """Predicted metrics for every point under the given holdout scheme (refitting on the rest).
 
     Points that cannot be held out (a stack with one GPU under ``gpu``; a group with one model
-    under ``model`` unless ``fallback_batch``) are left NaN.
+    under ``model`` unless ``fallback_batch``; a group with one parallel-group size under ``tp``)
+    are left NaN. ``tp`` predicts each group size of a (GPU, stack) from a fit to its others:
+    what a user gets on a layout nobody measured.
     """
     if holdout not in HOLDOUTS:
         raise TokenprintError(f"unknown holdout {holdout!r}; valid: {', '.join(HOLDOUTS)}")
@@ -148,7 +150,8 @@ def heldout_predictions(points: pd.DataFrame, catalog: Catalog, holdout: str,
     bins = _batch_bins(points)
     for g, s in pairs:
         gmask = group_mask(points, g, s)
-        key = points["model"].to_numpy() if holdout == "model" else bins
+        key = (points["model"].to_numpy() if holdout == "model" else
+               points["tp"].to_numpy() if holdout == "tp" else bins)
         levels = np.unique(key[gmask])
         if holdout == "model" and len(levels) < 2 and fallback_batch:
             key, levels = bins, np.unique(bins[gmask])
