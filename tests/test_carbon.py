@@ -384,3 +384,11 @@ def test_footprint_to_dict_carries_every_part(catalog):
     assert per["total_g"] == pytest.approx(d["total_g"] / 2)
     with pytest.raises(TokenprintError, match="normalise"):
         fp.per_unit(0)
+
+
+def test_series_mean_over_a_subnormal_window_is_the_point_value():
+    """Hypothesis found it: [0, 5e-324 h] gave 1.28111 between two values of 1.28125."""
+    s = IntensitySeries(0.0, 3600.0, np.array([1.28125]))
+    assert float(s.mean_over(0.0, 5e-324 * 3600.0)) == 1.28125
+    two = IntensitySeries(0.0, 3600.0, np.array([100.0, 300.0]))
+    assert float(two.mean_over(1800.0, 5400.0)) == pytest.approx(200.0)
