@@ -146,35 +146,38 @@ def _alarm(signum: int, frame: Any) -> None:
 
 
 def run(n: int, tmp: Path, seed: int = 0, limit_s: float = CASE_LIMIT_S) -> Outcome:
-    """``n`` cases, spread over every command; deterministic for a seed."""
+    """``n`` cases, spread over every command; deterministic for a seed. Cases run in
+    ``tmp/cwd``: an empty path option means the current folder, never the repository."""
     rng = random.Random(seed)
     files = _files(tmp / "files")
     base = _base(tmp)
-    cmds = [c for c in commands() if c not in SKIP]
+    tree = commands()
+    cmds = [c for c in tree if c not in SKIP]
+    work = tmp / "cwd"
+    work.mkdir(exist_ok=True)
     out = Outcome()
     t_start = time.monotonic()
     old = signal.signal(signal.SIGALRM, _alarm)
     try:
-        for k in range(n):
-            words = cmds[k % len(cmds)]
-            cmd = commands()[words]
-            opts = [p for p in cmd.params if p.param_type_name == "option"
-                    and p.name != "help" and p.opts[0] not in FIXED.get(words, set())]
-            args = list(base.get(words, []))
-            for p in rng.sample(opts, min(len(opts), rng.randint(1, 3))):
-                flag = p.opts[0]
-                if p.is_flag:
-                    args.append(flag)
-                    continue
-                value = rng.choice(_pool(flag, files))
-                if flag in args:
-                    args[args.index(flag) + 1] = value
-                else:
-                    args += [flag, value]
-            argv = [*words, *args]
-            out.cases += 1
-            code = _one(argv, limit_s, out)
-            out.by_exit[code] = out.by_exit.get(code, 0) + 1
+        with contextlib.chdir(work):
+            for k in range(n):
+                words = cmds[k % len(cmds)]
+                opts = [p for p in tree[words].params if p.param_type_name == "option"
+                        and p.name != "help" and p.opts[0] not in FIXED.get(words, set())]
+                args = list(base.get(words, []))
+                for p in rng.sample(opts, min(len(opts), rng.randint(1, 3))):
+                    flag = p.opts[0]
+                    if p.is_flag:
+                        args.append(flag)
+                        continue
+                    value = rng.choice(_pool(flag, files))
+                    if flag in args:
+                        args[args.index(flag) + 1] = value
+                    else:
+                        args += [flag, value]
+                out.cases += 1
+                code = _one([*words, *args], limit_s, out)
+                out.by_exit[code] = out.by_exit.get(code, 0) + 1
     finally:
         signal.signal(signal.SIGALRM, old)
         signal.setitimer(signal.ITIMER_REAL, 0)

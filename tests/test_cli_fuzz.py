@@ -10,7 +10,12 @@ import cli_fuzz
 
 
 def test_hostile_options_never_give_a_traceback_or_a_runaway(tmp_path: Path):
+    repo = Path(__file__).resolve().parent.parent
+    before = sorted(p.name for p in repo.iterdir())
     out = cli_fuzz.run(150, tmp_path, seed=2026, limit_s=60.0)
+    # an empty path option writes to the current folder: the fuzz runs in its own, so the
+    # repository gets nothing (it once picked up the sample data this way)
+    assert sorted(p.name for p in repo.iterdir()) == before
     assert out.cases == 150
     assert out.tracebacks == [] and out.runaways == []
     assert set(out.by_exit) <= {0, 1, 2}
