@@ -1,11 +1,11 @@
 """Pure carbon accounting: intensity, operational, embodied (ACT-style), amortization."""
 
 from tokenprint.carbon.amortize import amortized_g, amortized_share
+from tokenprint.carbon.die import die_carbon_g
 from tokenprint.carbon.embodied import (
     COMPONENTS,
     SCOPES,
     EmbodiedBreakdown,
-    die_carbon_g,
     gpu_embodied,
     host_embodied_g,
 )

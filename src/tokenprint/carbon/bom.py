@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tokenprint.carbon.die import die_estimate, vendor_calibration
 from tokenprint.catalog import Catalog, Gpu
 from tokenprint.catalog.schema import BOM_PARTS, LCA_OUTSIDE, Lca, LcaCard, memory_family
 from tokenprint.ranges import Estimate
@@ -59,11 +60,6 @@ class PartValue:
     rule: str
     witnesses: tuple[Witness, ...]
 
-    @property
-    def estimate(self) -> Estimate:
-        """The part as low/mid/high grams."""
-        return Estimate(self.low_g, self.central_g, self.high_g)
-
 
 @dataclass(frozen=True)
 class CardBom:
@@ -72,6 +68,7 @@ class CardBom:
     gpu: str
     parts: dict[str, PartValue]
     vendor: str | None
+    assessed: bool   # a vendor footprint or a teardown covers this very card
     outside_g: dict[str, Witness] = field(default_factory=dict)
 
     def source_parts_g(self, parts: tuple[str, ...] = BOM_PARTS) -> dict[str, dict[str, float]]:
@@ -104,8 +101,6 @@ def _median(values: list[float]) -> float:
 
 def _vendor_witnesses(gpu: Gpu, catalog: Catalog) -> tuple[list[Witness], str | None]:
     """NVIDIA's footprint: the covered card's own split, else the factors calibrated on it."""
-    from tokenprint.carbon.embodied import die_estimate, vendor_calibration
-
     pcf = catalog.pcf_for(gpu.id)
     if pcf is not None:
         name = f"{pcf.name} ({pcf.source})"
@@ -124,8 +119,7 @@ def _vendor_witnesses(gpu: Gpu, catalog: Catalog) -> tuple[list[Witness], str | 
     cal = vendor_calibration(catalog)
     if cal is None:
         return [], None
-    ref = next(iter(catalog.pcfs.values()))
-    name = f"{ref.name}, calibrated factors ({ref.source})"
+    name = cal.source
     act_die = die_estimate(gpu.die_area_mm2.estimate, catalog.fab_node(gpu.act_node), catalog).mid
     found = [
         Witness(VENDOR_ID, name, "die", act_die * cal.ic_factor,
@@ -146,8 +140,6 @@ def _vendor_witnesses(gpu: Gpu, catalog: Catalog) -> tuple[list[Witness], str | 
 
 def _act_witnesses(gpu: Gpu, catalog: Catalog) -> list[Witness]:
     """ACT: the packaged logic die, planar DRAM per GB, heatsink and PCB from its materials."""
-    from tokenprint.carbon.embodied import die_estimate
-
     node = catalog.fab_node(gpu.act_node)
     pkg = gpu.n_packages * catalog.fab.packaging_g_per_ic.value
     die = die_estimate(gpu.die_area_mm2.estimate, node, catalog).mid + pkg
@@ -265,7 +257,9 @@ def reconcile_card(gpu: Gpu, catalog: Catalog) -> CardBom:
         witnesses += _factor_witnesses(lca, gpu)
     parts = {p: _reconcile_part(p, [w for w in witnesses if w.part == p], pcf_id is not None)
              for p in BOM_PARTS}
-    return CardBom(gpu.id, parts, pcf_id, outside)
+    assessed = pcf_id is not None or any(c.gpu == gpu.id for lca in catalog.lcas.values()
+                                         for c in lca.cards)
+    return CardBom(gpu.id, parts, pcf_id, assessed, outside)
 
 
 def bom_dict(bom: CardBom) -> dict[str, object]:

@@ -12,7 +12,6 @@ A step with no samples is reported as such, never as zero.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +29,7 @@ from tokenprint.catalog import Catalog
 from tokenprint.errors import TokenprintError
 from tokenprint.files import read_toml_file
 from tokenprint.fleet.exposition import ENERGY_SERIES, ENGINES
+from tokenprint.fleet.fetch import bounded_get
 from tokenprint.fleet.watch import PredictedEnergy
 
 MAX_POINTS = 11_000   # Prometheus refuses a query_range of more points than this
@@ -109,6 +109,7 @@ class _SeriesName(BaseModel):
     name: str = Field(alias="__name__")
 
 
+MAX_ANSWER_BYTES = 256 << 20   # one query_range answer (11,000 points × thousands of series)
 # an increase() per step above this (tokens or joules) is no measurement: 10¹⁸ is a million
 # years of a large fleet in one step
 MAX_STEP_VALUE = 1e18
@@ -134,12 +135,10 @@ class Prometheus:
 
     def _get(self, path: str, params: dict[str, str]) -> Any:
         what = params.get("query", path)
-        try:
-            raw = _bounded_get(self.client, f"{self.url.rstrip('/')}{path}", params,
-                               self.deadline_s)
-        except httpx.HTTPError as exc:
-            raise TokenprintError(f"cannot reach Prometheus at {self.url}: "
-                                  f"{exc.__class__.__name__}: {exc}") from None
+        # Prometheus answers its errors as JSON with a 4xx status: the body is read either way
+        raw = bounded_get(self.client, f"{self.url.rstrip('/')}{path}",
+                          f"cannot reach Prometheus at {self.url}", self.deadline_s,
+                          MAX_ANSWER_BYTES, params).body
         try:
             body = _Answer.model_validate_json(raw)
         except ValidationError as exc:
@@ -220,20 +219,6 @@ class Prometheus:
             for k, v in self._points(query, series, start, step_s, n):
                 total[k] = (0.0 if np.isnan(total[k]) else total[k]) + v
         return pd.Series(total, index=times)
-
-
-def _bounded_get(client: httpx.Client, url: str, params: dict[str, str], deadline_s: float
-                 ) -> bytes:
-    """The body of ``GET url`` within ``deadline_s`` in all (httpx bounds each read only)."""
-    end = time.monotonic() + deadline_s
-    parts = []
-    with client.stream("GET", url, params=params) as r:
-        for data in r.iter_bytes():
-            if time.monotonic() > end:
-                raise TokenprintError(f"Prometheus at {url} did not answer within "
-                                      f"{deadline_s:g} s")
-            parts.append(data)
-    return b"".join(parts)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from tokenprint.carbon.operational import operational_g
 from tokenprint.catalog import Catalog
 from tokenprint.errors import TokenprintError
 from tokenprint.fleet.exposition import read_energy_j, read_engine
+from tokenprint.fleet.fetch import bounded_get
 from tokenprint.predict.model import predict_static
 from tokenprint.predict.params import (
     DEFAULT_STACK,
@@ -104,29 +105,12 @@ SCRAPE_DEADLINE_S = 10.0        # one scrape, whole (a page dripping a byte at a
 MAX_SCRAPE_BYTES = 32 << 20     # an exposition past this is not a metrics page
 
 
-def _get(client: httpx.Client, url: str, deadline_s: float = SCRAPE_DEADLINE_S) -> str:
-    """The page at ``url`` within ``deadline_s`` in all (httpx bounds each read, not the
-    whole answer) and ``MAX_SCRAPE_BYTES``."""
-    end = time.monotonic() + deadline_s
-    parts: list[bytes] = []
-    size = 0
-    try:
-        with client.stream("GET", url) as r:
-            if r.status_code != 200:
-                raise TokenprintError(f"cannot scrape {url}: HTTP {r.status_code}")
-            for data in r.iter_bytes():
-                size += len(data)
-                if size > MAX_SCRAPE_BYTES:
-                    raise TokenprintError(f"cannot scrape {url}: more than {MAX_SCRAPE_BYTES} "
-                                          "bytes")
-                if time.monotonic() > end:
-                    raise TokenprintError(f"cannot scrape {url}: not complete within "
-                                          f"{deadline_s:g} s")
-                parts.append(data)
-            encoding = r.encoding or "utf-8"
-    except httpx.HTTPError as exc:
-        raise TokenprintError(f"cannot scrape {url}: {exc.__class__.__name__}: {exc}") from None
-    return b"".join(parts).decode(encoding, errors="replace")
+def _get(client: httpx.Client, url: str) -> str:
+    """A metrics page, whole within ``SCRAPE_DEADLINE_S`` and ``MAX_SCRAPE_BYTES``."""
+    page = bounded_get(client, url, f"cannot scrape {url}", SCRAPE_DEADLINE_S, MAX_SCRAPE_BYTES)
+    if page.status != 200:
+        raise TokenprintError(f"cannot scrape {url}: HTTP {page.status}")
+    return page.text
 
 
 def increase(previous: float | None, current: float) -> tuple[float, bool]:

@@ -261,7 +261,7 @@ class Ledger:
 
     def open(self, rec: RequestOutcome) -> None:
         """Journal a request whose answer has started (a stream's headers are going out) as an
-        open row: status 500, "killed while answering". Its final row (``add``) supersedes it;
+        open row (status 500, "the answer never ended"). Its final row (``add``) supersedes it;
         if the process dies first, the replay keeps it, so a request the gateway started to
         answer always has a row. Open rows never go to the database while the run lives."""
         if not self.journaled:

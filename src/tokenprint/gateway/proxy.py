@@ -358,11 +358,12 @@ class Proxy:
 
         gone.add_done_callback(hang_up)
         # journaled before the client sees the request id: a gateway killed mid-stream leaves
-        # this row (500, "killed while answering") for the replay, never none
+        # this row (500) for the replay, never none; the stream's own end replaces it
         self.ledger.open(RequestOutcome(
             id=rid, time_utc=time.time(), upstream=st.name, model=st.cfg.model,
             region=st.cfg.region.upper(), endpoint=endpoint, status=500, attempts=attempt,
-            note="the gateway was killed while answering: tokens and carbon unknown"))
+            note="the answer never ended (the gateway was killed or failed while answering): "
+                 "tokens and carbon unknown"))
         try:
             await send({"type": "http.response.start", "status": 200, "headers": [
                 (b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),

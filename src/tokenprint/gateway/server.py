@@ -45,6 +45,12 @@ _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\
          b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
 
 
+def _cancel(timer: asyncio.TimerHandle | None) -> None:
+    """Cancel a timer if one is armed."""
+    if timer is not None:
+        timer.cancel()
+
+
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
     """HttpToolsProtocol with a bounded, timed request head."""
 
@@ -91,27 +97,28 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def _disarm_body(self) -> None:
-        if self._body_timer is not None:
-            self._body_timer.cancel()
-            self._body_timer = None
+        _cancel(self._body_timer)
+        self._body_timer = None
 
     def _body_too_slow(self) -> None:
         self._body_timer = None
-        if self._in_body and not self.transport.is_closing():
-            self.transport.close()
+        self._close_if(self._in_body)
 
     def _arm(self) -> None:
         if self._head_timer is None:
             self._head_timer = self.loop.call_later(self._head_timeout, self._too_slow)
 
     def _disarm(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        _cancel(self._head_timer)
+        self._head_timer = None
 
     def _too_slow(self) -> None:
         self._head_timer = None
-        if not self._in_body and not self.transport.is_closing():
+        self._close_if(not self._in_body)
+
+    def _close_if(self, late: bool) -> None:
+        """Close the connection when its head or body is still arriving at its deadline."""
+        if late and not self.transport.is_closing():
             self.transport.close()
 
     def _reject_head(self) -> None:
