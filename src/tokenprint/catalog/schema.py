@@ -455,6 +455,11 @@ class ModelArch(Entry):
         """Whether every GPU of a tensor-parallel group holds the whole KV cache (MLA's latent)."""
         return self.attention == "mla"
 
+    def group_kv_bytes_per_token(self, dtype: str, tp: int = 1) -> float:
+        """KV-cache bytes one token of context takes in a group of ``tp`` GPUs: split among
+        them, or held by every one where the cache is replicated (MLA)."""
+        return self.kv_bytes_per_token(dtype) * (tp if self.kv_replicated else 1)
+
     def attn_flops_per_pair(self, decode: bool = True) -> float:
         """Attention FLOPs for one (token, earlier token) pair, all layers: scores and values."""
         if self.attention == "mla":

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from tokenprint.carbon import Intensity, compute_footprint, load_intensity_csv, parse_time
 from tokenprint.carbon.amortize import check_lifetime
+from tokenprint.carbon.bom import bom_dict, reconcile_card
 from tokenprint.carbon.embodied import COMPONENTS, check_scope
 from tokenprint.carbon.footprint import Footprint
 from tokenprint.carbon.operational import MAX_PUE
@@ -23,6 +24,7 @@ from tokenprint.cli.common import (
     number,
     print_json,
 )
+from tokenprint.cli.embodied_view import print_bom
 from tokenprint.errors import TokenprintError
 from tokenprint.units import J_PER_KWH, S_PER_HOUR
 
@@ -123,23 +125,15 @@ def carbon(
         start_s=start_s, host=host, energy_kind=energy_kind,
         utilization=number(utilization, "utilization"),
     )
-    bom = None
-    if explain:
-        from tokenprint.carbon.bom import reconcile_card
-
-        bom = reconcile_card(cat.gpu(gpu), cat)
+    bom = reconcile_card(cat.gpu(gpu), cat) if explain else None
     if as_json:
         out = fp.to_dict()
         if bom is not None:
-            from tokenprint.carbon.bom import bom_dict
-
             out["embodied_sources"] = bom_dict(bom)
         print_json(out)
         return
     print_footprint(fp)
     if bom is not None:
-        from tokenprint.cli.embodied_view import print_bom
-
         print_bom(bom, console)
 
 

@@ -43,6 +43,7 @@ from tokenprint.predict.shapes import (
     MEMORY_FRACTION,
     ShapeArrays,
     allreduce_bytes,
+    group_kv_bytes_per_token,
     pass_bytes,
     pass_flops,
 )
@@ -152,8 +153,7 @@ def predict_serving(shape: ShapeArrays, hw: HardwareArrays, prof: ProfileArrays,
     lo = np.asarray(output_len, dtype=np.float64)
     t = np.asarray(tp, dtype=np.float64)
     free = MEMORY_FRACTION * t * hw.mem_bytes - shape.weight_bytes
-    copies = np.where(shape.kv_replicated > 0, t, 1.0)   # MLA's latent on every GPU
-    per_seq = shape.kv_bytes_per_token * copies * (li + 0.5 * lo) + shape.state_bytes_per_seq
+    per_seq = group_kv_bytes_per_token(shape, t) * (li + 0.5 * lo) + shape.state_bytes_per_seq
     cap = np.maximum(free / per_seq, 1.0)
     b = np.minimum(requested, cap)
     step = pass_time(shape, hw, prof, b, 1.0, li + 0.5 * lo, t)

@@ -147,10 +147,16 @@ def pass_bytes(shape: ShapeArrays, batch: ArrayLike, new_tokens: ArrayLike,
     dense = shape.dense_matmul_params * shape.dense_weight_bytes_per_param
     experts = experts_touched(shape, b * n) * shape.expert_params \
         * shape.expert_weight_bytes_per_param
-    copies = np.where(shape.kv_replicated > 0, np.asarray(tp, dtype=np.float64), 1.0)
-    kv = b * shape.kv_bytes_per_token * (c + n) * copies
+    kv = b * group_kv_bytes_per_token(shape, tp) * (c + n)
     state = b * 2.0 * shape.state_bytes_per_seq   # each sequence's state read and written
     return np.asarray(dense + experts + kv + state)
+
+
+def group_kv_bytes_per_token(shape: ShapeArrays, tp: ArrayLike) -> F64:
+    """KV-cache bytes per token of context in a group of ``tp`` GPUs (``ModelArch.
+    group_kv_bytes_per_token``, as arrays): held by every GPU where it is replicated (MLA)."""
+    t = np.asarray(tp, dtype=np.float64)
+    return np.asarray(shape.kv_bytes_per_token * np.where(shape.kv_replicated > 0, t, 1.0))
 
 
 def allreduce_bytes(shape: ShapeArrays, batch: ArrayLike, new_tokens: ArrayLike,
@@ -176,8 +182,7 @@ def kv_token_budget(model: ModelArch, memory_gb: float, weight_dtype: str, tp: i
     free = usable - model.weight_bytes(weight_dtype)
     if free <= 0:
         return 0
-    copies = tp if model.kv_replicated else 1   # MLA's latent sits on every GPU of the group
-    return int(free // (model.kv_bytes_per_token(kv_dtype_for(weight_dtype, kv_dtype)) * copies))
+    return int(free // model.group_kv_bytes_per_token(kv_dtype_for(weight_dtype, kv_dtype), tp))
 
 
 def max_batch_fits(model: ModelArch, memory_gb: float, dtype: str, context_tokens: int,
@@ -188,12 +193,11 @@ def max_batch_fits(model: ModelArch, memory_gb: float, dtype: str, context_token
     ``memory_fraction`` of the memory is usable (vLLM's default ``gpu_memory_utilization`` is 0.9);
     weights and KV cache are split across the parallel group.
     """
-    if model.ssm_layers:   # each sequence also holds its fixed state-space state
-        usable = tp * memory_gb * 1e9 * memory_fraction
-        free = usable - model.weight_bytes(dtype)
-        kv_dt = kv_dtype_for(dtype, kv_dtype)
-        per_seq = (model.kv_bytes_per_token(kv_dt) * max(context_tokens, 1)
-                   + model.state_bytes_per_seq(kv_dt))
-        return int(free // per_seq) if free > 0 else 0
-    budget = kv_token_budget(model, memory_gb, dtype, tp, kv_dtype, memory_fraction)
-    return budget // max(context_tokens, 1)
+    free = tp * memory_gb * 1e9 * memory_fraction - model.weight_bytes(dtype)
+    if free <= 0:
+        return 0
+    kv_dt = kv_dtype_for(dtype, kv_dtype)
+    # each sequence holds its context's KV cache and, in a hybrid model, its fixed state
+    per_seq = (model.group_kv_bytes_per_token(kv_dt, tp) * max(context_tokens, 1)
+               + model.state_bytes_per_seq(kv_dt))
+    return int(free // per_seq)

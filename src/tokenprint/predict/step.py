@@ -107,9 +107,7 @@ def step_costs(catalog: Catalog, model_id: str, gpu_id: str, dtype: str = "auto"
                                  * shape.dense_weight_bytes_per_param[0]),
         expert_bytes=float(shape.expert_params[0] * shape.expert_weight_bytes_per_param[0]),
         n_experts=float(model.num_experts), experts_per_token=float(model.experts_per_token),
-        # the group's bytes: MLA's latent is read by every GPU of the group
-        kv_bytes_per_token=float(shape.kv_bytes_per_token[0]) * (tp if model.kv_replicated
-                                                                  else 1),
+        kv_bytes_per_token=model.group_kv_bytes_per_token(kv_dt, tp),   # the group's bytes
         step_overhead_s=v["step_overhead_s"], seq_overhead_s=v["seq_overhead_s"],
         comm_s_per_token=comm_tok,
         comm_fixed_s=2.0 * model.num_layers * v["tp_latency_s"] if tp > 1 else 0.0,
