@@ -92,15 +92,6 @@ class IntensitySeries:
     zone: str | None = None   # the grid zone the file says it holds (Electricity Maps' Zone Id)
     _cum: NDArray[np.float64] = field(init=False, repr=False, compare=False)
 
-    def check_zone(self, region: str) -> None:
-        """Refuse a series whose own zone is not ``region``: charging France at California's
-        intensity is a wrong answer with no error otherwise."""
-        if self.zone is not None and self.zone.upper() != region.strip().upper():
-            raise TokenprintError(
-                f"intensity file {self.source.split(' [')[0]!r} holds zone {self.zone}, not "
-                f"region {region.upper()}: give --region {self.zone} or {region.upper()}'s own "
-                "file")
-
     def __post_init__(self) -> None:
         vals = np.asarray(self.values, dtype=np.float64)
         if vals.ndim != 1 or vals.size == 0:
@@ -189,7 +180,7 @@ MAX_INTENSITY_G_PER_KWH = 5000.0
 
 
 def load_intensity_csv(path: str | Path, basis: Basis = "lifecycle",
-                       fill: bool = False) -> IntensitySeries:
+                       fill: bool = False, region: str | None = None) -> IntensitySeries:
     """Read an hourly (or any regular) intensity CSV.
 
     Formats, told apart by their columns:
@@ -200,7 +191,8 @@ def load_intensity_csv(path: str | Path, basis: Basis = "lifecycle",
     * plain: ``timestamp,intensity_g_per_kwh`` (basis as declared by ``basis``).
 
     Gaps, duplicates, unsorted rows, non-numeric or negative values raise an error naming the row;
-    with ``fill=True`` missing steps are linearly interpolated instead.
+    with ``fill=True`` missing steps are linearly interpolated instead. With ``region``, a file
+    whose own zone (Electricity Maps' ``Zone Id``) is another is refused, naming both.
     """
     if basis not in BASES:
         raise TokenprintError(f"unknown intensity basis {basis!r}; valid: {', '.join(BASES)}")
@@ -235,6 +227,11 @@ def load_intensity_csv(path: str | Path, basis: Basis = "lifecycle",
             "('Datetime (UTC)', 'Carbon Intensity gCO₂eq/kWh (direct)/(LCA)'), EIA-930 form "
             "('timestamp', 'avg_CI') or 'timestamp,intensity_g_per_kwh'"
         )
+    if zone is not None and region is not None and zone.upper() != region.strip().upper():
+        # charging France at California's intensity is a wrong answer with no error otherwise
+        raise TokenprintError(f"intensity file {str(p)!r} holds zone {zone}, not region "
+                              f"{region.upper()}: give --region {zone} or {region.upper()}'s "
+                              "own file")
     if len(df) == 0:
         raise TokenprintError(f"intensity file {str(p)!r} has no rows")
     times = pd.to_datetime(df[tcol], errors="coerce", utc=True)

@@ -112,8 +112,7 @@ def carbon(
     intensity: Intensity | None = None
     start_s = None
     if intensity_file is not None:
-        intensity = load_intensity_csv(intensity_file, basis=basis, fill=fill)
-        intensity.check_zone(region)
+        intensity = load_intensity_csv(intensity_file, basis=basis, fill=fill, region=region)
         if start is None:
             raise TokenprintError("--intensity-file needs --start (ISO 8601 time of the run)")
         start_s = parse_time(start)

@@ -109,9 +109,8 @@ def watch(
         if not u.startswith(("http://", "https://")):
             raise TokenprintError(f"--metrics {u!r} is invalid; give a URL starting with "
                                   "http:// or https://")
-    series = load_intensity_csv(intensity_file, fill=True) if intensity_file else None
-    if series is not None:
-        series.check_zone(region)
+    series = (load_intensity_csv(intensity_file, fill=True, region=region) if intensity_file
+              else None)
     if live_intensity and series is not None:
         raise TokenprintError("give --intensity-file or --live-intensity, not both")
     live = None

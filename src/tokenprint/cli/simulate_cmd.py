@@ -130,9 +130,8 @@ def simulate(
              for g in split_list(gpu, "GPU") for r in int_list(replicas, "replicas")
              for b in int_list(max_batch, "max batch")]
     cat.region(region)
-    series = load_intensity_csv(intensity_file, fill=True) if intensity_file else None
-    if series is not None:
-        series.check_zone(region)
+    series = (load_intensity_csv(intensity_file, fill=True, region=region) if intensity_file
+              else None)
     files = [str(f) for f in (catalog or [])]
 
     def one(spec: ClusterSpec) -> SimSummary:

@@ -267,8 +267,7 @@ def deployment_table(prom: Prometheus, catalog: Catalog, d: Deployment, w: Repor
         method = d.energy
     region = catalog.region(d.region)
     if d.intensity_file:
-        series = load_intensity_csv(d.intensity_file, fill=True)
-        series.check_zone(d.region)
+        series = load_intensity_csv(d.intensity_file, fill=True, region=d.region)
         ci = pd.Series(series.mean_over(gen.index - w.step_s, gen.index), index=gen.index)
         ci_source = f"{series.source} ({series.basis})"
     else:

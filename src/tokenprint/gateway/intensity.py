@@ -38,8 +38,7 @@ class IntensityProvider:
         for region, path in (files or {}).items():
             # refused at start when it cannot work: non-numeric or negative values, gaps are
             # errors naming the row (not silently interpolated)
-            self.series[region.upper()] = load_intensity_csv(path, fill=False)
-            self.series[region.upper()].check_zone(region)
+            self.series[region.upper()] = load_intensity_csv(path, fill=False, region=region)
         self.token_env = token_env
         self.base_url = base_url.rstrip("/")
         self.cache_s = cache_s

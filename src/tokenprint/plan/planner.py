@@ -187,9 +187,7 @@ def _intensity_for(inp: PlanInputs, region: str) -> IntensitySeries | None:
                  f"{region.upper()}_2023.csv"):
         p = inp.intensity_dir / name
         if p.is_file():
-            series = load_intensity_csv(p, fill=True)
-            series.check_zone(region)
-            return series
+            return load_intensity_csv(p, fill=True, region=region)
     raise TokenprintError(f"no hourly intensity file for region {region} in "
                           f"{str(inp.intensity_dir)!r} (expected {region.upper()}.csv)")
 
