@@ -372,12 +372,9 @@ def _pareto_figure(a: dict[str, Any], path: Path) -> Path:
                label="chosen plan")
     ax.set_xlabel(f"{a['targets']['percentile']} end-to-end latency (s)")
     ax.set_ylabel("total carbon for the trace (g CO2e)")
-    ax.set_yscale("log")
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    from tokenprint.report.figures import log_axis
 
-    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.yaxis.set_minor_formatter(NullFormatter())
+    log_axis(ax)
     # configurations within 0.5 % of each other in a region draw on top of each other
     shown = len({(r["region"], round(r["e2e_s"], 3), round(float(np.log(r["total_g"])) * 200))
                  for r in rows if r["total_g"] > 0})

@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 
 from tokenprint.carbon.embodied import gpu_embodied
 from tokenprint.catalog import Catalog
@@ -31,6 +32,17 @@ plt.rcParams.update({
     "axes.labelsize": 10, "legend.fontsize": 8.5, "axes.spines.top": False,
     "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3,
 })
+
+
+def log_axis(ax: Axes, axis: str = "y") -> None:
+    """A log scale read in plain numbers (0.5, 1, 2, 5, 10 …), not 2 × 10¹."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    getattr(ax, f"set_{axis}scale")("log")
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    target.set_minor_formatter(NullFormatter())
 
 
 def _styles(res: StudyResult) -> tuple[dict[str, str], dict[str, str], dict[str, int]]:
@@ -111,7 +123,7 @@ def fig_throughput_latency(res: StudyResult, path: Path) -> Path:
     axes[1].axhline(target_ms, color="#aa0000", lw=1, ls="--")
     for ax in axes:
         _batch_axis(ax, res.config.batches)
-        ax.set_yscale("log")
+        log_axis(ax)
     # the label sits under the line at the right edge, on white, never struck through
     axes[1].text(0.98, target_ms / 1.08, f"TPOT target {target_ms:.0f} ms",
                  transform=axes[1].get_yaxis_transform(), ha="right", va="top", fontsize=8,
@@ -140,7 +152,7 @@ def fig_energy_per_token(res: StudyResult, path: Path) -> Path:
     axes[1].set_title("Decode: energy per output token")
     for ax in axes:
         _batch_axis(ax, res.config.batches)
-        ax.set_yscale("log")
+        log_axis(ax)
         ax.set_ylabel("energy (mJ per token)")
     marked = _memory_limits(axes[0], res, "prefill_j_per_token", 1e3)
     _memory_limits(axes[1], res, "decode_j_per_token", 1e3)
@@ -189,7 +201,7 @@ def fig_carbon_stacked(res: StudyResult, path: Path) -> Path:
         ax.set_xticklabels(regions, fontsize=8.5)
         for lbl, r in zip(ax.get_xticklabels(), regions, strict=True):
             lbl.set_color(reg_c[r])
-        ax.set_yscale("log")
+        log_axis(ax)
         ax.set_title(model)
         ax.set_ylabel("mg CO2e per 1k output tokens")
     bottom = _legend_below(fig, axes[0][0], ncol=2 * len(gpus))
@@ -229,9 +241,11 @@ def fig_embodied_share(res: StudyResult, catalog: Catalog, path: Path) -> Path:
                     label=f"{gpu} (batch {int(best['batch'])})")
         for r in cfg.regions:
             reg = catalog.region(r)
-            ax.axvline(reg.intensity_g_per_kwh.value, color=reg_c[r.upper()], lw=1, ls=":")
-            # beside its line (not on it), high up where the share curves have fallen away
-            ax.annotate(reg.id.upper(), (reg.intensity_g_per_kwh.value, 0.3),
+            x_r = reg.intensity_g_per_kwh.value
+            ax.axvline(x_r, color=reg_c[r.upper()], lw=1, ls=":")
+            # beside its line, just above where the share curves cross it (never on them)
+            top = max((emb / (emb + e_kwh * x_r) for e_kwh, emb in lines.values()), default=0.0)
+            ax.annotate(reg.id.upper(), (x_r, min(top + 0.04, 0.6)),
                         xycoords=("data", "axes fraction"), xytext=(3, 0),
                         textcoords="offset points", rotation=90, fontsize=7.5,
                         color=reg_c[r.upper()], ha="left", va="bottom",
@@ -244,7 +258,7 @@ def fig_embodied_share(res: StudyResult, catalog: Catalog, path: Path) -> Path:
         if x is not None and ci[0] <= x <= ci[-1]:
             ax.axvline(x, color="black", lw=1.2, ls="--",
                        label=f"equal carbon per token at {x:.0f} g/kWh")
-        ax.set_xscale("log")
+        log_axis(ax, "x")
         ax.set_xlabel("grid carbon intensity (g CO2e/kWh, log scale)")
         ax.set_ylabel("embodied share of total carbon (%)")
         ax.set_title(model)
@@ -274,7 +288,7 @@ def fig_hourly(res: StudyResult, path: Path) -> Path | None:
                 color=gpu_c[gpu], marker=MODEL_MARKERS[i % 4], ms=3.5, label=f"{model} · {gpu}")
     ax.set_xlabel("hour of day (UTC)")
     ax.set_ylabel("mg CO2e per 1k output tokens")
-    ax.set_yscale("log")
+    log_axis(ax)
     ax.set_xticks(range(0, 24, 3))
     ax.set_title(f"Same load by hour: {res.config.intensity_region or 'hourly grid'}")
     bottom = _legend_below(fig, ax, ncol=2)
