@@ -148,3 +148,23 @@ def test_holdout_tp_predicts_each_group_size_from_the_others(catalog, shared_dat
     assert np.isfinite(df["pred_tpot_s"]).sum() > 0.9 * len(sub)
     rep = validation_report(sub, catalog, "tp", 0, pts.source)
     assert rep["holdout"] == "tp" and rep["mape"]["tpot"] is not None
+
+
+@pytest.mark.parametrize("columns", ["80", "200"])
+def test_predict_table_never_cuts_a_number(columns):
+    """As a user runs it (rich reads COLUMNS when the console is made, at start)."""
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "tokenprint", "predict", "--model",
+                           "llama-3.1-8b", "--gpu", "l4,h100", "--batch", "1,8,128"],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": columns})
+    out = proc.stdout
+    assert proc.returncode == 0 and "…" not in out
+    assert out.count("Predicted: llama-3.1-8b") == 2          # one table per GPU
+    if columns == "80":
+        assert "ranges (low–high) left out at 80 columns" in out
+    else:
+        assert "(0.0" in out and "left out" not in out        # ranges under the values

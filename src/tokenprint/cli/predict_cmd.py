@@ -20,6 +20,7 @@ from tokenprint.cli.common import (
 )
 from tokenprint.errors import TokenprintError
 
+RANGE_WIDTH = 120   # terminal columns the table needs to show every range whole
 STACK_HELP = ("Serving stack (engine and release): vllm-2025 (default), vllm-2024, tensorrt-llm, "
               "deepspeed-mii, hf-transformers.")
 
@@ -64,8 +65,15 @@ def _print_table(recs: list[Any], tp: int, input_len: int, output_len: int) -> N
                 "power W", "status"):
         table.add_column(col, justify="right")
 
+    # a range such as (0.0536–0.0993) cannot wrap in a narrow column without being cut or
+    # broken mid-number: below RANGE_WIDTH columns the table shows values, and says so
+    with_ranges = console.width >= RANGE_WIDTH
+
     def rng(r: Mapping[str, Any], key: str, scale: float = 1.0, fmt: str = ".3g") -> str:
-        return (f"{r[key] * scale:{fmt}} ({r[key + '_low'] * scale:{fmt}}–"
+        value = f"{r[key] * scale:{fmt}}"
+        if not with_ranges:
+            return value
+        return (f"{value}\n({r[key + '_low'] * scale:{fmt}}–"
                 f"{r[key + '_high'] * scale:{fmt}})")
 
     for r in recs:
@@ -74,6 +82,9 @@ def _print_table(recs: list[Any], tp: int, input_len: int, output_len: int) -> N
                       rng(r, "throughput_tok_s", 1.0, ".4g"), rng(r, "energy_per_input_token_j"),
                       rng(r, "energy_per_output_token_j"), f"{r['mean_power_w']:.0f}", status)
     console.print(table)
+    if not with_ranges:
+        console.print(f"ranges (low–high) left out at {console.width} columns: widen the "
+                      f"terminal to {RANGE_WIDTH} or use --json", style="dim")
     kind = (f"calibrated profile {r0['profile']}" if r0["calibrated"] else
             f"{r0['stack']} prior ({r0['hardware_id']} not calibrated under this stack)")
     console.print(f"source: predicted ({r0['model_version']}); {kind}: {r0['calibration']}",
