@@ -202,32 +202,38 @@ def ledger_check(
     if as_json:
         print_json(runs)
     else:
-        t = Table(title=f"Ledger check: {results}")
-        for col in ("run", "started (UTC)", "answered", "recorded", "dropped", "missing",
-                    "in journal", "state"):
-            t.add_column(col)
-        for r in runs:
-            t.add_row(r["run_id"], time.strftime("%Y-%m-%d %H:%M:%S",
-                                                 time.gmtime(r["started_utc"])),
-                      str(r["answered"]), str(r["recorded"]), str(r["dropped"]),
-                      str(r["missing"]), str(r["recoverable"]),
-                      "stopped cleanly" if r["stopped_cleanly"] else
-                      "running" if r["running"] else "KILLED",
-                      style=None if r["ok"] else "red")
-        console.print(t)
-        bad = [r for r in runs if not r["ok"]]
-        if not runs:
-            console.print("no gateway runs recorded in this ledger (older than 0.2?)")
-        elif bad:
-            console.print(f"{len(bad)} run(s) with a gap. A run that did not stop cleanly was "
-                          "killed; every request it answered is in the database or its "
-                          "journal ('in journal': the next gateway start or `ledger check "
-                          "--recover` writes them).", style="red")
-        else:
-            console.print("every answered request has its row; every run stopped cleanly or "
-                          "is running")
+        _print_check(results, runs)
     if any(not r["ok"] for r in runs):
         raise typer.Exit(1)
+
+
+def _print_check(results: Path, runs: list[dict[str, Any]]) -> None:
+    """One block per gateway run (a run id and a time never cut, at any width), then what the
+    runs add up to."""
+    console.print(f"Ledger check: {results}", style="bold")
+    for r in runs:
+        state = ("stopped cleanly" if r["stopped_cleanly"] else "running" if r["running"]
+                 else "KILLED")
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["started_utc"]))
+        console.print(f"{r['run_id']}  started {started} UTC  {state}",
+                      style=None if r["ok"] else "red", highlight=False)
+        journal = f" ({r['recoverable']} in its journal)" if r["recoverable"] else ""
+        console.print(f"  answered {r['answered']} · recorded {r['recorded']} · dropped "
+                      f"{r['dropped']} · missing {r['missing']}{journal}", highlight=False)
+    gaps = [r for r in runs if r["missing"] or r["dropped"]]
+    killed = [r for r in runs if not r["ok"] and r not in gaps]
+    if not runs:
+        console.print("no gateway runs recorded in this ledger (older than 0.2?)")
+    if gaps:
+        console.print(f"{len(gaps)} run(s) with a gap: rows missing or dropped. A killed run's "
+                      "missing rows are in its journal: the next gateway start or `ledger "
+                      "check --recover` writes them.", style="red")
+    if killed:
+        console.print(f"{len(killed)} run(s) killed without a gap: every request they answered "
+                      "has its row.", style="yellow")
+    if runs and not gaps and not killed:
+        console.print("every answered request has its row; every run stopped cleanly or "
+                      "is running")
 
 
 def register(app: typer.Typer) -> None:
