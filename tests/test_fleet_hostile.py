@@ -177,3 +177,55 @@ def test_prometheus_answer_fuzz_fails_closed(catalog, answer):
     for col in ("total_g", "operational_g", "energy_j"):
         vals = table[col].dropna()
         assert ((vals >= 0) & vals.map(math.isfinite)).all()
+
+
+@pytest.mark.parametrize("columns", ["80", "200"])
+def test_fleet_report_never_cuts_an_id_or_a_number(tmp_path: Path, columns):
+    """As a user runs it, against a stand-in Prometheus with one refused sample and a
+    deployment with a long name: at 80 columns one block per deployment, at 200 a table."""
+    import os
+    import subprocess
+    import sys
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+    from urllib.parse import parse_qs, urlparse
+
+    class Prom(BaseHTTPRequestHandler):
+        def log_message(self, *a: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            u = urlparse(self.path)
+            q = parse_qs(u.query)
+            if u.path.endswith("/series"):
+                data: Any = [{"__name__": "vllm:generation_tokens_total"}]
+            else:
+                start, step = float(q["start"][0]), float(q["step"][0].rstrip("s"))
+                data = {"resultType": "matrix", "result": [{"metric": {}, "values": [
+                    [start + k * step, "-5" if k == 1 else "1000"] for k in range(4)]}]}
+            body = json.dumps({"status": "success", "data": data}).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = HTTPServer(("127.0.0.1", 0), Prom)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    deps = tmp_path / "deps.toml"
+    deps.write_text('[[deployment]]\nname = "support-bot-llama-3.1-8b-h100-fr-prod"\n'
+                    'model = "llama-3.1-8b"\ngpu = "h100-sxm"\ngpus = 2\nregion = "FR"\n')
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "tokenprint", "fleet", "report", "--prometheus",
+             f"http://127.0.0.1:{server.server_port}", "--deployments", str(deps), "--since",
+             "4h", "--step", "1h"], capture_output=True, text=True, timeout=120,
+            env={**os.environ, "COLUMNS": columns})
+    finally:
+        server.shutdown()
+    assert proc.returncode == 0, proc.stderr
+    assert "…" not in proc.stdout
+    assert "support-bot-llama-3.1-8b-h100-fr-prod" in proc.stdout
+    assert "sample(s) from Prometheus refused" in proc.stdout   # every query gets the same answer
+    assert "steps without data 1 of 4" in proc.stdout or "│ 1 of 4" in proc.stdout
+    assert ("┏" in proc.stdout) == (columns == "200")

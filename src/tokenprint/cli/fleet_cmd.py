@@ -5,9 +5,10 @@ from __future__ import annotations
 import signal
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 
 from tokenprint.carbon.amortize import MAX_LIFETIME_YEARS
 from tokenprint.carbon.operational import MAX_PUE
@@ -208,7 +209,6 @@ def fleet_report_cmd(
 ) -> None:
     """Carbon by deployment and step from a Prometheus server's history: tokens, energy
     (measured where a counter is named, else predicted), operational and embodied carbon."""
-    from rich.table import Table
 
     from tokenprint.carbon import parse_time
     from tokenprint.carbon.amortize import check_lifetime
@@ -263,28 +263,51 @@ def fleet_report_cmd(
                     "refused_samples": prom.refused})
         return
 
-    def num(v: float, fmt: str) -> str:   # a deployment with no data has no number, not 0
-        return "—" if v != v else format(v, fmt)
-
-    t = Table(title=f"Fleet carbon, {len(totals)} deployment(s), step {step}")
-    for col in ("deployment", "model", "gpu × n", "region", "tokens out", "energy kWh",
-                "operational", "embodied", "g / 1k tok", "steps w/o data"):
-        t.add_column(col)
-    for r in totals.to_dict("records"):
-        n_gpus = "" if r["gpus"] != r["gpus"] else f" × {r['gpus']:.0f}"
-        t.add_row(r["deployment"], r["model"], f"{r['gpu']}{n_gpus}", r["region"],
-                  num(r["generation_tokens"], ".0f"), num(r["energy_j"] / J_PER_KWH, ".3g"),
-                  "—" if r["operational_g"] != r["operational_g"] else fmt_g(r["operational_g"]),
-                  fmt_g(r["embodied_g"]),
-                  "—" if r["g_per_1k_tokens"] != r["g_per_1k_tokens"]
-                  else f"{r['g_per_1k_tokens']:.3g}",
-                  f"{r['steps_without_data']} of {r['steps']}")
-    console.print(t)
+    _print_totals(totals, step)
     if prom.refused:
         console.print(f"{len(prom.refused)} sample(s) from Prometheus refused (their steps count "
                       f"as without data); first: {prom.refused[0]}", style="yellow")
     if out is not None:
         console.print(f"wrote {', '.join(str(f) for f in files)}")
+
+
+def _print_totals(totals: Any, step: str) -> None:
+    """Totals per deployment: a table where the terminal holds it whole, else one block per
+    deployment (ids and numbers are never cut). A deployment without data shows —, not 0."""
+    def num(v: float, fmt: str) -> str:
+        return "—" if v != v else format(v, fmt)
+
+    def grams(v: float) -> str:
+        return "—" if v != v else fmt_g(v)
+
+    rows = []
+    for r in totals.to_dict("records"):
+        n_gpus = "" if r["gpus"] != r["gpus"] else f" × {r['gpus']:.0f}"
+        rows.append((r["deployment"], r["model"], f"{r['gpu']}{n_gpus}", r["region"],
+                     num(r["generation_tokens"], ".0f"), num(r["energy_j"] / J_PER_KWH, ".3g"),
+                     grams(r["operational_g"]), grams(r["embodied_g"]),
+                     num(r["g_per_1k_tokens"], ".3g"),
+                     f"{r['steps_without_data']} of {r['steps']}"))
+    title = f"Fleet carbon, {len(totals)} deployment(s), step {step}"
+    header = ("deployment", "model", "gpu × n", "region", "tokens out", "energy kWh",
+              "operational", "embodied", "g / 1k tok", "steps w/o data")
+    # every cell whole: the widest of each column, plus its padding and border
+    needed = sum(max(len(str(c)) for c in col) + 3 for col in zip(header, *rows, strict=True)) + 1
+    if needed <= console.width:
+        t = Table(title=title)
+        for col in header:
+            t.add_column(col)
+        for row in rows:
+            t.add_row(*row)
+        console.print(t)
+        return
+    console.print(title, style="bold")
+    for dep, model, gpus, region, tokens, kwh, op, emb, per_1k, steps in rows:
+        console.print(f"{dep}: {model} on {gpus} in {region}", highlight=False)
+        console.print(f"  tokens out {tokens} · energy {kwh} kWh · steps without data {steps}",
+                      highlight=False)
+        console.print(f"  operational {op} · embodied {emb} · {per_1k} g / 1k tokens",
+                      highlight=False)
 
 
 def register(app: typer.Typer) -> None:
