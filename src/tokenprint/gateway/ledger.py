@@ -542,11 +542,18 @@ def _alive(pid: int | None, last_beat_utc: float | None) -> bool:
     return True
 
 
-def recover_folder(results_dir: str | Path) -> int:
-    """Replay the journals of killed runs in ``results_dir`` into its ledger; rows added."""
+def _existing_ledger(results_dir: str | Path) -> Path:
+    """The ledger file of ``results_dir``; one clear error when there is none."""
     path = ledger_path(results_dir)
     if not path.is_file():
-        raise TokenprintError(f"no ledger in {str(results_dir)!r} ({DB_NAME} not found)")
+        raise TokenprintError(f"no ledger in {str(results_dir)!r} ({DB_NAME} not found); give "
+                              "--results the folder a gateway (tokenprint serve) writes to")
+    return path
+
+
+def recover_folder(results_dir: str | Path) -> int:
+    """Replay the journals of killed runs in ``results_dir`` into its ledger; rows added."""
+    path = _existing_ledger(results_dir)
     conn = sqlite3.connect(path, timeout=5.0)
     try:
         return recover_journals(conn, Path(results_dir) / JOURNAL_DIR)
@@ -560,9 +567,7 @@ def recover_folder(results_dir: str | Path) -> int:
 def check(results_dir: str | Path) -> list[dict[str, Any]]:
     """Per gateway run: requests it answered, rows recorded, rows dropped, and whether it
     stopped cleanly — the gaps ``tokenprint ledger check`` reports."""
-    path = ledger_path(results_dir)
-    if not path.is_file():
-        raise TokenprintError(f"no ledger in {str(results_dir)!r} ({DB_NAME} not found)")
+    path = _existing_ledger(results_dir)
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         return _check(conn, results_dir)
