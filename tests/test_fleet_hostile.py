@@ -227,5 +227,5 @@ def test_fleet_report_never_cuts_an_id_or_a_number(tmp_path: Path, columns):
     assert "…" not in proc.stdout
     assert "support-bot-llama-3.1-8b-h100-fr-prod" in proc.stdout
     assert "sample(s) from Prometheus refused" in proc.stdout   # every query gets the same answer
-    assert "steps without data 1 of 4" in proc.stdout or "│ 1 of 4" in proc.stdout
+    assert "1 of 4" in proc.stdout   # steps without data
     assert ("┏" in proc.stdout) == (columns == "200")

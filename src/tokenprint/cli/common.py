@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from tokenprint.catalog import Catalog, get_catalog
 from tokenprint.errors import TokenprintError
@@ -114,3 +116,27 @@ def fmt_g(grams: float) -> str:
     if a >= 1:
         return f"{grams:.3g} g"
     return f"{grams * 1e3:.3g} mg"
+
+
+def print_records(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Rows as a table where the terminal holds every cell whole, else one block per row:
+    its first cell, then ``column value`` pairs packed into lines (no id or number is cut)."""
+    widths = [max(len(c) for c in col) for col in zip(header, *rows, strict=True)]
+    if sum(w + 3 for w in widths) + 1 <= console.width:   # cell, padding and border
+        table = Table(title=title)
+        for col in header:
+            table.add_column(col)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+        return
+    console.print(title, style="bold", highlight=False)
+    for first, *rest in rows:
+        console.print(first, style="bold", highlight=False)
+        line = ""
+        for pair in (f"{h} {v}" for h, v in zip(header[1:], rest, strict=True)):
+            if line and len(line) + 3 + len(pair) > console.width - 2:
+                console.print(f"  {line}", highlight=False)
+                line = ""
+            line = f"{line} · {pair}" if line else pair
+        console.print(f"  {line}", highlight=False)

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from tokenprint.carbon.amortize import MAX_LIFETIME_YEARS
 from tokenprint.carbon.operational import MAX_PUE
@@ -20,6 +19,7 @@ from tokenprint.cli.common import (
     in_range,
     load,
     print_json,
+    print_records,
     split_list,
 )
 from tokenprint.errors import TokenprintError
@@ -272,8 +272,7 @@ def fleet_report_cmd(
 
 
 def _print_totals(totals: Any, step: str) -> None:
-    """Totals per deployment: a table where the terminal holds it whole, else one block per
-    deployment (ids and numbers are never cut). A deployment without data shows —, not 0."""
+    """Totals per deployment; a deployment without data shows —, not 0."""
     def num(v: float, fmt: str) -> str:
         return "—" if v != v else format(v, fmt)
 
@@ -288,26 +287,9 @@ def _print_totals(totals: Any, step: str) -> None:
                      grams(r["operational_g"]), grams(r["embodied_g"]),
                      num(r["g_per_1k_tokens"], ".3g"),
                      f"{r['steps_without_data']} of {r['steps']}"))
-    title = f"Fleet carbon, {len(totals)} deployment(s), step {step}"
-    header = ("deployment", "model", "gpu × n", "region", "tokens out", "energy kWh",
-              "operational", "embodied", "g / 1k tok", "steps w/o data")
-    # every cell whole: the widest of each column, plus its padding and border
-    needed = sum(max(len(str(c)) for c in col) + 3 for col in zip(header, *rows, strict=True)) + 1
-    if needed <= console.width:
-        t = Table(title=title)
-        for col in header:
-            t.add_column(col)
-        for row in rows:
-            t.add_row(*row)
-        console.print(t)
-        return
-    console.print(title, style="bold")
-    for dep, model, gpus, region, tokens, kwh, op, emb, per_1k, steps in rows:
-        console.print(f"{dep}: {model} on {gpus} in {region}", highlight=False)
-        console.print(f"  tokens out {tokens} · energy {kwh} kWh · steps without data {steps}",
-                      highlight=False)
-        console.print(f"  operational {op} · embodied {emb} · {per_1k} g / 1k tokens",
-                      highlight=False)
+    print_records(f"Fleet carbon, {len(totals)} deployment(s), step {step}",
+                  ("deployment", "model", "gpu × n", "region", "tokens out", "energy kWh",
+                   "operational", "embodied", "g / 1k tok", "steps w/o data"), rows)
 
 
 def register(app: typer.Typer) -> None:

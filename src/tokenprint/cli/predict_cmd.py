@@ -16,6 +16,7 @@ from tokenprint.cli.common import (
     int_list,
     load,
     print_json,
+    print_records,
     split_list,
 )
 from tokenprint.errors import TokenprintError
@@ -124,17 +125,16 @@ def calibrate(
     with console.status("fitting profiles (with held-out ranges)…"):
         profiles = calibrate_with_errors(pts.table, cat, pts.source)
     write_text_atomic(out, profiles_toml(profiles, f"Fitted by tokenprint calibrate from {data}"))
-    table = Table(title=f"Profiles written to {out}")
-    for col in ("gpu", "stack", "points", "eff compute", "eff memory", "fit rms (log)",
-                "energy/tok range", "on a bound"):
-        table.add_column(col)
+    rows = []
     for p in profiles:
         lo, hi = p.error.get("energy_per_token.lo"), p.error.get("energy_per_token.hi")
-        table.add_row(p.gpu, p.stack, str(p.n_points), f"{p.eff_compute:.2f}",
-                      f"{p.eff_memory:.2f}", f"{p.fit_rms_log or 0:.3f}",
-                      f"×{lo:.2f}–×{hi:.2f}" if lo and hi else "—",
-                      ", ".join(p.at_bounds) or "none")
-    console.print(table)
+        rows.append((p.gpu, p.stack, str(p.n_points), f"{p.eff_compute:.2f}",
+                     f"{p.eff_memory:.2f}", f"{p.fit_rms_log or 0:.3f}",
+                     f"×{lo:.2f}–×{hi:.2f}" if lo and hi else "—",
+                     ", ".join(p.at_bounds) or "none"))
+    print_records(f"Profiles written to {out}",
+                  ("gpu", "stack", "points", "eff compute", "eff memory", "fit rms (log)",
+                   "energy/tok range", "on a bound"), rows)
     if any(p.at_bounds for p in profiles):
         console.print("parameters on a bound: the data pins them at a physical limit (or cannot "
                       "separate them); treat those profiles' extrapolations with care",
@@ -172,25 +172,24 @@ def validate(
     if as_json:
         print_json(report)
         return
-    table = Table(title=f"Validation ({what}): {report['n_points']} points "
-                  f"({report['n_skipped']} skipped)")
-    table.add_column("scope")
-    names = ("energy_per_token", "tpot", "throughput")
-    for m in names:
-        table.add_column(f"{m}: MAPE (bias) coverage", justify="right")
+    labels = {"energy_per_token": "energy/token", "tpot": "TPOT", "throughput": "throughput",
+              "ttft": "TTFT"}
+    names = [m for m in labels if report["mape"].get(m) is not None]   # what the data measures
 
     def cell(s: dict, m: str) -> str:
         if s["mape"][m] is None:
             return "—"
         return f"{s['mape'][m]:.1f}% ({s['bias'][m]:+.1f}%) {s['coverage'][m]:.0%}"
 
-    table.add_row("all", *(cell(report, m) for m in names))
+    rows = [("all", *(cell(report, m) for m in names))]
     for key, label in (("by_stack", "stack"), ("by_gpu", "gpu"), ("by_model", "model")):
-        for name, s in report[key].items():
-            table.add_row(f"{label} {name}", *(cell(s, m) for m in names))
-    console.print(table)
-    console.print("coverage: share of measured values inside the predicted [low, high]",
-                  style="dim")
+        rows += [(f"{label} {name}", *(cell(s, m) for m in names))
+                 for name, s in report[key].items()]
+    print_records(f"Validation ({what}): {report['n_points']} points "
+                  f"({report['n_skipped']} skipped)", ("scope", *(labels[m] for m in names)),
+                  rows)
+    console.print("each cell: MAPE (bias) coverage, the share of measured values inside the "
+                  "predicted [low, high]", style="dim")
 
 
 def register(app: typer.Typer) -> None:
