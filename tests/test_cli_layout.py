@@ -26,3 +26,27 @@ def test_print_records_keeps_every_cell_whole(monkeypatch, width):
         assert cell in text
     assert ("┏" in text) == (width == 200)
     assert max(len(line) for line in text.splitlines()) <= width
+
+
+@pytest.mark.parametrize("columns", ["80", "200"])
+def test_ledger_summary_never_cuts_an_upstream(tmp_path, columns):
+    import os
+    import subprocess
+    import sys
+
+    from tokenprint.gateway.ledger import Ledger, RequestOutcome
+
+    led = Ledger(tmp_path)
+    led.add(RequestOutcome(id="r1", time_utc=1.7e9, upstream="support-bot-eu-west-primary-h100",
+                           model="llama-3.1-70b-instruct", region="US-CAL-CISO",
+                           endpoint="chat/completions", status=200, prompt_tokens=1234,
+                           completion_tokens=567))
+    led.close()
+    proc = subprocess.run([sys.executable, "-m", "tokenprint", "ledger", "summary", "--results",
+                           str(tmp_path), "--since", "2020-01-01"], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "COLUMNS": columns})
+    assert proc.returncode == 0, proc.stderr
+    assert "…" not in proc.stdout
+    for cell in ("support-bot-eu-west-primary-h100", "llama-3.1-70b-instruct", "US-CAL-CISO",
+                 "1234", "567"):
+        assert cell in proc.stdout

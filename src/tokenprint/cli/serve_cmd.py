@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
-from tokenprint.cli.common import CatalogOpt, JsonOpt, console, fmt_g, load, print_json
+from tokenprint.cli.common import (
+    CatalogOpt,
+    JsonOpt,
+    console,
+    fmt_g,
+    load,
+    print_json,
+    print_records,
+)
 from tokenprint.errors import TokenprintError
 from tokenprint.units import J_PER_KWH
 
@@ -169,17 +177,19 @@ def ledger_summary(
     if as_json:
         print_json(rows)
         return
-    t = Table(title=f"Ledger since {since}")
-    for col in ("upstream", "model", "region", "requests", "errors", "tokens in", "tokens out",
-                "energy", "operational", "embodied", "total"):
-        t.add_column(col)
-    for r in rows:
-        t.add_row(r["upstream"], r["model"], r["region"], str(r["requests"]), str(r["errors"]),
-                  str(r["prompt_tokens"] or 0), str(r["completion_tokens"] or 0),
-                  f"{(r['energy_j'] or 0) / J_PER_KWH * 1000:.3g} Wh",
-                  fmt_g(r["operational_g"] or 0), fmt_g(r["embodied_g"] or 0),
-                  fmt_g(r["total_g"] or 0))
-    console.print(t)
+    print_records(f"Ledger since {since}",
+                  ("upstream", "model", "region", "requests", "errors", "tokens in",
+                   "tokens out", "energy", "operational", "embodied", "total"),
+                  [(r["upstream"], r["model"], r["region"], str(r["requests"]), str(r["errors"]),
+                    str(r["prompt_tokens"] or 0), str(r["completion_tokens"] or 0),
+                    _or_dash(r["energy_j"], lambda j: f"{j / J_PER_KWH * 1000:.3g} Wh"),
+                    _or_dash(r["operational_g"], fmt_g), _or_dash(r["embodied_g"], fmt_g),
+                    _or_dash(r["total_g"], fmt_g)) for r in rows])
+
+
+def _or_dash(value: float | None, fmt: Callable[[float], str]) -> str:
+    """A figure the ledger has, or — where no row of the group carries one (not 0)."""
+    return "—" if value is None else fmt(value)
 
 
 @ledger_app.command("check")
