@@ -42,6 +42,9 @@ class RunRecord(TypedDict, total=False):
     input_len: int
     output_len: int
     tp: int
+    media: str              # what a multimodal prompt carried besides text ("1 image 1024×1024")
+    media_tokens: int       # prompt tokens the media added (included in the prefill)
+    encoder_flops: float    # vision encoder FLOPs per request
     workload: str
     weights: str
     timestamp: str

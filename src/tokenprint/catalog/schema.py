@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tokenprint.catalog.vision import VisionEncoder
 from tokenprint.ranges import Estimate
 from tokenprint.units import DTYPE_BYTES
 
@@ -327,6 +328,9 @@ class ModelArch(Entry):
     as vLLM does. Decode runs with the up-projections absorbed (attention over the latent:
     ``2·heads·(2·kv_lora_rank + qk_rope_head_dim)`` FLOPs per token pair and layer); prefill
     decompresses K and V (``2·heads·(qk_nope + qk_rope + v_head_dim)``).
+
+    A multimodal model adds a ``vision`` encoder (:mod:`tokenprint.catalog.vision`): its weights
+    count in the model's memory; what an image costs is in :mod:`tokenprint.predict.media`.
     """
 
     hf_ids: list[str] = Field(default_factory=list)
@@ -360,6 +364,7 @@ class ModelArch(Entry):
     ssm_groups: int = Field(default=0, ge=0)
     ssm_conv_kernel: int = Field(default=4, ge=1)
     ssm_state_dtype: str = "auto"   # the config's mamba_ssm_cache_dtype (auto: the KV dtype)
+    vision: VisionEncoder | None = None    # a multimodal model's image encoder
     published_params_b: Quantity | None = None
     published_active_params_b: Quantity | None = None
 
@@ -512,8 +517,9 @@ class ModelArch(Entry):
         """Total parameter count (embeddings, attention, MLP or experts, norms, LM head)."""
         h = self.hidden_size
         embed = 0 if self.tied_embeddings else self.vocab_size * h
+        vision = self.vision.params if self.vision is not None else 0
         return (self.dense_matmul_params + self.num_experts * self.expert_params + embed
-                + self._small_params)
+                + self._small_params + vision)
 
     @property
     def _small_params(self) -> int:

@@ -39,16 +39,32 @@ def predict(
                         ] = "auto",
     tp: Annotated[int, typer.Option(help="GPUs per replica (tensor or expert parallel).")] = 1,
     stack: Annotated[str, typer.Option(help=STACK_HELP)] = "vllm-2025",
+    images: Annotated[int, typer.Option(help="Images in each prompt (multimodal models).")] = 0,
+    image_size: Annotated[str, typer.Option(help="Image size WIDTHxHEIGHT in pixels.")
+                          ] = "1024x1024",
+    videos: Annotated[int, typer.Option(help="Videos in each prompt (multimodal models).")] = 0,
+    video_frames: Annotated[int, typer.Option(help="Frames sampled from each video (vLLM's "
+                                              "default: 32).")] = 32,
+    frame_size: Annotated[str, typer.Option(help="Video frame size WIDTHxHEIGHT in pixels.")
+                          ] = "640x360",
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Predict latency, throughput, power and energy per phase for a static batch."""
+    """Predict latency, throughput, power and energy per phase for a static batch.
+
+    Images and video add their prompt tokens and the vision encoder's work to the prefill
+    (--input-len counts the text tokens only).
+    """
     from tokenprint.predict import predict_records
+    from tokenprint.predict.media import Media
 
     cat = load(catalog)
     gpus = [cat.gpu(g) for g in split_list(gpu, "gpu")]
+    media = Media(images=images, image_px=_pixels(image_size, "--image-size"), videos=videos,
+                  video_frames=video_frames, frame_px=_pixels(frame_size, "--frame-size"))
     per_gpu = [predict_records(cat, cat.model(model), g, int_list(batch, "batch"), input_len,
-                               output_len, dtype, tp, stack=stack, kv_dtype=kv_dtype)
+                               output_len, dtype, tp, stack=stack, kv_dtype=kv_dtype,
+                               media=media)
                for g in gpus]
     if as_json:
         print_json([r for recs in per_gpu for r in recs])
@@ -57,11 +73,23 @@ def predict(
         _print_table(recs, tp, input_len, output_len)
 
 
+def _pixels(text: str, option: str) -> tuple[int, int]:
+    """``1024x768`` → (1024, 768), or one clear error."""
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        width, height = (int(p) for p in parts)
+    except ValueError:
+        raise TokenprintError(f"{option} {text!r} is invalid; give WIDTHxHEIGHT in pixels, "
+                              "e.g. 1024x768") from None
+    return width, height
+
+
 def _print_table(recs: list[Any], tp: int, input_len: int, output_len: int) -> None:
     """One GPU's predicted records as a table, with the profile they came from."""
     r0 = recs[0]
+    media = (f" + {r0['media']} ({r0['media_tokens']} tokens)" if r0.get("media") else "")
     table = Table(title=f"Predicted: {r0['model']} on {tp} × {r0['hardware_id']} ({r0['dtype']}), "
-                  f"{r0['stack']}, input {input_len}, output {output_len}")
+                  f"{r0['stack']}, input {input_len}{media}, output {output_len}")
     for col in ("batch", "TTFT s", "TPOT ms", "tok/s", "prefill J/tok", "decode J/tok",
                 "power W", "status"):
         table.add_column(col, justify="right")
@@ -182,14 +210,15 @@ def validate(
         return f"{s['mape'][m]:.1f}% ({s['bias'][m]:+.1f}%) {s['coverage'][m]:.0%}"
 
     rows = [("all", *(cell(report, m) for m in names))]
-    for key, label in (("by_stack", "stack"), ("by_gpu", "gpu"), ("by_model", "model")):
+    for key, label in (("by_stack", "stack"), ("by_gpu", "gpu"), ("by_task", "task"),
+                       ("by_model", "model")):
         rows += [(f"{label} {name}", *(cell(s, m) for m in names))
                  for name, s in report[key].items()]
     print_records(f"Validation ({what}): {report['n_points']} points "
                   f"({report['n_skipped']} skipped)", ("scope", *(labels[m] for m in names)),
                   rows)
     console.print("each cell: MAPE (bias) coverage, the share of measured values inside the "
-                  "predicted [low, high]", style="dim")
+                  "predicted [low, high]", style="dim", markup=False)
 
 
 def register(app: typer.Typer) -> None:

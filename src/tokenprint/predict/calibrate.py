@@ -68,6 +68,7 @@ class PointArrays:
     energy_total: Mask
     tpot_iteration: Mask
     idle_tail_s: F64
+    encoder_flops: F64          # vision encoder FLOPs per request (0: text only)
     measured: dict[str, F64]
 
     def take(self, idx: NDArray[np.int64]) -> PointArrays:
@@ -77,7 +78,7 @@ class PointArrays:
             input_len=self.input_len[idx], output_len=self.output_len[idx], tp=self.tp[idx],
             serving=self.serving[idx], energy_total=self.energy_total[idx],
             tpot_iteration=self.tpot_iteration[idx],
-            idle_tail_s=self.idle_tail_s[idx],
+            idle_tail_s=self.idle_tail_s[idx], encoder_flops=self.encoder_flops[idx],
             measured={m: v[idx] for m, v in self.measured.items()})
 
 
@@ -102,14 +103,15 @@ def point_arrays(points: pd.DataFrame, catalog: Catalog) -> PointArrays:
         batch=col("batch"), input_len=col("input_len"), output_len=col("output_len"),
         tp=col("tp", 1.0), serving=(points["mode"] == "serving").to_numpy(),
         energy_total=flag("energy_total"), tpot_iteration=flag("tpot_includes_prefill"),
-        idle_tail_s=col("idle_tail_s"),
+        idle_tail_s=col("idle_tail_s"), encoder_flops=col("encoder_flops"),
         measured={m: col(m, np.nan) for m in METRIC_WEIGHTS},
     )
 
 
 def predict_points(pa: PointArrays, prof: ProfileArrays) -> dict[str, F64]:
     """Model predictions for each point, on its own mode and measurement boundary."""
-    args = (pa.shape, pa.hw, prof, pa.batch, pa.input_len, pa.output_len, pa.tp)
+    args = (pa.shape, pa.hw, prof, pa.batch, pa.input_len, pa.output_len, pa.tp,
+            pa.encoder_flops)
     serv = predict_serving(*args)
     stat = predict_static(*args)
     static_energy = np.where(pa.energy_total, stat["energy_per_token_total_j"],

@@ -28,11 +28,13 @@ import pandas as pd
 
 from tokenprint.catalog import Catalog
 from tokenprint.errors import TokenprintError
+from tokenprint.predict.media import TEXT_ONLY, Media, media_cost
 from tokenprint.records import RunRecord
 
 METRICS = ("energy_per_output_token_j", "tpot_s", "throughput_tok_s", "ttft_s")
 COLUMNS = ("gpu", "model", "stack", "tp", "batch", "input_len", "output_len", "dtype", "mode",
-           "energy_total", "idle_tail_s", "tpot_includes_prefill", *METRICS, "task")
+           "energy_total", "idle_tail_s", "tpot_includes_prefill", *METRICS, "task",
+           "encoder_flops")
 FORMATS = ("tokenprint", "mlenergy", "mlenergy-v3", "mlenergy-v1", "argonne", "splitwise")
 
 # ML.ENERGY v2 does not record prompt lengths; the mean prompt length is assumed.
@@ -44,7 +46,15 @@ _MLENERGY_COLUMNS = ("Model", "GPU", "TP", "Avg BS (reqs)", "Avg Output Tokens",
                      "Token tput (tok/s)", "Avg TPOT (s)", "energy_per_output_token_J")
 
 # ML.ENERGY v3 records no prompt lengths either; assumed per task (stated in the source).
-V3_INPUT_LEN = {"lm-arena-chat": 512, "gpqa": 384, "sourcegraph-fim": 2048}
+V3_INPUT_LEN = {"lm-arena-chat": 512, "gpqa": 384, "sourcegraph-fim": 2048, "image-chat": 64,
+                "video-chat": 64}
+# Its multimodal tasks send one image (LMArena VisionArena-Chat, user uploads) or one video
+# (LLaVA-Video-178K) per request, with a short text question. The benchmark samples 32 frames of
+# each video and re-encodes them at 30 fps (a 1.07 s clip); vLLM reads all 32 and lets the
+# model's processor resample by frame rate (Qwen3-VL: 2 a second, at least 4). The benchmark
+# records neither the images' and frames' sizes nor the text's length: those are assumed.
+V3_MEDIA = {"image-chat": Media(images=1),
+            "video-chat": Media(videos=1, video_frames=32, video_seconds=32 / 30)}
 V3_SOURCE = ("ML.ENERGY leaderboard v3.0 (github ml-energy/leaderboard @0cd52dab): vLLM late-2025 "
              "(0.11 image) serving runs, GPU energy (NVML via Zeus, steady state); measured "
              "running "
@@ -154,7 +164,7 @@ class _Collector:
         """Keep a row; one whose numbers are infinite or negative (a corrupt cell) is skipped
         and counted instead (NaN stays: a metric the source did not measure)."""
         base = {"energy_total": False, "idle_tail_s": 0.0, "tpot_includes_prefill": False,
-                "ttft_s": np.nan, "task": ""}
+                "ttft_s": np.nan, "task": "", "encoder_flops": 0.0}
         for key, v in row.items():
             if isinstance(v, float | int) and not isinstance(v, bool) and (
                     math.isinf(v) or v < 0):
@@ -205,7 +215,7 @@ def load_mlenergy_v3(path: str | Path, catalog: Catalog) -> Points:
     for rec in df.to_dict("records"):
         task = str(rec["task"])
         if task not in V3_INPUT_LEN:
-            out.skip(f"task {task}: multimodal prompts are not modelled")
+            out.skip(f"task {task}: its prompts are not modelled")
             continue
         dtype = _V3_DTYPES.get(str(rec["weight_precision"]).lower())
         gpu = _resolve(catalog, "gpu", str(rec["gpu_model"]))
@@ -219,16 +229,24 @@ def load_mlenergy_v3(path: str | Path, catalog: Catalog) -> Points:
         if dtype is None:
             out.skip(f"weight precision not modelled: {rec['weight_precision']}")
             continue
+        media = V3_MEDIA.get(task)
+        if media is not None and catalog.model(model).vision is None:
+            out.skip(f"model has no vision encoder in the catalog: {rec['model_id']}")
+            continue
+        cost = media_cost(catalog.model(model), media) if media is not None else TEXT_ONLY
         dp = max(int(rec["data_parallel"]), 1)
         out.add(gpu=gpu, model=model, stack="vllm-2025", tp=int(rec["num_gpus"]) // dp,
-                batch=float(rec["avg_batch_size"]) / dp, input_len=float(V3_INPUT_LEN[task]),
+                batch=float(rec["avg_batch_size"]) / dp,
+                input_len=float(V3_INPUT_LEN[task]) + cost.tokens,
+                encoder_flops=cost.encoder_flops,
                 output_len=float(rec["avg_output_len"]), dtype=dtype, mode="serving",
                 energy_per_output_token_j=float(rec["energy_per_token_joules"]),
                 tpot_s=float(rec["median_itl_ms"]) / 1e3,
                 throughput_tok_s=float(rec["output_throughput_tokens_per_sec"]) / dp, task=task)
     lens = ", ".join(f"{k} {v}" for k, v in V3_INPUT_LEN.items())
-    return out.points(f"{V3_SOURCE}; file {p.name}; prompt lengths assumed per task ({lens} "
-                      "tokens)")
+    kinds = "; ".join(f"{k}: {m.describe()}" for k, m in V3_MEDIA.items())
+    return out.points(f"{V3_SOURCE}; file {p.name}; text prompt lengths assumed per task ({lens} "
+                      f"tokens); media per request assumed ({kinds})")
 
 
 def load_mlenergy_v1(path: str | Path, catalog: Catalog) -> Points:

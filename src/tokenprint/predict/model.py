@@ -59,12 +59,18 @@ class PassTime:
 
 
 def pass_time(shape: ShapeArrays, hw: HardwareArrays, prof: ProfileArrays, batch: ArrayLike,
-              new_tokens: ArrayLike, cached_tokens: ArrayLike, tp: ArrayLike) -> PassTime:
-    """Seconds for one forward pass over ``new_tokens`` per sequence, and its parts."""
+              new_tokens: ArrayLike, cached_tokens: ArrayLike, tp: ArrayLike,
+              encoder_flops: ArrayLike = 0.0) -> PassTime:
+    """Seconds for one forward pass over ``new_tokens`` per sequence, and its parts.
+
+    ``encoder_flops``: a vision encoder's FLOPs per sequence, run in this (prefill) pass; the
+    encoder is compute-bound and split over the group like the language model.
+    """
     t = np.asarray(tp, dtype=np.float64)
     b = np.asarray(batch, dtype=np.float64)
-    t_compute = pass_flops(shape, b, new_tokens, cached_tokens) / t \
-        / (hw.peak_flops * prof.eff_compute)
+    flops = pass_flops(shape, b, new_tokens, cached_tokens) \
+        + b * np.asarray(encoder_flops, dtype=np.float64)
+    t_compute = flops / t / (hw.peak_flops * prof.eff_compute)
     t_memory = pass_bytes(shape, b, new_tokens, cached_tokens, t) / t \
         / (hw.mem_bw_b_s * prof.eff_memory)
     comm = np.where(t > 1, allreduce_bytes(shape, b, new_tokens, t) / hw.link_b_s
@@ -102,13 +108,17 @@ def power_w(hw: HardwareArrays, prof: ProfileArrays, pt: PassTime) -> F64:
 
 def predict_static(shape: ShapeArrays, hw: HardwareArrays, prof: ProfileArrays,
                    batch: ArrayLike, input_len: ArrayLike, output_len: ArrayLike,
-                   tp: ArrayLike) -> dict[str, F64]:
-    """Static-batch run: prefill then decode. All arrays broadcast; returns arrays."""
+                   tp: ArrayLike, encoder_flops: ArrayLike = 0.0) -> dict[str, F64]:
+    """Static-batch run: prefill then decode. All arrays broadcast; returns arrays.
+
+    ``input_len`` counts every prompt token, media tokens included; ``encoder_flops`` is the
+    vision encoder's work per request (:mod:`tokenprint.predict.media`).
+    """
     b = np.asarray(batch, dtype=np.float64)
     li = np.asarray(input_len, dtype=np.float64)
     lo = np.asarray(output_len, dtype=np.float64)
     t = np.asarray(tp, dtype=np.float64)
-    pre = pass_time(shape, hw, prof, b, li, 0.0, t)
+    pre = pass_time(shape, hw, prof, b, li, 0.0, t, encoder_flops)
     n_dec = np.maximum(lo - 1.0, 0.0)
     # Simpson's rule over the decode steps' context (first, middle, last step)
     c0, c1 = li, li + np.maximum(n_dec - 1.0, 0.0)
@@ -142,7 +152,7 @@ def predict_static(shape: ShapeArrays, hw: HardwareArrays, prof: ProfileArrays,
 
 def predict_serving(shape: ShapeArrays, hw: HardwareArrays, prof: ProfileArrays,
                     batch: ArrayLike, input_len: ArrayLike, output_len: ArrayLike,
-                    tp: ArrayLike) -> dict[str, F64]:
+                    tp: ArrayLike, encoder_flops: ArrayLike = 0.0) -> dict[str, F64]:
     """Continuous batching at a steady ``batch`` of requests in flight.
 
     Requests beyond what the KV cache holds (90 % of memory less the weights, at the mean context)
@@ -157,7 +167,7 @@ def predict_serving(shape: ShapeArrays, hw: HardwareArrays, prof: ProfileArrays,
     cap = np.maximum(free / per_seq, 1.0)
     b = np.minimum(requested, cap)
     step = pass_time(shape, hw, prof, b, 1.0, li + 0.5 * lo, t)
-    pre_one = pass_time(shape, hw, prof, 1.0, li, 0.0, t)
+    pre_one = pass_time(shape, hw, prof, 1.0, li, 0.0, t, encoder_flops)
     prefill_share = b / lo * pre_one.total_s
     iteration = step.total_s + prefill_share
     e_iter = (power_w(hw, prof, step) * step.total_s

@@ -8,6 +8,7 @@ import numpy as np
 
 from tokenprint.catalog import Catalog, Gpu, ModelArch
 from tokenprint.errors import TokenprintError
+from tokenprint.predict.media import Media, media_cost
 from tokenprint.predict.model import apply_range, predict_static
 from tokenprint.predict.params import (
     DEFAULT_RANGE,
@@ -52,11 +53,13 @@ def profile_arrays(resolved: ResolvedProfile) -> ProfileArrays:
 def predict_records(catalog: Catalog, model: ModelArch, gpu: Gpu, batches: list[int],
                     input_len: int, output_len: int, dtype: str = "auto", tp: int = 1,
                     exclude_gpu_profile: bool = False, stack: str = DEFAULT_STACK,
-                    kv_dtype: str = "auto") -> list[RunRecord]:
+                    kv_dtype: str = "auto", media: Media | None = None) -> list[RunRecord]:
     """Predicted static-batch records for each batch size, with ranges and memory fit.
 
     Every record names the serving stack, the profile used and whether the GPU was calibrated
-    under that stack (else the stack's prior, transferred by the GPU's specs).
+    under that stack (else the stack's prior, transferred by the GPU's specs). ``media``: images
+    or video in every prompt, whose tokens join the ``input_len`` text tokens and whose vision
+    encoder runs in the prefill.
     """
     stack = check_stack(catalog, stack)
     if tp < 1:
@@ -69,9 +72,11 @@ def predict_records(catalog: Catalog, model: ModelArch, gpu: Gpu, batches: list[
     for name, val in (("input length", input_len), ("output length", output_len)):
         if val < 1:
             raise TokenprintError(f"{name} {val} is invalid; it must be >= 1")
-    if input_len + output_len > model.max_context:
+    cost = media_cost(model, media or Media())
+    prompt = input_len + round(cost.tokens)
+    if prompt + output_len > model.max_context:
         raise TokenprintError(
-            f"input + output length {input_len + output_len} exceeds {model.id}'s context of "
+            f"input + output length {prompt + output_len} exceeds {model.id}'s context of "
             f"{model.max_context} tokens"
         )
     for size in batches:
@@ -84,19 +89,23 @@ def predict_records(catalog: Catalog, model: ModelArch, gpu: Gpu, batches: list[
     shape = ShapeArrays.of([model], [dt], [kv_dt])
     hw = hardware_arrays([gpu], [dt])
     b = np.asarray(batches, dtype=np.float64)
-    out = predict_static(shape, hw, profile_arrays(resolved), b, input_len, output_len, tp)
-    fit = max_batch_fits(model, gpu.memory_gb.value, dt, input_len + output_len, tp,
+    out = predict_static(shape, hw, profile_arrays(resolved), b, prompt, output_len, tp,
+                         cost.encoder_flops)
+    fit = max_batch_fits(model, gpu.memory_gb.value, dt, prompt + output_len, tp,
                          kv_dtype=kv_dt)
     records = []
     for i, batch in enumerate(batches):
         rec: dict[str, Any] = {
-            "run_id": f"pred-{model.id}-{gpu.id}-{dt}-tp{tp}-b{batch}-i{input_len}-o{output_len}",
+            "run_id": f"pred-{model.id}-{gpu.id}-{dt}-tp{tp}-b{batch}-i{prompt}-o{output_len}",
             "source": "predicted",
             "status": "ok" if batch <= fit else "oom",
             "model": model.id, "engine": "predict", "device": "cuda", "hardware_id": gpu.id,
             "dtype": dt, "kv_dtype": kv_dt, "batch": batch, "input_len": input_len,
             "output_len": output_len,
             "tp": tp, "max_batch_fits": fit,
+            **({} if media is None or media.empty else {
+                "media": media.describe(), "media_tokens": round(cost.tokens),
+                "encoder_flops": cost.encoder_flops}),
             "meter": "model", "energy_kind": "predicted",
             "model_version": MODEL_VERSION, "stack": resolved.stack,
             "profile": resolved.profile_id, "calibration": resolved.calibration,

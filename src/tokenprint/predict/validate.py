@@ -194,7 +194,8 @@ def validation_report(points: pd.DataFrame, catalog: Catalog, holdout: str | Non
                       n_skipped: int, source: str,
                       skipped_reasons: dict[str, int] | None = None) -> dict[str, Any]:
     """The JSON report: ``n_points``, ``n_skipped``, ``mape``, ``bias``, ``coverage`` (each with
-    ``energy_per_token``, ``tpot``, ``throughput``), ``by_gpu``, ``by_model``, ``by_stack``.
+    ``energy_per_token``, ``tpot``, ``throughput``), ``by_gpu``, ``by_model``, ``by_stack``,
+    ``by_task`` (where the data names tasks).
 
     ``holdout`` None predicts with the shipped profiles (``--no-refit``). MAPE, bias and the
     median range half-width are in percent; coverage is a fraction.
@@ -220,5 +221,6 @@ def validation_report(points: pd.DataFrame, catalog: Catalog, holdout: str | Non
         "by_gpu": {str(g): _stats(d) for g, d in scored.groupby("gpu")},
         "by_model": {str(m): _stats(d) for m, d in scored.groupby("model")},
         "by_stack": {str(s): _stats(d) for s, d in scored.groupby("stack")},
+        "by_task": {str(t): _stats(d) for t, d in scored.groupby("task") if str(t)},
         "data": source,
     }
