@@ -50,3 +50,42 @@ def test_ledger_summary_never_cuts_an_upstream(tmp_path, columns):
     for cell in ("support-bot-eu-west-primary-h100", "llama-3.1-70b-instruct", "US-CAL-CISO",
                  "1234", "567"):
         assert cell in proc.stdout
+
+
+def _commands():
+    import typer
+
+    from tokenprint.cli.main import app
+
+    root = typer.main.get_command(app)
+    stack = [((), root)]
+    while stack:
+        path, cmd = stack.pop()
+        subs = getattr(cmd, "commands", None)
+        if subs:
+            stack += [((*path, name), sub) for name, sub in subs.items()]
+        else:
+            yield path, cmd
+
+
+def test_help_keeps_bracketed_text(monkeypatch):
+    """Rich markup must not eat text in brackets: ``[[deployment]]``, ``[low, high]``."""
+    import re
+
+    from typer.testing import CliRunner
+
+    from tokenprint.cli.main import app
+
+    monkeypatch.setenv("COLUMNS", "200")
+    runner = CliRunner()
+    checked = 0
+    for path, cmd in _commands():
+        texts = [p.help or "" for p in cmd.params] + [cmd.help or ""]
+        wanted = [m.replace("\\", "") for t in texts for m in re.findall(r"\\?\[[^\s\]]*\]+", t)]
+        if not wanted:
+            continue
+        out = runner.invoke(app, [*path, "--help"], terminal_width=200).output
+        for token in wanted:
+            assert token in out, (path, token)
+            checked += 1
+    assert checked >= 2          # [[deployment]] and N,RATE[,IN,OUT] at least

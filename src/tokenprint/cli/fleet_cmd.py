@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from tokenprint.carbon.amortize import MAX_LIFETIME_YEARS
-from tokenprint.carbon.operational import MAX_PUE
+from tokenprint.carbon.operational import MAX_PUE, kwh
 from tokenprint.cli.common import (
     CatalogOpt,
     JsonOpt,
@@ -23,7 +23,6 @@ from tokenprint.cli.common import (
     split_list,
 )
 from tokenprint.errors import TokenprintError
-from tokenprint.units import J_PER_KWH
 
 ENERGY_HELP = ("Energy source: predicted (the model, from token rates; the default), nvml "
                "(this host's GPU counters), dcgm=URL (an NVIDIA DCGM exporter's /metrics) or "
@@ -188,7 +187,7 @@ def fleet_report_cmd(
     prometheus: Annotated[str, typer.Option(metavar="URL",
         help="Prometheus server (its HTTP API), e.g. http://127.0.0.1:9090.")],
     deployments: Annotated[Path | None, typer.Option(metavar="FILE",
-        help="TOML [[deployment]] tables: name, match (labels), model, gpu, gpus, region, "
+        help="TOML \\[\\[deployment]] tables: name, match (labels), model, gpu, gpus, region, "
              "energy (predicted|dcgm|kepler), energy_match, intensity_file. Without it: the "
              "deployments tokenprint watch charged (its tokenprint_watch_* series).")] = None,
     since: Annotated[str | None, typer.Option(metavar="LENGTH",
@@ -283,7 +282,7 @@ def _print_totals(totals: Any, step: str) -> None:
     for r in totals.to_dict("records"):
         n_gpus = "" if r["gpus"] != r["gpus"] else f" × {r['gpus']:.0f}"
         rows.append((r["deployment"], r["model"], f"{r['gpu']}{n_gpus}", r["region"],
-                     num(r["generation_tokens"], ".0f"), num(r["energy_j"] / J_PER_KWH, ".3g"),
+                     num(r["generation_tokens"], ".0f"), num(float(kwh(r["energy_j"])), ".3g"),
                      grams(r["operational_g"]), grams(r["embodied_g"]),
                      num(r["g_per_1k_tokens"], ".3g"),
                      f"{r['steps_without_data']} of {r['steps']}"))
