@@ -62,3 +62,12 @@ def amortized_g(embodied_g: ArrayLike, duration_s: ArrayLike,
                 lifetime_years: float = DEFAULT_LIFETIME_YEARS) -> NDArray[np.float64]:
     """Embodied grams attributed to ``duration_s`` of use over a lifetime."""
     return np.asarray(embodied_g, dtype=np.float64) * amortized_share(duration_s, lifetime_years)
+
+
+def provisioned_g(embodied_g: ArrayLike, busy_s: ArrayLike,
+                  lifetime_years: float = DEFAULT_LIFETIME_YEARS,
+                  utilization: float = 1.0) -> NDArray[np.float64]:
+    """Embodied grams for ``busy_s`` of serving on GPUs that serve ``utilization`` of the time
+    they are provisioned: the provisioned time ``busy_s / utilization``, amortized."""
+    provisioned = np.asarray(busy_s, dtype=np.float64) / check_utilization(utilization)
+    return amortized_g(embodied_g, provisioned, lifetime_years)

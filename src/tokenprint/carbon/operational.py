@@ -19,6 +19,16 @@ from tokenprint.units import J_PER_KWH
 MAX_PUE = 10.0
 
 
+def kwh(energy_j: ArrayLike) -> NDArray[np.float64]:
+    """Energy in kWh (what intensities are per) from joules."""
+    return np.asarray(energy_j, dtype=np.float64) / J_PER_KWH
+
+
+def joules(energy_kwh: ArrayLike) -> NDArray[np.float64]:
+    """Energy in joules from kWh."""
+    return np.asarray(energy_kwh, dtype=np.float64) * J_PER_KWH
+
+
 def _check_pue(pue: float) -> None:
     if not np.isfinite(pue) or not 1.0 <= pue <= MAX_PUE:
         raise TokenprintError(f"PUE {pue!r} is invalid; it must be a number from 1.0 to "

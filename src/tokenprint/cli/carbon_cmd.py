@@ -13,7 +13,7 @@ from tokenprint.carbon.amortize import check_lifetime
 from tokenprint.carbon.bom import bom_dict, reconcile_card
 from tokenprint.carbon.embodied import COMPONENTS, check_scope
 from tokenprint.carbon.footprint import Footprint
-from tokenprint.carbon.operational import MAX_PUE
+from tokenprint.carbon.operational import MAX_PUE, joules, kwh
 from tokenprint.cli.common import (
     CatalogOpt,
     JsonOpt,
@@ -26,7 +26,7 @@ from tokenprint.cli.common import (
 )
 from tokenprint.cli.embodied_view import print_bom
 from tokenprint.errors import TokenprintError
-from tokenprint.units import J_PER_KWH, S_PER_HOUR
+from tokenprint.units import S_PER_HOUR
 
 
 def carbon(
@@ -98,7 +98,7 @@ def carbon(
             raise TokenprintError("give --energy-kwh and --duration-h (or --from-run RUN_ID)")
         # bounds far above any serving fleet (all data centres use ~4e11 kWh a year), so a
         # typo cannot overflow into an infinite footprint
-        energy_j = in_range(energy_kwh, "--energy-kwh", 0, 1e12) * J_PER_KWH
+        energy_j = float(joules(in_range(energy_kwh, "--energy-kwh", 0, 1e12)))
         duration_s = in_range(duration_h, "--duration-h", 0, 1e6, low_open=True) * S_PER_HOUR
     if gpu is None:
         raise TokenprintError("give --gpu (see: tokenprint catalog gpus)")
@@ -154,7 +154,7 @@ def print_footprint(fp: Footprint) -> None:
                           f"{fmt_g(float(est.low))} – {fmt_g(float(est.high))}", style="dim")
     console.print(table)
     console.print(
-        f"energy {fp.energy_j / J_PER_KWH:.4g} kWh ({fp.energy_kind}), PUE {fp.pue:g}, intensity "
+        f"energy {float(kwh(fp.energy_j)):.4g} kWh ({fp.energy_kind}), PUE {fp.pue:g}, intensity "
         f"{float(fp.intensity_g_per_kwh.mid):.4g} g/kWh — {fp.intensity_source}")
     console.print(f"embodied share {fp.embodied_share:.1%}; amortized over {fp.amortization} "
                   f"time at {fp.utilization:.0%} utilization")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from tokenprint.carbon.operational import kwh
 from tokenprint.cli.common import (
     CatalogOpt,
     JsonOpt,
@@ -19,7 +20,6 @@ from tokenprint.cli.common import (
     print_records,
 )
 from tokenprint.errors import TokenprintError
-from tokenprint.units import J_PER_KWH
 
 if TYPE_CHECKING:
     from tokenprint.gateway.config import GatewayConfig
@@ -182,7 +182,7 @@ def ledger_summary(
                    "tokens out", "energy", "operational", "embodied", "total"),
                   [(r["upstream"], r["model"], r["region"], str(r["requests"]), str(r["errors"]),
                     str(r["prompt_tokens"] or 0), str(r["completion_tokens"] or 0),
-                    _or_dash(r["energy_j"], lambda j: f"{j / J_PER_KWH * 1000:.3g} Wh"),
+                    _or_dash(r["energy_j"], lambda j: f"{float(kwh(j)) * 1000:.3g} Wh"),
                     _or_dash(r["operational_g"], fmt_g), _or_dash(r["embodied_g"], fmt_g),
                     _or_dash(r["total_g"], fmt_g)) for r in rows])
 

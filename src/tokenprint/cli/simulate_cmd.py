@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from tokenprint.carbon.amortize import MAX_LIFETIME_YEARS
-from tokenprint.carbon.operational import MAX_PUE
+from tokenprint.carbon.operational import MAX_PUE, kwh
 from tokenprint.cli.common import (
     CatalogOpt,
     JsonOpt,
@@ -25,7 +25,6 @@ from tokenprint.cli.common import (
 )
 from tokenprint.errors import TokenprintError
 from tokenprint.predict.params import check_stack
-from tokenprint.units import J_PER_KWH
 
 if TYPE_CHECKING:
     from tokenprint.simulate import SimSummary
@@ -171,8 +170,8 @@ def simulate(
     console.print(f"SLO attainment (TTFT ≤ {slo_ttft_s:g} s, TPOT ≤ {slo_tpot_s:g} s): "
                   f"{out['slo_attainment']:.1%}; throughput {out['throughput_tok_s']:.0f} tok/s; "
                   f"GPU busy {out['gpu_busy_s']:.0f} s, idle {out['gpu_idle_s']:.0f} s")
-    idle_kwh = out["idle_energy_j"] / J_PER_KWH
-    console.print(f"energy {out['energy_j'] / J_PER_KWH:.3g} kWh (idle {idle_kwh:.3g}); carbon "
+    idle_kwh = float(kwh(out["idle_energy_j"]))
+    console.print(f"energy {float(kwh(out['energy_j'])):.3g} kWh (idle {idle_kwh:.3g}); carbon "
                   f"{fmt_g(out['total_g'])} = operational "
                   f"{fmt_g(out['operational_g'])} + embodied {fmt_g(out['embodied_g'])} in "
                   f"{out['region']}; {out['g_per_1k_tokens']:.3g} g per 1k tokens"
@@ -203,7 +202,7 @@ def _configs_table(outs: list[SimSummary]) -> None:
     for o in outs:
         t.add_row(o.spec.gpu, str(o.spec.replicas), str(o.spec.max_batch),
                   _g3(o.ttft_s.p95), _g3(o.tpot_s.p95),
-                  f"{o.slo_attainment:.1%}", f"{o.energy_j / J_PER_KWH:.3g}",
+                  f"{o.slo_attainment:.1%}", f"{float(kwh(o.energy_j)):.3g}",
                   fmt_g(o.carbon.total_g.mid), f"{o.carbon.g_per_1k_tokens:.3g}")
     console.print(t)
 

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from tokenprint.carbon.amortize import amortized_g
 from tokenprint.carbon.embodied import gpu_embodied
 from tokenprint.carbon.operational import operational_g
 from tokenprint.catalog import Catalog
@@ -32,7 +33,6 @@ from tokenprint.predict.params import (
 )
 from tokenprint.predict.predictor import resolve_dtype
 from tokenprint.predict.shapes import ShapeArrays
-from tokenprint.units import S_PER_YEAR
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,8 @@ class UpstreamModel:
         self.tp = gpus
         self.max_context = m.max_context   # bounds an upstream's claimed prompt tokens
         emb = gpu_embodied(g, catalog, scope).total_g.mid * gpus
-        self.embodied_g_per_s = emb / (lifetime_years * S_PER_YEAR)
+        # grams per second of use: the lifetime bound is checked there, as the CLI does
+        self.embodied_g_per_s = float(amortized_g(emb, 1.0, lifetime_years))
         self.idle_w = idle_w(g) * gpus
 
     def energy(self, prompt_tokens: int, completion_tokens: int, concurrency: float

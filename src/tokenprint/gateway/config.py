@@ -59,6 +59,11 @@ from pydantic import (
     model_validator,
 )
 
+from tokenprint.carbon.amortize import (
+    DEFAULT_LIFETIME_YEARS,
+    MAX_LIFETIME_YEARS,
+    MIN_LIFETIME_YEARS,
+)
 from tokenprint.errors import TokenprintError
 from tokenprint.files import read_toml_file
 
@@ -144,7 +149,8 @@ class GatewayConfig(BaseModel):
     store_text: bool = False
     scope: Literal["die", "device", "card", "server"] = "device"
     # the bounds the CLI enforces (tokenprint.carbon.amortize.check_lifetime), checked here too
-    lifetime_years: float = Field(default=5.0, ge=1.0 / 365.25, le=50.0)
+    lifetime_years: float = Field(default=DEFAULT_LIFETIME_YEARS, ge=MIN_LIFETIME_YEARS,
+                                  le=MAX_LIFETIME_YEARS)
     pue: float = Field(default=1.0, ge=1.0, le=10.0)   # tokenprint.carbon.operational.MAX_PUE
     workers: int = Field(default=1, ge=1, le=256)
     upstream: list[UpstreamConfig] = Field(min_length=1)

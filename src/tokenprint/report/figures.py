@@ -16,11 +16,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
+from tokenprint.carbon.amortize import provisioned_g
 from tokenprint.carbon.embodied import gpu_embodied
+from tokenprint.carbon.operational import operational_g
 from tokenprint.catalog import Catalog
 from tokenprint.files import atomic_path
 from tokenprint.report.study import StudyResult
-from tokenprint.units import J_PER_KWH, S_PER_YEAR
 
 GPU_COLOURS = ["#1b6ca8", "#e07b00", "#2a9d55", "#b8336a", "#6a4c93", "#8a6d3b"]
 REGION_COLOURS = ["#f2b705", "#5c5c5c", "#3a86ff", "#8ac926", "#ff595e", "#6a4c93"]
@@ -225,7 +226,6 @@ def fig_embodied_share(res: StudyResult, catalog: Catalog, path: Path) -> Path:
     fig, axes = plt.subplots(1, max(len(models), 1), figsize=(4.2 * max(len(models), 1), 4.2),
                              squeeze=False)
     ci = np.geomspace(5, 1000, 400)
-    life_s = cfg.lifetime_years * S_PER_YEAR
     for ax, model in zip(axes[0], models, strict=False):
         lines = {}
         for gpu in cfg.gpus:
@@ -233,9 +233,12 @@ def fig_embodied_share(res: StudyResult, catalog: Catalog, path: Path) -> Path:
             if s.empty:
                 continue
             best = s.loc[s["energy_j_per_output_token"].idxmin()]
-            e_kwh = best["energy_j_per_output_token"] * 1000 / J_PER_KWH * cfg.pue
-            emb = gpu_embodied(catalog.gpu(gpu), catalog, cfg.scope).total_g.mid * \
-                best["seconds_per_output_token"] * 1000 / life_s / cfg.utilization
+            # grams per 1k tokens per g/kWh of intensity (operational), and embodied grams
+            e_kwh = float(operational_g(best["energy_j_per_output_token"] * 1000, 1.0, cfg.pue))
+            emb = float(provisioned_g(gpu_embodied(catalog.gpu(gpu), catalog,
+                                                   cfg.scope).total_g.mid,
+                                      best["seconds_per_output_token"] * 1000,
+                                      cfg.lifetime_years, cfg.utilization))
             lines[gpu] = (e_kwh, emb)
             ax.plot(ci, emb / (emb + e_kwh * ci) * 100, color=gpu_c[gpu], lw=1.8,
                     label=f"{gpu} (batch {int(best['batch'])})")

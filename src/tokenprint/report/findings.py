@@ -11,11 +11,11 @@ from typing import Any
 
 import pandas as pd
 
+from tokenprint.carbon.amortize import provisioned_g
 from tokenprint.carbon.embodied import gpu_embodied
-from tokenprint.carbon.operational import crossover_intensity
+from tokenprint.carbon.operational import crossover_intensity, kwh
 from tokenprint.catalog import Catalog
 from tokenprint.report.config import SEED_SCOPE, VENDOR_SCOPE, StudyConfig
-from tokenprint.units import J_PER_KWH, S_PER_YEAR
 
 
 @dataclass
@@ -226,7 +226,6 @@ def _crossovers(perf: pd.DataFrame, cfg: StudyConfig, catalog: Catalog) -> list[
     if old == new:
         return []
     out = []
-    life_s = cfg.lifetime_years * S_PER_YEAR
     for model in cfg.models:
         sub = perf[(perf["model"] == model) & perf["meets_tpot_target"]]
         pick = {}
@@ -239,9 +238,9 @@ def _crossovers(perf: pd.DataFrame, cfg: StudyConfig, catalog: Catalog) -> list[
         if len(pick) < 2:
             continue
         emb = {g: gpu_embodied(catalog.gpu(g), catalog, cfg.scope).total_g.mid for g in pick}
-        e = {g: pick[g]["energy_j_per_output_token"] * 1000 / J_PER_KWH for g in pick}
-        m = {g: emb[g] * pick[g]["seconds_per_output_token"] * 1000 / life_s / cfg.utilization
-             for g in pick}
+        e = {g: float(kwh(pick[g]["energy_j_per_output_token"] * 1000)) for g in pick}
+        m = {g: float(provisioned_g(emb[g], pick[g]["seconds_per_output_token"] * 1000,
+                                    cfg.lifetime_years, cfg.utilization)) for g in pick}
         ci = crossover_intensity(e[old], m[old], e[new], m[new], cfg.pue)
         sep = separable(pick[old]["energy_j_per_output_token_low"],
                         pick[old]["energy_j_per_output_token_high"],

@@ -14,7 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tokenprint.carbon.amortize import provisioned_g
 from tokenprint.carbon.embodied import gpu_embodied
+from tokenprint.carbon.operational import operational_g
 from tokenprint.catalog import Catalog
 from tokenprint.errors import TokenprintError
 from tokenprint.predict import predict_records, resolve_dtype
@@ -41,7 +43,6 @@ from tokenprint.report.findings import (  # noqa: F401
     hourly_findings,
     separable,
 )
-from tokenprint.units import J_PER_KWH, S_PER_YEAR
 
 
 def _measured_lookup(records: list[RunRecord]) -> dict[tuple[str, str, int, int, int],
@@ -189,8 +190,7 @@ def carbon_table(perf: pd.DataFrame, cfg: StudyConfig, catalog: Catalog) -> pd.D
     rows = []
     emb_cache = {g: {scope: gpu_embodied(catalog.gpu(g), catalog, scope).total_g
                      for scope in {cfg.scope, SEED_SCOPE, VENDOR_SCOPE}} for g in cfg.gpus}
-    life_s = cfg.lifetime_years * S_PER_YEAR
-    u = cfg.utilization
+    life, u = cfg.lifetime_years, cfg.utilization
     for region_id in cfg.regions:
         region = catalog.region(region_id)
         ci = region.intensity_g_per_kwh.estimate
@@ -203,14 +203,12 @@ def carbon_table(perf: pd.DataFrame, cfg: StudyConfig, catalog: Catalog) -> pd.D
             t_mid = rec["seconds_per_output_token"] * 1000
             t_lo = rec["seconds_per_output_token_low"] * 1000
             t_hi = rec["seconds_per_output_token_high"] * 1000
-            op = (e_mid / J_PER_KWH * cfg.pue * ci.mid, e_lo / J_PER_KWH * cfg.pue * ci.low,
-                  e_hi / J_PER_KWH * cfg.pue * ci.high)
-            em = (emb.mid * t_mid / life_s / u, emb.low * t_lo / life_s / u,
-                  emb.high * t_hi / life_s / u)
+            op = tuple(operational_g([e_mid, e_lo, e_hi], [ci.mid, ci.low, ci.high], cfg.pue))
+            em = tuple(provisioned_g([emb.mid, emb.low, emb.high], [t_mid, t_lo, t_hi], life, u))
             total = op[0] + em[0]
-            em_full = emb.mid * t_mid / life_s
-            seed = embs[SEED_SCOPE].mid * t_mid / life_s / u
-            vendor = embs[VENDOR_SCOPE].mid * t_mid / life_s / u
+            em_full = float(provisioned_g(emb.mid, t_mid, life))
+            seed, vendor = provisioned_g([embs[SEED_SCOPE].mid, embs[VENDOR_SCOPE].mid], t_mid,
+                                         life, u)
             rows.append({
                 **{k: rec[k] for k in ("model", "gpu", "batch", "source", "meets_tpot_target")},
                 "region": region.id.upper(), "intensity_g_per_kwh": ci.mid,
@@ -243,17 +241,17 @@ def hourly_profile(perf: pd.DataFrame, cfg: StudyConfig, catalog: Catalog) -> pd
         return pd.DataFrame()
     by_hour = cfg.intensity.hour_of_day_mean()
     rows = []
-    life_s = cfg.lifetime_years * S_PER_YEAR
     for (model, gpu), grp in perf[perf["meets_tpot_target"]].groupby(["model", "gpu"]):
         best = grp.loc[grp["energy_j_per_output_token"].idxmin()]
-        e_kwh = best["energy_j_per_output_token"] * 1000 / J_PER_KWH
-        emb = gpu_embodied(catalog.gpu(gpu), catalog, cfg.scope).total_g.mid * \
-            best["seconds_per_output_token"] * 1000 / life_s / cfg.utilization
-        for hour, ci in enumerate(by_hour):
+        emb = float(provisioned_g(gpu_embodied(catalog.gpu(gpu), catalog, cfg.scope).total_g.mid,
+                                  best["seconds_per_output_token"] * 1000, cfg.lifetime_years,
+                                  cfg.utilization))
+        ops = operational_g(best["energy_j_per_output_token"] * 1000, by_hour, cfg.pue)
+        for hour, (ci, op) in enumerate(zip(by_hour, ops, strict=True)):
             rows.append({"model": model, "gpu": gpu, "batch": int(best["batch"]),
                          "hour_utc": hour, "intensity_g_per_kwh": float(ci),
-                         "operational_g_per_1k": e_kwh * cfg.pue * ci, "embodied_g_per_1k": emb,
-                         "total_g_per_1k": e_kwh * cfg.pue * ci + emb})
+                         "operational_g_per_1k": float(op), "embodied_g_per_1k": emb,
+                         "total_g_per_1k": float(op) + emb})
     return pd.DataFrame(rows)
 
 

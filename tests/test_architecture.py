@@ -1,0 +1,105 @@
+"""Claims of DESIGN.md that the code must keep: one formula in one place, the package order."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "tokenprint"
+
+# Carbon arithmetic that belongs in tokenprint.carbon only: the kWh and year constants, PUE
+# multiplied in, a lifetime divided by or multiplied with, the constants' literal values.
+FORMULA = re.compile(
+    r"\bJ_PER_KWH\b|\bS_PER_YEAR\b|pue\s*\*|\*\s*[\w.]*\bpue\b|lifetime\w*\s*[*/]"
+    r"|[*/]\s*\(?[\w.]*lifetime\w*|\b3\.6e6\b|\b31557600\b")
+# the bound on a lifetime (a day) may spell out a year's days where it is declared
+ALLOWED_LINES = ("ge=MIN_LIFETIME_YEARS",)
+
+# DESIGN.md's "depends on" column (each package may also use what those depend on).
+DEPENDS = {
+    "catalog": set(), "carbon": {"catalog"}, "measure": set(), "engines": {"measure"},
+    "bench": {"engines", "measure", "catalog"}, "predict": {"catalog"},
+    "simulate": {"predict", "carbon"}, "plan": {"simulate", "carbon"},
+    "gateway": {"carbon", "predict", "measure"}, "fleet": {"carbon", "predict"},
+}
+# Where the code departs from the table, and why (kept short on purpose).
+EXCEPTIONS = {
+    ("engines", "catalog"): "engines build model shapes (random weights) from the catalog",
+    ("predict", "bench"): "predict.datasets reads measured runs from bench's results store",
+}
+UPPER = ("report", "cli", "distributed")
+
+
+def _closure(pkg: str) -> set[str]:
+    out: set[str] = set()
+    for dep in DEPENDS.get(pkg, ()):
+        out |= {dep} | _closure(dep)
+    return out
+
+
+def _sources(exclude: tuple[str, ...] = ()) -> list[Path]:
+    return [p for p in sorted(SRC.rglob("*.py"))
+            if not any(str(p.relative_to(SRC)).startswith(e) for e in exclude)]
+
+
+def test_no_carbon_arithmetic_outside_carbon():
+    found = []
+    for path in _sources(exclude=("carbon/", "units.py")):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if FORMULA.search(code) and not any(a in code for a in ALLOWED_LINES):
+                found.append(f"{path.relative_to(SRC)}:{n}: {line.strip()}")
+    assert not found, "carbon arithmetic outside tokenprint.carbon:\n" + "\n".join(found)
+
+
+def test_the_formula_check_would_catch_a_copy():
+    for copy in ("e / J_PER_KWH * pue * ci", "emb * t / (lifetime_years * S_PER_YEAR)",
+                 "x * cfg.pue", "g / life.lifetime_s"):
+        assert FORMULA.search(copy), copy
+
+
+def test_packages_import_only_what_design_allows():
+    bad = []
+    for path in _sources():
+        rel = path.relative_to(SRC).parts
+        if len(rel) < 2 or rel[0] not in DEPENDS:
+            continue
+        pkg = rel[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                mods = [node.module]
+            elif isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            else:
+                continue
+            for mod in mods:
+                parts = mod.split(".")
+                if parts[0] != "tokenprint" or len(parts) < 2:
+                    continue
+                dep = parts[1]
+                if dep == pkg or (dep not in DEPENDS and dep not in UPPER):
+                    continue
+                if dep not in _closure(pkg) and (pkg, dep) not in EXCEPTIONS:
+                    bad.append(f"{'/'.join(rel)} imports tokenprint.{dep}")
+    assert not bad, "imports against DESIGN.md's package table:\n" + "\n".join(sorted(set(bad)))
+
+
+def test_gateway_refuses_a_lifetime_the_cli_refuses(tmp_path):
+    """The gateway's config holds the same lifetime bounds as tokenprint.carbon (50 years)."""
+    import pytest
+
+    from tokenprint.carbon.amortize import MAX_LIFETIME_YEARS, check_lifetime
+    from tokenprint.errors import TokenprintError
+    from tokenprint.gateway.config import load_config
+
+    cfg = tmp_path / "gateway.toml"
+    base = ('[[upstream]]\nname = "a"\nurl = "http://127.0.0.1:9"\nmodel = "llama-3.1-8b"\n'
+            'gpu = "h100-sxm"\nregion = "FR"\n')
+    cfg.write_text(f"lifetime_years = 60\n{base}")
+    with pytest.raises(TokenprintError, match="lifetime_years"):
+        load_config(cfg)
+    with pytest.raises(TokenprintError, match="lifetime"):
+        check_lifetime(60)
+    cfg.write_text(f"lifetime_years = {MAX_LIFETIME_YEARS:g}\n{base}")
+    assert load_config(cfg).lifetime_years == MAX_LIFETIME_YEARS
