@@ -89,3 +89,26 @@ def test_help_keeps_bracketed_text(monkeypatch):
             assert token in out, (path, token)
             checked += 1
     assert checked >= 2          # [[deployment]] and N,RATE[,IN,OUT] at least
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_catalog_listings_cut_nothing(monkeypatch, width):
+    """Every catalog listing keeps ids and numbers whole (models had 88 '…' at 80 columns, and
+    profiles took 920 lines for 13 entries)."""
+    from tokenprint.cli.catalog_cmd import _COLUMNS
+    from tokenprint.cli.main import main
+
+    for kind in _COLUMNS:
+        out = io.StringIO()
+        monkeypatch.setattr(common, "console", Console(file=out, width=width, color_system=None))
+        monkeypatch.setattr("tokenprint.cli.catalog_cmd.console", common.console)
+        with pytest.raises(SystemExit) as exc:
+            main(["catalog", kind])
+        assert exc.value.code in (0, None), kind
+        text = out.getvalue()
+        assert "…" not in text, (kind, width)
+        assert max(len(line) for line in text.splitlines()) <= width, kind
+        if kind == "profiles":
+            assert len(text.splitlines()) < 80
+        if kind == "models":
+            assert "qwen3-vl-235b-a22b" in text and "moe+vision" in text

@@ -9,7 +9,14 @@ from rich.table import Table
 
 from tokenprint.catalog import entry_dict
 from tokenprint.catalog.schema import Quantity
-from tokenprint.cli.common import CatalogOpt, JsonOpt, console, load, print_json
+from tokenprint.cli.common import (
+    CatalogOpt,
+    JsonOpt,
+    console,
+    load,
+    print_json,
+    print_records,
+)
 from tokenprint.errors import TokenprintError
 
 app = typer.Typer(help="List and show catalog entries (GPUs, regions, models, hosts) with sources.",
@@ -19,19 +26,32 @@ _COLUMNS: dict[str, list[str]] = {
     "gpus": ["name", "die_area_mm2", "act_node", "memory_gb", "memory_type", "memory_bw_gb_s",
              "tdp_w", "fp16_tflops", "bf16", "release_year"],
     "regions": ["name", "intensity_g_per_kwh", "basis", "year", "mix", "study"],
-    "models": ["name", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "ffn_size",
-               "vocab_size", "params_b", "active_b"],
+    "models": ["name", "arch", "hidden_size", "num_layers", "num_heads", "num_kv_heads",
+               "params_b", "active_b"],
     "hosts": ["name", "gpu_slots", "cpu_count", "dram_gb", "ssd_gb"],
     "fab-nodes": ["name", "epa_kwh_per_cm2", "gpa95_g_per_cm2", "gpa99_g_per_cm2"],
     "memory": ["name", "kind", "g_per_gb"],
-    "profiles": ["gpu", "stack", "n_points", "fit_rms_log", "energy_range", "at_bounds",
-                 "source"],
+    "profiles": ["gpu", "stack", "n_points", "fit_rms_log", "energy_range", "at_bounds"],
     "stacks": ["name", "engine", "releases", "source"],
     "pcf": ["product", "scope", "total_g", "gpus", "applies_to", "boundary"],
 }
 
 
+def _model_kind(entry: Any) -> str:
+    """What the model is made of: dense or MoE, and MLA, a hybrid SSM, a vision encoder."""
+    parts = ["moe" if entry.is_moe else "dense"]
+    if entry.attention == "mla":
+        parts.append("mla")
+    if entry.ssm_layers:
+        parts.append("mamba")
+    if entry.vision is not None:
+        parts.append("vision")
+    return "+".join(parts)
+
+
 def _cell(entry: Any, col: str) -> str:
+    if col == "arch":
+        return _model_kind(entry)
     if col == "params_b":
         return f"{entry.params / 1e9:.3g}"
     if col == "active_b":
@@ -69,14 +89,9 @@ def _list(kind: str, catalog: CatalogOpt, as_json: bool) -> None:
     if as_json:
         print_json([_with_derived(kind, e) for e in entries.values()])
         return
-    table = Table(title=f"tokenprint catalog: {kind}", show_lines=False)
-    table.add_column("id", style="bold")
-    for col in _COLUMNS[kind]:
-        table.add_column(col)
-    for e in entries.values():
-        table.add_row(e.id.upper() if kind == "regions" else e.id,
-                      *(_cell(e, c) for c in _COLUMNS[kind]))
-    console.print(table)
+    rows = [(e.id.upper() if kind == "regions" else e.id, *(_cell(e, c) for c in _COLUMNS[kind]))
+            for e in entries.values()]
+    print_records(f"tokenprint catalog: {kind}", ("id", *_COLUMNS[kind]), rows)
     console.print("Sources: tokenprint catalog show KIND ID", style="dim")
 
 
