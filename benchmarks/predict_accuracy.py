@@ -8,6 +8,8 @@ and throughput, for
 * ``gpu held out``: each GPU predicted by its stack's prior built from the other GPUs of that
   stack (refit without it) — what a GPU with no profile gets;
 * ``model held out``: each model predicted by a fit to the GPU's other models;
+* ``parallel layout held out``: each GPU count of a (GPU, stack) predicted by a fit to its other
+  GPU counts — a layout nobody measured;
 * ``temporal``: a profile fitted on ML.ENERGY v2 (vLLM 2024) alone, predicting v3 (vLLM late
   2025) on the same H100 — what an out-of-date profile costs.
 
@@ -66,6 +68,15 @@ def main() -> None:
             print(_row(f"stack {stack}", sub))
         for gpu, sub in rep["by_gpu"].items():
             print(_row(f"  gpu {gpu}", sub))
+    print("\n== parallel layout held out (each GPU count predicted from a fit to the others) ==")
+    for name, s in zip(names, sets, strict=True):
+        if s.table["tp"].nunique() < 2:
+            continue
+        rep = validation_report(s.table, cat, "tp", 0, s.source)
+        print(_row(name, rep))
+        for stack, sub in rep["by_stack"].items():
+            if len(rep["by_stack"]) > 1:
+                print(_row(f"  stack {stack}", sub))
     v2, v3 = sets[1].table, sets[2].table
     both = pd.concat([v2.assign(stack="vllm-2024"), v3.assign(stack="vllm-2025")],
                      ignore_index=True)

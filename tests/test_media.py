@@ -95,6 +95,21 @@ def test_llama4_tiles_by_hand(catalog):
     assert big.encoder_flops == pytest.approx(17 * one_tile)
 
 
+def test_nemotron_vl_tiles_by_hand(catalog):
+    m = catalog.model("nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16")
+    assert m.id == "nemotron-nano-12b-v2-vl" and m.ssm_layers == 28
+    vit = 32 * (4 * 1280 ** 2 + 2 * 1280 * 5120)
+    proj = 5120 * 20480 * 2                                     # mlp1: 5120 → 20480 → 5120
+    assert m.vision.params == vit + proj
+    one_tile = _span(vit, 32, 1280, 32 * 32, proj, 2)           # 512 / 16 = 32 patches a side
+    # 1024 × 1024: 2 × 2 tiles of 512 px and the thumbnail, 256 tokens each
+    cost = media_cost(m, Media(images=1, image_px=(1024, 1024)))
+    assert cost.tokens == 5 * 256
+    assert cost.encoder_flops == pytest.approx(5 * one_tile)
+    # a panorama is capped at 12 tiles (plus the thumbnail)
+    assert media_cost(m, Media(images=1, image_px=(8192, 1024))).tokens == 13 * 256
+
+
 def test_media_refused_where_the_model_cannot_take_it(catalog):
     with pytest.raises(TokenprintError, match="text-only"):
         media_cost(catalog.model("llama-3.1-8b"), Media(images=1))

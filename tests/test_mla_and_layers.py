@@ -3,6 +3,8 @@ derived by hand from the models' config.json."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -121,17 +123,31 @@ def test_nemotron_nano_9b_v2_hybrid_by_hand(catalog):
         2 * m.matmul_params + m.ssm_flops_per_token + 4 * 4 * 40 * 128)
 
 
-def test_hybrid_batches_fit_state_and_cache_and_the_simulator_refuses_them(catalog):
-    from tokenprint.errors import TokenprintError
+def test_hybrid_batches_fit_state_and_cache_and_the_simulator_holds_the_state(catalog):
+    import math
+
     from tokenprint.predict.shapes import max_batch_fits
     from tokenprint.predict.step import step_costs
+    from tokenprint.simulate.replica import simulate_replica
 
     m = catalog.model("nemotron-nano-9b-v2")
     free = 80 * 1e9 * 0.9 - m.weight_bytes("bf16")
     per_seq = m.kv_bytes_per_token("bf16") * 2048 + m.state_bytes_per_seq("bf16")
     assert max_batch_fits(m, 80, "bf16", 2048) == int(free // per_seq)
-    with pytest.raises(TokenprintError, match="state-space"):
-        step_costs(catalog, "nemotron-nano-9b-v2", "h100-sxm")
+    costs, _ = step_costs(catalog, "nemotron-nano-9b-v2", "h100-sxm")
+    assert costs.state_bytes_per_seq == m.state_bytes_per_seq("bf16") > 0
+    # each request holds its state in the cache budget, as that many tokens of KV cache
+    assert costs.state_tokens == math.ceil(m.state_bytes_per_seq("bf16")
+                                           / m.kv_bytes_per_token("bf16"))
+    assert step_costs(catalog, "llama-3.1-8b", "h100-sxm")[0].state_tokens == 0
+    # a budget that holds the tokens of two requests but not their states admits one at a time
+    need = 100 + 20
+    tight = replace(costs, kv_budget_tokens=2 * need + costs.state_tokens)
+    res = simulate_replica(np.zeros(2), np.array([100, 100]), np.array([20, 20]), tight, 8)
+    assert res.first_token_s[1] >= res.finish_s[0]
+    roomy = replace(costs, kv_budget_tokens=2 * (need + costs.state_tokens))
+    res = simulate_replica(np.zeros(2), np.array([100, 100]), np.array([20, 20]), roomy, 8)
+    assert res.first_token_s[1] == res.first_token_s[0]
 
 
 def test_holdout_tp_predicts_each_group_size_from_the_others(catalog, shared_data):

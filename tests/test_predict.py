@@ -266,7 +266,7 @@ def test_no_refit_equals_predict_row_for_row(catalog):
 def test_simulate_step_equals_predict_step(catalog):
     from tokenprint.predict.step import step_costs
 
-    for model in ("llama-3.1-8b", "qwen3-30b-a3b"):
+    for model in ("llama-3.1-8b", "qwen3-30b-a3b", "nemotron-nano-9b-v2"):
         costs, _ = step_costs(catalog, model, "h100-sxm", stack="vllm-2025")
         m = catalog.model(model)
         shape = ShapeArrays.of([m], ["bf16"])
@@ -278,8 +278,8 @@ def test_simulate_step_equals_predict_step(catalog):
             # the simulator's decode step for b requests holding ctx tokens each, in total b*ctx
             comp = (costs.matmul_flops_per_token * b + costs.attn_flops_per_ctx * (b * ctx + b)
                     ) / costs.flops_per_s
-            mem = (costs.weight_bytes(b) + costs.kv_bytes_per_token * (b * ctx + b)) \
-                / costs.bytes_per_s
+            mem = (costs.weight_bytes(b) + costs.kv_bytes_per_token * (b * ctx + b)
+                   + 2 * costs.state_bytes_per_seq * b) / costs.bytes_per_s
             dt = max(comp, mem) + costs.step_overhead_s + costs.seq_overhead_s * b
             assert dt == pytest.approx(float(pt.total_s[0]), rel=1e-9)
             assert costs.power(dt, comp, costs.step_overhead_s) == pytest.approx(
@@ -340,10 +340,10 @@ def test_validate_cli_no_refit_on_v3(shared_data: Path, capsys):
     for key in ("mape", "bias", "coverage"):
         assert set(rep[key]) >= {"energy_per_token", "tpot", "throughput"}
     assert rep["refit"] is False and rep["n_points"] > 360
-    # the few rows refused (a multimodal model not in the catalog) are counted by reason, and
-    # the multimodal tasks are scored apart
-    assert rep["n_skipped"] == sum(rep["skipped_reasons"].values()) <= 40
-    assert any("Nemotron-Nano-12B-v2-VL" in r for r in rep["skipped_reasons"])
+    # every row is answered now (multimodal, latent attention, hybrids); the multimodal tasks
+    # are scored apart
+    assert rep["n_skipped"] == sum(rep["skipped_reasons"].values()) == 0
+    assert rep["n_points"] == 405
     assert {"image-chat", "video-chat", "lm-arena-chat"} <= set(rep["by_task"])
 
 
@@ -434,3 +434,30 @@ def test_parallel_groups_that_can_share_a_model(catalog, model, tp, ok):
     if not ok:
         with pytest.raises(TokenprintError, match="cannot share"):
             predict_records(catalog, catalog.model(model), catalog.gpu("h100"), [1], 64, 8, tp=tp)
+
+
+def test_simulate_step_equals_predict_step_in_a_parallel_group(catalog):
+    """The replica's decode step on 4 GPUs: all-reduce bytes and the log2(4) = 2 latency steps,
+    whose wait draws base power as the fixed costs do (model.pass_time / power_w)."""
+    from tokenprint.predict.step import step_costs
+
+    costs, _ = step_costs(catalog, "llama-3.1-70b", "h100-sxm", tp=4, stack="vllm-2025")
+    m = catalog.model("llama-3.1-70b")
+    prof_v = resolve_profile(catalog.gpu("h100-sxm"), catalog, "vllm-2025").values
+    assert costs.comm_fixed_s == pytest.approx(2 * m.num_layers * prof_v["tp_latency_s"] * 2)
+    shape = ShapeArrays.of([m], ["bf16"])
+    hw = hardware_arrays([catalog.gpu("h100-sxm")], ["bf16"])
+    prof = ProfileArrays.from_values(prof_v)
+    for b, ctx in ((1, 100), (64, 1500)):
+        pt = pass_time(shape, hw, prof, float(b), 1.0, float(ctx), 4.0)
+        comp = (costs.matmul_flops_per_token * b + costs.attn_flops_per_ctx * (b * ctx + b)
+                ) / costs.flops_per_s
+        mem = (costs.weight_bytes(b) + costs.kv_bytes_per_token * (b * ctx + b)) \
+            / costs.bytes_per_s
+        dt = (max(comp, mem) + costs.step_overhead_s + costs.seq_overhead_s * b
+              + costs.comm_s_per_token * b + costs.comm_fixed_s)
+        assert dt == pytest.approx(float(pt.total_s[0]), rel=1e-9)
+        waits = costs.step_overhead_s + costs.comm_fixed_s
+        assert float(pt.step_overhead_s[0]) == pytest.approx(waits, rel=1e-12)
+        assert costs.power(dt, comp, waits) == pytest.approx(
+            float(power_w(hw, prof, pt)[0]) * 4, rel=1e-9)

@@ -87,8 +87,9 @@ def reference(arrival_s, input_len, output_len, c: StepCosts, max_batch: int,
             memory = (c.weight_bytes(b) + c.kv_bytes_per_token * (ctx + b)) / c.bytes_per_s
             dt = max(compute, memory) + c.step_overhead_s + c.seq_overhead_s * b + comm(b)
             ctx += b
-        # power with exponent 1: base over the span, mem over its busy part, peak over compute
-        e = (c.base_w * dt + (c.mem_w - c.base_w) * (dt - c.step_overhead_s)
+        # power with exponent 1: base over the span, mem over its busy part (not the fixed costs
+        # nor the all-reduce latency, both waits), peak over compute
+        e = (c.base_w * dt + (c.mem_w - c.base_w) * (dt - c.step_overhead_s - c.comm_fixed_s)
              + (c.peak_w - c.mem_w) * compute)
         if hour0_s is not None:
             h = int((hour0_s + t + dt / 2) // S_PER_HOUR)

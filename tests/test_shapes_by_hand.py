@@ -112,10 +112,39 @@ def test_communication_time_of_a_pair_by_hand(catalog):
     prof = ProfileArrays.from_values(resolve_profile(g, catalog, "vllm-2025").values)
     one, two = pass_time(s, hw, prof, 8, 1, 500, 1), pass_time(s, hw, prof, 8, 1, 500, 2)
     comm = (_one(allreduce_bytes(s, 8, 1, 2)) / _one(hw.link_b_s)
-            + 2 * m.num_layers * _one(prof.tp_latency_s))
+            + 2 * m.num_layers * _one(prof.tp_latency_s))          # log2(2) = 1 step
+    # a group of 8 waits three tree steps per all-reduce
+    eight = pass_time(s, hw, prof, 8, 1, 500, 8)
+    comm8 = (_one(allreduce_bytes(s, 8, 1, 8)) / _one(hw.link_b_s)
+             + 2 * m.num_layers * _one(prof.tp_latency_s) * 3)
+    bound_eight = max(_one(one.compute_s) / 8, (_one(one.total_s) - _one(one.step_overhead_s)
+                                                - 8 * _one(prof.seq_overhead_s)) / 8)
+    assert _one(eight.total_s) == pytest.approx(
+        bound_eight + comm8 + _one(prof.step_overhead_s) + 8 * _one(prof.seq_overhead_s),
+        rel=1e-9)
     bound_two = max(_one(one.compute_s) / 2, (_one(one.total_s) - _one(one.step_overhead_s)
                                               - 8 * _one(prof.seq_overhead_s)) / 2)
     want = bound_two + comm + _one(prof.step_overhead_s) + 8 * _one(prof.seq_overhead_s)
     assert _one(two.total_s) == pytest.approx(want, rel=1e-9)
     assert _one(two.compute_s) == pytest.approx(_one(one.compute_s) / 2)
     assert math.isfinite(_one(two.total_s))
+
+
+def test_nvfp4_weights_and_rates_by_hand(catalog):
+    """NVFP4: 4-bit elements and an FP8 scale per 16 (4.5 bits), the embedding and LM head in
+    bf16; the matmuls at the FP4 tensor rate where the GPU has one (B200), else at FP16's."""
+    from tokenprint.predict.params import peak_flops
+
+    m = catalog.model("llama-3.1-8b")                       # untied: embedding and head apart
+    table = 128256 * 4096 * 2
+    assert m.weight_bytes("nvfp4") == pytest.approx((m.params - table) * 4.5 / 8 + table * 2)
+    s = ShapeArrays.of([m], ["nvfp4"])
+    head = 128256 * 4096
+    dense = m.dense_matmul_params
+    assert _one(s.dense_weight_bytes_per_param) * dense == pytest.approx(
+        (dense - head) * 4.5 / 8 + head * 2)
+    assert _one(s.kv_bytes_per_token) == m.kv_bytes_per_token("bf16")   # 16-bit KV cache
+    assert peak_flops(catalog.gpu("b200"), "nvfp4") == 9000e12
+    h100 = catalog.gpu("h100-sxm")
+    assert peak_flops(h100, "nvfp4") == h100.fp16_tflops.value * 1e12
+    assert peak_flops(catalog.gpu("b200"), "mxfp4") == 2250e12     # gpt-oss: bf16 dense layers

@@ -10,6 +10,7 @@ S_PER_DAY = 86_400.0
 S_PER_YEAR = 365.25 * S_PER_DAY
 MM2_PER_CM2 = 100.0
 
-# mxfp4: 4-bit elements plus one 8-bit scale per 32 (OCP Microscaling spec) = 4.25 bits
+# mxfp4: 4-bit elements plus one 8-bit scale per 32 (OCP Microscaling spec) = 4.25 bits;
+# nvfp4: 4-bit elements plus one FP8 scale per 16 (NVIDIA's NVFP4) = 4.5 bits
 DTYPE_BYTES: dict[str, float] = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1,
-                                 "mxfp4": 4.25 / 8}
+                                 "mxfp4": 4.25 / 8, "nvfp4": 4.5 / 8}

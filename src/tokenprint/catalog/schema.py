@@ -119,6 +119,7 @@ class Gpu(Entry):
     idle_w: Quantity | None = None
     fp16_tflops: Quantity
     fp8_tflops: Quantity | None = None
+    fp4_tflops: Quantity | None = None   # dense FP4 tensor rate (Blackwell), where it has one
     bf16: bool
     release_year: int = Field(ge=2000, le=2100)
     form_factor: Literal["pcie", "sxm", "oam"]
@@ -547,6 +548,9 @@ class ModelArch(Entry):
         if dtype == "mxfp4":
             experts = self.num_experts * self.expert_params
             return experts * dtype_bytes("mxfp4") + (self.params - experts) * dtype_bytes("bf16")
+        if dtype == "nvfp4":   # every linear layer in 4 bits; the embedding and LM head stay bf16
+            table = self.vocab_size * self.hidden_size * (1 if self.tied_embeddings else 2)
+            return (self.params - table) * dtype_bytes("nvfp4") + table * dtype_bytes("bf16")
         return self.params * dtype_bytes(dtype)
 
     def kv_bytes_per_token(self, dtype: str) -> float:
@@ -615,6 +619,7 @@ class CalibrationProfile(BaseModel):
     power_exponent: float = Field(gt=0, le=1)
     n_points: int = Field(default=0, ge=0)
     at_bounds: list[str] = Field(default_factory=list)
+    tp_sizes: list[int] = Field(default_factory=list)   # GPU counts the fit saw ([]: unknown)
     fit_rms_log: float | None = None
     error: dict[str, float] = Field(default_factory=dict)
     aliases: list[str] = Field(default_factory=list)

@@ -33,8 +33,8 @@ def predict(
     batch: Annotated[str, typer.Option(help="Batch sizes, comma-separated.")] = "1,2,4,8,16,32,64",
     input_len: Annotated[int, typer.Option(help="Prompt tokens per request.")] = 512,
     output_len: Annotated[int, typer.Option(help="Generated tokens per request.")] = 128,
-    dtype: Annotated[str, typer.Option(help="Weights: auto|bf16|fp16|fp32|fp8|mxfp4 (auto: bf16 "
-                                       "where supported).")] = "auto",
+    dtype: Annotated[str, typer.Option(help="Weights: auto|bf16|fp16|fp32|fp8|mxfp4|nvfp4 "
+                                       "(auto: bf16 where supported).")] = "auto",
     kv_dtype: Annotated[str, typer.Option(help="KV cache: auto|bf16|fp16|fp8 (auto: 16-bit).")
                         ] = "auto",
     tp: Annotated[int, typer.Option(help="GPUs per replica (tensor or expert parallel).")] = 1,

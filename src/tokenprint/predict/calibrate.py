@@ -224,6 +224,7 @@ def fit_profiles(points: pd.DataFrame, catalog: Catalog, source: str) -> list[Ca
             "id": f"{gpu_id}-{stack}", "gpu": gpu_id, "stack": stack,
             "source": f"fitted by tokenprint calibrate to {int(mask.sum())} points: {source}",
             "n_points": int(mask.sum()), "at_bounds": fit.at_bounds,
+            "tp_sizes": sorted({int(t) for t in points.loc[mask, "tp"]}),
             "fit_rms_log": round(fit.rms_log, 4),
             **{n: float(v) for n, v in zip(PARAM_NAMES, fit.values, strict=True)},
         }))
@@ -239,10 +240,14 @@ def heldout_errors(points: pd.DataFrame, catalog: Catalog,
     the other GPUs, pooled over every stack with several calibrated GPUs (transfer by specs errs
     in the same way whatever the engine, and pooling gives the quantiles enough points; a stack
     with a single GPU could not measure its own).
+    ``tp_holdout.{metric}.lo/.hi``: each GPU count of the (GPU, stack) predicted from a fit to its
+    other counts — what a layout outside ``tp_sizes`` gets; pooled over every (GPU, stack) with
+    several counts where its own data has one.
     """
     from tokenprint.predict.validate import heldout_predictions
 
     by_model = heldout_predictions(points, catalog, "model", fallback_batch=True)
+    by_tp = heldout_predictions(points, catalog, "tp")
     multi = [s for s in points["stack"].unique() if points.loc[points["stack"] == s,
                                                                 "gpu"].nunique() > 1]
     by_gpu = heldout_predictions(points[points["stack"].isin(multi)].reset_index(drop=True),
@@ -252,12 +257,17 @@ def heldout_errors(points: pd.DataFrame, catalog: Catalog,
         error = dict(prof.error)
         source = prof.source
         m_mask = group_mask(by_model, prof.gpu, prof.stack)
+        t_mask = group_mask(by_tp, prof.gpu, prof.stack)
         for m, key in ERROR_KEYS.items():
             if f"ratio_{m}" not in by_model:
                 continue
             rng = range_factors(by_model.loc[m_mask, f"ratio_{m}"].to_numpy(float))
             if rng is not None:
                 error[f"{key}.lo"], error[f"{key}.hi"] = rng
+            rng = (range_factors(by_tp.loc[t_mask, f"ratio_{m}"].to_numpy(float))
+                   or range_factors(by_tp[f"ratio_{m}"].to_numpy(float), PRIOR_RANGE_QUANTILES))
+            if rng is not None:
+                error[f"tp_holdout.{key}.lo"], error[f"tp_holdout.{key}.hi"] = rng
             if by_gpu is None:
                 continue
             rng = range_factors(by_gpu[f"ratio_{m}"].to_numpy(float), PRIOR_RANGE_QUANTILES)

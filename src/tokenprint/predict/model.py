@@ -3,12 +3,19 @@
 Time of one forward pass (prefill or a decode step) on a group of ``tp`` GPUs::
 
     t = max(FLOPs / (peak_flops · eff_compute), bytes / (mem_bw · eff_memory)) / tp
-        + all-reduce bytes / link_bw + 2·layers·tp_latency_s        (tp > 1 only)
+        + all-reduce bytes / link_bw + 2·layers·tp_latency_s·log2(tp)   (tp > 1 only)
         + step_overhead_s + seq_overhead_s · batch
+
+Each all-reduce waits a latency that grows with the depth of the group, ``log2(tp)`` steps (the
+tree NCCL uses for small messages; every step also waits for the slowest GPU): on Splitwise's
+Llama-2-70B decode steps the time left after the weights' read grows by the same ~11 ms per
+doubling of the group on an A100 (TP 2 → 4 → 8), where a latency independent of the group
+size would predict TP 8 faster than TP 4, which it is not.
 
 Power of each GPU while the pass runs rises from the stack's *base* level (the GPU awake, clocks
 up, the engine between kernels) toward *mem* with the share of the pass that is not fixed
-per-step overhead, and toward *peak* with the compute-bound share::
+per-step overhead or all-reduce latency (both are waits), and toward *peak* with the
+compute-bound share::
 
     P = base + (mem − base) · (1 − step_overhead/t) + (peak − mem) · (t_compute/t)^k
     base = idle + base_frac·(TDP − idle);  mem = base + mem_frac·(TDP − base);
@@ -73,11 +80,13 @@ def pass_time(shape: ShapeArrays, hw: HardwareArrays, prof: ProfileArrays, batch
     t_compute = flops / t / (hw.peak_flops * prof.eff_compute)
     t_memory = pass_bytes(shape, b, new_tokens, cached_tokens, t) / t \
         / (hw.mem_bw_b_s * prof.eff_memory)
-    comm = np.where(t > 1, allreduce_bytes(shape, b, new_tokens, t) / hw.link_b_s
-                    + shape.allreduces * prof.tp_latency_s, 0.0)
+    latency = np.where(t > 1, shape.allreduces * prof.tp_latency_s
+                       * np.log2(np.maximum(t, 1.0)), 0.0)
+    comm = np.where(t > 1, allreduce_bytes(shape, b, new_tokens, t) / hw.link_b_s, 0.0)
     step = np.broadcast_to(prof.step_overhead_s, np.shape(t_compute)).astype(np.float64)
-    total = np.maximum(t_compute, t_memory) + comm + step + prof.seq_overhead_s * b
-    return PassTime(np.asarray(total), np.asarray(t_compute), np.asarray(step))
+    total = np.maximum(t_compute, t_memory) + comm + latency + step + prof.seq_overhead_s * b
+    # the GPUs wait through the all-reduces' latency as through the step's fixed costs
+    return PassTime(np.asarray(total), np.asarray(t_compute), np.asarray(step + latency))
 
 
 def power_levels(hw: HardwareArrays, prof: ProfileArrays) -> tuple[F64, F64, F64]:

@@ -9,7 +9,7 @@ engine.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 from numpy.typing import NDArray
@@ -58,14 +58,17 @@ def idle_w(gpu: Gpu) -> float:
 def peak_flops(gpu: Gpu, dtype: str) -> float:
     """Dense tensor FLOP/s for the dtype the matmuls run in.
 
-    fp8 uses the FP8 tensor rate where the GPU has one; elsewhere fp8 (and mxfp4) weights are
-    dequantized and run at the FP16 rate; fp32 at a quarter of it.
+    fp8 uses the FP8 tensor rate where the GPU has one; nvfp4 the FP4 rate where it has one
+    (Blackwell); elsewhere fp8, nvfp4 and mxfp4 weights are dequantized and run at the FP16 rate
+    (mxfp4 everywhere: gpt-oss keeps attention and the dense layers in bf16); fp32 at a quarter.
     """
     base = gpu.fp16_tflops.value * 1e12
     if dtype == "fp32":
         return base / 4.0
     if dtype == "fp8" and gpu.fp8_tflops is not None:
         return gpu.fp8_tflops.value * 1e12
+    if dtype == "nvfp4" and gpu.fp4_tflops is not None:
+        return gpu.fp4_tflops.value * 1e12
     return base
 
 
@@ -141,6 +144,25 @@ class ResolvedProfile:
     calibrated: bool
     profile_id: str
     ranges: dict[str, tuple[float, float]]
+    tp_sizes: tuple[int, ...] = ()                     # GPU counts the profile was fitted on
+    tp_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def ranges_at(self, tp: int) -> dict[str, tuple[float, float]]:
+        """The ranges for a group of ``tp`` GPUs: on a count the profile never saw, widened to
+        what predicting an unmeasured layout errs by (``tp_holdout``)."""
+        if not self.tp_sizes or tp in self.tp_sizes or not self.tp_ranges:
+            return self.ranges
+        return widest(self.ranges, self.tp_ranges)
+
+
+def widest(*ranges: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+    """Per metric, the envelope of several ranges."""
+    out: dict[str, tuple[float, float]] = {}
+    for rng in ranges:
+        for metric, (lo, hi) in rng.items():
+            old = out.get(metric, (lo, hi))
+            out[metric] = (min(old[0], lo), max(old[1], hi))
+    return out
 
 
 def _range_from(error: dict[str, float], prefix: str = "") -> dict[str, tuple[float, float]]:
@@ -182,7 +204,8 @@ def resolve_profile(gpu: Gpu, catalog: Catalog, stack: str = DEFAULT_STACK,
         vals = {n: float(getattr(prof, n)) for n in PARAM_NAMES}
         ranges = _range_from(prof.error) or {m: DEFAULT_RANGE for m in RANGE_METRICS}
         return ResolvedProfile(gpu.id, st.id, vals, f"{prof.id}: {prof.source}", True, prof.id,
-                               ranges)
+                               ranges, tuple(prof.tp_sizes),
+                               _range_from(prof.error, "tp_holdout."))
     others = [p for p in catalog.stack_profiles(st.id) if p.gpu != exclude_gpu]
     prior, src = stack_prior(others)
     ranges = _prior_ranges(others) or {m: DEFAULT_RANGE for m in RANGE_METRICS}

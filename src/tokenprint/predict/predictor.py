@@ -23,7 +23,7 @@ from tokenprint.predict.params import (
 from tokenprint.predict.shapes import ShapeArrays, group_fits_heads, kv_dtype_for, max_batch_fits
 from tokenprint.records import RunRecord, run_record
 
-DTYPES = ("auto", "bf16", "fp16", "fp32", "fp8", "mxfp4")
+DTYPES = ("auto", "bf16", "fp16", "fp32", "fp8", "mxfp4", "nvfp4")
 
 # which relative error (from calibration) sets the range of each predicted metric
 _RANGE_METRIC = {
@@ -93,6 +93,7 @@ def predict_records(catalog: Catalog, model: ModelArch, gpu: Gpu, batches: list[
                          cost.encoder_flops)
     fit = max_batch_fits(model, gpu.memory_gb.value, dt, prompt + output_len, tp,
                          kv_dtype=kv_dt)
+    ranges = resolved.ranges_at(tp)
     records = []
     for i, batch in enumerate(batches):
         rec: dict[str, Any] = {
@@ -116,7 +117,7 @@ def predict_records(catalog: Catalog, model: ModelArch, gpu: Gpu, batches: list[
             rec[key] = value
             metric = _RANGE_METRIC.get(key)
             if metric is not None:
-                lo, hi = apply_range(value, resolved.ranges.get(metric, DEFAULT_RANGE))
+                lo, hi = apply_range(value, ranges.get(metric, DEFAULT_RANGE))
                 if key == "mean_power_w":   # a range cannot pass what the GPUs can draw
                     hi = min(float(hi), gpu.tdp_w.value * tp)
                 rec[f"{key}_low"], rec[f"{key}_high"] = float(lo), float(hi)

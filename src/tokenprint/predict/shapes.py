@@ -43,7 +43,19 @@ def kv_dtype_for(weight_dtype: str, kv_dtype: str = "auto") -> str:
     weights' own."""
     if kv_dtype != "auto":
         return kv_dtype
-    return "bf16" if weight_dtype in ("fp8", "int8", "mxfp4") else weight_dtype
+    return "bf16" if weight_dtype in ("fp8", "int8", "mxfp4", "nvfp4") else weight_dtype
+
+
+def _dense_bytes_per_param(model: ModelArch, dtype: str) -> float:
+    """Bytes per parameter of the weights every token uses: mxfp4 quantizes only the routed
+    experts (the rest is bf16); nvfp4 every linear layer but the LM head (bf16)."""
+    if dtype == "mxfp4":
+        return dtype_bytes("bf16")
+    if dtype == "nvfp4":
+        head = model.vocab_size * model.hidden_size
+        dense = model.dense_matmul_params
+        return ((dense - head) * dtype_bytes("nvfp4") + head * dtype_bytes("bf16")) / dense
+    return dtype_bytes(dtype)
 
 
 @dataclass(frozen=True)
@@ -78,7 +90,7 @@ class ShapeArrays:
         def arr(xs: list[float]) -> F64:
             return np.asarray(xs, dtype=np.float64)
 
-        dense_b = [dtype_bytes("bf16") if d == "mxfp4" else dtype_bytes(d) for d in weight_dtypes]
+        dense_b = [_dense_bytes_per_param(m, d) for m, d in zip(models, weight_dtypes, strict=True)]
         return cls(
             dense_matmul_params=arr([m.dense_matmul_params for m in models]),
             expert_params=arr([m.expert_params for m in models]),

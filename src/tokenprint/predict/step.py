@@ -8,6 +8,7 @@ same step time and power), so there is one performance model.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +40,7 @@ class StepCosts:
 
     flops_per_s: float              # effective FLOP/s of the group
     bytes_per_s: float              # effective memory bytes/s of the group
-    matmul_flops_per_token: float   # 2 × active matmul params
+    matmul_flops_per_token: float   # 2 × active matmul params (+ a hybrid's SSM scan)
     attn_flops_per_ctx: float       # attention FLOPs per token of context (decode form)
     dense_weight_bytes: float       # weights every pass reads
     expert_bytes: float             # bytes of one routed expert (all layers); 0 if dense
@@ -56,6 +57,14 @@ class StepCosts:
     peak_w: float                   # whole group
     power_exponent: float
     kv_budget_tokens: int
+    state_bytes_per_seq: float = 0.0   # a hybrid's fixed SSM state per sequence (0: none)
+
+    @property
+    def state_tokens(self) -> int:
+        """KV-cache tokens a sequence's fixed state takes from the budget (0 without one)."""
+        if self.state_bytes_per_seq <= 0:
+            return 0
+        return math.ceil(self.state_bytes_per_seq / self.kv_bytes_per_token)
 
     def weight_bytes(self, tokens: float) -> float:
         """Weight bytes a pass over ``tokens`` tokens reads (routed experts it touches)."""
@@ -83,10 +92,6 @@ def step_costs(catalog: Catalog, model_id: str, gpu_id: str, dtype: str = "auto"
     v = prof.values
     if tp < 1 or not group_fits_heads(model, tp):
         raise TokenprintError(f"tensor-parallel degree {tp} is invalid for {model.id}")
-    if model.ssm_layers:
-        raise TokenprintError(
-            f"{model.id} has state-space (Mamba-2) blocks, whose fixed per-sequence state the "
-            "replica simulator does not model yet; tokenprint predict and validate do")
     budget = kv_token_budget(model, gpu.memory_gb.value, dt, tp, kv_dt, memory_fraction)
     if budget <= 0:
         raise TokenprintError(
@@ -96,21 +101,23 @@ def step_costs(catalog: Catalog, model_id: str, gpu_id: str, dtype: str = "auto"
     hw = hardware_arrays([gpu], [dt])
     base, mem, peak = power_levels(hw, ProfileArrays.from_values(v))
     link = LINK_GB_S[gpu.form_factor] * 1e9
-    comm_tok = (2 * model.num_layers * model.hidden_size * ACTIVATION_BYTES * 2 * (tp - 1) / tp
-                / link if tp > 1 else 0.0)
+    comm_tok = (model.allreduces_per_pass * model.hidden_size * ACTIVATION_BYTES * 2 * (tp - 1)
+                / tp / link if tp > 1 else 0.0)
     costs = StepCosts(
         flops_per_s=peak_flops(gpu, dt) * v["eff_compute"] * tp,
         bytes_per_s=gpu.memory_bw_gb_s.value * 1e9 * v["eff_memory"] * tp,
-        matmul_flops_per_token=2.0 * model.matmul_params,
+        matmul_flops_per_token=2.0 * model.matmul_params + model.ssm_flops_per_token,
         attn_flops_per_ctx=model.attn_flops_per_pair(decode=True),
         dense_weight_bytes=float(shape.dense_matmul_params[0]
                                  * shape.dense_weight_bytes_per_param[0]),
         expert_bytes=float(shape.expert_params[0] * shape.expert_weight_bytes_per_param[0]),
         n_experts=float(model.num_experts), experts_per_token=float(model.experts_per_token),
         kv_bytes_per_token=model.group_kv_bytes_per_token(kv_dt, tp),   # the group's bytes
+        state_bytes_per_seq=model.state_bytes_per_seq(kv_dt),
         step_overhead_s=v["step_overhead_s"], seq_overhead_s=v["seq_overhead_s"],
         comm_s_per_token=comm_tok,
-        comm_fixed_s=2.0 * model.num_layers * v["tp_latency_s"] if tp > 1 else 0.0,
+        comm_fixed_s=(model.allreduces_per_pass * v["tp_latency_s"] * math.log2(tp)
+                      if tp > 1 else 0.0),
         idle_w=float(hw.idle_w[0]) * tp, base_w=float(base[0]) * tp, mem_w=float(mem[0]) * tp,
         peak_w=float(peak[0]) * tp, power_exponent=v["power_exponent"],
         kv_budget_tokens=budget,

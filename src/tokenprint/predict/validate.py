@@ -38,6 +38,7 @@ from tokenprint.predict.params import (
     ProfileArrays,
     resolve_profile,
     stack_prior,
+    widest,
 )
 
 HOLDOUTS = ("batch", "model", "gpu", "stack", "tp")
@@ -126,8 +127,10 @@ def heldout_predictions(points: pd.DataFrame, catalog: Catalog, holdout: str,
         full[(g, s)] = fit_params(pa.take(np.nonzero(group_mask(points, g, s))[0])).values
 
     def ranges_for(gpu: str, stack: str, calibrated: bool) -> dict[str, tuple[float, float]]:
-        return resolve_profile(catalog.gpu(gpu), catalog, stack,
-                               exclude_gpu=None if calibrated else gpu).ranges
+        res = resolve_profile(catalog.gpu(gpu), catalog, stack,
+                              exclude_gpu=None if calibrated else gpu)
+        # a held-out GPU count is a layout the fit never saw: the ranges predict gives one
+        return widest(res.ranges, res.tp_ranges) if holdout == "tp" else res.ranges
 
     if holdout == "gpu":
         for g, s in pairs:

@@ -79,6 +79,8 @@ def simulate_replica(arrival_s: NDArray[np.float64], input_len: NDArray[np.int64
     fp, mb = c.flops_per_s, c.bytes_per_s
     mm, at = c.matmul_flops_per_token, c.attn_flops_per_ctx
     kvb = c.kv_bytes_per_token
+    sb2 = 2.0 * c.state_bytes_per_seq     # a hybrid's state, read and written every pass
+    st = c.state_tokens                   # ... and the cache budget it holds per request
     so, sq, cs, cf = c.step_overhead_s, c.seq_overhead_s, c.comm_s_per_token, c.comm_fixed_s
     budget = c.kv_budget_tokens
     hourly: dict[int, list[float]] = {}
@@ -119,7 +121,7 @@ def simulate_replica(arrival_s: NDArray[np.float64], input_len: NDArray[np.int64
         admitted: list[int] = []
         while queue and b + n_new < max_batch:
             r = queue[0]
-            need = lin_[r] + lout[r]
+            need = lin_[r] + lout[r] + st
             if kv_used + need > budget:
                 if b + n_new == 0 and need > budget:  # can never fit: rejected, not served
                     queue.popleft()
@@ -138,11 +140,12 @@ def simulate_replica(arrival_s: NDArray[np.float64], input_len: NDArray[np.int64
             continue  # only rejected requests were in the queue
         if n_new:
             comp = (mm * (b + new_tokens) + at * (ctx + b + new_sq)) / fp
-            mem = (c.weight_bytes(b + new_tokens) + kvb * (ctx + b + new_tokens)) / mb
+            mem = (c.weight_bytes(b + new_tokens) + kvb * (ctx + b + new_tokens)
+                   + sb2 * (b + n_new)) / mb
             bound = comp if comp > mem else mem
             ovh = so + sq * (b + n_new) + (cs * (b + new_tokens) + cf if cf else 0.0)
             dt = bound + ovh
-            e = c.power(dt, comp, so) * dt
+            e = c.power(dt, comp, so + cf) * dt   # waits: fixed costs, all-reduce latency
             account(t, dt, e)
             t += dt
             it += 1
@@ -158,7 +161,7 @@ def simulate_replica(arrival_s: NDArray[np.float64], input_len: NDArray[np.int64
             can_admit = b < max_batch and p < n and not queue
             a0 = (mm * b + at * (ctx + b)) / fp
             a1 = at * b / fp
-            m0 = (c.weight_bytes(b) + kvb * (ctx + b)) / mb
+            m0 = (c.weight_bytes(b) + kvb * (ctx + b) + sb2 * b) / mb
             m1 = kvb * b / mb
             ovh = so + sq * b + (cs * b + cf if cf else 0.0)
             if can_admit and k > 1:
@@ -174,7 +177,7 @@ def simulate_replica(arrival_s: NDArray[np.float64], input_len: NDArray[np.int64
                         k -= 1
             bound_sum = _sum_max_linear(a0, a1, m0, m1, k)
             dt = bound_sum + k * ovh
-            e = c.power(dt, k * a0 + a1 * (k - 1) * k * 0.5, k * so) * dt
+            e = c.power(dt, k * a0 + a1 * (k - 1) * k * 0.5, k * (so + cf)) * dt
             account(t, dt, e)
             t += dt
             it += k
@@ -186,7 +189,7 @@ def simulate_replica(arrival_s: NDArray[np.float64], input_len: NDArray[np.int64
             finish[r] = t
             b -= 1
             ctx -= lin_[r] + lout[r]
-            kv_used -= lin_[r] + lout[r]
+            kv_used -= lin_[r] + lout[r] + st
     hb = {h: (v[0], v[1]) for h, v in hourly.items()}
     return ReplicaResult(np.array(first), np.array(finish), busy, energy, it, hb)
 
