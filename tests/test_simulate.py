@@ -270,3 +270,34 @@ def test_summary_keys_carry_the_result(catalog):
     assert s["g_per_1k_slo_tokens"] == pytest.approx(
         c["total_g"] / int(res.output_len[ok].sum()) * 1000)
     assert s["source"] == "predicted" and s["stack"] == "vllm-2025"
+
+
+def test_plan_gives_one_total_per_placement_with_its_basis(tmp_path: Path, catalog):
+    """The capacity split charges each region over the trace's own hours, as the single-region
+    rows do: keeping the whole load in one region costs what that region's row says (it was
+    charged at the file's yearly mean before: 6.31 g against 5.01 g for the same placement)."""
+    from tokenprint.carbon import parse_time
+
+    d = tmp_path / "hourly"
+    d.mkdir()
+    rows = ["timestamp,intensity_g_per_kwh"]
+    for day in (1, 2):
+        for h in range(24):   # clean at noon of day 1, dirty the rest of the file
+            rows.append(f"2023-07-{day:02d}T{h:02d}:00:00Z,{40 if day == 1 and h == 12 else 700}")
+    for region in ("FR", "PL"):
+        (d / f"{region}.csv").write_text("\n".join(rows) + "\n")
+    tr = _trace(150, rate=3.0).shifted(parse_time("2023-07-01T12:00:00Z"))
+    inp = PlanInputs(tr, ["llama-3.2-1b"], ["l4"], ["FR", "PL"], max_batches=[16],
+                     slo_ttft_s=2.0, slo_tpot_s=0.2, max_replicas=8, intensity_dir=d,
+                     region_capacity={"FR": 64, "PL": 64})
+    a = plan(inp, catalog)
+    best = a["best"]
+    row = next(r for r in a["table"] if r["region"] == best["region"]
+               and r["replicas"] == best["replicas"] and r["max_batch"] == best["max_batch"])
+    split = a["multi_region"]
+    assert [v["share"] for v in split["split"].values()] == pytest.approx([1.0])
+    assert split["total_g"] == pytest.approx(row["total_g"], rel=1e-9)
+    assert best["total_g"] == pytest.approx(row["total_g"], rel=1e-9)
+    # the basis is said, and the per-token figure comes with it
+    assert "over the trace's own hours" in a["intensity_basis"]
+    assert best["g_per_1k_tokens"] > 0 and a["trace_duration_s"] > 0

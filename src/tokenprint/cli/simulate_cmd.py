@@ -298,23 +298,45 @@ def plan(
         raise typer.Exit(1)
 
 
+def _span(seconds: float) -> str:
+    """``1.0 h`` / ``45 min`` / ``2.5 days``."""
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.3g} days"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.3g} h"
+    return f"{seconds / 60:.3g} min"
+
+
+def _totals(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """The total for the trace, per 1k output tokens and per day at the trace's rate."""
+    parts = [f"{fmt_g(b['total_g'])} total"]
+    if b.get("g_per_1k_tokens") is not None:
+        parts.append(f"{b['g_per_1k_tokens']:.3g} g per 1k output tokens")
+    if a.get("trace_duration_s"):
+        parts.append(f"{fmt_g(b['total_g'] / a['trace_duration_s'] * 86400)} a day at this load")
+    return ", ".join(parts)
+
+
 def _print_plan(a: dict[str, Any]) -> None:
     if not a["feasible"]:
         console.print(f"infeasible: {a['message']}", style="bold red")
         return
     b = a["best"]
+    each = f"{b['tp']} {b['gpu']}" if b["tp"] > 1 else f"one {b['gpu']}"
     if "split" in b:
         where = ", ".join(f"{r}: {v['replicas']} replicas, {v['share']:.0%} of the load"
                           for r, v in b["split"].items())
-        console.print(f"[bold green]best (within the region capacities):[/] {b['tp']} × "
-                      f"{b['gpu']} replicas split across regions — {where}; max batch "
-                      f"{b['max_batch']}, {b['model']}: {fmt_g(b['total_g'])} total")
+        console.print(f"[bold green]best (within the region capacities):[/] replicas of {each} "
+                      f"each, split across regions — {where}; max batch {b['max_batch']}, "
+                      f"{b['model']}: {_totals(a, b)}", highlight=False)
     else:
-        console.print(f"[bold green]best:[/] {b['replicas']} × {b['tp']} × {b['gpu']} in "
-                      f"{b['region']}, max batch {b['max_batch']}, {b['model']}: "
-                      f"{fmt_g(b['total_g'])} total ({fmt_g(b['operational_g'])} operational + "
+        console.print(f"[bold green]best:[/] {b['replicas']} replicas of {each} each "
+                      f"({b['gpus_total']} GPUs) in {b['region']}, max batch {b['max_batch']}, "
+                      f"{b['model']}: {_totals(a, b)} ({fmt_g(b['operational_g'])} operational + "
                       f"{fmt_g(b['embodied_g'])} embodied), {a['targets']['percentile']} TTFT "
-                      f"{b['ttft_s']:.3g} s, TPOT {b['tpot_s'] * 1e3:.0f} ms")
+                      f"{b['ttft_s']:.3g} s, TPOT {b['tpot_s'] * 1e3:.0f} ms", highlight=False)
+    console.print(f"every total here is for the trace's {_span(a['trace_duration_s'])}, at "
+                  f"{a['intensity_basis']}", style="dim", highlight=False)
     if a.get("tie_break"):
         tb = a["tie_break"]
         low = tb["lowest_carbon"]

@@ -19,7 +19,7 @@ import numpy as np
 
 from tokenprint.carbon.amortize import amortized_share
 from tokenprint.carbon.embodied import gpu_embodied
-from tokenprint.carbon.intensity import IntensitySeries, load_intensity_csv
+from tokenprint.carbon.intensity import IntensitySeries, iso, load_intensity_csv
 from tokenprint.carbon.operational import operational_g
 from tokenprint.catalog import Catalog
 from tokenprint.errors import TokenprintError
@@ -251,6 +251,10 @@ def plan(inp: PlanInputs, catalog: Catalog, progress: Any = None, executor: str 
         "candidates_simulated": len(evaluated), "skipped": skipped,
         "scope": inp.scope, "lifetime_years": inp.lifetime_years, "pue": inp.pue,
         "intensity": "hourly files" if hourly else "annual averages",
+        "intensity_basis": (f"each region's hourly intensity over the trace's own hours "
+                            f"(from {iso(inp.trace.start_s)})" if hourly else
+                            "each region's annual average intensity"),
+        "trace_duration_s": float(inp.trace.duration_s),
     }
     if not feasible:
         closest = min(rows, key=lambda x: max(x.config.ttft_q / inp.slo_ttft_s,
@@ -294,18 +298,23 @@ def plan(inp: PlanInputs, catalog: Catalog, progress: Any = None, executor: str 
     if inp.region_capacity:
         # the split keeps every capacity; it becomes the headline where it beats the best
         # single-region plan that fits (or where none fits)
-        split = split_regions(lowest, inp, catalog, regions, series)
+        # the chosen configuration where one fits a region, else the lowest-carbon one
+        base = best if fits else lowest
+        split = split_regions(base, inp, catalog, regions, series)
         answer["multi_region"] = split
         single_ok = bool(fits)
         answer["constraints"] = {"region_capacity_gpus": caps,
                                  "single_region_plan_within_capacity": single_ok}
-        if split.get("total_g") is not None and (not single_ok
-                                                 or split["total_g"] < best.total_g):
-            headline = {**lowest.to_dict(), "region": "+".join(split["split"]),
+        # (a split that only repeats the best single-region plan does not replace it)
+        if split.get("total_g") is not None and (
+                not single_ok or split["total_g"] < best.total_g * (1 - 1e-9)):
+            headline = {**base.to_dict(), "region": "+".join(split["split"]),
                         "split": split["split"], "total_g": split["total_g"],
                         "replicas": sum(v["replicas"] for v in split["split"].values())}
-            headline["gpus_total"] = headline["replicas"] * lowest.config.tp
-            for k in ("operational_g", "embodied_g", "total_range_g", "g_per_1k_tokens"):
+            headline["gpus_total"] = headline["replicas"] * base.config.tp
+            tokens = base.carbon.output_tokens
+            headline["g_per_1k_tokens"] = split["total_g"] / tokens * 1000 if tokens else None
+            for k in ("operational_g", "embodied_g", "total_range_g"):
                 headline.pop(k, None)
             answer["best"] = headline
             answer["best_kind"] = "multi-region split within the capacities"
@@ -371,7 +380,10 @@ def split_regions(best: PlanRow, inp: PlanInputs, catalog: Catalog, regions: lis
 
     Variables: load share x_r ∈ [0, 1] and replicas n_r ∈ ℕ per region. Serving share x_r needs
     n_r ≥ x_r · R (R: replicas the whole load needs), n_r · tp ≤ capacity_r. Carbon is linear:
-    busy energy scales with the share, idle energy and embodied carbon with the replicas.
+    busy energy scales with the share, idle energy and embodied carbon with the replicas. Each
+    region's intensity is taken over the same hours as its single-region rows (the trace's own
+    hours with hourly files, else the annual value), so a split that keeps the whole load in one
+    region costs exactly what that region's row says.
     """
     ev = best.config
     res = ev.result
@@ -380,16 +392,26 @@ def split_regions(best: PlanRow, inp: PlanInputs, catalog: Catalog, regions: lis
     idle_w_rep = res.idle_energy_j / res.idle_s if res.idle_s > 0 else 0.0
     emb_gpu = gpu_embodied(catalog.gpu(ev.gpu), catalog, inp.scope).total_g.mid
     emb_rep = emb_gpu * ev.tp * float(amortized_share(dur, inp.lifetime_years))
+    # per hour of the trace (one span without hourly files): busy energy and seconds, and the
+    # provisioned replica-seconds
+    if res.hourly_span:
+        hours = sorted(res.hourly_span)
+        busy_e = np.array([res.hourly.get(h, (0.0, 0.0))[1] for h in hours])
+        busy_s = np.array([res.hourly.get(h, (0.0, 0.0))[0] for h in hours])
+        span_s = np.array([res.hourly_span[h] for h in hours])
+    else:
+        hours = []
+        busy_e, busy_s = np.array([res.busy_energy_j]), np.array([res.busy_s])
+        span_s = np.array([dur * reps])
     lp = LinearProgram()
     share_vars, rep_vars = {}, {}
     for r in regions:
         sr = series[r]
-        ci = (catalog.region(r).intensity_g_per_kwh.value if sr is None
-              else float(np.mean(sr.values)))
-        k = float(operational_g(1.0, ci, inp.pue))   # grams per joule here
+        ci = (np.full(busy_e.shape, catalog.region(r).intensity_g_per_kwh.value) if sr is None
+              or not hours else sr.at((np.array(hours, dtype=np.float64) + 0.5) * S_PER_HOUR))
         # busy energy of the share, minus the idle it displaces; idle + embodied per replica
-        busy_cost = k * (res.busy_energy_j - res.busy_s * idle_w_rep)
-        rep_cost = k * idle_w_rep * dur + emb_rep
+        busy_cost = float(operational_g(busy_e - busy_s * idle_w_rep, ci, inp.pue).sum())
+        rep_cost = float(operational_g(idle_w_rep * span_s / reps, ci, inp.pue).sum()) + emb_rep
         cap = inp.region_capacity.get(r, inp.region_capacity.get(r.lower(), 10**6))
         share_vars[r] = lp.var(busy_cost, 0.0, 1.0)
         rep_vars[r] = lp.var(rep_cost, 0.0, cap // ev.tp, integer=True)
