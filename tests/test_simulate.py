@@ -301,3 +301,21 @@ def test_plan_gives_one_total_per_placement_with_its_basis(tmp_path: Path, catal
     # the basis is said, and the per-token figure comes with it
     assert "over the trace's own hours" in a["intensity_basis"]
     assert best["g_per_1k_tokens"] > 0 and a["trace_duration_s"] > 0
+
+
+def test_summary_says_when_the_queue_grows_without_bound(catalog):
+    """One L4 against 40 requests a second falls further behind with every arrival: the latest
+    tenth waits far longer than the earliest, and the summary (and simulate's terminal) says so;
+    eight keep up and it does not."""
+    tr = _trace(2000, rate=40.0)
+    out = {}
+    for reps in (1, 8):
+        res = simulate(tr, catalog, ClusterSpec("llama-3.2-1b", "l4", replicas=reps,
+                                                max_batch=32))
+        s = summary(res, carbon_of(res, catalog, "FR"), 1.0, 0.2)
+        out[reps] = s
+        assert s.to_dict()["queue"]["grows"] == s.queue_grows
+    slow, fast = out[1], out[8]
+    assert slow.queue_grows and slow.ttft_last_tenth_s > 4 * slow.ttft_first_tenth_s
+    assert not fast.queue_grows
+    json.dumps(slow.to_dict())

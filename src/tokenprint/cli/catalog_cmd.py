@@ -197,9 +197,10 @@ def show(
         print_json(data)
         return
     table = Table(title=f"{plural[:-1] if plural.endswith('s') else plural}: {entry.id}")
-    table.add_column("field", style="bold")
-    table.add_column("value")
-    table.add_column("source", style="dim")
+    # long ids and sources fold onto the next line; nothing is cut
+    table.add_column("field", style="bold", overflow="fold")
+    table.add_column("value", overflow="fold")
+    table.add_column("source", style="dim", overflow="fold")
     if data.get("source"):
         table.add_row("(entry source)", "", str(data["source"]))
     for key, val in data.items():

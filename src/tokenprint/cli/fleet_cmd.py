@@ -55,7 +55,7 @@ def energy_reader(spec: str, catalog: object, model: str, gpu: str, gpus: int, s
 
 
 def watch(
-    metrics: Annotated[str, typer.Option(metavar="URL[,URL…]",
+    metrics: Annotated[str, typer.Option(metavar="URL[,URL...]",
         help="The serving engines' /metrics (vLLM, SGLang or TGI; told apart by their "
              "series), comma-separated: the replicas of one deployment.")],
     model: Annotated[str, typer.Option(help="Catalog model id the deployment serves.")],

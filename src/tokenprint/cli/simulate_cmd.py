@@ -21,6 +21,7 @@ from tokenprint.cli.common import (
     load,
     number,
     print_json,
+    print_records,
     split_list,
 )
 from tokenprint.errors import TokenprintError
@@ -181,6 +182,7 @@ def simulate(
     console.print(f"total range {fmt_g(rng['low'])} – {fmt_g(rng['high'])} (intensity and "
                   f"embodied factors' spread; the performance model's own range is not in it)",
                   style="dim")
+    _warn_queue(out)
     if out["n_rejected"]:
         too_long = out.get("n_too_long") or 0
         console.print(f"{out['n_rejected']} of {out['n_requests']} requests were not served"
@@ -190,21 +192,31 @@ def simulate(
     console.print(f"source: predicted ({out['calibration']})", style="dim")
 
 
+def _warn_queue(out: dict[str, Any], label: str = "") -> None:
+    """Say so when the replicas fall behind the arrivals (the wait grows with the trace)."""
+    q = out.get("queue") or {}
+    if not q.get("grows"):
+        return
+    console.print(f"{label}the queue grows without bound: the latest tenth of requests waits "
+                  f"{q['ttft_last_tenth_s']:.3g} s for its first token against "
+                  f"{q['ttft_first_tenth_s']:.3g} s for the earliest, so a longer trace would "
+                  "wait longer still; add replicas or a larger max batch", style="yellow",
+                  highlight=False)
+
+
 def _g3(v: float | None) -> str:
     return "—" if v is None else f"{v:.3g}"
 
 
 def _configs_table(outs: list[SimSummary]) -> None:
-    t = Table(title="Simulated configurations")
-    for col in ("gpu", "replicas", "max batch", "p95 TTFT s", "p95 TPOT s", "SLO", "energy kWh",
-                "total", "g / 1k tok"):
-        t.add_column(col)
+    rows = [(f"{o.spec.replicas} × {o.spec.gpu}", str(o.spec.max_batch), _g3(o.ttft_s.p95),
+             _g3(o.tpot_s.p95), f"{o.slo_attainment:.1%}", f"{float(kwh(o.energy_j)):.3g}",
+             fmt_g(o.carbon.total_g.mid), f"{o.carbon.g_per_1k_tokens:.3g}") for o in outs]
+    print_records("Simulated configurations",
+                  ("replicas × gpu", "max batch", "p95 TTFT s", "p95 TPOT s", "SLO",
+                   "energy kWh", "total", "g/1k tok"), rows)
     for o in outs:
-        t.add_row(o.spec.gpu, str(o.spec.replicas), str(o.spec.max_batch),
-                  _g3(o.ttft_s.p95), _g3(o.tpot_s.p95),
-                  f"{o.slo_attainment:.1%}", f"{float(kwh(o.energy_j)):.3g}",
-                  fmt_g(o.carbon.total_g.mid), f"{o.carbon.g_per_1k_tokens:.3g}")
-    console.print(t)
+        _warn_queue(o.to_dict(), f"{o.spec.replicas} × {o.spec.gpu}: ")
 
 
 def plan(

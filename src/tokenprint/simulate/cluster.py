@@ -299,6 +299,18 @@ class SimSummary:
     carbon: SimCarbon
     info: dict[str, Any]
     region: str | None = None
+    ttft_first_tenth_s: float | None = None   # median TTFT of the earliest tenth of arrivals
+    ttft_last_tenth_s: float | None = None    # ... and of the latest tenth
+
+    @property
+    def queue_grows(self) -> bool:
+        """The replicas fall behind the arrivals: the latest requests wait far longer for their
+        first token than the earliest (4× and past the TTFT target), so the wait keeps growing
+        with the trace's length."""
+        early, late = self.ttft_first_tenth_s, self.ttft_last_tenth_s
+        if early is None or late is None:
+            return False
+        return late > max(4.0 * early, self.slo_ttft_s)
 
     @property
     def n_rejected(self) -> int:
@@ -339,6 +351,8 @@ class SimSummary:
             "busy_energy_j": self.busy_energy_j, "idle_energy_j": self.idle_energy_j,
             **self.carbon.to_dict(),
             "g_per_1k_slo_tokens": self.g_per_1k_slo_tokens,
+            "queue": {"ttft_first_tenth_s": self.ttft_first_tenth_s,
+                      "ttft_last_tenth_s": self.ttft_last_tenth_s, "grows": self.queue_grows},
             "source": "predicted",
             **{k: self.info.get(k) for k in ("stack", "profile", "calibrated", "calibration",
                                               "kv_budget_tokens", "iterations")},
@@ -352,6 +366,9 @@ def summary(res: SimResult, carbon: SimCarbon, slo_ttft_s: float, slo_tpot_s: fl
             region: str | None = None) -> SimSummary:
     """The summary of a simulation against latency targets."""
     ok = res.slo_mask(slo_ttft_s, slo_tpot_s)
+    tenth = max(res.n_requests // 10, 1)
+    early = res.ttft_s[:tenth][res.served[:tenth]]
+    late = res.ttft_s[-tenth:][res.served[-tenth:]]
     return SimSummary(
         n_requests=res.n_requests, n_served=int(res.served.sum()),
         n_too_long=int(res.info.get("n_too_long", 0)), spec=res.spec, trace=res.trace_name,
@@ -360,4 +377,6 @@ def summary(res: SimResult, carbon: SimCarbon, slo_ttft_s: float, slo_tpot_s: fl
         slo_attainment=float(ok.sum() / res.n_requests), output_tokens=res.output_tokens,
         slo_output_tokens=int(res.output_len[ok].sum()), duration_s=res.duration_s,
         gpu_busy_s=res.busy_s, gpu_idle_s=res.idle_s, busy_energy_j=res.busy_energy_j,
-        idle_energy_j=res.idle_energy_j, carbon=carbon, info=res.info, region=region)
+        idle_energy_j=res.idle_energy_j, carbon=carbon, info=res.info, region=region,
+        ttft_first_tenth_s=float(np.median(early)) if early.size else None,
+        ttft_last_tenth_s=float(np.median(late)) if late.size else None)
