@@ -235,3 +235,39 @@ def test_terminal_table_keeps_ids_whole_at_80_columns(tmp_path: Path):
     t4_rows = [line for line in rows if line.strip().startswith("t4 ")]
     assert len(t4_rows) == 3 and all(line.rstrip().endswith("%)") for line in t4_rows)
     assert max(len(line) for line in out.splitlines()) <= 80
+
+
+def test_report_leads_with_a_title_and_headline_from_its_own_inputs(study_dir: Path):
+    """The page is titled by the study's models, GPUs and regions (not a fixed 'LLaMA' title),
+    opens with three sentences and the key table, then lists every finding."""
+    import re
+
+    page = (study_dir / "report.html").read_text()
+    title = re.search(r"<h1>(.*?)</h1>", page).group(1)
+    assert title == ("Carbon of serving llama-3.2-1b, llama-3.2-3b and llama-2-7b on t4 and "
+                     "rtx-6000-ada in US-CAL-CISO, US-MIDW-MISO and CA-QC")
+    head = re.search(r'<ul class="headline" id="headline">(.*?)</ul>', page, re.S).group(1)
+    sentences = re.findall(r"<li>(.*?)</li>", head)
+    assert len(sentences) == 3
+    data = json.loads((study_dir / "study.json").read_text())
+    csv = pd.read_csv(study_dir / "study.csv")
+    ok = csv[csv["meets_tpot_target"]]
+    low = ok.loc[ok["total_g_per_1k"].idxmin()]
+    assert f"{low['total_g_per_1k'] * 1e3:.3g} mg" in sentences[0]
+    assert low["region"] in sentences[0] and low["gpu"] in sentences[0]
+    assert page.index('id="headline"') < page.index('class="scroll key"') \
+        < page.index('id="findings"')
+    assert f"Findings ({len(data['findings'])})" in page
+    assert page.count("<li>") >= len(data["findings"]) + 3
+    assert "star" not in page                    # the figure draws a dashed line, and says so
+
+
+def test_one_model_study_is_titled_by_its_inputs(tmp_path: Path, capsys):
+    code, out, _ = _run(capsys, "study", "--models", "qwen3-8b", "--gpus", "h100-sxm,h200",
+                        "--regions", "FR", "--stack", "vllm-2025", "--batch", "1,8",
+                        "--out", str(tmp_path / "q"))
+    assert code == 0
+    page = (tmp_path / "q" / "report.html").read_text()
+    assert "<h1>Carbon of serving qwen3-8b on h100-sxm and h200 in FR</h1>" in page
+    assert "LLaMA" not in page.split("<h2>Method")[0]
+    assert "more findings" in out or "Findings (" in out

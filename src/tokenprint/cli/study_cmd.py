@@ -179,9 +179,19 @@ def _summary(res, paths: dict[str, Path]) -> None:  # type: ignore[no-untyped-de
     console.print(table)
     from rich.markup import escape
 
-    console.print(Panel("\n".join(f"• {escape(f.sentence)}" for f in res.findings
-                                  if f.kind != "batch_choice"), title="Findings",
+    from tokenprint.report.headline import headline, title
+
+    console.print(title(res), style="bold", highlight=False)
+    console.print(Panel("\n".join(escape(s) for s in headline(res)), title="Headline",
+                        border_style="blue"))
+    shown = [f for f in res.findings if f.kind != "batch_choice"]
+    left = len(res.findings) - len(shown)
+    console.print(Panel("\n".join(f"• {escape(f.sentence)}" for f in shown),
+                        title=f"Findings ({len(shown)} of {len(res.findings)})",
                         border_style="green"))
+    if left:
+        console.print(f"{left} more findings (the carbon-optimal batch of each model and GPU) "
+                      f"are in {paths['report']} and study.json", style="dim")
     console.print(f"report: {paths['report']}  ·  data: {paths['csv']}, {paths['json']}  ·  "
                   f"figures: {paths['figures']}/", style="bold")
     if (res.performance["source"] != "measured").any():

@@ -21,7 +21,7 @@ from tokenprint.carbon.embodied import gpu_embodied
 from tokenprint.carbon.operational import operational_g
 from tokenprint.catalog import Catalog
 from tokenprint.files import atomic_path
-from tokenprint.report.study import StudyResult
+from tokenprint.report.study import StudyResult, best_rows
 
 GPU_COLOURS = ["#1b6ca8", "#e07b00", "#2a9d55", "#b8336a", "#6a4c93", "#8a6d3b"]
 REGION_COLOURS = ["#f2b705", "#5c5c5c", "#3a86ff", "#8ac926", "#ff595e", "#6a4c93"]
@@ -77,19 +77,33 @@ def _batch_axis(ax: plt.Axes, batches: list[int]) -> None:
     ax.set_xlabel("batch size (requests)")
 
 
-def _legend_note(fig: plt.Figure, extra: str = "") -> None:
-    fig.text(0.01, 0.01, "filled markers: measured · hollow: predicted · bands: range" + extra,
-             fontsize=8, color="#555555")
+def _footnote(fig: plt.Figure, text: str) -> float:
+    """A note under everything, wrapped to the figure's width (never cut at its edges);
+    returns the share of the figure's height it takes."""
+    import textwrap
+
+    width_in, height_in = fig.get_size_inches()
+    lines = textwrap.wrap(text, max(int(width_in * 15), 30))
+    fig.text(0.01, 0.01, "\n".join(lines), fontsize=8, color="#555555", va="bottom")
+    return (0.16 * len(lines) + 0.08) / height_in
 
 
-def _legend_below(fig: plt.Figure, ax: plt.Axes, ncol: int = 3) -> float:
-    """One legend for the figure, below the panels, so it never covers data; returns the
-    share of the figure's height it takes."""
+def _legend_note(fig: plt.Figure, extra: str = "") -> float:
+    return _footnote(fig, "filled markers: measured · hollow: predicted · bands: range" + extra)
+
+
+def _legend_below(fig: plt.Figure, ax: plt.Axes, ncol: int = 3, above: float = 0.0) -> float:
+    """One legend for the figure, below the panels and above a footnote taking ``above`` of
+    the height, so it never covers data and is never cut: as many columns as the figure's
+    width holds. Returns the share of the height legend and footnote take."""
     handles, labels = ax.get_legend_handles_labels()
+    width_in, height_in = fig.get_size_inches()
+    col_in = 0.6 + 0.075 * max((len(lb) for lb in labels), default=10)
+    ncol = max(1, min(ncol, len(labels) or 1, int(width_in * 0.95 // col_in)))
     rows = -(-len(labels) // ncol)
     fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False,
-               bbox_to_anchor=(0.5, 0.04))
-    return 0.06 + 0.045 * rows
+               bbox_to_anchor=(0.5, above))
+    return above + (0.24 * rows + 0.12) / height_in
 
 
 def _memory_limits(ax: plt.Axes, res: StudyResult, y: str, scale: float = 1.0) -> bool:
@@ -131,8 +145,8 @@ def fig_throughput_latency(res: StudyResult, path: Path) -> Path:
                  color="#aa0000", bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
     marked = _memory_limits(axes[0], res, "throughput_tok_s")
     _memory_limits(axes[1], res, "tpot_s", 1e3)
-    bottom = _legend_below(fig, axes[0])
-    _legend_note(fig, " · ×: largest batch that fits memory" if marked else "")
+    note = _legend_note(fig, " · ×: largest batch that fits memory" if marked else "")
+    bottom = _legend_below(fig, axes[0], above=note)
     fig.tight_layout(rect=(0, bottom, 1, 1))
     with atomic_path(path) as tmp:
         fig.savefig(tmp)
@@ -157,19 +171,13 @@ def fig_energy_per_token(res: StudyResult, path: Path) -> Path:
         ax.set_ylabel("energy (mJ per token)")
     marked = _memory_limits(axes[0], res, "prefill_j_per_token", 1e3)
     _memory_limits(axes[1], res, "decode_j_per_token", 1e3)
-    bottom = _legend_below(fig, axes[0])
-    _legend_note(fig, " · ×: largest batch that fits memory" if marked else "")
+    note = _legend_note(fig, " · ×: largest batch that fits memory" if marked else "")
+    bottom = _legend_below(fig, axes[0], above=note)
     fig.tight_layout(rect=(0, bottom, 1, 1))
     with atomic_path(path) as tmp:
         fig.savefig(tmp)
     plt.close(fig)
     return path
-
-
-def best_rows(res: StudyResult) -> pd.DataFrame:
-    """Per (model, GPU, region): the lowest-carbon batch meeting the TPOT target."""
-    ok = res.carbon[res.carbon["meets_tpot_target"]]
-    return ok.loc[ok.groupby(["model", "gpu", "region"])["total_g_per_1k"].idxmin()]
 
 
 def fig_carbon_stacked(res: StudyResult, path: Path) -> Path:
@@ -178,8 +186,9 @@ def fig_carbon_stacked(res: StudyResult, path: Path) -> Path:
     gpu_c, reg_c, _ = _styles(res)
     best = best_rows(res)
     models = [m for m in res.config.models if m in set(best["model"])]
-    fig, axes = plt.subplots(1, max(len(models), 1), figsize=(4.4 * max(len(models), 1), 4.8),
-                             squeeze=False)
+    # one model still gets room for its legend and note
+    fig, axes = plt.subplots(1, max(len(models), 1),
+                             figsize=(max(4.4 * max(len(models), 1), 7.0), 4.8), squeeze=False)
     regions = [r.upper() for r in res.config.regions]
     gpus = res.config.gpus
     width = 0.8 / max(2 * len(gpus), 1)
@@ -205,11 +214,11 @@ def fig_carbon_stacked(res: StudyResult, path: Path) -> Path:
         log_axis(ax)
         ax.set_title(model)
         ax.set_ylabel("mg CO2e per 1k output tokens")
-    bottom = _legend_below(fig, axes[0][0], ncol=2 * len(gpus))
     cfg = res.config
-    fig.text(0.01, 0.01, f"each GPU at its lowest-carbon batch meeting the TPOT target · "
-             f"embodied: {cfg.scope} scope at {cfg.utilization:.0%} utilization · whiskers: "
-             "range of each part", fontsize=8, color="#555555")
+    note = _footnote(fig, f"each GPU at its lowest-carbon batch meeting the TPOT target · "
+                     f"embodied: {cfg.scope} scope at {cfg.utilization:.0%} utilization · "
+                     "whiskers: range of each part")
+    bottom = _legend_below(fig, axes[0][0], ncol=2 * len(gpus), above=note)
     fig.tight_layout(rect=(0, bottom, 1, 1))
     with atomic_path(path) as tmp:
         fig.savefig(tmp)
@@ -223,8 +232,8 @@ def fig_embodied_share(res: StudyResult, catalog: Catalog, path: Path) -> Path:
     cfg = res.config
     perf = res.performance[res.performance["meets_tpot_target"]]
     models = [m for m in cfg.models if m in set(perf["model"])]
-    fig, axes = plt.subplots(1, max(len(models), 1), figsize=(4.2 * max(len(models), 1), 4.2),
-                             squeeze=False)
+    fig, axes = plt.subplots(1, max(len(models), 1),
+                             figsize=(max(4.2 * max(len(models), 1), 6.4), 4.2), squeeze=False)
     ci = np.geomspace(5, 1000, 400)
     for ax, model in zip(axes[0], models, strict=False):
         lines = {}
@@ -268,11 +277,11 @@ def fig_embodied_share(res: StudyResult, catalog: Catalog, path: Path) -> Path:
         ax.set_ylim(0, 100)
         ax.legend(loc="upper right", frameon=True, framealpha=0.9, edgecolor="none",
                   fontsize=8)
-    fig.text(0.01, 0.01, "each GPU at its most energy-efficient batch meeting the TPOT target, "
-             f"{cfg.scope} scope at {cfg.utilization:.0%} utilization; dashed: the intensity "
-             "where both GPUs emit the same per token (only where the ranges separate them)",
-             fontsize=8, color="#555555")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    note = _footnote(fig, "each GPU at its most energy-efficient batch meeting the TPOT "
+                     f"target, {cfg.scope} scope at {cfg.utilization:.0%} utilization; dashed: "
+                     "the intensity where both GPUs emit the same per token (drawn only where "
+                     "the ranges separate them)")
+    fig.tight_layout(rect=(0, note, 1, 1))
     with atomic_path(path) as tmp:
         fig.savefig(tmp)
     plt.close(fig)

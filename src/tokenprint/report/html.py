@@ -12,7 +12,8 @@ import pandas as pd
 from tokenprint import __version__
 from tokenprint.catalog import Catalog
 from tokenprint.files import write_text_atomic
-from tokenprint.report.study import StudyResult
+from tokenprint.report.headline import headline, title
+from tokenprint.report.study import StudyResult, best_rows
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1120px;
@@ -30,6 +31,9 @@ figcaption{color:#555;font-size:.9em}
 .tag{display:inline-block;padding:0 .4em;border-radius:3px;font-size:.8em}
 .measured{background:#d8f0dc}.predicted{background:#e8eefc}.mixed{background:#fbf0d0}
 code{background:#f4f4f4;padding:0 .2em}
+ul.headline{font-size:1.1em;padding-left:1.2em}ul.headline li{margin:.4em 0}
+.scroll{overflow-x:auto;max-width:100%}.key td,.key th{white-space:nowrap}
+@media (max-width:600px){body{margin:1em auto}table{font-size:.75em}h1{font-size:1.5em}}
 """
 
 CAPTIONS = {
@@ -39,7 +43,9 @@ CAPTIONS = {
     "carbon_per_1k_tokens.png": "Operational (solid) and embodied (hatched) carbon per 1,000 "
                                 "output tokens, by region and GPU.",
     "embodied_share_vs_intensity.png": "Embodied share of total carbon against grid intensity; "
-                                       "the star marks where the two GPUs emit the same.",
+                                       "a dashed line marks the intensity where the two GPUs "
+                                       "emit the same per token (only where their ranges "
+                                       "separate them).",
     "carbon_by_hour.png": "The same load's carbon by hour of day with hourly grid intensity.",
 }
 
@@ -84,8 +90,6 @@ def _numbers(numbers: dict[str, Any]) -> str:
 
 def key_table(res: StudyResult) -> pd.DataFrame:
     """Per model, GPU and region: the lowest-carbon batch meeting the TPOT target."""
-    from tokenprint.report.figures import best_rows
-
     best = best_rows(res)
     perf = res.performance.set_index(["model", "gpu", "batch"])
     rows = []
@@ -143,17 +147,22 @@ def write_report(res: StudyResult, catalog: Catalog, figures: list[Path], out: P
             + (" — " + html.escape("; ".join(g["notes"])) if g["notes"] else "")
             + "</td></tr>")
     calib = sorted({str(c) for c in res.performance.get("calibration", pd.Series(dtype=str))})
+    head = html.escape(title(res))
+    lead = "".join(f"<li>{html.escape(s)}</li>" for s in headline(res))
     page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
-<title>tokenprint study — carbon of LLM serving</title><style>{CSS}</style></head><body>
-<h1>Carbon of serving LLaMA models: old vs new GPU, three grids</h1>
-<p class="sub">tokenprint {__version__} re-run of “Towards Sustainable Large Language Model
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{head} — tokenprint study</title><style>{CSS}</style></head><body>
+<h1>{head}</h1>
+<p class="sub">tokenprint {__version__}, after “Towards Sustainable Large Language Model
 Serving” (Nguyen, Zhou, Ding, Liu, HotCarbon 2024) · {len(res.performance)} configurations
-({pts['measured']} measured, {pts['predicted']} predicted, {pts['mixed']} mixed)</p>
-<h2>Findings</h2><ol class="findings" id="findings">{findings_html}</ol>
-<h2>Key numbers</h2>
-<p>Each GPU at its lowest-carbon batch size meeting TPOT ≤ {cfg.tpot_target_s * 1e3:.0f} ms.
-mg CO2e per 1,000 output tokens; every number is in <code>study.csv</code>.</p>
-{_table(key_table(res))}
+({pts['measured']} measured, {pts['predicted']} predicted, {pts['mixed']} mixed) · serving stack
+{html.escape(cfg.stack)}</p>
+<ul class="headline" id="headline">{lead}</ul>
+<div class="scroll key">{_table(key_table(res))}</div>
+<p class="sub">Each GPU at its lowest-carbon batch size meeting TPOT ≤
+{cfg.tpot_target_s * 1e3:.0f} ms; mg CO2e per 1,000 output tokens; every number is in
+<code>study.csv</code>.</p>
+<h2>Findings ({len(res.findings)})</h2><ol class="findings" id="findings">{findings_html}</ol>
 <h2>Figures</h2>{figs_html}
 <h2>Method</h2>
 <ul>
@@ -188,8 +197,8 @@ overlap (<code>separable</code> in <code>study.json</code>); otherwise it says t
 indistinguishable within the model's uncertainty.</li>
 <li><b>Calibration used:</b> {html.escape('; '.join(calib) or 'measured data only')}.</li>
 </ul>
-<h2>Sources</h2><table><thead><tr><th>item</th><th>value</th><th>source</th></tr></thead>
-<tbody>{''.join(src_rows)}</tbody></table>
+<h2>Sources</h2><div class="scroll"><table><thead><tr><th>item</th><th>value</th>
+<th>source</th></tr></thead><tbody>{''.join(src_rows)}</tbody></table></div>
 <p class="sub">Files: <code>study.csv</code> (every number), <code>study.json</code> (inputs,
 sources, findings), <code>figures/*.png</code>.</p>
 </body></html>"""
@@ -199,9 +208,19 @@ sources, findings), <code>figures/*.png</code>.</p>
 
 
 def _memory_rule(res: StudyResult) -> str:
-    """How the study decided which batches fit (one rule per model and GPU)."""
-    rules = sorted(set(res.performance["memory_rule"]))
-    if not rules:
+    """How the study decided which batches fit: the rule said once, then each model and GPU's
+    own limits (every one of them; none left out)."""
+    perf = res.performance.drop_duplicates(["model", "gpu"])
+    parsed = []
+    for rec in perf.to_dict("records"):
+        kind, _, rest = str(rec["memory_rule"]).partition(": ")
+        text, _, limits = rest.partition(" (")
+        parsed.append((kind, text, limits.rstrip(")"), rest, f"{rec['model']} on {rec['gpu']}"))
+    if not parsed:
         return "—"
-    return rules[0] if len(rules) == 1 else "; ".join(rules[:3]) + (" …" if len(rules) > 3
-                                                                     else "")
+    kinds = {(k, t) for k, t, *_ in parsed}
+    if len(kinds) == 1 and all(lim for _, _, lim, _, _ in parsed):
+        kind, text = next(iter(kinds))
+        return (f"{kind}, {text}; the largest batch of each length class — "
+                + "; ".join(f"{who}: {lim}" for _, _, lim, _, who in parsed))
+    return "; ".join(f"{who}: {kind}, {rest}" for kind, _, _, rest, who in parsed)

@@ -231,6 +231,12 @@ def carbon_table(perf: pd.DataFrame, cfg: StudyConfig, catalog: Catalog) -> pd.D
 
 
 
+def best_rows(res: StudyResult) -> pd.DataFrame:
+    """Per (model, GPU, region): the lowest-carbon batch meeting the TPOT target."""
+    ok = res.carbon[res.carbon["meets_tpot_target"]]
+    return ok.loc[ok.groupby(["model", "gpu", "region"])["total_g_per_1k"].idxmin()]
+
+
 def hourly_profile(perf: pd.DataFrame, cfg: StudyConfig, catalog: Catalog) -> pd.DataFrame:
     """Carbon of the same serving load by UTC hour of day with an hourly intensity series.
 
