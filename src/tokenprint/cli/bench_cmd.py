@@ -12,10 +12,12 @@ from rich.table import Table
 
 from tokenprint.cli.common import (
     CatalogOpt,
+    CsvOpt,
     JsonOpt,
     console,
     int_list,
     load,
+    print_csv,
     print_json,
     split_list,
 )
@@ -192,15 +194,16 @@ ResultsOpt = Annotated[Path, typer.Option(help="Results directory.")]
 
 
 @runs_app.command("list")
-def runs_list(results: ResultsOpt = Path("tokenprint-results"), as_json: JsonOpt = False) -> None:
+def runs_list(results: ResultsOpt = Path("tokenprint-results"), as_json: JsonOpt = False,
+              as_csv: CsvOpt = False) -> None:
     """List stored runs."""
     from tokenprint.bench.store import ResultsStore
 
     store = ResultsStore.open_existing(results)
     recs = store.records()
     store.close()
-    if as_json:
-        print_json(recs)
+    if as_json or as_csv:
+        print_csv([dict(r) for r in recs]) if as_csv else print_json(recs)
         return
     _runs_table(recs, f"{len(recs)} run(s) in {results}")
 

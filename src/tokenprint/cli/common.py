@@ -24,11 +24,30 @@ CatalogOpt = Annotated[
                  "(also $TOKENPRINT_CATALOG).", show_default=False),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+CsvOpt = Annotated[bool, typer.Option("--csv", help="Print CSV (one row per record; nested "
+                                      "fields as dotted columns) instead of a table.")]
 
 
 def load(catalog_files: list[Path] | None) -> Catalog:
     """The catalog with the user's files applied."""
     return get_catalog(list(catalog_files or []))
+
+
+def print_csv(rows: list[dict[str, Any]]) -> None:
+    """Write records as CSV to stdout: nested fields flattened to dotted columns
+    (``ttft_s.p95``), lists as JSON text, non-finite numbers empty."""
+    import io
+
+    import pandas as pd
+
+    flat = pd.json_normalize([_clean(r) for r in rows], sep=".")
+    for col in flat.columns:
+        if flat[col].map(lambda v: isinstance(v, list | dict)).any():
+            flat[col] = flat[col].map(lambda v: json.dumps(v) if isinstance(v, list | dict)
+                                      else v)
+    buf = io.StringIO()
+    flat.to_csv(buf, index=False)
+    typer.echo(buf.getvalue(), nl=False)
 
 
 def print_json(obj: Any) -> None:

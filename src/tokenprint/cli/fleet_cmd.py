@@ -13,11 +13,13 @@ from tokenprint.carbon.amortize import MAX_LIFETIME_YEARS
 from tokenprint.carbon.operational import MAX_PUE, kwh
 from tokenprint.cli.common import (
     CatalogOpt,
+    CsvOpt,
     JsonOpt,
     console,
     fmt_g,
     in_range,
     load,
+    print_csv,
     print_json,
     print_records,
     split_list,
@@ -204,6 +206,7 @@ def fleet_report_cmd(
     out: Annotated[Path | None, typer.Option(metavar="DIR",
         help="Write fleet.csv, fleet.json, fleet.png and fleet.html here.")] = None,
     as_json: JsonOpt = False,
+    as_csv: CsvOpt = False,
     catalog: CatalogOpt = None,
 ) -> None:
     """Carbon by deployment and step from a Prometheus server's history: tokens, energy
@@ -255,6 +258,9 @@ def fleet_report_cmd(
     totals = summary(table)
     if out is not None:
         files = write_outputs(table, totals, out, f"Fleet carbon, {start or since or '24h'}")
+    if as_csv:   # one row per deployment and step (the totals are in --json and --out)
+        print_csv(table.assign(end_utc=table["end_utc"].astype(str)).to_dict("records"))
+        return
     if as_json:
         print_json({"totals": totals.to_dict("records"),
                     "steps": table.assign(end_utc=table["end_utc"].astype(str))

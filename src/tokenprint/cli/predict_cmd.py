@@ -11,10 +11,12 @@ from rich.table import Table
 
 from tokenprint.cli.common import (
     CatalogOpt,
+    CsvOpt,
     JsonOpt,
     console,
     int_list,
     load,
+    print_csv,
     print_json,
     print_records,
     split_list,
@@ -49,6 +51,7 @@ def predict(
                           ] = "640x360",
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
+    as_csv: CsvOpt = False,
 ) -> None:
     """Predict latency, throughput, power and energy per phase for a static batch.
 
@@ -66,8 +69,9 @@ def predict(
                                output_len, dtype, tp, stack=stack, kv_dtype=kv_dtype,
                                media=media)
                for g in gpus]
-    if as_json:
-        print_json([r for recs in per_gpu for r in recs])
+    if as_json or as_csv:
+        rows = [dict(r) for recs in per_gpu for r in recs]
+        print_csv(rows) if as_csv else print_json(rows)
         return
     for recs in per_gpu:
         _print_table(recs, tp, input_len, output_len)

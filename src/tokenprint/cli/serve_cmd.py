@@ -12,10 +12,12 @@ import typer
 from tokenprint.carbon.operational import kwh
 from tokenprint.cli.common import (
     CatalogOpt,
+    CsvOpt,
     JsonOpt,
     console,
     fmt_g,
     load,
+    print_csv,
     print_json,
     print_records,
 )
@@ -165,6 +167,7 @@ def ledger_summary(
     since: Annotated[str, typer.Option(help="Window: 1h, 30m, 7d or an ISO time.")] = "24h",
     results: Annotated[Path, typer.Option(help="Ledger directory.")] = Path("tokenprint-results"),
     as_json: JsonOpt = False,
+    as_csv: CsvOpt = False,
 ) -> None:
     """Totals of requests, tokens, energy and carbon per upstream since a time."""
     from tokenprint.gateway.ledger import Ledger, ledger_path
@@ -174,8 +177,8 @@ def ledger_summary(
     led = Ledger(results, register_run=False)
     rows = led.summary(_since(since))
     led.close()
-    if as_json:
-        print_json(rows)
+    if as_json or as_csv:
+        print_csv(rows) if as_csv else print_json(rows)
         return
     print_records(f"Ledger since {since}",
                   ("upstream", "model", "region", "requests", "errors", "tokens in",

@@ -13,6 +13,7 @@ from tokenprint.carbon.amortize import MAX_LIFETIME_YEARS
 from tokenprint.carbon.operational import MAX_PUE, kwh
 from tokenprint.cli.common import (
     CatalogOpt,
+    CsvOpt,
     JsonOpt,
     console,
     fmt_g,
@@ -20,6 +21,7 @@ from tokenprint.cli.common import (
     int_list,
     load,
     number,
+    print_csv,
     print_json,
     print_records,
     split_list,
@@ -103,6 +105,7 @@ def simulate(
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address.")] = None,
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
+    as_csv: CsvOpt = False,
 ) -> None:
     """Replay a request trace through N replicas with continuous batching; latency and carbon.
 
@@ -145,6 +148,9 @@ def simulate(
 
     with console.status(f"simulating {tr.n:,} requests × {len(specs)} configuration(s)…"):
         outs = parallel_map(one, specs, executor, ray_address)
+    if as_csv:   # one row per configuration, however many
+        print_csv([o.to_dict() for o in outs])
+        return
     if len(outs) > 1:
         if as_json:
             print_json([o.to_dict() for o in outs])
@@ -259,6 +265,7 @@ def plan(
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address.")] = None,
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
+    as_csv: CsvOpt = False,
 ) -> None:
     """Find the lowest-carbon deployment (GPU, replicas, region, batch) meeting latency targets."""
     import json
@@ -302,7 +309,9 @@ def plan(
     write_text_atomic(out / "plan.json", json.dumps(answer, indent=2, default=float))
     if answer["feasible"]:
         answer["figure"] = str(_pareto_figure(answer, out / "pareto.png"))
-    if as_json:
+    if as_csv:   # every feasible candidate placed in every region, lowest carbon first
+        print_csv(answer.get("table") or ([answer["closest"]] if "closest" in answer else []))
+    elif as_json:
         print_json(answer)
     else:
         _print_plan(answer)
