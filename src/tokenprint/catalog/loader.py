@@ -65,6 +65,7 @@ class Catalog:
     pcfs: dict[str, Pcf] = field(default_factory=dict)
     lcas: dict[str, Lca] = field(default_factory=dict)
     files: tuple[str, ...] = field(default=())
+    user_profiles: dict[str, str] = field(default_factory=dict)   # profile id → the user file
 
     def gpu(self, gpu_id: str) -> Gpu:
         """The GPU with this id or alias, case-insensitive; names as NVML and nvidia-smi report
@@ -274,6 +275,8 @@ def load_catalog(user_files: list[str | Path] | None = None) -> Catalog:
         models=built["model"], fab_nodes=built["fab_node"], memory=built["memory"],
         fab=fab, profiles=built["profile"], stacks=built["stack"],
         pcfs=built["pcf"], lcas=built["lca"], files=tuple(str(p) for p in paths),
+        user_profiles={eid: label for (k, eid), label in origin.items()
+                       if k == "profile" and label in {str(Path(p)) for p in paths}},
     )
     _check_references(catalog, {(k, i): v for (k, i), v in origin.items()})
     return catalog

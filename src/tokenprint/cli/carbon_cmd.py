@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from tokenprint.carbon import Intensity, compute_footprint, load_intensity_csv, parse_time
+from tokenprint.carbon import Intensity, compute_footprint, load_intensity_csv
 from tokenprint.carbon.amortize import check_lifetime
 from tokenprint.carbon.bom import bom_dict, reconcile_card
 from tokenprint.carbon.embodied import COMPONENTS, check_scope
@@ -17,6 +17,7 @@ from tokenprint.carbon.operational import MAX_PUE, joules, kwh
 from tokenprint.cli.common import (
     CatalogOpt,
     JsonOpt,
+    cli_time,
     console,
     fmt_g,
     in_range,
@@ -115,7 +116,7 @@ def carbon(
         intensity = load_intensity_csv(intensity_file, basis=basis, fill=fill, region=region)
         if start is None:
             raise TokenprintError("--intensity-file needs --start (ISO 8601 time of the run)")
-        start_s = parse_time(start)
+        start_s = cli_time(start, "--start")
     elif start is not None:
         raise TokenprintError("--start needs --intensity-file (an hourly intensity series)")
     fp = compute_footprint(

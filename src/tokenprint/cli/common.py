@@ -33,6 +33,21 @@ def load(catalog_files: list[Path] | None) -> Catalog:
     return get_catalog(list(catalog_files or []))
 
 
+def cli_time(text: str, option: str) -> float:
+    """An ISO-8601 time from the command line as epoch seconds; one without a time zone is read
+    as UTC and a note on stderr says so (a local time would otherwise shift silently)."""
+    import re
+
+    from tokenprint.carbon.intensity import parse_time
+
+    seconds = parse_time(text)
+    if not re.search(r"(Z|[+-]\d{2}:?\d{2})$", text.strip(), re.IGNORECASE):
+        err_console.print(f"note: {option} {text} has no time zone; read as UTC (add Z, or an "
+                          "offset such as +02:00, to say which)", style="yellow",
+                          highlight=False)
+    return seconds
+
+
 def print_csv(rows: list[dict[str, Any]]) -> None:
     """Write records as CSV to stdout: nested fields flattened to dotted columns
     (``ttft_s.p95``), lists as JSON text, non-finite numbers empty."""

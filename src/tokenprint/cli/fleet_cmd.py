@@ -212,9 +212,9 @@ def fleet_report_cmd(
     """Carbon by deployment and step from a Prometheus server's history: tokens, energy
     (measured where a counter is named, else predicted), operational and embodied carbon."""
 
-    from tokenprint.carbon import parse_time
     from tokenprint.carbon.amortize import check_lifetime
     from tokenprint.carbon.embodied import check_scope
+    from tokenprint.cli.common import cli_time
     from tokenprint.fleet.output import write_outputs
     from tokenprint.fleet.report import (
         Prometheus,
@@ -235,7 +235,7 @@ def fleet_report_cmd(
         raise TokenprintError("give --since or --start/--end, not both")
     step_s = _duration_s(step, "--step")
     if start is not None and end is not None:
-        t0, t1 = parse_time(start), parse_time(end)
+        t0, t1 = cli_time(start, "--start"), cli_time(end, "--end")
     else:
         t1 = time.time()
         t0 = t1 - _duration_s(since or "24h", "--since")

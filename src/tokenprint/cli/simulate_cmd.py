@@ -46,7 +46,7 @@ def _check_numbers(time_scale: float, slo_ttft_s: float, slo_tpot_s: float,
 
 def _trace(trace: Path | None, synthetic: str | None, time_scale: float, start: str | None,
            seed: int) -> Any:
-    from tokenprint.carbon import parse_time
+    from tokenprint.cli.common import cli_time
     from tokenprint.simulate import load_trace, synthetic_poisson
     from tokenprint.traces import MAX_SYNTHETIC_REQUESTS
 
@@ -69,7 +69,7 @@ def _trace(trace: Path | None, synthetic: str | None, time_scale: float, start: 
     if time_scale != 1.0:
         tr = tr.scaled(time_scale)
     if start is not None:
-        tr = tr.shifted(parse_time(start))
+        tr = tr.shifted(cli_time(start, "--start"))
     return tr
 
 

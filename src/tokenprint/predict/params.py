@@ -197,8 +197,14 @@ def _prior_ranges(profiles: list[CalibrationProfile]) -> dict[str, tuple[float, 
 
 def resolve_profile(gpu: Gpu, catalog: Catalog, stack: str = DEFAULT_STACK,
                     exclude_gpu: str | None = None) -> ResolvedProfile:
-    """The GPU's calibrated profile under ``stack``, or that stack's prior for its specs."""
+    """The GPU's calibrated profile under ``stack``, or that stack's prior for its specs.
+
+    A profile the user gave (``--catalog``) for this GPU under another stack only is refused by
+    name rather than silently passed over for the shipped one.
+    """
     st = catalog.stack(stack)
+    if exclude_gpu is None:
+        _check_user_profiles(gpu, catalog, st.id)
     prof = None if exclude_gpu == gpu.id else catalog.profile_for(gpu.id, st.id)
     if prof is not None:
         vals = {n: float(getattr(prof, n)) for n in PARAM_NAMES}
@@ -210,6 +216,20 @@ def resolve_profile(gpu: Gpu, catalog: Catalog, stack: str = DEFAULT_STACK,
     prior, src = stack_prior(others)
     ranges = _prior_ranges(others) or {m: DEFAULT_RANGE for m in RANGE_METRICS}
     return ResolvedProfile(gpu.id, st.id, prior, src, False, f"{st.id}-prior", ranges)
+
+
+def _check_user_profiles(gpu: Gpu, catalog: Catalog, stack: str) -> None:
+    """The user's own profiles for ``gpu``: one under ``stack`` is used; one under another stack
+    only would be ignored without a word, so it is an error naming both stacks."""
+    mine = [catalog.profiles[pid] for pid in catalog.user_profiles
+            if pid in catalog.profiles and catalog.profiles[pid].gpu == gpu.id]
+    if not mine or any(p.stack == stack for p in mine):
+        return
+    others = sorted({p.stack for p in mine})
+    where = catalog.user_profiles[next(p.id for p in mine)]
+    raise TokenprintError(
+        f"your profile for {gpu.id} ({where}) is for stack {', '.join(others)}, not {stack}, the "
+        f"stack asked: give --stack {others[0]} to use it, or calibrate under {stack}")
 
 
 def check_stack(catalog: Catalog, stack: str) -> str:
