@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import html
 from pathlib import Path
 from typing import Any
@@ -12,29 +11,9 @@ import pandas as pd
 from tokenprint import __version__
 from tokenprint.catalog import Catalog
 from tokenprint.files import write_text_atomic
+from tokenprint.pages import CSS, img
 from tokenprint.report.headline import headline, title
 from tokenprint.report.study import StudyResult, best_rows
-
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1120px;
-margin:2em auto;
-padding:0 1em;color:#222;line-height:1.5}
-h1{margin-bottom:.2em}.sub{color:#666;margin-top:0}
-h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
-ol.findings li{margin:.5em 0}
-details{margin:.2em 0 .6em 0;color:#444;font-size:.9em}
-table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
-th,td{border-bottom:1px solid #e4e4e4;padding:.25em .6em;text-align:right}
-th{background:#f5f5f5}td:first-child,th:first-child{text-align:left}
-figure{margin:1.2em 0}figure img{max-width:100%;border:1px solid #eee}
-figcaption{color:#555;font-size:.9em}
-.tag{display:inline-block;padding:0 .4em;border-radius:3px;font-size:.8em}
-.measured{background:#d8f0dc}.predicted{background:#e8eefc}.mixed{background:#fbf0d0}
-code{background:#f4f4f4;padding:0 .2em}
-ul.headline{font-size:1.1em;padding-left:1.2em}ul.headline li{margin:.4em 0}
-.scroll{overflow-x:auto;max-width:100%}.key td,.key th{white-space:nowrap}
-@media (max-width:600px){body{margin:1em auto}table{font-size:.75em}h1{font-size:1.5em}}
-"""
 
 CAPTIONS = {
     "throughput_latency.png": "Throughput and time per output token against batch size.",
@@ -48,11 +27,6 @@ CAPTIONS = {
                                        "separate them).",
     "carbon_by_hour.png": "The same load's carbon by hour of day with hourly grid intensity.",
 }
-
-
-def _img(path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
 
 
 def _table(df: pd.DataFrame) -> str:
@@ -130,7 +104,7 @@ def write_report(res: StudyResult, catalog: Catalog, figures: list[Path], out: P
         f"<li>{html.escape(f.sentence)}<details><summary>numbers</summary><table>"
         f"{_numbers(f.numbers)}</table></details></li>" for f in res.findings)
     figs_html = "".join(
-        f"<figure>{_img(p)}<figcaption>{html.escape(CAPTIONS.get(p.name, p.name))}"
+        f"<figure>{img(p)}<figcaption>{html.escape(CAPTIONS.get(p.name, p.name))}"
         "</figcaption></figure>" for p in figures)
     mix = ", ".join(f"{i} in / {o} out tokens ({w:.0%})" for i, o, w in cfg.mix)
     src_rows = []
