@@ -460,3 +460,27 @@ def test_watch_with_live_intensity(catalog, tmp_path: Path, monkeypatch):
     assert row is not None and row.intensity_g_per_kwh == 123.0
     assert row.intensity_source is not None and "live" in row.intensity_source
     assert row.operational_g == pytest.approx(float(operational_g(row.energy_j, 123.0)))
+
+
+def test_hf_server_metrics_are_what_watch_reads(hf_server: str, tmp_path: Path, capsys):
+    """The test server's /metrics carries vLLM's counters, so watch can be tried without vLLM:
+    the tokens it counts are the ones it served."""
+    import httpx
+
+    from tokenprint.fleet.exposition import read_engine
+
+    base = hf_server.removesuffix("/v1")
+    before = read_engine(httpx.get(f"{base}/metrics").text, "hf_server")
+    assert before.engine == "vllm"
+    r = httpx.post(f"{hf_server}/completions",
+                   json={"model": "tiny", "prompt": [1, 2, 3, 4, 5], "max_tokens": 7},
+                   timeout=60)
+    assert r.status_code == 200
+    after = read_engine(httpx.get(f"{base}/metrics").text, "hf_server")
+    assert after.prompt_tokens - before.prompt_tokens == 5
+    assert after.generation_tokens - before.generation_tokens == 7
+    code, out, err = run_cli(capsys, "watch", "--metrics", f"{base}/metrics", "--model",
+                             "tiny", "--gpu", "l4", "--region", "FR", "--interval", "0.2",
+                             "--iterations", "2", "--port", "0", "--results", str(tmp_path))
+    assert code == 0, err
+    assert "2 interval(s) recorded" in out

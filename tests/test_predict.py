@@ -187,10 +187,11 @@ def test_user_profile_via_catalog(tmp_path: Path):
                           stack="hf-transformers")[0]
     assert rec["calibrated"] is True and "my fit" in rec["calibration"]
     assert rec["stack"] == "hf-transformers" and rec["profile"] == "t4-mine"
-    # the same GPU under another stack is not calibrated by that profile
-    other = predict_records(cat, cat.model("llama-3.2-1b"), cat.gpu("t4"), [1], 128, 32,
-                            stack="vllm-2025")[0]
-    assert other["calibrated"] is False and other["stack"] == "vllm-2025"
+    # asked under another stack, the user's profile would be passed over without a word: the
+    # two disagree, and the error names both stacks (it silently used the stack's prior before)
+    with pytest.raises(TokenprintError, match="hf-transformers, not vllm-2025"):
+        predict_records(cat, cat.model("llama-3.2-1b"), cat.gpu("t4"), [1], 128, 32,
+                        stack="vllm-2025")
 
 
 # --- issue #13: physics, stacks, one model, validation as users get it -------------------------

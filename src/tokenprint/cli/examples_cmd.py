@@ -15,6 +15,11 @@ from tokenprint.files import atomic_path
 
 # written by tokenprint itself (the rest is cut from the public datasets by tokenprint.samples)
 SHIPPED = {"gateway.toml": "a documented gateway config for one local upstream",
+           "deployments.toml": "two documented deployments for fleet report --deployments",
+           "sweep.toml": "a bench sweep that runs on any laptop (tokenprint bench sweep.toml)",
+           "api_predict.py": "Python API: predict energy and latency (python api_predict.py)",
+           "api_simulate.py": "Python API: simulate a trace and charge its carbon",
+           "api_study.py": "Python API: run a small study and read its findings",
            "ATTRIBUTION.md": "sources and licences of the samples"}
 
 

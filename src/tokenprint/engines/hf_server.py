@@ -2,10 +2,13 @@
 
 ``python -m tokenprint.engines.hf_server --model tiny --port 8000`` serves ``/v1/models``,
 ``/v1/completions`` and ``/v1/chat/completions`` (streaming and not) for a catalog shape with
-random weights (or ``--weights DIR``). Prompts may be text (bytes mapped to token ids) or token
-id lists; generation is greedy and honours ``max_tokens`` exactly when ``ignore_eos`` is set
-(random weights have no meaningful EOS anyway). Requests are served one at a time, token by
-token: a real inference server, not a fast one.
+random weights (or ``--weights DIR``), and ``/metrics`` with vLLM's token counters and running
+gauge (``vllm:prompt_tokens_total``, ``vllm:generation_tokens_total``,
+``vllm:num_requests_running``), so ``tokenprint watch`` can be tried without vLLM. Prompts may
+be text (bytes mapped to token ids) or token id lists; generation is greedy and honours
+``max_tokens`` exactly when ``ignore_eos`` is set (random weights have no meaningful EOS
+anyway). Requests are served one at a time, token by token: a real inference server, not a
+fast one.
 """
 
 
@@ -36,6 +39,16 @@ def create_app(model_id: str = "tiny", device: str = "cpu", dtype: str = "auto",
     lock = threading.Lock()
     app = FastAPI(title="tokenprint hf server")
     served_name = arch.id
+    from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+    registry = CollectorRegistry()
+    labels = {"model_name": served_name}
+    prompt_tokens = Counter("vllm:prompt_tokens", "Prompt tokens processed.", ["model_name"],
+                            registry=registry).labels(**labels)
+    generation_tokens = Counter("vllm:generation_tokens", "Generated tokens.", ["model_name"],
+                                registry=registry).labels(**labels)
+    running = Gauge("vllm:num_requests_running", "Requests generating now.", ["model_name"],
+                    registry=registry).labels(**labels)
 
     def to_ids(prompt: Any) -> list[int]:
         if isinstance(prompt, list) and all(isinstance(x, int) for x in prompt):
@@ -46,6 +59,16 @@ def create_app(model_id: str = "tiny", device: str = "cpu", dtype: str = "auto",
         return ids or [0]
 
     def generate(ids: list[int], max_tokens: int) -> Iterator[int]:
+        running.inc()
+        try:
+            prompt_tokens.inc(len(ids))
+            for tok in _generate(ids, max_tokens):
+                generation_tokens.inc()
+                yield tok
+        finally:
+            running.dec()
+
+    def _generate(ids: list[int], max_tokens: int) -> Iterator[int]:
         with lock, torch.inference_mode():
             x = torch.tensor([ids], device=engine.device)
             out = engine.model(input_ids=x, use_cache=True)
@@ -65,6 +88,12 @@ def create_app(model_id: str = "tiny", device: str = "cpu", dtype: str = "auto",
     def error(status: int, message: str, kind: str = "invalid_request_error") -> Any:
         return JSONResponse(status_code=status,
                             content={"error": {"message": message, "type": kind}})
+
+    @app.get("/metrics")
+    def metrics() -> Any:
+        from fastapi.responses import Response
+
+        return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
 
     @app.get("/v1/models")
     def models() -> dict[str, Any]:
