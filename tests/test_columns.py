@@ -74,3 +74,15 @@ def test_every_help_is_whole_at_80_columns(tmp_path: Path):
     for path in paths:
         text = _run([*path, "--help"], 80, tmp_path)
         assert not _cut(text), (path, _cut(text))
+
+
+def test_bench_and_runs_list_are_whole_at_80_columns(tmp_path: Path):
+    pytest.importorskip("torch")
+    bench = _run(["bench", "--model", "tiny", "--batch", "1,2", "--input-len", "16",
+                  "--output-len", "4", "--repeat", "1", "--warmup", "0", "--results",
+                  "{tmp}/rr"], 80, tmp_path)
+    listed = _run(["runs", "list", "--results", "{tmp}/rr"], 80, tmp_path)
+    for text in (bench, listed):
+        assert not _cut(text), _cut(text)
+        assert max(len(line) for line in text.splitlines()) <= 80
+    assert "in/out 16/4" in listed

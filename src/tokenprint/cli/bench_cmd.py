@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from tokenprint.cli.common import (
     CatalogOpt,
@@ -19,6 +18,7 @@ from tokenprint.cli.common import (
     load,
     print_csv,
     print_json,
+    print_records,
     split_list,
 )
 from tokenprint.errors import TokenprintError
@@ -168,10 +168,7 @@ def bench(
 
 
 def _runs_table(records: Sequence[Mapping[str, Any]], title: str) -> None:
-    table = Table(title=title)
-    for col in ("run_id", "model", "hw", "dtype", "batch", "in", "out", "TTFT s", "TPOT ms",
-                "tok/s", "J/in tok", "J/out tok", "energy", "status"):
-        table.add_column(col)
+    rows = []
     for r in records:
         ok = r.get("status") == "ok"
 
@@ -179,12 +176,14 @@ def _runs_table(records: Sequence[Mapping[str, Any]], title: str) -> None:
             v = r.get(key)
             return f"{v * scale:.3g}" if ok and v is not None else "—"
 
-        table.add_row(r["run_id"], r["model"], r["hardware_id"], r["dtype"], str(r["batch"]),
-                      str(r["input_len"]), str(r["output_len"]), num("ttft_s"),
-                      num("tpot_s", 1e3), num("throughput_tok_s"),
-                      num("energy_per_input_token_j"), num("energy_per_output_token_j"),
-                      f"{r.get('energy_kind')} ({r.get('meter')})", r["status"])
-    console.print(table)
+        rows.append((r["run_id"], r["model"], r["hardware_id"], r["dtype"], str(r["batch"]),
+                     f"{r['input_len']}/{r['output_len']}", num("ttft_s"), num("tpot_s", 1e3),
+                     num("throughput_tok_s"), num("energy_per_input_token_j"),
+                     num("energy_per_output_token_j"),
+                     f"{r.get('energy_kind')} ({r.get('meter')})", r["status"]))
+    print_records(title, ("run", "model", "hw", "dtype", "batch", "in/out", "TTFT s",
+                          "TPOT ms", "tok/s", "J/in tok", "J/out tok", "energy", "status"),
+                  rows)
     if any(r.get("energy_kind") == "estimated" for r in records):
         console.print("energy marked 'estimated' comes from the TDP × utilization model: no "
                       "energy counter on this machine", style="yellow")
