@@ -7,6 +7,7 @@ filled markers are measured points, hollow markers predicted ones; shaded bands 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -25,8 +26,10 @@ from tokenprint.report.study import StudyResult, best_rows
 
 GPU_COLOURS = ["#1b6ca8", "#e07b00", "#2a9d55", "#b8336a", "#6a4c93", "#8a6d3b"]
 REGION_COLOURS = ["#f2b705", "#5c5c5c", "#3a86ff", "#8ac926", "#ff595e", "#6a4c93"]
-MODEL_STYLES = ["-", "--", ":", "-."]
-MODEL_MARKERS = ["o", "s", "^", "D"]
+# eight models keep eight distinct lines and markers (with four, the fifth repeated the first)
+MODEL_STYLES = ["-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (8, 2)), (0, (1, 3)),
+                (0, (3, 1, 1, 1))]
+MODEL_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 
 plt.rcParams.update({
     "figure.dpi": 110, "savefig.dpi": 150, "font.size": 10, "axes.titlesize": 11,
@@ -46,6 +49,35 @@ def log_axis(ax: Axes, axis: str = "y") -> None:
     target.set_minor_formatter(NullFormatter())
 
 
+PANELS_PER_ROW = 4
+
+
+def _look(i: int) -> tuple[Any, str]:
+    """The line style and marker of the i-th model."""
+    return MODEL_STYLES[i % len(MODEL_STYLES)], MODEL_MARKERS[i % len(MODEL_MARKERS)]
+
+
+def _height(res: StudyResult) -> float:
+    """Inches for a two-panel figure whose legend lists every model × GPU below it: the panels
+    keep their height, the figure grows with the legend."""
+    series = res.performance[["model", "gpu"]].drop_duplicates().shape[0]
+    return 4.3 + 0.24 * max(-(-series // 3) - 1, 0)
+
+
+def _panels(n: int, width_in: float, height_in: float, min_width_in: float
+            ) -> tuple[plt.Figure, list[Axes]]:
+    """One panel per model, at most four a row (eight models are two rows, not one figure 35
+    inches wide that a page shrinks to nothing); panels left over are hidden."""
+    cols = min(max(n, 1), PANELS_PER_ROW)
+    rows = -(-max(n, 1) // cols)
+    fig, grid = plt.subplots(rows, cols, figsize=(max(width_in * cols, min_width_in),
+                                                  height_in * rows), squeeze=False)
+    axes = [ax for row in grid for ax in row]
+    for ax in axes[max(n, 1):]:
+        ax.set_visible(False)
+    return fig, axes[:max(n, 1)]
+
+
 def _styles(res: StudyResult) -> tuple[dict[str, str], dict[str, str], dict[str, int]]:
     cfg = res.config
     gpu_c = {g: GPU_COLOURS[i % len(GPU_COLOURS)] for i, g in enumerate(cfg.gpus)}
@@ -55,11 +87,11 @@ def _styles(res: StudyResult) -> tuple[dict[str, str], dict[str, str], dict[str,
     return gpu_c, reg_c, model_i
 
 
-def _series(ax: plt.Axes, df: pd.DataFrame, y: str, colour: str, style: str, marker: str,
+def _series(ax: plt.Axes, df: pd.DataFrame, y: str, colour: str, style: Any, marker: str,
             label: str, scale: float = 1.0) -> None:
     df = df.sort_values("batch")
     x = df["batch"].to_numpy()
-    ax.plot(x, df[y] * scale, style, color=colour, lw=1.8, label=label)
+    ax.plot(x, df[y] * scale, linestyle=style, color=colour, lw=1.8, label=label)
     if f"{y}_low" in df:
         ax.fill_between(x, df[f"{y}_low"] * scale, df[f"{y}_high"] * scale, color=colour,
                         alpha=0.12, lw=0)
@@ -122,14 +154,12 @@ def _memory_limits(ax: plt.Axes, res: StudyResult, y: str, scale: float = 1.0) -
 def fig_throughput_latency(res: StudyResult, path: Path) -> Path:
     """Throughput and TPOT against batch size."""
     gpu_c, _, model_i = _styles(res)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.3))
+    fig, axes = plt.subplots(1, 2, figsize=(11, _height(res)))
     for (model, gpu), df in res.performance.groupby(["model", "gpu"]):
         i = model_i[model]
         label = f"{model} · {gpu}"
-        _series(axes[0], df, "throughput_tok_s", gpu_c[gpu], MODEL_STYLES[i % 4],
-                MODEL_MARKERS[i % 4], label)
-        _series(axes[1], df, "tpot_s", gpu_c[gpu], MODEL_STYLES[i % 4], MODEL_MARKERS[i % 4],
-                label, scale=1e3)
+        _series(axes[0], df, "throughput_tok_s", gpu_c[gpu], *_look(i), label)
+        _series(axes[1], df, "tpot_s", gpu_c[gpu], *_look(i), label, scale=1e3)
     axes[0].set_ylabel("throughput (output tokens/s)")
     axes[0].set_title("Throughput")
     axes[1].set_ylabel("time per output token (ms)")
@@ -157,12 +187,11 @@ def fig_throughput_latency(res: StudyResult, path: Path) -> Path:
 def fig_energy_per_token(res: StudyResult, path: Path) -> Path:
     """Energy per token against batch size, prefill and decode apart."""
     gpu_c, _, model_i = _styles(res)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.3))
+    fig, axes = plt.subplots(1, 2, figsize=(11, _height(res)))
     for (model, gpu), df in res.performance.groupby(["model", "gpu"]):
         i = model_i[model]
         for ax, y in zip(axes, ("prefill_j_per_token", "decode_j_per_token"), strict=True):
-            _series(ax, df, y, gpu_c[gpu], MODEL_STYLES[i % 4], MODEL_MARKERS[i % 4],
-                    f"{model} · {gpu}", scale=1e3)
+            _series(ax, df, y, gpu_c[gpu], *_look(i), f"{model} · {gpu}", scale=1e3)
     axes[0].set_title("Prefill: energy per input token")
     axes[1].set_title("Decode: energy per output token")
     for ax in axes:
@@ -187,12 +216,11 @@ def fig_carbon_stacked(res: StudyResult, path: Path) -> Path:
     best = best_rows(res)
     models = [m for m in res.config.models if m in set(best["model"])]
     # one model still gets room for its legend and note
-    fig, axes = plt.subplots(1, max(len(models), 1),
-                             figsize=(max(4.4 * max(len(models), 1), 7.0), 4.8), squeeze=False)
+    fig, axes = _panels(len(models), 4.4, 4.8, 7.0)
     regions = [r.upper() for r in res.config.regions]
     gpus = res.config.gpus
     width = 0.8 / max(2 * len(gpus), 1)
-    for ax, model in zip(axes[0], models, strict=False):
+    for ax, model in zip(axes, models, strict=False):
         sub = best[best["model"] == model]
         for j, gpu in enumerate(gpus):
             s = sub[sub["gpu"] == gpu].set_index("region").reindex(regions)
@@ -218,7 +246,7 @@ def fig_carbon_stacked(res: StudyResult, path: Path) -> Path:
     note = _footnote(fig, f"each GPU at its lowest-carbon batch meeting the TPOT target · "
                      f"embodied: {cfg.scope} scope at {cfg.utilization:.0%} utilization · "
                      "whiskers: range of each part")
-    bottom = _legend_below(fig, axes[0][0], ncol=2 * len(gpus), above=note)
+    bottom = _legend_below(fig, axes[0], ncol=2 * len(gpus), above=note)
     fig.tight_layout(rect=(0, bottom, 1, 1))
     with atomic_path(path) as tmp:
         fig.savefig(tmp)
@@ -232,10 +260,9 @@ def fig_embodied_share(res: StudyResult, catalog: Catalog, path: Path) -> Path:
     cfg = res.config
     perf = res.performance[res.performance["meets_tpot_target"]]
     models = [m for m in cfg.models if m in set(perf["model"])]
-    fig, axes = plt.subplots(1, max(len(models), 1),
-                             figsize=(max(4.2 * max(len(models), 1), 6.4), 4.2), squeeze=False)
+    fig, axes = _panels(len(models), 4.2, 4.2, 6.4)
     ci = np.geomspace(5, 1000, 400)
-    for ax, model in zip(axes[0], models, strict=False):
+    for ax, model in zip(axes, models, strict=False):
         lines = {}
         for gpu in cfg.gpus:
             s = perf[(perf["model"] == model) & (perf["gpu"] == gpu)]
@@ -296,8 +323,9 @@ def fig_hourly(res: StudyResult, path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(8, 4))
     for (model, gpu), df in res.hourly.groupby(["model", "gpu"]):
         i = model_i[model]
-        ax.plot(df["hour_utc"], df["total_g_per_1k"] * 1e3, MODEL_STYLES[i % 4],
-                color=gpu_c[gpu], marker=MODEL_MARKERS[i % 4], ms=3.5, label=f"{model} · {gpu}")
+        style, marker = _look(i)
+        ax.plot(df["hour_utc"], df["total_g_per_1k"] * 1e3, linestyle=style, color=gpu_c[gpu],
+                marker=marker, ms=3.5, label=f"{model} · {gpu}")
     ax.set_xlabel("hour of day (UTC)")
     ax.set_ylabel("mg CO2e per 1k output tokens")
     log_axis(ax)
