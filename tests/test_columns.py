@@ -86,3 +86,13 @@ def test_bench_and_runs_list_are_whole_at_80_columns(tmp_path: Path):
         assert not _cut(text), _cut(text)
         assert max(len(line) for line in text.splitlines()) <= 80
     assert "in/out 16/4" in listed
+
+
+def test_wide_prints_ranges_and_tables_whole_at_80_columns(tmp_path: Path):
+    narrow = _run(["predict", "--model", "llama-3.1-8b", "--gpu", "h100", "--batch", "1,8"],
+                  80, tmp_path)
+    wide = _run(["--wide", "predict", "--model", "llama-3.1-8b", "--gpu", "h100", "--batch",
+                 "1,8"], 80, tmp_path)
+    assert "ranges (low–high) left out" in narrow and "left out" not in wide
+    assert "┏" in wide and not _cut(wide)
+    assert max(len(line) for line in wide.splitlines()) > 80     # laid out for 240 columns

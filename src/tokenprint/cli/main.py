@@ -36,10 +36,20 @@ for _module in (carbon_cmd, bench_cmd, predict_cmd, study_cmd, simulate_cmd, ser
     _module.register(app)
 
 
+WIDE_COLUMNS = 240   # what --wide lays tables out for
+
+
 @app.callback(invoke_without_command=True)
 def _root(
     version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+    wide: bool = typer.Option(False, "--wide", help="Print every table whole (all columns, "
+                              "ranges beside the values) whatever the terminal's width: for "
+                              "wide windows, files and pipes. Put it before the command."),
 ) -> None:
+    if wide:
+        from tokenprint.cli import common
+
+        common.console.width = WIDE_COLUMNS
     if version:
         typer.echo(f"tokenprint {__version__}")
         raise typer.Exit()
