@@ -117,9 +117,9 @@ def watch(
         raise TokenprintError("give --intensity-file or --live-intensity, not both")
     live = None
     if live_intensity:
-        from tokenprint.gateway.intensity import IntensityProvider
+        from tokenprint.carbon.resolver import IntensityResolver
 
-        live = IntensityProvider(cat, "electricitymaps")
+        live = IntensityResolver(cat, "electricitymaps")
     client = httpx.Client(timeout=min(every_s, 10.0))
     reader = energy_reader(energy, cat, model, gpu, n_gpus, check_stack(cat, stack), client)
     ledger = WatchLedger(results)

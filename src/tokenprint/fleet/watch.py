@@ -19,7 +19,7 @@ import sqlite3
 import time
 from dataclasses import astuple, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import httpx
 import numpy as np
@@ -29,6 +29,7 @@ from tokenprint.carbon.amortize import amortized_share, check_lifetime
 from tokenprint.carbon.embodied import check_scope, gpu_embodied
 from tokenprint.carbon.intensity import IntensitySeries
 from tokenprint.carbon.operational import operational_g
+from tokenprint.carbon.resolver import IntensityResolver
 from tokenprint.catalog import Catalog
 from tokenprint.errors import TokenprintError
 from tokenprint.fleet.exposition import read_energy_j, read_engine
@@ -241,7 +242,8 @@ class Watcher:
                  ledger: WatchLedger, metrics: WatchMetrics, deployment: str | None = None,
                  intensity: IntensitySeries | None = None, scope: str = "device",
                  lifetime_years: float = 5.0, pue: float = 1.0, timeout_s: float = 5.0,
-                 client: httpx.Client | None = None, live: Any = None) -> None:
+                 client: httpx.Client | None = None,
+                 live: IntensityResolver | None = None) -> None:
         if not endpoints:
             raise TokenprintError("--metrics needs at least one URL")
         if gpus < 1:
@@ -253,7 +255,7 @@ class Watcher:
         self.endpoints, self.gpus, self.energy = endpoints, gpus, energy
         self.deployment = deployment or f"{self.model_id}@{self.gpu_id}"
         self.ledger, self.metrics, self.intensity = ledger, metrics, intensity
-        self.live = live   # a gateway IntensityProvider (Electricity Maps), or None
+        self.live = live   # the live intensity (tokenprint.carbon.resolver), or None
         self.scope, self.pue = check_scope(scope), pue
         self.lifetime_years = check_lifetime(lifetime_years)
         self.client = client or httpx.Client(timeout=timeout_s)

@@ -101,7 +101,8 @@ def create_app(cfg: GatewayConfig, catalog: Catalog,
     metrics = Metrics.create()
     files = {u.region: u.intensity_file for u in cfg.upstream if u.intensity_file}
     provider = IntensityProvider(catalog, cfg.intensity, files, cfg.electricitymaps_token_env,
-                                 cfg.electricitymaps_url, cfg.intensity_cache_s)
+                                 cfg.electricitymaps_url, cfg.intensity_cache_s,
+                                 **cfg.intensity_options)
     states = _states(cfg, catalog, provider, energy_sources)
     client = UpstreamClient(cfg.request_timeout_s, cfg.connect_timeout_s)
     router = Router(cfg.policy, cfg.latency_target_s, cfg.pue)

@@ -8,7 +8,9 @@ latency_target_s = 2.0            # recent p95 end-to-end latency an upstream mu
 api_keys_sha256 = ["<hex sha256 of a key>"]   # empty: no key required
 results = "tokenprint-results"    # SQLite ledger lives here
 idle = "unattributed"             # or "spread"
-intensity = "annual"              # annual | file | electricitymaps
+intensity = "annual"              # annual | file | electricitymaps | watttime
+# [intensity_options]             # the source's own options, e.g. for watttime:
+# regions = { "US-CAL-CISO" = "CAISO_NORTH" }   # user_env, password_env, base_url too
 open_endpoints = "public"         # or "key": /metrics, /health, /dashboard need an API key
 # limits (defaults safe on a public interface)
 max_header_bytes = 16384          # request head → 431 beyond
@@ -116,10 +118,13 @@ class GatewayConfig(BaseModel):
     api_keys_sha256: list[str] = Field(default_factory=list)
     results: str = "tokenprint-results"
     idle: Literal["unattributed", "spread"] = "unattributed"
-    intensity: Literal["annual", "file", "electricitymaps"] = "annual"
+    # a source of tokenprint.carbon.resolver.SOURCES: annual | file | electricitymaps | watttime
+    intensity: str = "annual"
     electricitymaps_token_env: str = "ELECTRICITYMAPS_TOKEN"
     electricitymaps_url: str = "https://api.electricitymap.org/v3"
     intensity_cache_s: float = Field(default=300.0, ge=0)
+    # the chosen source's own options (WattTime: user_env, password_env, base_url, regions)
+    intensity_options: dict[str, Any] = Field(default_factory=dict)
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     body_timeout_s: float = Field(default=30.0, gt=0)
     # a non-streamed upstream answer past this is a 502 (completions are kilobytes)
@@ -172,6 +177,15 @@ class GatewayConfig(BaseModel):
                              "own requests, so the GPUs' energy would be split wrongly; run one "
                              "worker on a metered host")
         return self
+
+    @field_validator("intensity")
+    @classmethod
+    def _source(cls, v: str) -> str:
+        from tokenprint.carbon.resolver import SOURCES
+
+        if v not in SOURCES:
+            raise ValueError(f"unknown intensity source {v!r}; valid: {', '.join(SOURCES)}")
+        return v
 
     @field_validator("api_keys_sha256")
     @classmethod
