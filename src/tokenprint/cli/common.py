@@ -33,6 +33,18 @@ def load(catalog_files: list[Path] | None) -> Catalog:
     return get_catalog(list(catalog_files or []))
 
 
+DURATION_UNITS_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration_s(text: str, what: str) -> float:
+    """``15s``, ``30m``, ``1h``, ``7d`` → seconds (> 0); one clear error otherwise."""
+    t = (text or "").strip()
+    if t and t[-1] in DURATION_UNITS_S and t[:-1].replace(".", "", 1).isdigit() \
+            and float(t[:-1]) > 0:
+        return float(t[:-1]) * DURATION_UNITS_S[t[-1]]
+    raise TokenprintError(f"{what} {text!r} is invalid; use a length such as 15s, 30m, 1h or 7d")
+
+
 def cli_time(text: str, option: str) -> float:
     """An ISO-8601 time from the command line as epoch seconds; one without a time zone is read
     as UTC and a note on stderr says so (a local time would otherwise shift silently)."""

@@ -19,6 +19,7 @@ from tokenprint.cli.common import (
     fmt_g,
     in_range,
     load,
+    parse_duration_s,
     print_csv,
     print_json,
     print_records,
@@ -98,7 +99,7 @@ def watch(
     from prometheus_client import start_http_server
 
     from tokenprint.carbon import load_intensity_csv
-    from tokenprint.fleet.watch import Watcher, WatchLedger, WatchMetrics
+    from tokenprint.fleet.watch import Watcher, WatchLedger, WatchMetrics, run_loop
     from tokenprint.predict.params import check_stack
 
     cat = load(catalog)
@@ -141,47 +142,33 @@ def watch(
                   f"{reader.method}, every {every_s:g} s"  # type: ignore[attr-defined]
                   + (f"; /metrics on http://{host}:{port_n}/metrics" if port_n else "")
                   + f"; ledger {results / 'watch.sqlite'}")
-    done = 0
-    next_t = time.monotonic()
+    recorded = [0]   # counted here too: a Ctrl-C inside the loop still reports the rows written
+
+    def show(row: Any) -> None:
+        recorded[0] += 1
+        if row.status == "ok":
+            console.print(f"{time.strftime('%H:%M:%S')} {row.generation_tokens:.0f} tok out, "
+                          f"{row.prompt_tokens:.0f} in, {row.energy_j:.0f} J "
+                          f"({row.energy_method}), {fmt_g(row.total_g or 0.0)}"
+                          + (f", {row.g_per_1k_tokens:.3g} g/1k tok" if row.g_per_1k_tokens
+                             else "") + (f" — {row.note}" if row.note else ""),
+                          highlight=False)
+        else:
+            console.print(f"{time.strftime('%H:%M:%S')} gap: {row.note}", style="yellow",
+                          highlight=False)
+
     try:
-        while not stop["now"]:
-            row = watcher.step()
-            if row is not None:
-                done += 1
-                if row.status == "ok":
-                    console.print(
-                        f"{time.strftime('%H:%M:%S')} {row.generation_tokens:.0f} tok out, "
-                        f"{row.prompt_tokens:.0f} in, {row.energy_j:.0f} J "
-                        f"({row.energy_method}), {fmt_g(row.total_g or 0.0)}"
-                        + (f", {row.g_per_1k_tokens:.3g} g/1k tok" if row.g_per_1k_tokens
-                           else "") + (f" — {row.note}" if row.note else ""),
-                        highlight=False)
-                else:
-                    console.print(f"{time.strftime('%H:%M:%S')} gap: {row.note}",
-                                  style="yellow", highlight=False)
-                if n_iter and done >= n_iter:
-                    break
-            next_t += every_s
-            while not stop["now"] and time.monotonic() < next_t:
-                time.sleep(min(0.2, max(next_t - time.monotonic(), 0.0)))
+        run_loop(watcher, every_s, n_iter, lambda: stop["now"], show)
     except KeyboardInterrupt:
         pass
     finally:
         watcher.close()
         ledger.close()
-    console.print(f"{done} interval(s) recorded in {results / 'watch.sqlite'}")
+    console.print(f"{recorded[0]} interval(s) recorded in {results / 'watch.sqlite'}")
 
 
 fleet_app = typer.Typer(help="Carbon of existing deployments from Prometheus, after the fact.",
                         no_args_is_help=True)
-
-
-def _duration_s(text: str, what: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if text and text[-1] in units and text[:-1].replace(".", "", 1).isdigit() \
-            and float(text[:-1]) > 0:
-        return float(text[:-1]) * units[text[-1]]
-    raise TokenprintError(f"{what} {text!r} is invalid; use a length such as 15s, 30m, 1h or 7d")
 
 
 @fleet_app.command("report")
@@ -233,12 +220,12 @@ def fleet_report_cmd(
         raise TokenprintError("--start and --end go together")
     if start is not None and since is not None:
         raise TokenprintError("give --since or --start/--end, not both")
-    step_s = _duration_s(step, "--step")
+    step_s = parse_duration_s(step, "--step")
     if start is not None and end is not None:
         t0, t1 = cli_time(start, "--start"), cli_time(end, "--end")
     else:
         t1 = time.time()
-        t0 = t1 - _duration_s(since or "24h", "--since")
+        t0 = t1 - parse_duration_s(since or "24h", "--since")
     check_scope(scope)
     lifetime = check_lifetime(in_range(lifetime_years, "--lifetime-years", 0, MAX_LIFETIME_YEARS,
                                        low_open=True))

@@ -149,12 +149,14 @@ def _serve_workers(cfg: GatewayConfig, catalog_files: list[str], limits: dict[st
 
 
 def _since(text: str) -> float:
-    """'1h', '30m', '2d' or an ISO time → epoch seconds."""
+    """'1h', '30m', '2d' (back from now) or an ISO time → epoch seconds."""
     from tokenprint.carbon import parse_time
+    from tokenprint.cli.common import parse_duration_s
 
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if text and text[-1] in units and text[:-1].replace(".", "", 1).isdigit():
-        return time.time() - float(text[:-1]) * units[text[-1]]
+    try:
+        return time.time() - parse_duration_s(text, "--since")
+    except TokenprintError:
+        pass
     try:
         return parse_time(text)
     except TokenprintError:

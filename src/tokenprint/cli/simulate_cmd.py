@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
 from rich.table import Table
 
@@ -308,7 +307,9 @@ def plan(
 
     write_text_atomic(out / "plan.json", json.dumps(answer, indent=2, default=float))
     if answer["feasible"]:
-        answer["figure"] = str(_pareto_figure(answer, out / "pareto.png"))
+        from tokenprint.report.plan_figure import pareto_figure
+
+        answer["figure"] = str(pareto_figure(answer, out / "pareto.png"))
     if as_csv:   # every feasible candidate placed in every region, lowest carbon first
         print_csv(answer.get("table") or ([answer["closest"]] if "closest" in answer else []))
     elif as_json:
@@ -390,49 +391,6 @@ def _print_plan(a: dict[str, Any]) -> None:
                       f"{fmt_g(a['time_shift']['saving_g'])} operational")
     if a.get("figure"):
         console.print(f"figure: {a['figure']}", style="dim")
-
-
-def _pareto_figure(a: dict[str, Any], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = a["all_feasible"] if "all_feasible" in a else a["table"]
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    regions = sorted({r["region"] for r in rows})
-    colours = plt.get_cmap("tab10")
-    for i, reg in enumerate(regions):
-        pts = [r for r in rows if r["region"] == reg]
-        ax.scatter([r["e2e_s"] for r in pts], [r["total_g"] for r in pts], s=22, alpha=0.7,
-                   color=colours(i), label=reg)
-    front = a["pareto"]
-    ax.plot([r["e2e_s"] for r in front], [r["total_g"] for r in front], "k-", lw=1.2,
-            label="Pareto front")
-    best = a["best"]
-    ax.scatter([best["e2e_s"]], [best["total_g"]], marker="*", s=200, color="k", zorder=5,
-               label="chosen plan")
-    ax.set_xlabel(f"{a['targets']['percentile']} end-to-end latency (s)")
-    ax.set_ylabel("total carbon for the trace (g CO2e)")
-    from tokenprint.report.figures import log_axis
-
-    log_axis(ax)
-    # configurations within 0.5 % of each other in a region draw on top of each other
-    shown = len({(r["region"], round(r["e2e_s"], 3), round(float(np.log(r["total_g"])) * 200))
-                 for r in rows if r["total_g"] > 0})
-    ax.set_title(f"All {len(rows)} feasible deployments in {len(regions)} regions: "
-                 "carbon vs latency"
-                 + (f"\n({len(rows) - shown} overlap another of the same region within 0.5 %)"
-                    if shown < len(rows) else ""), fontsize=10)
-    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    from tokenprint.files import atomic_path
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=140)
-    plt.close(fig)
-    return path
 
 
 def register(app: typer.Typer) -> None:

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import astuple, dataclass, field, fields
 from pathlib import Path
 from typing import Protocol
@@ -348,3 +349,23 @@ class Watcher:
         """Close the HTTP client."""
         with contextlib.suppress(Exception):
             self.client.close()
+
+
+def run_loop(watcher: Watcher, every_s: float, iterations: int, stopped: Callable[[], bool],
+             on_row: Callable[[WatchInterval], None]) -> int:
+    """The sidecar's loop: one interval every ``every_s`` seconds (steady, not drifting with the
+    time a step takes) until ``stopped()`` or ``iterations`` rows (0: no limit); each recorded
+    row goes to ``on_row``. Returns how many were recorded."""
+    done = 0
+    next_t = time.monotonic()
+    while not stopped():
+        row = watcher.step()
+        if row is not None:
+            done += 1
+            on_row(row)
+            if iterations and done >= iterations:
+                break
+        next_t += every_s
+        while not stopped() and time.monotonic() < next_t:
+            time.sleep(min(0.2, max(next_t - time.monotonic(), 0.0)))
+    return done
