@@ -103,3 +103,59 @@ def test_gateway_refuses_a_lifetime_the_cli_refuses(tmp_path):
         check_lifetime(60)
     cfg.write_text(f"lifetime_years = {MAX_LIFETIME_YEARS:g}\n{base}")
     assert load_config(cfg).lifetime_years == MAX_LIFETIME_YEARS
+
+
+# Modules aim at 400 lines at most. These are over it today and may not grow; each is to be
+# split (the number is its size when the limit was set: lower it as they shrink).
+OVER_LIMIT = {"gateway/ledger.py": 610, "gateway/proxy.py": 468, "plan/planner.py": 462,
+              "predict/datasets.py": 451}
+MODULE_LIMIT = 400
+
+
+def test_modules_stay_small():
+    sizes = {str(p.relative_to(SRC)): len(p.read_text().splitlines()) for p in _sources()}
+    too_big = {m: n for m, n in sizes.items()
+               if n > OVER_LIMIT.get(m, MODULE_LIMIT)}
+    assert not too_big, f"modules past their limit: {too_big}"
+    # the list only holds modules still over the limit (a split one leaves it)
+    assert all(sizes.get(m, 0) > MODULE_LIMIT for m in OVER_LIMIT), OVER_LIMIT
+
+
+def test_no_import_cycles():
+    """No module imports (at the top or inside a function) one that imports it back, directly
+    or through others (calibrate <-> validate was the one)."""
+    mods = {}
+    for p in _sources():
+        parts = list(p.relative_to(SRC.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        mods[".".join(parts)] = p
+    graph: dict[str, set[str]] = {}
+    for name, path in mods.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module in mods:
+                deps.add(node.module)
+                deps.update(f"{node.module}.{a.name}" for a in node.names
+                            if f"{node.module}.{a.name}" in mods)
+            elif isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names if a.name in mods)
+        deps.discard(name)
+        graph[name] = deps
+
+    def reaches(start: str, target: str) -> bool:
+        seen, todo = set(), [start]
+        while todo:
+            cur = todo.pop()
+            for nxt in graph[cur]:
+                if nxt == target:
+                    return True
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return False
+
+    cycles = [(a, b) for a in graph for b in graph[a]
+              if not b.endswith("__init__") and reaches(b, a)
+              and not (a == b.rsplit(".", 1)[0] or b == a.rsplit(".", 1)[0])]
+    assert not cycles, cycles

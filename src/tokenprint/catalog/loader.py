@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from tokenprint.catalog.model_arch import ModelArch
 from tokenprint.catalog.schema import (
     CalibrationProfile,
     Entry,
@@ -21,7 +22,6 @@ from tokenprint.catalog.schema import (
     Host,
     Lca,
     MemoryFactor,
-    ModelArch,
     Pcf,
     Region,
     Stack,
