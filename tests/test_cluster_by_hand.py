@@ -157,6 +157,9 @@ def test_assignment_by_hand(catalog, flat):
     assert assign(tr, 3, "least-work", costs).tolist() == [0, 1, 2, 1]
     assert assign(tr, 3, "round-robin", costs).tolist() == [0, 1, 2, 0]
     assert assign(tr, 1, "least-work", costs).tolist() == [0, 0, 0, 0]
+    # replica indices are integers whatever the balancer (a float index cannot select one)
+    for reps, balance in ((1, "least-work"), (2, "least-work"), (3, "round-robin")):
+        assert assign(tr, reps, balance, costs).dtype == np.int64
     with pytest.raises(TokenprintError) as exc:
         assign(tr, 2, "random", costs)
     assert str(exc.value) == "unknown balancer 'random'; valid: round-robin, least-work"

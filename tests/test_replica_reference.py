@@ -87,10 +87,11 @@ def reference(arrival_s, input_len, output_len, c: StepCosts, max_batch: int,
             memory = (c.weight_bytes(b) + c.kv_bytes_per_token * (ctx + b)) / c.bytes_per_s
             dt = max(compute, memory) + c.step_overhead_s + c.seq_overhead_s * b + comm(b)
             ctx += b
-        # power with exponent 1: base over the span, mem over its busy part (not the fixed costs
-        # nor the all-reduce latency, both waits), peak over compute
+        # base over the step, mem over its busy part (not the fixed costs nor the all-reduce
+        # latency, both waits), peak by the compute share to the power's exponent (with an
+        # exponent of 1: peak over the compute time)
         e = (c.base_w * dt + (c.mem_w - c.base_w) * (dt - c.step_overhead_s - c.comm_fixed_s)
-             + (c.peak_w - c.mem_w) * compute)
+             + (c.peak_w - c.mem_w) * dt * (compute / dt) ** c.power_exponent)
         if hour0_s is not None:
             h = int((hour0_s + t + dt / 2) // S_PER_HOUR)
             slot = hourly.setdefault(h, [0.0, 0.0])
@@ -140,3 +141,26 @@ def test_bulk_jumps_equal_stepping_one_iteration_at_a_time(costs, seed, max_batc
     assert sum(v[1] for v in got.hourly_busy.values()) == pytest.approx(energy, rel=1e-9)
     no_hours = simulate_replica(arrival, lin, lout, costs, max_batch)
     assert no_hours.hourly_busy == {} and no_hours.busy_s == got.busy_s
+
+
+@pytest.mark.parametrize("exponent", [0.1, 0.25, 0.4, 0.55])
+@pytest.mark.parametrize("costs", [COSTS, MOE, PARALLEL], ids=["dense", "moe", "parallel"])
+def test_energy_shortcut_at_the_shipped_power_exponents(costs, exponent):
+    """A bulk span's power takes the compute share of the whole span to the exponent; stepping
+    takes each step's. Below 1 the two could differ (the exponent is concave), but the share
+    barely moves within a span: measured at most 1.6e-8 apart over these cases and four
+    traces, so they are held to 1e-6."""
+    rng = np.random.default_rng(7)
+    n = 80
+    arrival = np.cumsum(rng.exponential(1.0 / 8.0, n))
+    lin = rng.integers(1, 900, n)
+    lout = rng.integers(1, 300, n)
+    c = replace(costs, power_exponent=exponent)
+    got = simulate_replica(arrival, lin, lout, c, 16, None)
+    first, finish, busy, energy, iters, _ = reference(arrival.tolist(), lin.tolist(),
+                                                      lout.tolist(), c, 16, None)
+    np.testing.assert_allclose(got.first_token_s, first, rtol=1e-9)
+    np.testing.assert_allclose(got.finish_s, finish, rtol=1e-9)
+    assert got.iterations == iters
+    assert got.busy_s == pytest.approx(busy, rel=1e-9)
+    assert got.busy_energy_j == pytest.approx(energy, rel=1e-6)

@@ -148,3 +148,13 @@ def test_nvfp4_weights_and_rates_by_hand(catalog):
     h100 = catalog.gpu("h100-sxm")
     assert peak_flops(h100, "nvfp4") == h100.fp16_tflops.value * 1e12
     assert peak_flops(catalog.gpu("b200"), "mxfp4") == 2250e12     # gpt-oss: bf16 dense layers
+
+
+def test_shape_arrays_refuse_mismatched_lists(catalog):
+    """One dtype per model: a list of another length is an error, not a silent truncation."""
+    m = catalog.model("llama-3.1-8b")
+    with pytest.raises(ValueError):
+        ShapeArrays.of([m, m], ["bf16"])
+    with pytest.raises(ValueError):
+        ShapeArrays.of([m], ["bf16"], ["auto", "fp8"])
+    assert ShapeArrays.of([m, m], ["bf16", "fp8"]).weight_bytes.shape == (2,)
