@@ -1,0 +1,96 @@
+"""What the request ledger records: its SQLite schema, its columns in order, and the record one
+request leaves (:class:`RequestOutcome`). :mod:`tokenprint.gateway.ledger` writes them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tokenprint.gateway.accounting import RequestFootprint
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    id TEXT PRIMARY KEY,
+    time_utc REAL NOT NULL,
+    upstream TEXT NOT NULL,
+    model TEXT NOT NULL,
+    region TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    ttft_s REAL,
+    duration_s REAL,
+    energy_j REAL,
+    prefill_j REAL,
+    decode_j REAL,
+    operational_g REAL,
+    embodied_g REAL,
+    total_g REAL,
+    intensity_g_per_kwh REAL,
+    method TEXT,
+    attempts INTEGER,
+    added_s REAL,
+    intensity_source TEXT,
+    usage_source TEXT,
+    note TEXT,
+    run_id TEXT,
+    prompt_text TEXT,
+    completion_text TEXT
+);
+CREATE INDEX IF NOT EXISTS requests_time ON requests(time_utc);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    pid INTEGER,
+    started_utc REAL NOT NULL,
+    last_beat_utc REAL,
+    answered INTEGER DEFAULT 0,
+    dropped INTEGER DEFAULT 0,
+    stopped_utc REAL
+);
+"""
+COLUMNS = ("id", "time_utc", "upstream", "model", "region", "endpoint", "status",
+           "prompt_tokens", "completion_tokens", "ttft_s", "duration_s", "energy_j", "prefill_j",
+           "decode_j", "operational_g", "embodied_g", "total_g", "intensity_g_per_kwh", "method",
+           "attempts", "added_s", "intensity_source", "usage_source", "note", "run_id",
+           "prompt_text", "completion_text")
+
+# columns added after 0.1.0's ledgers (added on open)
+NEWER_COLUMNS = {"added_s": "REAL", "intensity_source": "TEXT", "usage_source": "TEXT",
+                 "note": "TEXT", "run_id": "TEXT"}
+
+
+_FOOTPRINT_COLUMNS = ("energy_j", "prefill_j", "decode_j", "operational_g", "embodied_g",
+                      "total_g", "intensity_g_per_kwh", "method", "intensity_source")
+
+
+@dataclass(frozen=True)
+class RequestOutcome:
+    """One request as the ledger records it (``footprint`` is None when nothing was charged:
+    a request refused before any upstream served it)."""
+
+    id: str
+    time_utc: float
+    upstream: str
+    model: str
+    region: str
+    endpoint: str
+    status: int
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    ttft_s: float | None = None
+    duration_s: float | None = None
+    attempts: int | None = None
+    added_s: float | None = None
+    usage_source: str | None = None
+    note: str | None = None
+    footprint: RequestFootprint | None = None
+    prompt_text: str | None = None
+    completion_text: str | None = None
+
+    def row(self, run_id: str) -> tuple[Any, ...]:
+        """Values in ``COLUMNS`` order."""
+        fp = self.footprint.to_dict() if self.footprint is not None else {}
+        return tuple(run_id if c == "run_id" else fp[c] if c in _FOOTPRINT_COLUMNS and fp
+                     else getattr(self, c, None) for c in COLUMNS)
