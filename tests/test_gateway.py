@@ -602,12 +602,12 @@ def test_dashboard_bins_are_summed_by_the_database(tmp_path: Path):
 
 def test_an_internal_error_is_a_500_for_the_client_and_a_traceback_in_the_log(
         tmp_path: Path, catalog, monkeypatch, caplog):
-    from tokenprint.gateway.proxy import Proxy
+    from tokenprint.gateway.accounts import Accounts
 
     def broken(self, scope):
         raise KeyError("a bug")
 
-    monkeypatch.setattr(Proxy, "key_ok", broken)
+    monkeypatch.setattr(Accounts, "key", broken)
     app = create_app(_cfg(tmp_path, [_up("a", "http://127.0.0.1:9/v1")]), catalog)
     with TestClient(app) as http, caplog.at_level("ERROR", logger="tokenprint.gateway"):
         r = http.post("/v1/completions", json={"model": "tiny", "prompt": "x"})

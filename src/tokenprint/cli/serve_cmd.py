@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,7 @@ from tokenprint.cli.common import (
     print_csv,
     print_json,
     print_records,
+    split_list,
 )
 from tokenprint.errors import TokenprintError
 
@@ -195,6 +197,64 @@ def ledger_summary(
 def _or_dash(value: float | None, fmt: Callable[[float], str]) -> str:
     """A figure the ledger has, or — where no row of the group carries one (not 0)."""
     return "—" if value is None else fmt(value)
+
+
+@ledger_app.command("report")
+def ledger_report_cmd(
+    by: Annotated[str, typer.Option(help="Group by: team, project, model, key, upstream, "
+                                    "region, user (comma-separated).")] = "team",
+    period: Annotated[str, typer.Option(help="day | month")] = "month",
+    start: Annotated[str | None, typer.Option(help="ISO time (default: 30 days ago).")] = None,
+    end: Annotated[str | None, typer.Option(help="ISO time (default: now).")] = None,
+    contracts: Annotated[Path | None, typer.Option(metavar="FILE",
+        help="Contractual instruments and residual mixes (TOML) for market-based Scope 2; "
+             "without it market_g equals location_g.")] = None,
+    results: Annotated[Path, typer.Option(help="Ledger directory.")] = Path("tokenprint-results"),
+    out: Annotated[Path | None, typer.Option(metavar="DIR",
+        help="Write report.csv and report.json here.")] = None,
+    as_json: JsonOpt = False,
+    as_csv: CsvOpt = False,
+) -> None:
+    """Carbon accounts per team, project, model or key and per day or month: Scope 2
+    location- and market-based, embodied, total and SCI per 1,000 output tokens."""
+    from tokenprint.files import write_text_atomic
+    from tokenprint.gateway.ledger import ledger_path
+    from tokenprint.gateway.ledger_report import (
+        as_records,
+        ledger_rows,
+        load_contracts,
+        report,
+        report_window,
+    )
+
+    path = ledger_path(results)
+    if not path.is_file():
+        raise TokenprintError(f"no ledger in {str(results)!r}; run tokenprint serve first")
+    t0, t1 = report_window(start, end, time.time())
+    deals = load_contracts(contracts) if contracts is not None else None
+    table = report(ledger_rows(path, t0, t1), split_list(by, "--by"), period, t0, t1, deals)
+    rows = as_records(table)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out / "report.csv", table.to_csv(index=False))
+        write_text_atomic(out / "report.json", json.dumps(rows, indent=2))
+    if as_json or as_csv:
+        print_csv(rows) if as_csv else print_json(rows)
+        return
+    keys = split_list(by, "--by")
+    print_records(f"Carbon accounts by {', '.join(keys)} and {period}",
+                  (*keys, period, "requests", "tokens out", "energy", "location", "market",
+                   "embodied", "total", "g/1k tok"),
+                  [(*(str(r[k]) for k in keys), r["period"], str(r["requests"]),
+                    str(int(r["completion_tokens"] or 0)),
+                    f"{r['energy_kwh'] * 1000:.3g} Wh", fmt_g(r["location_g"]),
+                    fmt_g(r["market_g"]), fmt_g(r["embodied_g"]), fmt_g(r["total_g"]),
+                    "—" if r["g_per_1k_tokens"] is None else f"{r['g_per_1k_tokens']:.3g}")
+                   for r in rows])
+    basis = (f"market-based: {contracts}" if contracts else
+             "market-based = location-based (no --contracts)")
+    console.print(f"total = location-based operational + embodied; SCI per 1k output tokens in "
+                  f"--json/--csv; {basis}", style="dim")
 
 
 @ledger_app.command("check")

@@ -27,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tokenprint.catalog import Catalog
 from tokenprint.gateway.accounting import UpstreamModel, WorkShareAttributor
+from tokenprint.gateway.accounts import user_salt
 from tokenprint.gateway.config import GatewayConfig
 from tokenprint.gateway.dashboard import DASHBOARD_HTML, dashboard_data
 from tokenprint.gateway.intensity import IntensityProvider
@@ -106,7 +107,8 @@ def create_app(cfg: GatewayConfig, catalog: Catalog,
     states = _states(cfg, catalog, provider, energy_sources)
     client = UpstreamClient(cfg.request_timeout_s, cfg.connect_timeout_s)
     router = Router(cfg.policy, cfg.latency_target_s, cfg.pue)
-    proxy = Proxy(cfg, states, router, client, provider, ledger, metrics)
+    proxy = Proxy(cfg, states, router, client, provider, ledger, metrics,
+                  user_salt(cfg.results))
     tasks: list[asyncio.Task[None]] = []
 
     @contextlib.asynccontextmanager
@@ -170,7 +172,7 @@ def create_app(cfg: GatewayConfig, catalog: Catalog,
 
     def denied(request: Request) -> Response | None:
         """With open_endpoints = "key", the operational endpoints take the API keys too."""
-        if keyed and not proxy.key_ok(request.scope):
+        if keyed and not proxy.accounts.key(request.scope) is not None:
             return error(401, "Incorrect or missing API key.", code="invalid_api_key")
         return None
 
@@ -186,7 +188,7 @@ def create_app(cfg: GatewayConfig, catalog: Catalog,
 
     @api.get("/v1/models")
     async def models(request: Request) -> Any:
-        if not proxy.key_ok(request.scope):
+        if not proxy.accounts.key(request.scope) is not None:
             return error(401, "Incorrect or missing API key.", code="invalid_api_key")
         names = sorted({n for s in states for n in s.served_names()})
         return {"object": "list", "data": [{"id": n, "object": "model",

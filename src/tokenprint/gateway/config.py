@@ -106,6 +106,25 @@ class UpstreamConfig(BaseModel):
         return v.rstrip("/")
 
 
+class ApiKeyConfig(BaseModel):
+    """A named API key: who it is, the team and project its requests are reported under."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9._@:-]{1,64}$")
+    sha256: str
+    team: str = Field(default="", max_length=64)
+    project: str = Field(default="", max_length=64)
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, v: str) -> str:
+        if len(v) != 64 or any(c not in "0123456789abcdef" for c in v.lower()):
+            raise ValueError("sha256 must be a 64-character hex SHA-256 digest (tokenprint "
+                             "serve --hash-key KEY prints one)")
+        return v.lower()
+
+
 class GatewayConfig(BaseModel):
     """The whole gateway."""
 
@@ -116,6 +135,8 @@ class GatewayConfig(BaseModel):
     policy: Literal["carbon", "latency", "round-robin"] = "carbon"
     latency_target_s: float = Field(default=5.0, gt=0)
     api_keys_sha256: list[str] = Field(default_factory=list)
+    # named keys with the team and project they bill to ([[api_key]] tables)
+    api_key: list[ApiKeyConfig] = Field(default_factory=list)
     results: str = "tokenprint-results"
     idle: Literal["unattributed", "spread"] = "unattributed"
     # a source of tokenprint.carbon.resolver.SOURCES: annual | file | electricitymaps | watttime
@@ -159,6 +180,13 @@ class GatewayConfig(BaseModel):
     pue: float = Field(default=1.0, ge=1.0, le=10.0)   # tokenprint.carbon.operational.MAX_PUE
     workers: int = Field(default=1, ge=1, le=256)
     upstream: list[UpstreamConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_keys(self) -> GatewayConfig:
+        names = [k.name for k in self.api_key]
+        if len(set(names)) != len(names):
+            raise ValueError("api_key names must be unique")
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> GatewayConfig:

@@ -29,6 +29,7 @@ from typing import Any
 from tokenprint.errors import TokenprintError
 from tokenprint.gateway.ledger_schema import (  # re-exported: callers import them from here
     COLUMNS,
+    LEGACY_WIDTHS,
     NEWER_COLUMNS,
     SCHEMA,
     RequestOutcome,
@@ -395,8 +396,8 @@ def _journal_rows(path: Path) -> tuple[list[tuple[Any, ...]], int]:
             except ValueError:
                 bad += 1
                 continue
-            if isinstance(row, list) and len(row) == len(COLUMNS):
-                rows.append(tuple(row))
+            if isinstance(row, list) and len(row) in (len(COLUMNS), *LEGACY_WIDTHS):
+                rows.append(tuple(row) + (None,) * (len(COLUMNS) - len(row)))
             else:
                 bad += 1
     return rows, bad

@@ -37,7 +37,12 @@ CREATE TABLE IF NOT EXISTS requests (
     note TEXT,
     run_id TEXT,
     prompt_text TEXT,
-    completion_text TEXT
+    completion_text TEXT,
+    key_name TEXT,
+    team TEXT,
+    project TEXT,
+    user_digest TEXT,
+    tags TEXT
 );
 CREATE INDEX IF NOT EXISTS requests_time ON requests(time_utc);
 CREATE TABLE IF NOT EXISTS runs (
@@ -54,11 +59,15 @@ COLUMNS = ("id", "time_utc", "upstream", "model", "region", "endpoint", "status"
            "prompt_tokens", "completion_tokens", "ttft_s", "duration_s", "energy_j", "prefill_j",
            "decode_j", "operational_g", "embodied_g", "total_g", "intensity_g_per_kwh", "method",
            "attempts", "added_s", "intensity_source", "usage_source", "note", "run_id",
-           "prompt_text", "completion_text")
+           "prompt_text", "completion_text", "key_name", "team", "project", "user_digest",
+           "tags")
+# journals written before the organisation columns: their rows are padded on replay
+LEGACY_WIDTHS = (27,)
 
 # columns added after 0.1.0's ledgers (added on open)
 NEWER_COLUMNS = {"added_s": "REAL", "intensity_source": "TEXT", "usage_source": "TEXT",
-                 "note": "TEXT", "run_id": "TEXT"}
+                 "note": "TEXT", "run_id": "TEXT", "key_name": "TEXT", "team": "TEXT",
+                 "project": "TEXT", "user_digest": "TEXT", "tags": "TEXT"}
 
 
 _FOOTPRINT_COLUMNS = ("energy_j", "prefill_j", "decode_j", "operational_g", "embodied_g",
@@ -88,6 +97,11 @@ class RequestOutcome:
     footprint: RequestFootprint | None = None
     prompt_text: str | None = None
     completion_text: str | None = None
+    key_name: str | None = None       # who sent it (tokenprint.gateway.accounts)
+    team: str | None = None
+    project: str | None = None
+    user_digest: str | None = None
+    tags: str | None = None
 
     def row(self, run_id: str) -> tuple[Any, ...]:
         """Values in ``COLUMNS`` order."""

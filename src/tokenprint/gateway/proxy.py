@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 import os
@@ -26,7 +25,8 @@ from typing import Any
 import aiohttp
 
 from tokenprint.gateway.accounting import RequestFootprint, carbon_of_request
-from tokenprint.gateway.config import GatewayConfig, hash_key
+from tokenprint.gateway.accounts import NOBODY, Accounts, BadTags, Who
+from tokenprint.gateway.config import GatewayConfig
 from tokenprint.gateway.intensity import IntensityProvider
 from tokenprint.gateway.ledger import Ledger, RequestOutcome
 from tokenprint.gateway.metrics import Metrics, UpstreamMetrics
@@ -61,12 +61,15 @@ class _Timing:
     sent: float = 0.0        # just before the upstream request
 
 
+MAX_PENDING_WHO = 100_000   # senders of requests in flight, kept until their record is written
+
+
 class Proxy:
     """Forwards completion requests; one instance per gateway."""
 
     def __init__(self, cfg: GatewayConfig, states: list[UpstreamState], router: Router,
                  client: UpstreamClient, provider: IntensityProvider, ledger: Ledger,
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, salt: bytes = b"") -> None:
         self.cfg = cfg
         self.states = states
         self.router = router
@@ -74,26 +77,9 @@ class Proxy:
         self.provider = provider
         self.ledger = ledger
         self.metrics = metrics
-        self.key_hashes = [bytes.fromhex(h) for h in cfg.api_keys_sha256]
+        self.accounts = Accounts(cfg, salt)
+        self._who: dict[str, Who] = {}     # request id → its sender, until it is recorded
         self._metrics: dict[str, UpstreamMetrics] = {}
-
-    # ---- request checks -------------------------------------------------------------------
-
-    def key_ok(self, scope: Scope) -> bool:
-        """Whether the request carries a configured API key (always, when none is configured);
-        the digest is compared with every key in constant time."""
-        if not self.key_hashes:
-            return True
-        header = ""
-        for k, v in scope.get("headers") or []:
-            if k == b"authorization":
-                header = v.decode("latin-1")
-        token = header[7:] if header.lower().startswith("bearer ") else ""
-        digest = bytes.fromhex(hash_key(token))
-        ok = False
-        for h in self.key_hashes:
-            ok |= hmac.compare_digest(digest, h)
-        return ok
 
     def auth_headers(self, st: UpstreamState) -> dict[str, str]:
         """The upstream's own credentials (never sent back to clients)."""
@@ -119,7 +105,8 @@ class Proxy:
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, endpoint: str,
                       allowed: frozenset[str], arrived: float) -> None:
-        if not self.key_ok(scope):
+        key = self.accounts.key(scope)
+        if key is None:
             await send_error(send, 401, "Incorrect or missing API key.",
                              code="invalid_api_key")
             return
@@ -156,7 +143,15 @@ class Proxy:
         stream = bool(body.get("stream"))
         opts = body.get("stream_options")
         want_usage = bool(opts.get("include_usage")) if isinstance(opts, dict) else False
+        try:
+            who = self.accounts.who(key, scope, body)
+        except BadTags as exc:
+            await send_error(send, 400, str(exc))
+            return
         rid = f"tp-{os.urandom(16).hex()}"
+        self._who[rid] = who
+        while len(self._who) > MAX_PENDING_WHO:     # a request that ended without a record
+            self._who.pop(next(iter(self._who)))
         guess = max(round(prompt_chars(body) / CHARS_PER_TOKEN), 1)
         last_exc: Exception | None = None
         tried: list[UpstreamState] = []
@@ -251,7 +246,9 @@ class Proxy:
             m.operational.inc(fp.operational_g)
             m.embodied.inc(fp.embodied_g)
         store = self.cfg.store_text
+        who = self._who.pop(rid, NOBODY)
         if not self.ledger.add(RequestOutcome(
+            **who.fields(),
             id=rid, time_utc=time.time(), upstream=st.name, model=model,
             region=st.cfg.region.upper(), endpoint=endpoint, status=status,
             prompt_tokens=pt, completion_tokens=ct, ttft_s=ttft, duration_s=duration,

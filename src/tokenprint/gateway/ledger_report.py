@@ -1,0 +1,147 @@
+"""Carbon accounts an organisation can report, from the request ledger: per team, project,
+model or key and per day or month, Scope 2 location- and market-based (with the contracts
+declared in a TOML file), embodied carbon and the SCI per 1,000 output tokens.
+
+Contracts file::
+
+    matching = "annual"                  # or "hourly" (gives the 24/7 carbon-free share)
+    [residual_mix]                       # g CO2e/kWh where no instrument covers the energy
+    FR = 60.0
+    [[contract]]
+    kind = "ppa"                         # certificate | ppa | supplier
+    region = "FR"
+    start = "2026-01-01T00:00:00Z"
+    end = "2027-01-01T00:00:00Z"
+    mwh = 120.0                          # none for a supplier's factor on all the rest
+    g_per_kwh = 0.0
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tokenprint.carbon.intensity import parse_time
+from tokenprint.carbon.operational import kwh
+from tokenprint.carbon.scope2 import MATCHING, Contract, market_based, sci_g_per_unit
+from tokenprint.errors import TokenprintError
+from tokenprint.files import read_toml_file
+
+BY = {"team": "team", "project": "project", "model": "model", "key": "key_name",
+      "upstream": "upstream", "region": "region", "user": "user_digest"}
+PERIODS = {"day": "D", "month": "M"}
+FIELDS = ("requests", "prompt_tokens", "completion_tokens", "energy_kwh", "location_g",
+          "market_g", "embodied_g", "total_g", "g_per_1k_tokens", "sci_g_per_1k_tokens")
+
+
+@dataclass(frozen=True)
+class Contracts:
+    """The organisation's instruments, residual mixes and matching rule."""
+
+    contracts: tuple[Contract, ...]
+    residual_g_per_kwh: dict[str, float]
+    matching: str = "annual"
+
+
+def load_contracts(path: str | Path) -> Contracts:
+    """A contracts TOML file (module docstring); errors name the entry and the field."""
+    doc = read_toml_file(path, "contracts file")
+    matching = str(doc.get("matching", "annual"))
+    if matching not in MATCHING:
+        raise TokenprintError(f"contracts file {str(path)!r}: matching {matching!r} is "
+                              f"invalid; valid: {', '.join(MATCHING)}")
+    mix = doc.get("residual_mix", {})
+    if not isinstance(mix, dict) or not all(isinstance(v, int | float) and 0 <= v <= 2000
+                                            for v in mix.values()):
+        raise TokenprintError(f"contracts file {str(path)!r}: [residual_mix] must map regions "
+                              "to g/kWh from 0 to 2000")
+    out = []
+    for i, c in enumerate(doc.get("contract", []), 1):
+        try:
+            out.append(Contract(kind=str(c["kind"]), region=str(c["region"]).upper(),
+                                start_s=parse_time(str(c["start"])),
+                                end_s=parse_time(str(c["end"])),
+                                g_per_kwh=float(c["g_per_kwh"]),
+                                mwh=None if c.get("mwh") is None else float(c["mwh"])))
+        except KeyError as exc:
+            raise TokenprintError(f"contracts file {str(path)!r}, contract {i}: missing "
+                                  f"{exc.args[0]!r}") from None
+        except TokenprintError as exc:
+            raise TokenprintError(f"contracts file {str(path)!r}, contract {i}: {exc}") from None
+    return Contracts(tuple(out), {str(k).upper(): float(v) for k, v in mix.items()}, matching)
+
+
+def ledger_rows(path: Path, start_s: float, end_s: float) -> pd.DataFrame:
+    """The ledger's rows in ``[start_s, end_s)`` (read-only; older ledgers without the
+    organisation columns read them as empty)."""
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        df = pd.read_sql_query("SELECT * FROM requests WHERE time_utc >= ? AND time_utc < ?",
+                               con, params=(start_s, end_s))
+    finally:
+        con.close()
+    for col in ("key_name", "team", "project", "user_digest", "tags"):
+        if col not in df:
+            df[col] = None
+    return df
+
+
+def report(rows: pd.DataFrame, by: list[str], period: str, start_s: float, end_s: float,
+           contracts: Contracts | None = None) -> pd.DataFrame:
+    """One row per ``by`` group and period: requests, tokens, energy, location- and
+    market-based operational grams, embodied, total (location-based + embodied), grams and SCI
+    per 1,000 output tokens."""
+    bad = [b for b in by if b not in BY]
+    if bad or not by:
+        raise TokenprintError(f"--by {','.join(by)!r} is invalid; give one or more of "
+                              f"{', '.join(BY)}")
+    if period not in PERIODS:
+        raise TokenprintError(f"--period {period!r} is invalid; valid: {', '.join(PERIODS)}")
+    df = rows.copy()
+    keys = [BY[b] for b in by]
+    for k in keys:
+        df[k] = df[k].fillna("—").astype(str)
+    df["energy_kwh"] = kwh(df["energy_j"].fillna(0.0).to_numpy())
+    df["location_g"] = df["operational_g"].fillna(0.0)
+    if contracts is None:
+        df["market_g"] = df["location_g"]       # no instruments declared: the same figure
+    else:
+        mb = market_based(df["energy_kwh"].to_numpy(), df["time_utc"].to_numpy(),
+                          df["region"].astype(str).tolist(), contracts.contracts,
+                          contracts.residual_g_per_kwh, (start_s, end_s), contracts.matching)
+        df["market_g"] = mb.grams
+    df["embodied_g"] = df["embodied_g"].fillna(0.0)
+    t = pd.to_datetime(df["time_utc"], unit="s", utc=True).dt.tz_localize(None)
+    df["period"] = t.dt.to_period(PERIODS[period]).astype(str)
+    g = df.groupby([*keys, "period"], sort=True)
+    out = g.agg(requests=("id", "size"), prompt_tokens=("prompt_tokens", "sum"),
+                completion_tokens=("completion_tokens", "sum"), energy_kwh=("energy_kwh", "sum"),
+                location_g=("location_g", "sum"), market_g=("market_g", "sum"),
+                embodied_g=("embodied_g", "sum")).reset_index()
+    out["total_g"] = out["location_g"] + out["embodied_g"]
+    per_k = out["completion_tokens"].to_numpy(float) / 1000.0
+    out["g_per_1k_tokens"] = np.where(per_k > 0, out["total_g"] / np.where(per_k > 0, per_k, 1),
+                                      np.nan)
+    out["sci_g_per_1k_tokens"] = sci_g_per_unit(out["location_g"], out["embodied_g"], per_k)
+    out = out.rename(columns={BY[b]: b for b in by})
+    return out[[*by, "period", *FIELDS]]
+
+
+def report_window(start: str | None, end: str | None, now_s: float) -> tuple[float, float]:
+    """``--start``/``--end`` as epoch seconds (default: the last 30 days)."""
+    t1 = parse_time(end) if end else now_s
+    t0 = parse_time(start) if start else t1 - 30 * 86400.0
+    if not t1 > t0:
+        raise TokenprintError("--end must be after --start")
+    return t0, t1
+
+
+def as_records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts (NaN as None)."""
+    return [{k: (None if isinstance(v, float) and not np.isfinite(v) else v)
+             for k, v in r.items()} for r in table.to_dict("records")]
