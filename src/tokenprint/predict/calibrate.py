@@ -59,8 +59,9 @@ def heldout_errors(points: pd.DataFrame, catalog: Catalog,
     ``{metric}.lo/.hi``: a model of the GPU held out (batch sizes where the GPU saw one model);
     ``gpu_holdout.{metric}.lo/.hi``: a whole GPU held out and predicted by its stack's prior from
     the other GPUs, pooled over every stack with several calibrated GPUs (transfer by specs errs
-    in the same way whatever the engine, and pooling gives the quantiles enough points; a stack
-    with a single GPU could not measure its own).
+    in much the same way whatever the engine, and pooling gives the quantiles enough points; a
+    stack with a single GPU could not measure its own), widened to the stack's own errors where
+    they are larger.
     ``tp_holdout.{metric}.lo/.hi``: each GPU count of the (GPU, stack) predicted from a fit to its
     other counts — what a layout outside ``tp_sizes`` gets; pooled over every (GPU, stack) with
     several counts where its own data has one.
@@ -90,8 +91,12 @@ def heldout_errors(points: pd.DataFrame, catalog: Catalog,
             if by_gpu is None:
                 continue
             rng = range_factors(by_gpu[f"ratio_{m}"].to_numpy(float), PRIOR_RANGE_QUANTILES)
+            own = range_factors(by_gpu.loc[by_gpu["stack"] == prof.stack, f"ratio_{m}"]
+                                .to_numpy(float), PRIOR_RANGE_QUANTILES)
             if rng is not None:
-                error[f"gpu_holdout.{key}.lo"], error[f"gpu_holdout.{key}.hi"] = rng
+                # the pooled range, widened to the stack's own where its GPUs err more
+                lo, hi = (rng if own is None else (min(rng[0], own[0]), max(rng[1], own[1])))
+                error[f"gpu_holdout.{key}.lo"], error[f"gpu_holdout.{key}.hi"] = lo, hi
         if by_gpu is not None:
             source += ("; GPU-held-out ranges pooled over the stacks with several calibrated "
                        "GPUs (" + ", ".join(sorted(multi)) + ")")

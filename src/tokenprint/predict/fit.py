@@ -47,7 +47,7 @@ BOUNDS = {
 # Held-out ranges cover this central share of the held-out ratios measured / predicted: 85 % for
 # a calibrated (GPU, stack) (a model held out), 90 % for a GPU the stack has no profile for (the
 # GPU held out), where errors run larger and a user has nothing else to go on.
-RANGE_QUANTILES = (0.075, 0.925)
+RANGE_QUANTILES = (0.05, 0.95)
 PRIOR_RANGE_QUANTILES = (0.05, 0.95)
 
 
