@@ -49,6 +49,11 @@ def test_teams_keys_users_and_tags_reach_the_ledger_and_the_report(tmp_path: Pat
             assert bad.status_code == 400 and "x-tokenprint-tags" in bad.json()["error"]["message"]
             nokey = http.post("/v1/completions", json={"model": "tiny", "prompt": "x"})
             assert nokey.status_code == 401
+            metrics = http.get("/metrics", headers={"authorization": "Bearer search-key"}).text
+            assert 'tokenprint_team_requests_total{team="search"} 5.0' in metrics
+            assert 'tokenprint_team_requests_total{team="support"} 3.0' in metrics
+            assert 'tokenprint_team_carbon_grams_total{kind="operational",team="search"}' \
+                in metrics
     con = sqlite3.connect(tmp_path / "ledger" / "ledger.sqlite")
     con.row_factory = sqlite3.Row
     rows = [dict(r) for r in con.execute("SELECT * FROM requests")]
@@ -93,3 +98,15 @@ def test_teams_keys_users_and_tags_reach_the_ledger_and_the_report(tmp_path: Pat
     code, _, err = run_cli(capsys, "ledger", "report", "--by", "colour",
                            "--results", str(tmp_path / "ledger"))
     assert code == 2 and "--by 'colour' is invalid" in err
+
+
+def test_team_labels_on_metrics_are_bounded():
+    from tokenprint.gateway.metrics import Metrics
+
+    m = Metrics.create(max_teams=2)
+    for team in ("a", "b", "c", "d", "a", None):
+        m.charge_team(team, 1.0, 0.5)
+    text = __import__("prometheus_client").generate_latest(m.registry).decode()
+    for team, n in (("a", 2.0), ("b", 1.0), ("other", 3.0)):
+        assert f'tokenprint_team_requests_total{{team="{team}"}} {n}' in text
+    assert 'team="c"' not in text and 'team="none"' not in text   # past the bound: other

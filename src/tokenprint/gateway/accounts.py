@@ -23,6 +23,7 @@ MAX_TAGS = 8
 TAG_KEY = re.compile(r"^[a-z0-9_.-]{1,32}$")
 TAG_VALUE = re.compile(r"^[A-Za-z0-9_.:/@+-]{1,64}$")
 SALT_FILE = "user-salt"
+MAX_PENDING_WHO = 100_000   # senders of requests in flight, kept until their record is written
 
 
 class BadTags(ValueError):

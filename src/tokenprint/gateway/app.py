@@ -99,7 +99,7 @@ def create_app(cfg: GatewayConfig, catalog: Catalog,
             u.model_copy(update={"capacity": math.ceil(u.capacity / cfg.workers)})
             for u in cfg.upstream]})
     ledger = Ledger(cfg.results, max_pending=cfg.ledger_max_pending, private=cfg.store_text)
-    metrics = Metrics.create()
+    metrics = Metrics.create(cfg.metrics_max_teams)
     files = {u.region: u.intensity_file for u in cfg.upstream if u.intensity_file}
     provider = IntensityProvider(catalog, cfg.intensity, files, cfg.electricitymaps_token_env,
                                  cfg.electricitymaps_url, cfg.intensity_cache_s,

@@ -137,6 +137,7 @@ class GatewayConfig(BaseModel):
     api_keys_sha256: list[str] = Field(default_factory=list)
     # named keys with the team and project they bill to ([[api_key]] tables)
     api_key: list[ApiKeyConfig] = Field(default_factory=list)
+    metrics_max_teams: int = Field(default=50, ge=1, le=10_000)   # team labels on /metrics
     results: str = "tokenprint-results"
     idle: Literal["unattributed", "spread"] = "unattributed"
     # a source of tokenprint.carbon.resolver.SOURCES: annual | file | electricitymaps | watttime

@@ -51,6 +51,23 @@ class Metrics:
     duration: Histogram
     added: Histogram
     ledger_dropped: Counter
+    team_requests: Counter
+    team_carbon: Counter
+    max_teams: int = 50
+    _teams: set[str] = field(default_factory=set)
+
+    def charge_team(self, team: str | None, operational_g: float, embodied_g: float) -> None:
+        """Count a request and its carbon under its team; past ``max_teams`` distinct teams
+        the rest count as ``other`` (a label per team must not grow without bound)."""
+        name = team or "none"
+        if name not in self._teams:
+            if len(self._teams) >= self.max_teams:
+                name = "other"
+            else:
+                self._teams.add(name)
+        self.team_requests.labels(name).inc()
+        self.team_carbon.labels(name, "operational").inc(operational_g)
+        self.team_carbon.labels(name, "embodied").inc(embodied_g)
 
     def of_upstream(self, upstream: str, model: str, region: str) -> UpstreamMetrics:
         """The children of every metric for one upstream, resolved once (``labels()`` costs a
@@ -80,8 +97,8 @@ class Metrics:
         return reg
 
     @classmethod
-    def create(cls) -> Metrics:
-        """A fresh registry with every metric."""
+    def create(cls, max_teams: int = 50) -> Metrics:
+        """A fresh registry with every metric (``max_teams`` distinct team labels at most)."""
         reg = CollectorRegistry()
         labels = ["upstream", "model", "region"]
         return cls(
@@ -106,4 +123,9 @@ class Metrics:
             ledger_dropped=Counter("tokenprint_ledger_dropped", "Ledger rows dropped because "
                                    "the write queue was full (the database refused writes too "
                                    "long)", registry=reg),
+            team_requests=Counter("tokenprint_team_requests", "Requests by the team of their "
+                                  "API key (none: an unnamed key)", ["team"], registry=reg),
+            team_carbon=Counter("tokenprint_team_carbon_grams", "Carbon by the team of the "
+                                "request's API key (g CO2e)", ["team", "kind"], registry=reg),
+            max_teams=max_teams,
         )

@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 
 from tokenprint.gateway.accounting import RequestFootprint, carbon_of_request
-from tokenprint.gateway.accounts import NOBODY, Accounts, BadTags, Who
+from tokenprint.gateway.accounts import MAX_PENDING_WHO, NOBODY, Accounts, BadTags, Who
 from tokenprint.gateway.config import GatewayConfig
 from tokenprint.gateway.intensity import IntensityProvider
 from tokenprint.gateway.ledger import Ledger, RequestOutcome
@@ -59,9 +59,6 @@ class _Timing:
 
     arrived: float
     sent: float = 0.0        # just before the upstream request
-
-
-MAX_PENDING_WHO = 100_000   # senders of requests in flight, kept until their record is written
 
 
 class Proxy:
@@ -241,12 +238,14 @@ class Proxy:
         m.duration.observe(duration)
         if added_s is not None:
             m.added.observe(added_s)
+        who = self._who.pop(rid, NOBODY)
+        self.metrics.charge_team(who.team, fp.operational_g if fp else 0.0,
+                                 fp.embodied_g if fp else 0.0)
         if fp is not None:
             m.energy.inc(fp.energy.energy_j)
             m.operational.inc(fp.operational_g)
             m.embodied.inc(fp.embodied_g)
         store = self.cfg.store_text
-        who = self._who.pop(rid, NOBODY)
         if not self.ledger.add(RequestOutcome(
             **who.fields(),
             id=rid, time_utc=time.time(), upstream=st.name, model=model,
