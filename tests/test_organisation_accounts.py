@@ -95,6 +95,13 @@ def test_teams_keys_users_and_tags_reach_the_ledger_and_the_report(tmp_path: Pat
     table = pd.read_csv(io.StringIO(out))
     assert (table["market_g"] < 1e-6 * table["location_g"].max()).all()   # covered: ~0 g
     assert table["requests"].sum() == 8
+    code, _, err = run_cli(capsys, "ledger", "report", "--by", "team", "--results",
+                           str(tmp_path / "ledger"), "--out", str(tmp_path / "acc"))
+    assert code == 0, err
+    page = (tmp_path / "acc" / "report.html").read_text()
+    assert "search" in page and "support" in page and "data:image/png;base64," in page
+    assert {p.name for p in (tmp_path / "acc").iterdir()} == {
+        "report.csv", "report.json", "report.png", "report.html"}
     code, _, err = run_cli(capsys, "ledger", "report", "--by", "colour",
                            "--results", str(tmp_path / "ledger"))
     assert code == 2 and "--by 'colour' is invalid" in err

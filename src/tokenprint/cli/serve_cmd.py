@@ -211,7 +211,7 @@ def ledger_report_cmd(
              "without it market_g equals location_g.")] = None,
     results: Annotated[Path, typer.Option(help="Ledger directory.")] = Path("tokenprint-results"),
     out: Annotated[Path | None, typer.Option(metavar="DIR",
-        help="Write report.csv and report.json here.")] = None,
+        help="Write report.csv, report.json, report.png and report.html here.")] = None,
     as_json: JsonOpt = False,
     as_csv: CsvOpt = False,
 ) -> None:
@@ -225,6 +225,7 @@ def ledger_report_cmd(
         load_contracts,
         report,
         report_window,
+        write_page,
     )
 
     path = ledger_path(results)
@@ -238,6 +239,8 @@ def ledger_report_cmd(
         out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out / "report.csv", table.to_csv(index=False))
         write_text_atomic(out / "report.json", json.dumps(rows, indent=2))
+        write_page(table, split_list(by, "--by"), out,
+                   f"Carbon accounts by {by}, {period}")
     if as_json or as_csv:
         print_csv(rows) if as_csv else print_json(rows)
         return

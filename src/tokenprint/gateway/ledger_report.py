@@ -145,3 +145,63 @@ def as_records(table: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as JSON-ready dicts (NaN as None)."""
     return [{k: (None if isinstance(v, float) and not np.isfinite(v) else v)
              for k, v in r.items()} for r in table.to_dict("records")]
+
+
+def write_page(table: pd.DataFrame, by: list[str], out: Path, title: str) -> list[Path]:
+    """``report.png`` (each group's total carbon per period) and ``report.html`` (a headline,
+    the figure and the table, laid out as the study's page)."""
+    import html
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tokenprint.files import atomic_path, write_text_atomic
+    from tokenprint.pages import CSS, grams, img, number
+
+    out.mkdir(parents=True, exist_ok=True)
+    label = table[by].astype(str).agg(" · ".join, axis=1)
+    fig, ax = plt.subplots(figsize=(9, 4.2), constrained_layout=True)
+    periods = sorted(table["period"].unique())
+    top = float(table["total_g"].abs().max() or 1.0)
+    unit, scale = next((u, k) for u, k in (("kg", 1e-3), ("g", 1.0), ("mg", 1e3), ("µg", 1e6))
+                       if top * k >= 1 or u == "µg")
+    for name in sorted(label.unique()):
+        rows = table[label == name].set_index("period").reindex(periods)
+        ax.plot(periods, rows["total_g"] * scale, marker="o", label=name)
+    ax.ticklabel_format(axis="y", style="plain", useOffset=False)   # 17, not 1.7 × 1e-5
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel(f"{unit} CO2e (location-based + embodied)")
+    ax.set_xlabel("period")
+    ax.set_title(f"Carbon by {', '.join(by)}")
+    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.tick_params(axis="x", labelrotation=30)
+    png = out / "report.png"
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, format="png", dpi=130)
+    plt.close(fig)
+    total, market = float(table["total_g"].sum()), float(table["market_g"].sum())
+    location = float(table["location_g"].sum())
+    share = table.assign(label=label).groupby("label")["total_g"].sum()
+    lead = [f"{grams(total)} CO2e ({grams(location)} operational, location-based, + "
+            f"{grams(float(table['embodied_g'].sum()))} embodied) for "
+            f"{number(float(table['completion_tokens'].sum()))} output tokens.",
+            f"Market-based operational: {grams(market)} "
+            f"({'the same: no contracts declared' if market == location else 'with the contracts'}"
+            ").",
+            (f"The largest is {share.idxmax()}: {share.max() / total:.0%} of the total."
+             if total > 0 and len(share) > 1 else "")]
+    heads = [*by, "period", *FIELDS]
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r[h]))}</td>" for h in heads)
+                   + "</tr>" for r in as_records(table))
+    page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><meta name='viewport' "
+            f"content='width=device-width, initial-scale=1'><title>{html.escape(title)}</title>"
+            f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"
+            f"<ul class='headline'>{''.join(f'<li>{html.escape(s)}</li>' for s in lead if s)}"
+            f"</ul><figure>{img(png)}<figcaption>Each group's carbon per period.</figcaption>"
+            "</figure><div class='scroll key'><table><thead><tr>"
+            + "".join(f"<th>{h}</th>" for h in heads) + f"</tr></thead><tbody>{body}</tbody>"
+            "</table></div></body></html>")
+    write_text_atomic(out / "report.html", page)
+    return [png, out / "report.html"]
