@@ -36,7 +36,6 @@ import os
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,8 @@ from pathlib import Path
 
 import aiohttp
 import numpy as np
+
+from tokenprint.database import Database, is_url
 
 STUB = textwrap.dedent('''
     import asyncio, json, sys
@@ -219,21 +220,25 @@ def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(a, q)) if a.size else float("nan")
 
 
-def ledger(results: Path) -> list[tuple[str, int, int, str, float | None]]:
-    con = sqlite3.connect(results / "ledger.sqlite")
-    rows = con.execute("SELECT id, status, attempts, upstream, added_s FROM requests "
-                       "ORDER BY rowid").fetchall()
-    con.close()
-    return rows
+def ledger(where: str | Path, since: float) -> list[tuple[str, int, int, str, float | None]]:
+    """Ledger rows of requests that arrived from epoch second ``since`` on (SQLite file or
+    PostgreSQL URL)."""
+    db = Database(str(where) if is_url(str(where)) else Path(where) / "ledger.sqlite",
+                  read_only=True, timeout_s=5.0)
+    try:
+        return db.rows("SELECT id, status, attempts, upstream, added_s FROM requests "
+                       "WHERE time_utc >= ? ORDER BY time_utc", (since,))
+    finally:
+        db.close()
 
 
-def settle(results: Path, timeout_s: float = 10.0) -> list:
+def settle(where: str | Path, since: float, timeout_s: float = 10.0) -> list:
     """Ledger rows once the writer thread has committed everything (no change for 0.5 s)."""
     end = time.monotonic() + timeout_s
-    rows = ledger(results)
+    rows = ledger(where, since)
     while time.monotonic() < end:
         time.sleep(0.5)
-        again = ledger(results)
+        again = ledger(where, since)
         if len(again) == len(rows):
             break
         rows = again
@@ -249,6 +254,10 @@ def main() -> None:
     ap.add_argument("--no-pin", action="store_true")
     ap.add_argument("--workers", type=int, default=1, help="gateway worker processes")
     ap.add_argument("--keep", action="store_true", help="keep the ledger and stubs' folder")
+    ap.add_argument("--ledger-url", help="a PostgreSQL ledger (an empty database) instead of "
+                    "SQLite")
+    ap.add_argument("--compare", action="store_true", help="with --ledger-url: run SQLite, "
+                    "then PostgreSQL, in the same run, and print both")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the children too
     with contextlib.suppress(ImportError):
@@ -265,12 +274,48 @@ def main() -> None:
     ports = [free_port(), free_port()]
     ups = [subprocess.Popen([sys.executable, str(tmp / "stub.py"), str(p), str(args.tokens),
                              str(args.itl_ms / 1e3)]) for p in ports]
+    try:
+        for p, u in zip(ports, ups, strict=True):
+            wait_up(f"http://127.0.0.1:{p}/v1/models", u)
+        ledgers: list[str | None] = ([None] if args.ledger_url is None else [args.ledger_url]
+                                     if not args.compare else [None, args.ledger_url])
+        reports = [measure(args, tmp, ports, ups, gw_cpus, rest, pin, url) for url in ledgers]
+        if len(reports) == 2:
+            a_, b_ = reports
+            print(f"PostgreSQL vs SQLite ledger, same run: added first token p50 "
+                  f"{b_['added_ttft_p50_ms']:.2f} vs {a_['added_ttft_p50_ms']:.2f} ms, "
+                  f"self-measured p50 {b_['self_added_p50_ms']:.3f} vs "
+                  f"{a_['self_added_p50_ms']:.3f} ms, {b_['gateway_req_per_s']:.0f} vs "
+                  f"{a_['gateway_req_per_s']:.0f} requests/s, CPU "
+                  f"{b_['gateway_cpu_us_per_request']:.0f} vs "
+                  f"{a_['gateway_cpu_us_per_request']:.0f} µs/request; ledgers exact: "
+                  f"{b_['ledger_exact'] and b_['fault']['exact']} / "
+                  f"{a_['ledger_exact'] and a_['fault']['exact']}")
+        print(json.dumps(reports[0] if len(reports) == 1 else
+                         {"sqlite": reports[0], "postgresql": reports[1]}))
+    finally:
+        for u in ups:
+            u.kill()
+        if args.keep:
+            print(f"ledger and stubs kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, tmp: Path, ports: list[int],
+            ups: list[subprocess.Popen[bytes]], gw_cpus: set[int], rest: set[int], pin: bool,
+            ledger_url: str | None) -> dict[str, object]:
+    """One gateway (SQLite ledger, or PostgreSQL at ``ledger_url``): straight, through it,
+    straight again, then the fault run (which kills upstream b; it is restarted after)."""
     gw_port = free_port()
-    results = tmp / "ledger"
+    results = tmp / ("ledger-pg" if ledger_url else "ledger")
+    where: str | Path = ledger_url or results
+    url_line = f'ledger_url = "{ledger_url}"' if ledger_url else ""
     (tmp / "gw.toml").write_text(textwrap.dedent(f'''
         port = {gw_port}
         policy = "round-robin"
         results = "{results}"
+        {url_line}
         health_interval_s = 0
         breaker_failures = 1
         breaker_open_s = 60
@@ -296,22 +341,23 @@ def main() -> None:
     report: dict[str, object] = {"streams": args.streams, "tokens": args.tokens,
                                  "itl_ms": args.itl_ms, "seconds": args.seconds,
                                  "gateway_cpus": sorted(gw_cpus), "pinned": pin,
-                                 "workers": args.workers}
+                                 "workers": args.workers,
+                                 "ledger": "postgresql" if ledger_url else "sqlite"}
     try:
-        for p, u in zip(ports, ups, strict=True):
-            wait_up(f"http://127.0.0.1:{p}/v1/models", u)
         wait_up(f"http://127.0.0.1:{gw_port}/health", gw)
         direct = [f"http://127.0.0.1:{p}/v1/completions" for p in ports]
         via = [f"http://127.0.0.1:{gw_port}/v1/completions"]
-        print(f"gateway on CPU {sorted(gw_cpus)}, client and stubs on {sorted(rest)}; "
+        print(f"[{report['ledger']} ledger] gateway on CPU {sorted(gw_cpus)}, client and "
+              f"stubs on {sorted(rest)}; "
               f"{args.streams} streams held open, {args.tokens} tokens every "
               f"{args.itl_ms:g} ms, {args.seconds:g} s per run")
         ramp = args.tokens * args.itl_ms / 1e3
         asyncio.run(closed_loop(direct, 20, 1.0, 0.0))
         asyncio.run(closed_loop(via, 20, 1.0, 0.0))
-        before = len(settle(results))
+        settle(where, 0.0)
 
         d1, _ = asyncio.run(closed_loop(direct, args.streams, args.seconds, ramp))
+        t_via = time.time()
         c0, w0 = cpu_s(gw.pid), time.perf_counter()
         g, g_all = asyncio.run(closed_loop(via, args.streams, args.seconds, ramp))
         cpu, wall = cpu_s(gw.pid) - c0, time.perf_counter() - w0
@@ -332,7 +378,7 @@ def main() -> None:
               f" ms, p99 {add['added_ttft_p99_ms']:.2f} ms; end to end p50 "
               f"{add['added_e2e_p50_ms']:.2f} ms, p99 {add['added_e2e_p99_ms']:.2f} ms "
               "(target: under 2 ms p50)")
-        rows = settle(results)[before:]
+        rows = settle(where, t_via)
         own = [r[4] for r in rows if r[4] is not None]
         print(f"added latency measured by the gateway (ledger added_s, {len(own)} requests): "
               f"p50 {pct(own, 50) * 1e3:.3f} ms, p99 {pct(own, 99) * 1e3:.3f} ms; gateway CPU "
@@ -353,10 +399,11 @@ def main() -> None:
                          "gateway_cpu_share": cpu / wall,
                          "ledger_exact": exact}
 
-        before = len(settle(results))
+        settle(where, t_via)
+        t_fault = time.time()
         _, f = asyncio.run(closed_loop(via, args.streams, args.seconds, ramp,
                                        at_half=ups[1]))
-        rows = settle(results)[before:]
+        rows = settle(where, t_fault)
         ids = [r[0] for r in rows]
         good = sum(r.ok for r in f)
         fault = {"requests": len(f), "succeeded": good, "failed": len(f) - good,
@@ -372,17 +419,15 @@ def main() -> None:
               f"(attempts = 2); {len(rows)} ledger records, {len(set(ids))} unique ids → "
               f"{'none lost, none twice' if fault['exact'] else 'MISMATCH'}")
         report["fault"] = fault
-        print(json.dumps(report))
+        return report
     finally:
         gw.terminate()
-        for u in ups:
-            u.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             gw.wait(timeout=10)
-        if args.keep:
-            print(f"ledger and stubs kept in {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        # upstream b was killed by the fault run: start it again for the next measurement
+        ups[1] = subprocess.Popen([sys.executable, str(tmp / "stub.py"), str(ports[1]),
+                                   str(args.tokens), str(args.itl_ms / 1e3)])
+        wait_up(f"http://127.0.0.1:{ports[1]}/v1/models", ups[1])
 
 
 if __name__ == "__main__":

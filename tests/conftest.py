@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -296,3 +297,62 @@ def raw_upstream(script: Any) -> Iterator[str]:
 
     with _asyncio_server(handle) as url:
         yield url
+
+
+def _postgres_bin() -> Path | None:
+    """The folder of a PostgreSQL server's initdb and pg_ctl (Debian's package), or None."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if found:
+        return found[-1].parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on a loopback port (run as the ``postgres`` system user
+    when the tests run as root, as Debian's package wants); yields its base URL. Skips where
+    no server or no psycopg is installed."""
+    pytest.importorskip("psycopg")
+    bindir = _postgres_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    root = tmp_path_factory.mktemp("pg")
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        import pwd
+
+        try:
+            pw = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no postgres system user")
+        for p in (root, *root.parents):   # the server's user must reach its folder
+            if p == Path("/"):
+                break
+            os.chmod(p, os.stat(p).st_mode | 0o011)
+        os.chown(root, pw.pw_uid, pw.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    data = root / "data"
+    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U",
+                    "postgres", "--no-sync"], check=True, capture_output=True)
+    subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l",
+                    str(root / "log"), "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1 "
+                    "-c fsync=off -c max_connections=200", "start"], check=True,
+                   capture_output=True)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate",
+                        "stop"], capture_output=True)
+
+
+@pytest.fixture
+def pg_url(postgres_server: str) -> str:
+    """A fresh, empty database on the test cluster; its URL."""
+    import psycopg
+
+    name = f"t_{os.urandom(6).hex()}"
+    with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as con:
+        con.execute(f"CREATE DATABASE {name}")
+    return f"{postgres_server}/{name}"

@@ -176,9 +176,11 @@ def test_intervals_with_measured_energy_restarts_and_gaps(catalog, tmp_path: Pat
         assert after.generation_tokens == 100 and after.energy_j == pytest.approx(2000.0)
         assert "spans a gap of 120 s (1 failed scrape(s))" in after.note
         text = _metrics_text(w)
-        lab = 'deployment="chat",gpu="h100-sxm",model="llama-3.1-8b",region="FR"'
+        lab = ('deployment="chat",gpu="h100-sxm",model="llama-3.1-8b",project="",region="FR",'
+               'team=""')
         assert ('tokenprint_watch_tokens_total{deployment="chat",gpu="h100-sxm",'
-                'kind="generation",model="llama-3.1-8b",region="FR"} 1150.0') in text
+                'kind="generation",model="llama-3.1-8b",project="",region="FR",team=""} '
+                '1150.0') in text
         assert f"tokenprint_watch_gaps_total{{{lab}}} 1.0" in text
         assert f"tokenprint_watch_counter_resets_total{{{lab}}} 1.0" in text
         w.close()

@@ -58,7 +58,7 @@ def test_a_bad_sample_is_a_gap_and_the_next_good_one_continues(catalog, tmp_path
     exported = metrics.registry.get_sample_value(
         "tokenprint_watch_tokens_total", {"deployment": w.deployment, "model": "llama-3.1-8b",
                                           "gpu": "h100-sxm", "region": "FR",
-                                          "kind": "generation"})
+                                          "kind": "generation", "team": "", "project": ""})
     assert exported == 100 and math.isfinite(exported)
 
 

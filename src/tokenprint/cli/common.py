@@ -23,6 +23,18 @@ CatalogOpt = Annotated[
     typer.Option("--catalog", help="Extra catalog TOML file(s) that extend or override entries "
                  "(also $TOKENPRINT_CATALOG).", show_default=False),
 ]
+LedgerUrlOpt = Annotated[str | None, typer.Option(
+    "--ledger", metavar="URL", callback=lambda v: v if v is None else _ledger_url(v),
+    help="A shared PostgreSQL ledger (postgresql://USER@HOST:PORT/DB; password from "
+         "PGPASSWORD or ~/.pgpass) instead of the SQLite file in --results.")]
+
+
+def _ledger_url(url: str) -> str:
+    from tokenprint.database import check_url
+
+    return check_url(url)
+
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 CsvOpt = Annotated[bool, typer.Option("--csv", help="Print CSV (one row per record; nested "
                                       "fields as dotted columns) instead of a table.")]

@@ -15,6 +15,7 @@ from tokenprint.cli.common import (
     CatalogOpt,
     CsvOpt,
     JsonOpt,
+    LedgerUrlOpt,
     console,
     fmt_g,
     in_range,
@@ -82,6 +83,11 @@ def watch(
                                                "interval).")] = Path("tokenprint-results"),
     deployment: Annotated[str | None, typer.Option(help="Name in the ledger and metrics "
                                                         "(default MODEL@GPU).")] = None,
+    team: Annotated[str | None, typer.Option(help="Team the deployment bills to (a label on "
+                                             "its rows and series, as the gateway's keys).")]
+    = None,
+    project: Annotated[str | None, typer.Option(help="Project it bills to.")] = None,
+    ledger: LedgerUrlOpt = None,
     stack: Annotated[str, typer.Option(help="Serving stack of the predicted energy.")]
     = "vllm-2025",
     scope: Annotated[str, typer.Option(help="Embodied scope: die|device|card|server.")]
@@ -123,14 +129,19 @@ def watch(
         live = IntensityResolver(cat, "electricitymaps")
     client = httpx.Client(timeout=min(every_s, 10.0))
     reader = energy_reader(energy, cat, model, gpu, n_gpus, check_stack(cat, stack), client)
-    ledger = WatchLedger(results)
+    for flag, value in (("--team", team), ("--project", project)):
+        if value is not None and not (0 < len(value) <= 64 and value.isprintable()):
+            raise TokenprintError(f"{flag} {value!r} is invalid; give 1 to 64 printable "
+                                  "characters (as a gateway key's team or project)")
+    ledger_db = WatchLedger(results, url=ledger)
     board = WatchMetrics()
     watcher = Watcher(cat, endpoints=urls, model=model, gpu=gpu, gpus=n_gpus, region=region,
-                      energy=reader, ledger=ledger, metrics=board,  # type: ignore[arg-type]
+                      energy=reader, ledger=ledger_db, metrics=board,  # type: ignore[arg-type]
                       deployment=deployment, intensity=series, scope=scope,
                       lifetime_years=in_range(lifetime_years, "--lifetime-years", 0,
                                               MAX_LIFETIME_YEARS, low_open=True),
-                      pue=in_range(pue, "--pue", 1.0, MAX_PUE), client=client, live=live)
+                      pue=in_range(pue, "--pue", 1.0, MAX_PUE), client=client, live=live,
+                      team=team, project=project)
     if port_n:
         try:
             start_http_server(port_n, addr=host, registry=board.registry)
@@ -141,7 +152,7 @@ def watch(
     console.print(f"watching {watcher.deployment}: {len(urls)} endpoint(s), energy "
                   f"{reader.method}, every {every_s:g} s"  # type: ignore[attr-defined]
                   + (f"; /metrics on http://{host}:{port_n}/metrics" if port_n else "")
-                  + f"; ledger {results / 'watch.sqlite'}")
+                  + f"; ledger {ledger_db.where}")
     recorded = [0]   # counted here too: a Ctrl-C inside the loop still reports the rows written
 
     def show(row: Any) -> None:
@@ -163,8 +174,8 @@ def watch(
         pass
     finally:
         watcher.close()
-        ledger.close()
-    console.print(f"{recorded[0]} interval(s) recorded in {results / 'watch.sqlite'}")
+        ledger_db.close()
+    console.print(f"{recorded[0]} interval(s) recorded in {ledger_db.where}")
 
 
 fleet_app = typer.Typer(help="Carbon of existing deployments from Prometheus, after the fact.",
@@ -173,8 +184,14 @@ fleet_app = typer.Typer(help="Carbon of existing deployments from Prometheus, af
 
 @fleet_app.command("report")
 def fleet_report_cmd(
-    prometheus: Annotated[str, typer.Option(metavar="URL",
-        help="Prometheus server (its HTTP API), e.g. http://127.0.0.1:9090.")],
+    prometheus: Annotated[str | None, typer.Option(metavar="URL",
+        help="Prometheus server (its HTTP API), e.g. http://127.0.0.1:9090.")] = None,
+    ledger: Annotated[str | None, typer.Option(
+        "--ledger", metavar="URL", help="Instead of Prometheus: the intervals tokenprint watch "
+        "wrote to this shared PostgreSQL ledger (watchers of many hosts, summed).")] = None,
+    results: Annotated[Path | None, typer.Option(metavar="DIR",
+        help="Instead of Prometheus: the intervals tokenprint watch wrote to DIR/watch.sqlite.")]
+    = None,
     deployments: Annotated[Path | None, typer.Option(metavar="FILE",
         help="TOML \\[\\[deployment]] tables: name, match (labels), model, gpu, gpus, region, "
              "energy (predicted|dcgm|kepler), energy_match, intensity_file. Without it: the "
@@ -204,6 +221,7 @@ def fleet_report_cmd(
     from tokenprint.cli.common import cli_time
     from tokenprint.fleet.output import write_outputs
     from tokenprint.fleet.report import (
+        SCI_BOUNDARY,
         Prometheus,
         ReportWindow,
         fleet_report,
@@ -213,9 +231,22 @@ def fleet_report_cmd(
     )
 
     cat = load(catalog)
-    if not prometheus.startswith(("http://", "https://")):
+    sources = [f for f, v in (("--prometheus", prometheus), ("--ledger", ledger),
+                              ("--results", results)) if v is not None]
+    if len(sources) != 1:
+        raise TokenprintError("give one source: --prometheus URL, --ledger URL (a shared "
+                              "watch ledger) or --results DIR (watch.sqlite)"
+                              + (f"; got {', '.join(sources)}" if sources else ""))
+    if prometheus is not None and not prometheus.startswith(("http://", "https://")):
         raise TokenprintError(f"--prometheus {prometheus!r} is invalid; give a URL starting with "
                               "http:// or https://")
+    if ledger is not None:
+        from tokenprint.database import check_url
+
+        check_url(ledger)
+    if deployments is not None and prometheus is None:
+        raise TokenprintError("--deployments goes with --prometheus (a watch ledger names its "
+                              "deployments itself)")
     if (start is None) != (end is None):
         raise TokenprintError("--start and --end go together")
     if start is not None and since is not None:
@@ -233,10 +264,26 @@ def fleet_report_cmd(
     if window.end_s < window.start_s:
         raise TokenprintError("the report window is shorter than one step; give a longer "
                               "window or a shorter --step")
-    prom = Prometheus(prometheus)
-    if deployments is None:
+    refused: list[str] = []
+    if prometheus is None:
+        from tokenprint.fleet.from_ledger import ledger_report
+        from tokenprint.fleet.watch import WatchLedger
+
+        if results is not None and not (results / "watch.sqlite").is_file():
+            raise TokenprintError(f"no watch ledger in {str(results)!r} (watch.sqlite not "
+                                  "found); give the --results tokenprint watch wrote to")
+        book = WatchLedger(results or Path("."), url=ledger)
+        try:
+            table = ledger_report(book.rows(window.start_s - step_s, window.end_s), window)
+        finally:
+            book.close()
+    elif deployments is None:
+        prom = Prometheus(prometheus)
+        refused = prom.refused
         table = watched_report(prom, window)
     else:
+        prom = Prometheus(prometheus)
+        refused = prom.refused
         deps = load_deployments(deployments)
         for d in deps:
             cat.model(d.model), cat.gpu(d.gpu), cat.region(d.region)
@@ -252,13 +299,15 @@ def fleet_report_cmd(
         print_json({"totals": totals.to_dict("records"),
                     "steps": table.assign(end_utc=table["end_utc"].astype(str))
                     .to_dict("records"),
-                    "refused_samples": prom.refused})
+                    "refused_samples": refused, "sci_boundary": SCI_BOUNDARY})
         return
 
     _print_totals(totals, step)
-    if prom.refused:
-        console.print(f"{len(prom.refused)} sample(s) from Prometheus refused (their steps count "
-                      f"as without data); first: {prom.refused[0]}", style="yellow")
+    console.print(f"g / 1k tok is the SCI per 1,000 output tokens. {SCI_BOUNDARY}.",
+                  style="dim")
+    if refused:
+        console.print(f"{len(refused)} sample(s) from Prometheus refused (their steps count "
+                      f"as without data); first: {refused[0]}", style="yellow")
     if out is not None:
         console.print(f"wrote {', '.join(str(f) for f in files)}")
 
@@ -274,13 +323,14 @@ def _print_totals(totals: Any, step: str) -> None:
     rows = []
     for r in totals.to_dict("records"):
         n_gpus = "" if r["gpus"] != r["gpus"] else f" × {r['gpus']:.0f}"
-        rows.append((r["deployment"], r["model"], f"{r['gpu']}{n_gpus}", r["region"],
+        team = f" ({r['team']})" if isinstance(r.get("team"), str) else ""
+        rows.append((r["deployment"] + team, r["model"], f"{r['gpu']}{n_gpus}", r["region"],
                      num(r["generation_tokens"], ".0f"), num(float(kwh(r["energy_j"])), ".3g"),
                      grams(r["operational_g"]), grams(r["embodied_g"]),
                      num(r["g_per_1k_tokens"], ".3g"),
                      f"{r['steps_without_data']} of {r['steps']}"))
     print_records(f"Fleet carbon, {len(totals)} deployment(s), step {step}",
-                  ("deployment", "model", "gpu × n", "region", "tokens out", "energy kWh",
+                  ("deployment (team)", "model", "gpu × n", "region", "tokens out", "energy kWh",
                    "operational", "embodied", "g / 1k tok", "steps w/o data"), rows)
 
 

@@ -15,6 +15,7 @@ from tokenprint.cli.common import (
     CatalogOpt,
     CsvOpt,
     JsonOpt,
+    LedgerUrlOpt,
     console,
     fmt_g,
     load,
@@ -139,7 +140,7 @@ def _serve_workers(cfg: GatewayConfig, catalog_files: list[str], limits: dict[st
     from tokenprint.gateway.ledger import Ledger
 
     # create or migrate the ledger once, before the workers race
-    Ledger(cfg.results, register_run=False).close()
+    Ledger(cfg.results, register_run=False, url=cfg.ledger_url).close()
     prom_dir = tempfile.mkdtemp(prefix="tokenprint-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = prom_dir
     os.environ[WORKER_ENV] = worker_spec(cfg, catalog_files)
@@ -170,15 +171,16 @@ def _since(text: str) -> float:
 def ledger_summary(
     since: Annotated[str, typer.Option(help="Window: 1h, 30m, 7d or an ISO time.")] = "24h",
     results: Annotated[Path, typer.Option(help="Ledger directory.")] = Path("tokenprint-results"),
+    ledger: LedgerUrlOpt = None,
     as_json: JsonOpt = False,
     as_csv: CsvOpt = False,
 ) -> None:
     """Totals of requests, tokens, energy and carbon per upstream since a time."""
-    from tokenprint.gateway.ledger import Ledger, ledger_path
+    from tokenprint.gateway.ledger import Ledger
+    from tokenprint.gateway.ledger_recovery import open_existing
 
-    if not ledger_path(results).is_file():
-        raise TokenprintError(f"no ledger in {str(results)!r}; run tokenprint serve first")
-    led = Ledger(results, register_run=False)
+    open_existing(results, ledger).close()   # one clear error when there is no ledger
+    led = Ledger(results, register_run=False, url=ledger)
     rows = led.summary(_since(since))
     led.close()
     if as_json or as_csv:
@@ -210,6 +212,7 @@ def ledger_report_cmd(
         help="Contractual instruments and residual mixes (TOML) for market-based Scope 2; "
              "without it market_g equals location_g.")] = None,
     results: Annotated[Path, typer.Option(help="Ledger directory.")] = Path("tokenprint-results"),
+    ledger: LedgerUrlOpt = None,
     out: Annotated[Path | None, typer.Option(metavar="DIR",
         help="Write report.csv, report.json, report.png and report.html here.")] = None,
     as_json: JsonOpt = False,
@@ -218,7 +221,7 @@ def ledger_report_cmd(
     """Carbon accounts per team, project, model or key and per day or month: Scope 2
     location- and market-based, embodied, total and SCI per 1,000 output tokens."""
     from tokenprint.files import write_text_atomic
-    from tokenprint.gateway.ledger import ledger_path
+    from tokenprint.gateway.ledger_recovery import open_existing
     from tokenprint.gateway.ledger_report import (
         as_records,
         ledger_rows,
@@ -228,12 +231,14 @@ def ledger_report_cmd(
         write_page,
     )
 
-    path = ledger_path(results)
-    if not path.is_file():
-        raise TokenprintError(f"no ledger in {str(results)!r}; run tokenprint serve first")
     t0, t1 = report_window(start, end, time.time())
     deals = load_contracts(contracts) if contracts is not None else None
-    table = report(ledger_rows(path, t0, t1), split_list(by, "--by"), period, t0, t1, deals)
+    db = open_existing(results, ledger)
+    try:
+        rows_in = ledger_rows(db, t0, t1)
+    finally:
+        db.close()
+    table = report(rows_in, split_list(by, "--by"), period, t0, t1, deals)
     rows = as_records(table)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -262,7 +267,9 @@ def ledger_report_cmd(
 
 @ledger_app.command("check")
 def ledger_check(
-    results: Annotated[Path, typer.Option(help="Ledger directory.")] = Path("tokenprint-results"),
+    results: Annotated[Path, typer.Option(help="Ledger directory (and its crash journals).")
+                       ] = Path("tokenprint-results"),
+    ledger: LedgerUrlOpt = None,
     as_json: JsonOpt = False,
     recover: Annotated[bool, typer.Option(
         "--recover", help="First write the rows that killed runs journaled but did not commit "
@@ -270,30 +277,32 @@ def ledger_check(
 ) -> None:
     """Gaps in the ledger: per gateway run, requests answered vs rows recorded, rows dropped,
     and whether it stopped cleanly or is still running (exit 1 when any run has a gap)."""
+    from tokenprint.database import redact
     from tokenprint.gateway.ledger import check, recover_folder
 
     if recover:
-        added = recover_folder(results)
+        added = recover_folder(results, ledger)
         if not as_json:
             console.print(f"recovered {added} journaled row(s) of killed runs")
-    runs = check(results)
+    runs = check(results, ledger)
     if as_json:
         print_json(runs)
     else:
-        _print_check(results, runs)
+        _print_check(redact(ledger) if ledger else str(results), runs)
     if any(not r["ok"] for r in runs):
         raise typer.Exit(1)
 
 
-def _print_check(results: Path, runs: list[dict[str, Any]]) -> None:
+def _print_check(where: str, runs: list[dict[str, Any]]) -> None:
     """One block per gateway run (a run id and a time never cut, at any width), then what the
     runs add up to."""
-    console.print(f"Ledger check: {results}", style="bold")
+    console.print(f"Ledger check: {where}", style="bold")
     for r in runs:
         state = ("stopped cleanly" if r["stopped_cleanly"] else "running" if r["running"]
                  else "KILLED")
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["started_utc"]))
-        console.print(f"{r['run_id']}  started {started} UTC  {state}",
+        host = f"  on {r['host']}" if r.get("host") else ""
+        console.print(f"{r['run_id']}{host}  started {started} UTC  {state}",
                       style=None if r["ok"] else "red", highlight=False)
         journal = f" ({r['recoverable']} in its journal)" if r["recoverable"] else ""
         console.print(f"  answered {r['answered']} · recorded {r['recorded']} · dropped "

@@ -15,6 +15,7 @@ import pandas as pd
 
 from tokenprint.carbon.operational import kwh
 from tokenprint.files import atomic_path, write_text_atomic
+from tokenprint.fleet.report import SCI_BOUNDARY
 from tokenprint.pages import CSS, LOCAL_TIMES, grams, img, number, time_tag
 
 TOP = 12               # deployments drawn in the figure (the largest totals)
@@ -86,7 +87,8 @@ def headline(table: pd.DataFrame, totals: pd.DataFrame) -> list[str]:
     total = float(totals["total_g"].sum(min_count=1))
     op, emb = float(totals["operational_g"].sum()), float(totals["embodied_g"].sum())
     tokens = float(totals["generation_tokens"].sum())
-    per = f", {total / tokens * 1000:.3g} g per 1,000" if tokens > 0 else ""
+    per = (f", {total / tokens * 1000:.3g} g per 1,000 (the SCI, ISO/IEC 21031)"
+           if tokens > 0 else "")
     out = [f"{grams(total)} CO2e over the window ({grams(op)} operational + {grams(emb)} "
            f"embodied) for {number(tokens)} output tokens{per}."]
     big = totals.loc[totals["total_g"].idxmax()] if totals["total_g"].notna().any() else None
@@ -110,11 +112,12 @@ def _page(table: pd.DataFrame, totals: pd.DataFrame, title: str, png: Path) -> s
     times = pd.to_datetime(table["end_utc"])
     span = (f"{times.min():%Y-%m-%d %H:%M} – {times.max():%Y-%m-%d %H:%M} UTC, "
             f"{len(times.unique())} steps" if len(times) else "no steps")
-    heads = ("deployment", "model", "GPUs", "region", "output tokens", "energy", "operational",
-             "embodied", "total", "g/1k tokens", "steps (no data)")
+    heads = ("deployment", "team", "model", "GPUs", "region", "output tokens", "energy",
+             "operational", "embodied", "total", "g/1k tokens", "steps (no data)")
     rows = []
     for t in totals.to_dict("records"):
-        cells = (t["deployment"], t["model"], f"{number(t['gpus'])} × {t['gpu']}", t["region"],
+        cells = (t["deployment"], t["team"] if isinstance(t.get("team"), str) else "—", t["model"],
+                 f"{number(t['gpus'])} × {t['gpu']}", t["region"],
                  number(t["generation_tokens"]), _kwh(t["energy_j"]), grams(t["operational_g"]),
                  grams(t["embodied_g"]), grams(t["total_g"]), number(t["g_per_1k_tokens"]),
                  f"{t['steps']} ({t['steps_without_data']})")
@@ -134,7 +137,7 @@ def _page(table: pd.DataFrame, totals: pd.DataFrame, title: str, png: Path) -> s
             + "</tbody></table></div><p class='sub'>Energy is measured where a DCGM or Kepler "
               "counter is named, else predicted from the tokens; steps without samples are "
               "counted, never zero-filled. Embodied carbon is charged for the provisioned GPUs "
-              "in every step. Every number is in fleet.csv and fleet.json.</p>"
+              f"in every step. {SCI_BOUNDARY}. Every number is in fleet.csv and fleet.json.</p>"
             + steps_html + LOCAL_TIMES + "</body></html>")
 
 

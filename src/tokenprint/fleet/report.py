@@ -25,12 +25,13 @@ from tokenprint.carbon.amortize import amortized_share
 from tokenprint.carbon.embodied import gpu_embodied
 from tokenprint.carbon.intensity import load_intensity_csv
 from tokenprint.carbon.operational import operational_g
+from tokenprint.carbon.scope2 import sci_g_per_unit
 from tokenprint.catalog import Catalog
 from tokenprint.errors import TokenprintError
 from tokenprint.files import read_toml_file
 from tokenprint.fleet.exposition import ENERGY_SERIES, ENGINES
 from tokenprint.fleet.fetch import bounded_get
-from tokenprint.fleet.watch import PredictedEnergy
+from tokenprint.fleet.watch import WATCH_LABELS, PredictedEnergy
 
 MAX_POINTS = 11_000   # Prometheus refuses a query_range of more points than this
 
@@ -50,6 +51,8 @@ class Deployment(BaseModel):
     energy_match: dict[str, str] = Field(default_factory=dict)
     intensity_file: str | None = None
     stack: str = "vllm-2025"
+    team: str | None = None            # who it bills to, as the gateway's [[api_key]] tables
+    project: str | None = None
 
 
 def load_deployments(path: str | Path) -> list[Deployment]:
@@ -280,7 +283,8 @@ def deployment_table(prom: Prometheus, catalog: Catalog, d: Deployment, w: Repor
                    index=gen.index).where(energy.notna())
     total = op + embodied
     df = pd.DataFrame({
-        "deployment": d.name, "model": catalog.model(d.model).id, "gpu": catalog.gpu(d.gpu).id,
+        "deployment": d.name, "team": d.team, "project": d.project,
+        "model": catalog.model(d.model).id, "gpu": catalog.gpu(d.gpu).id,
         "gpus": d.gpus, "region": region.id.upper(), "engine": engine,
         "end_utc": pd.to_datetime(gen.index, unit="s", utc=True),
         "prompt_tokens": prompt, "generation_tokens": gen, "mean_running": running,
@@ -307,7 +311,7 @@ def fleet_report(prom: Prometheus, catalog: Catalog, deployments: list[Deploymen
                       for d in deployments], ignore_index=True)
 
 
-WATCH_KEYS = ("deployment", "model", "gpu", "region")
+WATCH_KEYS = WATCH_LABELS
 
 
 def watched_report(prom: Prometheus, w: ReportWindow) -> pd.DataFrame:
@@ -330,8 +334,8 @@ def watched_report(prom: Prometheus, w: ReportWindow) -> pd.DataFrame:
         nan = pd.Series(np.nan, index=o.index)
         e, g = emb.get(key, nan), gen.get(key, nan)
         frames.append(pd.DataFrame({
-            "deployment": key[0], "model": key[1], "gpu": key[2], "gpus": np.nan,
-            "region": key[3], "engine": "watch",
+            "deployment": key[0], "team": key[4] or None, "project": key[5] or None,
+            "model": key[1], "gpu": key[2], "gpus": np.nan, "region": key[3], "engine": "watch",
             "end_utc": pd.to_datetime(o.index, unit="s", utc=True),
             "prompt_tokens": prompt.get(key, nan), "generation_tokens": g,
             "mean_running": np.nan, "utilization": np.nan,
@@ -345,11 +349,13 @@ def watched_report(prom: Prometheus, w: ReportWindow) -> pd.DataFrame:
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
     """Totals per deployment over the window (steps without data left out, and counted)."""
+    table = table.assign(**{c: None for c in ("team", "project") if c not in table})
     g = table.groupby("deployment", sort=False)
     def total(col: pd.Series) -> float:   # a deployment with no data has no total, not 0
         return float(col.sum(min_count=1))
 
-    out = g.agg(model=("model", "first"), gpu=("gpu", "first"), gpus=("gpus", "first"),
+    out = g.agg(team=("team", "first"), project=("project", "first"),
+                model=("model", "first"), gpu=("gpu", "first"), gpus=("gpus", "first"),
                 region=("region", "first"), generation_tokens=("generation_tokens", total),
                 energy_j=("energy_j", total), operational_g=("operational_g", total),
                 embodied_g=("embodied_g", "sum"), total_g=("total_g", total),
@@ -360,4 +366,13 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     out["total_g"] = out["operational_g"] + out["embodied_g"]
     out["g_per_1k_tokens"] = (out["total_g"] / out["generation_tokens"] * 1000).where(
         out["generation_tokens"] > 0)
+    out["sci_g_per_1k_tokens"] = sci_g_per_unit(out["operational_g"], out["embodied_g"],
+                                                out["generation_tokens"] / 1000.0)
     return out.reset_index()
+
+
+# what the SCI figure of a fleet report covers (ISO/IEC 21031:2024's E, I, M and R)
+SCI_BOUNDARY = ("SCI = (E × I + M) / R: E the serving GPUs' energy (measured where a counter is "
+                "named, else predicted) × PUE, I the location-based grid intensity, M the "
+                "embodied carbon of the provisioned GPUs amortized over their lifetime, R 1,000 "
+                "generated tokens; hosts' CPUs, networking and idle spares are outside")

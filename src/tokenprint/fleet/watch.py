@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import astuple, dataclass, field, fields
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import httpx
 import numpy as np
@@ -32,6 +31,7 @@ from tokenprint.carbon.intensity import IntensitySeries
 from tokenprint.carbon.operational import operational_g
 from tokenprint.carbon.resolver import IntensityResolver
 from tokenprint.catalog import Catalog
+from tokenprint.database import Database
 from tokenprint.errors import TokenprintError
 from tokenprint.fleet.exposition import read_energy_j, read_engine
 from tokenprint.fleet.fetch import bounded_get
@@ -47,6 +47,8 @@ from tokenprint.predict.predictor import resolve_dtype
 from tokenprint.predict.shapes import ShapeArrays
 
 DB_NAME = "watch.sqlite"
+# the labels of every tokenprint_watch_* series (team and project empty when not given)
+WATCH_LABELS = ("deployment", "model", "gpu", "region", "team", "project")
 NOMINAL_INPUT, NOMINAL_OUTPUT = 512.0, 128.0   # lengths of the predicted per-token energies
 
 
@@ -75,6 +77,8 @@ class WatchInterval:
     total_g: float | None = None
     g_per_1k_tokens: float | None = None
     note: str = ""
+    team: str | None = None           # who the deployment bills to (organisation accounts)
+    project: str | None = None
 
     @property
     def duration_s(self) -> float:
@@ -157,35 +161,55 @@ class PredictedEnergy:
 
 
 class WatchLedger:
-    """One row per interval in ``DIR/watch.sqlite`` (WAL; each row committed at once)."""
+    """One row per interval in ``DIR/watch.sqlite`` (WAL; each row committed at once), or in
+    the ``intervals`` table of a shared PostgreSQL ledger (``url``) that the watchers of many
+    hosts write and ``fleet report --ledger`` sums."""
 
-    def __init__(self, results_dir: str | Path) -> None:
+    COLUMNS = tuple(f.name for f in fields(WatchInterval))
+    NEWER: ClassVar[dict[str, str]] = {"team": "TEXT", "project": "TEXT"}   # added later
+
+    def __init__(self, results_dir: str | Path, url: str | None = None) -> None:
         d = Path(results_dir)
         try:
-            d.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(d / DB_NAME, check_same_thread=False)
+            if url is None:
+                d.mkdir(parents=True, exist_ok=True)
+            self.db = Database(url if url is not None else d / DB_NAME, timeout_s=5.0)
             kinds = {"str": "TEXT", "str | None": "TEXT", "int": "INTEGER"}
             cols = ", ".join(f"{f.name} {kinds.get(str(f.type), 'REAL')}"
-                             for f in fields(WatchInterval))
-            self.conn.execute(f"CREATE TABLE IF NOT EXISTS intervals ({cols})")
-            self.conn.execute("PRAGMA journal_mode=WAL")
-        except (OSError, sqlite3.DatabaseError) as exc:
+                             for f in fields(WatchInterval) if f.name not in self.NEWER)
+            self.db.ensure_schema(f"CREATE TABLE IF NOT EXISTS intervals ({cols});",
+                                  {"intervals": self.NEWER})
+        except OSError as exc:
             raise TokenprintError(f"cannot open the watch ledger in {str(d)!r}: {exc}") from None
+        except self.db.errors as exc:
+            raise TokenprintError(f"cannot open the watch ledger {self.db.where!r}: "
+                                  f"{exc}") from None
+        self.where = self.db.where
+        self._insert = (f"INSERT INTO intervals ({', '.join(self.COLUMNS)}) VALUES "
+                        f"({', '.join('?' * len(self.COLUMNS))})")
 
     def add(self, row: WatchInterval) -> None:
         """Append one interval."""
-        marks = ", ".join("?" * len(fields(WatchInterval)))
-        with self.conn:
-            self.conn.execute(f"INSERT INTO intervals VALUES ({marks})", astuple(row))
+        with self.db.transaction():
+            self.db.run(self._insert, astuple(row))
 
-    def rows(self) -> list[WatchInterval]:
-        """Every interval, oldest first."""
-        cur = self.conn.execute("SELECT * FROM intervals ORDER BY start_utc, rowid")
-        return [WatchInterval(*r) for r in cur.fetchall()]
+    def rows(self, start_s: float = float("-inf"), end_s: float = float("inf")
+             ) -> list[WatchInterval]:
+        """The intervals ending in ``[start_s, end_s]``, oldest first."""
+        got = self.db.rows(f"SELECT {', '.join(self.COLUMNS)} FROM intervals WHERE end_utc >= ? "
+                           "AND end_utc <= ? ORDER BY start_utc, end_utc, deployment",
+                           (max(start_s, -1e300), min(end_s, 1e300)))
+        return [WatchInterval(*r) for r in got]
+
+    def gaps_since(self, deployment: str, t0: float) -> list[float]:
+        """Start times of the deployment's gap rows written since ``t0``."""
+        return [r[0] for r in self.db.rows("SELECT start_utc FROM intervals WHERE status = "
+                                           "'gap' AND deployment = ? AND start_utc >= ?",
+                                           (deployment, t0))]
 
     def close(self) -> None:
         """Close the database."""
-        self.conn.close()
+        self.db.close()
 
 
 class WatchMetrics:
@@ -193,7 +217,7 @@ class WatchMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        labels = ["deployment", "model", "gpu", "region"]
+        labels = list(WATCH_LABELS)
         r = self.registry
         self.energy = Counter("tokenprint_watch_energy_joules", "Energy of the deployment's "
                               "GPUs", labels, registry=r)
@@ -212,7 +236,8 @@ class WatchMetrics:
 
     def record(self, row: WatchInterval, resets: int) -> None:
         """Advance the counters by one interval."""
-        lab = (row.deployment, row.model, row.gpu, row.region)
+        lab = (row.deployment, row.model, row.gpu, row.region, row.team or "",
+               row.project or "")
         if resets:
             self.resets.labels(*lab).inc(resets)
         if row.status != "ok":
@@ -244,7 +269,8 @@ class Watcher:
                  intensity: IntensitySeries | None = None, scope: str = "device",
                  lifetime_years: float = 5.0, pue: float = 1.0, timeout_s: float = 5.0,
                  client: httpx.Client | None = None,
-                 live: IntensityResolver | None = None) -> None:
+                 live: IntensityResolver | None = None, team: str | None = None,
+                 project: str | None = None) -> None:
         if not endpoints:
             raise TokenprintError("--metrics needs at least one URL")
         if gpus < 1:
@@ -256,6 +282,7 @@ class Watcher:
         self.endpoints, self.gpus, self.energy = endpoints, gpus, energy
         self.deployment = deployment or f"{self.model_id}@{self.gpu_id}"
         self.ledger, self.metrics, self.intensity = ledger, metrics, intensity
+        self.team, self.project = team, project
         self.live = live   # the live intensity (tokenprint.carbon.resolver), or None
         self.scope, self.pue = check_scope(scope), pue
         self.lifetime_years = check_lifetime(lifetime_years)
@@ -276,7 +303,8 @@ class Watcher:
 
     def _row(self, t0: float, t1: float, status: str, **values: object) -> WatchInterval:
         return WatchInterval(self.deployment, self.model_id, self.gpu_id, self.gpus,
-                             self.region.id.upper(), t0, t1, status, **values)  # type: ignore[arg-type]
+                             self.region.id.upper(), t0, t1, status, team=self.team,
+                             project=self.project, **values)  # type: ignore[arg-type]
 
     def step(self, now: float | None = None) -> WatchInterval | None:
         """Scrape once; the interval since the last good scrape, written and returned (None for
@@ -340,10 +368,7 @@ class Watcher:
 
     def ledger_gaps_since(self, t0: float) -> list[float]:
         """Start times of gap rows written since ``t0`` (the last good reading)."""
-        cur = self.ledger.conn.execute("SELECT start_utc FROM intervals WHERE status = 'gap' "
-                                       "AND deployment = ? AND start_utc >= ?",
-                                       (self.deployment, t0))
-        return [r[0] for r in cur.fetchall()]
+        return self.ledger.gaps_since(self.deployment, t0)
 
     def close(self) -> None:
         """Close the HTTP client."""

@@ -98,7 +98,8 @@ def create_app(cfg: GatewayConfig, catalog: Catalog,
         cfg = cfg.model_copy(update={"upstream": [
             u.model_copy(update={"capacity": math.ceil(u.capacity / cfg.workers)})
             for u in cfg.upstream]})
-    ledger = Ledger(cfg.results, max_pending=cfg.ledger_max_pending, private=cfg.store_text)
+    ledger = Ledger(cfg.results, max_pending=cfg.ledger_max_pending, private=cfg.store_text,
+                    url=cfg.ledger_url)
     metrics = Metrics.create(cfg.metrics_max_teams)
     files = {u.region: u.intensity_file for u in cfg.upstream if u.intensity_file}
     provider = IntensityProvider(catalog, cfg.intensity, files, cfg.electricitymaps_token_env,

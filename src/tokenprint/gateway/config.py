@@ -6,7 +6,9 @@ port = 8080
 policy = "carbon"                 # carbon | latency | round-robin
 latency_target_s = 2.0            # recent p95 end-to-end latency an upstream must meet
 api_keys_sha256 = ["<hex sha256 of a key>"]   # empty: no key required
-results = "tokenprint-results"    # SQLite ledger lives here
+results = "tokenprint-results"    # SQLite ledger (and every ledger's crash journal) lives here
+# ledger_url = "postgresql://tokenprint@db:5432/accounts"  # one ledger for many gateways;
+#                                   # password from PGPASSWORD or ~/.pgpass, not this file
 idle = "unattributed"             # or "spread"
 intensity = "annual"              # annual | file | electricitymaps | watttime
 # [intensity_options]             # the source's own options, e.g. for watttime:
@@ -66,6 +68,7 @@ from tokenprint.carbon.amortize import (
     MAX_LIFETIME_YEARS,
     MIN_LIFETIME_YEARS,
 )
+from tokenprint.database import is_url, redact
 from tokenprint.errors import TokenprintError
 from tokenprint.files import read_toml_file
 
@@ -139,6 +142,8 @@ class GatewayConfig(BaseModel):
     api_key: list[ApiKeyConfig] = Field(default_factory=list)
     metrics_max_teams: int = Field(default=50, ge=1, le=10_000)   # team labels on /metrics
     results: str = "tokenprint-results"
+    # a shared PostgreSQL ledger (tokenprint.database); None: SQLite in ``results``
+    ledger_url: str | None = None
     idle: Literal["unattributed", "spread"] = "unattributed"
     # a source of tokenprint.carbon.resolver.SOURCES: annual | file | electricitymaps | watttime
     intensity: str = "annual"
@@ -181,6 +186,14 @@ class GatewayConfig(BaseModel):
     pue: float = Field(default=1.0, ge=1.0, le=10.0)   # tokenprint.carbon.operational.MAX_PUE
     workers: int = Field(default=1, ge=1, le=256)
     upstream: list[UpstreamConfig] = Field(min_length=1)
+
+    @field_validator("ledger_url")
+    @classmethod
+    def _postgres_url(cls, v: str | None) -> str | None:
+        if v is not None and not is_url(v):
+            raise ValueError(f"{redact(v)!r} is not a postgresql:// URL (leave ledger_url out "
+                             "for the SQLite ledger in results)")
+        return v
 
     @model_validator(mode="after")
     def _unique_keys(self) -> GatewayConfig:

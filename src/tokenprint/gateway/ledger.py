@@ -1,17 +1,18 @@
-"""The request ledger: one SQLite row per request, in the results directory (no text by default).
+"""The request ledger: one row per request (no text by default), in a SQLite file in the results
+directory or in a PostgreSQL database that several gateways share (``ledger_url``).
 
 No answered request can lose its row. ``add`` first appends the row to the run's journal
 (``ledger-journal/RUN.SEG.jsonl``, one ``write`` to the kernel, no fsync: a killed process cannot
 undo it) — the proxy calls it *before* the response's final bytes — and then queues it for the
-one writer thread, which commits batches to SQLite (WAL, ``synchronous = NORMAL``) and deletes a
-journal segment once every row in it is committed. Readers never write: ``flush`` wakes the
-writer and waits until it has committed what was queued. A run that was killed leaves its
-journal behind; the next ledger that opens the folder (a gateway start, ``ledger check
---recover``) replays it, and ``ledger check`` counts its rows that are not yet in the database as
-the run's gap. The writer retries a busy or locked database with backoff (rows wait in a bounded
-queue; any overflow is counted, never hidden); ``status()`` tells ``/health`` when it is behind
-or failing; every process keeps a row in ``runs`` (requests answered, rows dropped, a heartbeat,
-a clean stop).
+one writer thread, which commits batches (SQLite: WAL, ``synchronous = NORMAL``; PostgreSQL:
+one transaction per batch, ``ON CONFLICT DO NOTHING``) and deletes a journal segment once every
+row in it is committed. Readers never write: ``flush`` wakes the writer and waits until it has
+committed what was queued. A run that was killed leaves its journal behind; the next ledger
+that opens the folder (a gateway start, ``ledger check --recover``) replays it, and ``ledger
+check`` counts its rows that are not yet in the database as the run's gap. The writer retries
+a busy, locked or unreachable database with backoff (rows wait in a bounded queue; any overflow
+is counted, never hidden); ``status()`` tells ``/health`` when it is behind or failing; every
+process keeps a row in ``runs`` (requests answered, rows dropped, a heartbeat, a clean stop).
 """
 
 from __future__ import annotations
@@ -26,47 +27,36 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tokenprint.database import Database
 from tokenprint.errors import TokenprintError
+from tokenprint.gateway.ledger_recovery import (  # re-exported: callers import them from here
+    ALIVE_BEAT_S,
+    DB_NAME,
+    HOST,
+    JOURNAL_DIR,
+    LEGACY_DB_NAME,
+    check,
+    journal_rows,
+    ledger_path,
+    recover_folder,
+    recover_journals,
+)
 from tokenprint.gateway.ledger_schema import (  # re-exported: callers import them from here
     COLUMNS,
-    LEGACY_WIDTHS,
     NEWER_COLUMNS,
+    NEWER_RUN_COLUMNS,
     SCHEMA,
     RequestOutcome,
 )
 
+__all__ = ["ALIVE_BEAT_S", "COLUMNS", "DB_NAME", "JOURNAL_DIR", "LEGACY_DB_NAME", "SCHEMA",
+           "Ledger", "RequestOutcome", "check", "ledger_path", "recover_folder"]
+
 log = logging.getLogger("tokenprint.gateway")
 
-DB_NAME = "ledger.sqlite"
-# before 0.4 the ledger was tokenprint.sqlite, the results store's own file name: a bench run
-# and a gateway with the default folders then shared one file (and one "runs" table)
-LEGACY_DB_NAME = "tokenprint.sqlite"
-
-
-def ledger_path(results_dir: str | Path) -> Path:
-    """The ledger file in ``results_dir``: ledger.sqlite, or an older ledger kept in place."""
-    d = Path(results_dir)
-    legacy = d / LEGACY_DB_NAME
-    if not (d / DB_NAME).exists() and legacy.is_file():
-        try:
-            con = sqlite3.connect(f"file:{legacy}?mode=ro", uri=True)
-            try:
-                tables = {r[0] for r in con.execute(
-                    "SELECT name FROM sqlite_master WHERE type='table'")}
-            finally:
-                con.close()
-        except sqlite3.DatabaseError:
-            tables = set()
-        if "requests" in tables:
-            return legacy
-    return d / DB_NAME
-
-
-JOURNAL_DIR = "ledger-journal"
 SEGMENT_BYTES = 4 << 20     # a journal segment is closed at 4 MiB and deleted once committed
 BEHIND_S = 5.0        # /health is degraded once the oldest queued row waits this long
 BACKOFF_MAX_S = 2.0
-ALIVE_BEAT_S = 10.0      # a run whose writer has not beaten for this long is not running
 
 
 class Ledger:
@@ -80,47 +70,37 @@ class Ledger:
 
     def __init__(self, results_dir: str | Path, flush_s: float = 0.05,
                  max_pending: int = 100_000, private: bool = False,
-                 busy_timeout_s: float = 0.5, register_run: bool = True) -> None:
+                 busy_timeout_s: float = 0.5, register_run: bool = True,
+                 url: str | None = None) -> None:
         d = Path(results_dir)
-        path = ledger_path(d)
         self.private = private
         try:
             d.mkdir(parents=True, exist_ok=True)
-            if private and not path.exists():
-                fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-                os.close(fd)
-            if private:
+            self.db = Database(url if url is not None else ledger_path(d),
+                               timeout_s=busy_timeout_s, private=private)
+        except (OSError, sqlite3.Error) as exc:
+            raise TokenprintError(f"cannot open the ledger in {str(d)!r}: {exc}") from None
+        failures: tuple[type[BaseException], ...] = (OSError, *self.db.errors)
+        try:
+            if private and url is None:
                 with contextlib.suppress(OSError):
-                    os.chmod(path, 0o600)
-            self.conn = sqlite3.connect(path, check_same_thread=False,
-                                        timeout=busy_timeout_s)
-            self.conn.executescript(SCHEMA)
-            have = {r[1] for r in self.conn.execute("PRAGMA table_info(requests)")}
-            for col, kind in NEWER_COLUMNS.items():
-                if col not in have:
-                    try:
-                        self.conn.execute(f"ALTER TABLE requests ADD COLUMN {col} {kind}")
-                    except sqlite3.OperationalError as exc:  # another worker added it first
-                        if "duplicate column" not in str(exc):
-                            raise
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
-            mode = self.conn.execute("PRAGMA synchronous").fetchone()[0]
-            if mode != 1:  # NORMAL
-                raise sqlite3.DatabaseError(f"synchronous is {mode}, not NORMAL (1)")
+                    os.chmod(ledger_path(d), 0o600)
+            self.db.ensure_schema(SCHEMA, {"requests": NEWER_COLUMNS,
+                                           "runs": NEWER_RUN_COLUMNS})
             self.run_id = f"run-{os.getpid()}-{os.urandom(4).hex()}"
             self.journal_dir = d / JOURNAL_DIR
             now = time.time()
             if register_run:  # a gateway process, not a reader such as ``ledger summary``
-                with self.conn:
-                    self.conn.execute("INSERT INTO runs (run_id, pid, started_utc, "
-                                      "last_beat_utc) VALUES (?, ?, ?, ?)",
-                                      (self.run_id, os.getpid(), now, now))
-                self.recovered = recover_journals(self.conn, self.journal_dir,
+                with self.db.transaction():
+                    self.db.run("INSERT INTO runs (run_id, pid, started_utc, last_beat_utc, "
+                                "host) VALUES (?, ?, ?, ?, ?)",
+                                (self.run_id, os.getpid(), now, now, HOST))
+                self.recovered = recover_journals(self.db, self.journal_dir,
                                                   skip=self.run_id)
                 self.journal_dir.mkdir(exist_ok=True)
-        except (OSError, sqlite3.DatabaseError) as exc:
-            raise TokenprintError(f"cannot open the ledger in {str(d)!r}: {exc}") from None
+        except failures as exc:
+            self.db.close()
+            raise TokenprintError(f"cannot open the ledger {self.db.where!r}: {exc}") from None
         self.journaled = register_run
         self.lock = threading.Lock()       # guards the queue, the journal and counters
         self._db_lock = threading.Lock()   # guards the connection
@@ -144,6 +124,7 @@ class Ledger:
         self._wake = threading.Event()
         self._stop = False
         self._flush_s = flush_s
+        self._insert = self.db.insert_unless_present("requests", COLUMNS)
         self._writer = threading.Thread(target=self._run, daemon=True, name="ledger-writer")
         self._writer.start()
 
@@ -243,16 +224,12 @@ class Ledger:
                 batch = list(self._pending)
                 answered, dropped = self.answered, self.dropped
             try:
-                with self._db_lock, self.conn:
-                    rows = [r for r, _, _ in batch]
-                    if rows:
-                        self.conn.executemany(
-                            f"INSERT OR IGNORE INTO requests ({', '.join(COLUMNS)}) VALUES "
-                            f"({', '.join('?' * len(COLUMNS))})", rows)
-                    self.conn.execute("UPDATE runs SET last_beat_utc = ?, answered = ?, "
-                                      "dropped = ? WHERE run_id = ?",
-                                      (time.time(), answered, dropped, self.run_id))
-            except sqlite3.Error as exc:
+                with self._db_lock, self.db.transaction():
+                    self.db.run_many(self._insert, [r for r, _, _ in batch])
+                    self.db.run("UPDATE runs SET last_beat_utc = ?, answered = ?, "
+                                "dropped = ? WHERE run_id = ?",
+                                (time.time(), answered, dropped, self.run_id))
+            except self.db.errors as exc:
                 with self.lock:
                     if self.failing is None:
                         log.warning("ledger write failed, retrying: %s", exc)
@@ -308,25 +285,24 @@ class Ledger:
         """Number of requests recorded (after what is queued now is committed)."""
         self.flush()
         with self._db_lock:
-            return int(self.conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
+            got = self.db.one("SELECT COUNT(*) FROM requests")
+            return int(got[0]) if got else 0
 
     def since(self, t0: float) -> list[dict[str, Any]]:
         """Requests recorded at or after epoch second ``t0``."""
         self.flush()
         with self._db_lock:
-            cur = self.conn.execute("SELECT * FROM requests WHERE time_utc >= ? ORDER BY "
-                                    "time_utc", (t0,))
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+            return self.db.dicts("SELECT * FROM requests WHERE time_utc >= ? ORDER BY "
+                                 "time_utc", (t0,))
 
     def binned(self, t0: float, bin_s: float) -> list[tuple[str, int, int, int, float, float]]:
         """(upstream, bin, requests, tokens, energy_j, carbon_g) per ``bin_s`` bin since ``t0``,
         summed by SQLite over the committed rows (the dashboard's query: it never waits for or
         drives the writer; rows arrive within one flush interval)."""
         with self._db_lock:
-            return [tuple(r) for r in self.conn.execute(
-                "SELECT upstream, CAST((time_utc - ?) / ? AS INTEGER) AS bin, COUNT(*), "
-                "SUM(COALESCE(prompt_tokens, 0) + COALESCE(completion_tokens, 0)), "
+            return [tuple(r) for r in self.db.rows(
+                f"SELECT upstream, {self.db.floor_int('(time_utc - ?) / ?')} AS bin, "
+                "COUNT(*), SUM(COALESCE(prompt_tokens, 0) + COALESCE(completion_tokens, 0)), "
                 "SUM(COALESCE(energy_j, 0)), SUM(COALESCE(total_g, 0)) FROM requests "
                 "WHERE time_utc >= ? GROUP BY upstream, bin", (t0, bin_s, t0))]
 
@@ -334,15 +310,15 @@ class Ledger:
         """Totals per upstream and model since ``t0``."""
         self.flush()
         with self._db_lock:
-            cur = self.conn.execute(
+            got = self.db.rows(
                 "SELECT upstream, model, region, COUNT(*), SUM(prompt_tokens), "
                 "SUM(completion_tokens), SUM(energy_j), SUM(operational_g), SUM(embodied_g), "
                 "SUM(total_g), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) FROM requests "
                 "WHERE time_utc >= ? GROUP BY upstream, model, region ORDER BY upstream", (t0,))
-            keys = ("upstream", "model", "region", "requests", "prompt_tokens",
-                    "completion_tokens", "energy_j", "operational_g", "embodied_g", "total_g",
-                    "errors")
-            return [dict(zip(keys, row, strict=True)) for row in cur.fetchall()]
+        keys = ("upstream", "model", "region", "requests", "prompt_tokens",
+                "completion_tokens", "energy_j", "operational_g", "embodied_g", "total_g",
+                "errors")
+        return [dict(zip(keys, row, strict=True)) for row in got]
 
     def close(self, retry_s: float = 10.0) -> None:
         """Write what is pending (retrying a busy database for up to ``retry_s``), mark the run
@@ -356,7 +332,7 @@ class Ledger:
             self._open.clear()
         if left and self.journaled:
             segs = [self._segment_path(k) for k in sorted(set(left.values()))]
-            found = {r[0]: r for p in segs if p.exists() for r in _journal_rows(p)[0]
+            found = {r[0]: r for p in segs if p.exists() for r in journal_rows(p)[0]
                      if r[0] in left}
             with self.lock:
                 for rid, seg in left.items():
@@ -375,156 +351,12 @@ class Ledger:
             if not self._pending:   # all committed: the open segment goes too
                 self._seg += 1
                 self._drop_committed_segments()
-        with contextlib.suppress(sqlite3.Error), self._db_lock, self.conn:
-            self.conn.execute("UPDATE runs SET stopped_utc = ? WHERE run_id = ?",
-                              (time.time(), self.run_id))
+        with contextlib.suppress(*self.db.errors), self._db_lock, self.db.transaction():
+            self.db.run("UPDATE runs SET stopped_utc = ? WHERE run_id = ?",
+                        (time.time(), self.run_id))
         if self._pending:
             log.error("ledger closed with %d rows unwritten (kept in %s for the next start): "
                       "%s", len(self._pending), self.journal_dir, self.failing)
-        self.conn.close()
+        self.db.close()
 
 
-def _journal_rows(path: Path) -> tuple[list[tuple[Any, ...]], int]:
-    """The rows of one journal segment, and how many lines were unreadable (a torn last line
-    of a process killed mid-write, or a foreign file)."""
-    rows: list[tuple[Any, ...]] = []
-    bad = 0
-    with open(path, "rb") as fh:
-        for line in fh:
-            try:
-                row = json.loads(line)
-            except ValueError:
-                bad += 1
-                continue
-            if isinstance(row, list) and len(row) in (len(COLUMNS), *LEGACY_WIDTHS):
-                rows.append(tuple(row) + (None,) * (len(COLUMNS) - len(row)))
-            else:
-                bad += 1
-    return rows, bad
-
-
-def _journal_runs(journal_dir: Path) -> dict[str, list[Path]]:
-    """Journal segments by the run that wrote them."""
-    found: dict[str, list[Path]] = {}
-    if journal_dir.is_dir():
-        for p in sorted(journal_dir.glob("run-*.jsonl")):
-            found.setdefault(p.name.split(".", 1)[0], []).append(p)
-    return found
-
-
-def recover_journals(conn: sqlite3.Connection, journal_dir: Path, skip: str | None = None
-                     ) -> int:
-    """Replay the journals of runs that are no longer running into the database (rows already
-    there are ignored) and delete them; returns the rows added."""
-    added = 0
-    for run_id, paths in _journal_runs(journal_dir).items():
-        if run_id == skip:
-            continue
-        info = conn.execute("SELECT pid, last_beat_utc, stopped_utc FROM runs WHERE run_id = ?",
-                            (run_id,)).fetchone()
-        if info is not None and info[2] is None and _alive(info[0], info[1]):
-            continue   # still running: its own writer commits these rows
-        last: dict[Any, tuple[Any, ...]] = {}
-        for p in paths:
-            for row in _journal_rows(p)[0]:
-                last[row[0]] = row   # a final row supersedes the request's open row
-        rows = list(last.values())
-        with conn:
-            before = conn.total_changes
-            conn.executemany(f"INSERT OR IGNORE INTO requests ({', '.join(COLUMNS)}) VALUES "
-                             f"({', '.join('?' * len(COLUMNS))})", rows)
-            added += conn.total_changes - before
-            recorded = conn.execute("SELECT COUNT(*) FROM requests WHERE run_id = ?",
-                                    (run_id,)).fetchone()[0]
-            # what the journal shows it answered is known now, whatever the last beat said
-            conn.execute("UPDATE runs SET answered = MAX(COALESCE(answered, 0), ?) "
-                         "WHERE run_id = ?", (recorded, run_id))
-        for p in paths:
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
-        if rows:
-            log.warning("ledger: recovered %d journaled rows of run %s (it was killed)",
-                        len(rows), run_id)
-    return added
-
-
-def _alive(pid: int | None, last_beat_utc: float | None) -> bool:
-    """Whether a gateway run is still going: its process exists here and its writer beat
-    within ``ALIVE_BEAT_S`` (it beats every second)."""
-    if pid is None or last_beat_utc is None or time.time() - last_beat_utc > ALIVE_BEAT_S:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:   # exists, owned by another user
-        return True
-    return True
-
-
-def _existing_ledger(results_dir: str | Path) -> Path:
-    """The ledger file of ``results_dir``; one clear error when there is none."""
-    path = ledger_path(results_dir)
-    if not path.is_file():
-        raise TokenprintError(f"no ledger in {str(results_dir)!r} ({DB_NAME} not found); give "
-                              "--results the folder a gateway (tokenprint serve) writes to")
-    return path
-
-
-def recover_folder(results_dir: str | Path) -> int:
-    """Replay the journals of killed runs in ``results_dir`` into its ledger; rows added."""
-    path = _existing_ledger(results_dir)
-    conn = sqlite3.connect(path, timeout=5.0)
-    try:
-        return recover_journals(conn, Path(results_dir) / JOURNAL_DIR)
-    except sqlite3.DatabaseError as exc:
-        raise TokenprintError(f"cannot recover the ledger in {str(results_dir)!r}: "
-                              f"{exc}") from None
-    finally:
-        conn.close()
-
-
-def check(results_dir: str | Path) -> list[dict[str, Any]]:
-    """Per gateway run: requests it answered, rows recorded, rows dropped, and whether it
-    stopped cleanly — the gaps ``tokenprint ledger check`` reports."""
-    path = _existing_ledger(results_dir)
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return _check(conn, results_dir)
-    except sqlite3.DatabaseError as exc:
-        raise TokenprintError(f"{str(path)!r} is not a readable ledger: {exc}") from None
-    finally:
-        conn.close()
-
-
-def _check(conn: sqlite3.Connection, results_dir: str | Path) -> list[dict[str, Any]]:
-    """``check``'s work on an open database."""
-    have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    if "runs" not in have:
-        return []
-    runs = conn.execute("SELECT run_id, pid, started_utc, last_beat_utc, answered, dropped, "
-                        "stopped_utc FROM runs ORDER BY started_utc").fetchall()
-    journals = _journal_runs(Path(results_dir) / JOURNAL_DIR)
-    out = []
-    for run_id, pid, started, beat, answered, dropped, stopped in runs:
-        recorded = conn.execute("SELECT COUNT(*) FROM requests WHERE run_id = ?",
-                                (run_id,)).fetchone()[0]
-        running = stopped is None and _alive(pid, beat)
-        # rows a killed run journaled (its client got the answer) that are not committed
-        ids = {row[0] for p in (journals.get(run_id, []) if not running else [])
-               for row in _journal_rows(p)[0]}
-        unrecorded = sum(conn.execute("SELECT 1 FROM requests WHERE id = ?",
-                                      (rid,)).fetchone() is None for rid in ids)
-        answered_n = max(int(answered or 0), int(recorded) + unrecorded)
-        missing = max(answered_n - int(recorded) - int(dropped or 0), 0)
-        out.append({"run_id": run_id, "pid": pid, "started_utc": started,
-                    "last_beat_utc": beat, "stopped_cleanly": stopped is not None,
-                    "running": running,
-                    "answered": answered_n, "recorded": int(recorded),
-                    "dropped": int(dropped or 0), "missing": missing,
-                    "recoverable": unrecorded,
-                    # a live run is judged on what it dropped; its last second's rows may
-                    # still be queued
-                    "ok": not dropped and (running or (stopped is not None
-                                                       and missing == 0))})
-    return out

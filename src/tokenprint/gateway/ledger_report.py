@@ -18,7 +18,6 @@ Contracts file::
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,8 +28,10 @@ import pandas as pd
 from tokenprint.carbon.intensity import parse_time
 from tokenprint.carbon.operational import kwh
 from tokenprint.carbon.scope2 import MATCHING, Contract, market_based, sci_g_per_unit
+from tokenprint.database import Database
 from tokenprint.errors import TokenprintError
 from tokenprint.files import read_toml_file
+from tokenprint.gateway.ledger_schema import NUMERIC_COLUMNS
 
 BY = {"team": "team", "project": "project", "model": "model", "key": "key_name",
       "upstream": "upstream", "region": "region", "user": "user_digest"}
@@ -76,15 +77,14 @@ def load_contracts(path: str | Path) -> Contracts:
     return Contracts(tuple(out), {str(k).upper(): float(v) for k, v in mix.items()}, matching)
 
 
-def ledger_rows(path: Path, start_s: float, end_s: float) -> pd.DataFrame:
-    """The ledger's rows in ``[start_s, end_s)`` (read-only; older ledgers without the
-    organisation columns read them as empty)."""
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        df = pd.read_sql_query("SELECT * FROM requests WHERE time_utc >= ? AND time_utc < ?",
-                               con, params=(start_s, end_s))
-    finally:
-        con.close()
+def ledger_rows(db: Database, start_s: float, end_s: float) -> pd.DataFrame:
+    """The ledger's rows in ``[start_s, end_s)`` (SQLite or PostgreSQL; older ledgers without
+    the organisation columns read them as empty)."""
+    names, got = db.table("SELECT * FROM requests WHERE time_utc >= ? AND time_utc < ?",
+                          (start_s, end_s))
+    df = pd.DataFrame(got, columns=names)
+    for col in NUMERIC_COLUMNS & set(names):   # a column of only NULLs reads as numbers too
+        df[col] = pd.to_numeric(df[col])
     for col in ("key_name", "team", "project", "user_digest", "tags"):
         if col not in df:
             df[col] = None

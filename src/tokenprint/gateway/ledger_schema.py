@@ -1,8 +1,10 @@
-"""What the request ledger records: its SQLite schema, its columns in order, and the record one
-request leaves (:class:`RequestOutcome`). :mod:`tokenprint.gateway.ledger` writes them."""
+"""What the request ledger records: its schema (in SQLite's types; :mod:`tokenprint.database`
+maps them for PostgreSQL), its columns in order, and the record one request leaves
+(:class:`RequestOutcome`). :mod:`tokenprint.gateway.ledger` writes them."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -52,7 +54,8 @@ CREATE TABLE IF NOT EXISTS runs (
     last_beat_utc REAL,
     answered INTEGER DEFAULT 0,
     dropped INTEGER DEFAULT 0,
-    stopped_utc REAL
+    stopped_utc REAL,
+    host TEXT
 );
 """
 COLUMNS = ("id", "time_utc", "upstream", "model", "region", "endpoint", "status",
@@ -61,6 +64,10 @@ COLUMNS = ("id", "time_utc", "upstream", "model", "region", "endpoint", "status"
            "attempts", "added_s", "intensity_source", "usage_source", "note", "run_id",
            "prompt_text", "completion_text", "key_name", "team", "project", "user_digest",
            "tags")
+# the requests columns that hold numbers (SQLite REAL or INTEGER)
+NUMERIC_COLUMNS = frozenset(re.findall(r"^\s+(\w+) (?:REAL|INTEGER)",
+                                       SCHEMA.split("CREATE TABLE IF NOT EXISTS runs")[0],
+                                       flags=re.M))
 # journals written before the organisation columns: their rows are padded on replay
 LEGACY_WIDTHS = (27,)
 
@@ -68,6 +75,9 @@ LEGACY_WIDTHS = (27,)
 NEWER_COLUMNS = {"added_s": "REAL", "intensity_source": "TEXT", "usage_source": "TEXT",
                  "note": "TEXT", "run_id": "TEXT", "key_name": "TEXT", "team": "TEXT",
                  "project": "TEXT", "user_digest": "TEXT", "tags": "TEXT"}
+# columns of ``runs`` added later: the host a run's pid belongs to (a shared ledger's runs come
+# from several hosts)
+NEWER_RUN_COLUMNS = {"host": "TEXT"}
 
 
 _FOOTPRINT_COLUMNS = ("energy_j", "prefill_j", "decode_j", "operational_g", "embodied_g",
