@@ -65,6 +65,27 @@ def test_study_csv_numbers_are_consistent(study_dir: Path):
     assert by_region["US-MIDW-MISO"] > by_region["US-CAL-CISO"] > by_region["CA-QC"]
 
 
+def test_sci_is_stated_with_its_boundary(study_dir: Path):
+    df = pd.read_csv(study_dir / "study.csv")
+    # SCI = (E × I + M) / R with R = 1,000 output tokens: the per-1k operational plus embodied
+    sci = df["operational_g_per_1k"] + df["embodied_g_per_1k"]
+    assert (df["sci_g_per_1k_tokens"] - sci).abs().max() < 1e-15
+    block = json.loads((study_dir / "study.json").read_text())["sci"]
+    assert block["functional_unit"] == "1,000 output tokens"
+    assert "location-based" in block["boundary"] and "embodied" in block["boundary"]
+    ok = df[df["meets_tpot_target"]]
+    best = ok.loc[ok.groupby(["model", "gpu", "region"])["total_g_per_1k"].idxmin()]
+    assert len(block["best"]) == len(best)
+    for b in block["best"]:
+        row = best[(best["model"] == b["model"]) & (best["gpu"] == b["gpu"])
+                   & (best["region"] == b["region"])].iloc[0]
+        assert b["batch"] == row["batch"]
+        assert b["sci_g_per_1k_tokens"] == pytest.approx(row["operational_g_per_1k"]
+                                                         + row["embodied_g_per_1k"])
+        assert b["range"][0] <= b["sci_g_per_1k_tokens"] <= b["range"][1]
+    assert "Software Carbon Intensity" in (study_dir / "report.html").read_text()
+
+
 def test_findings_follow_the_numbers(catalog):
     res = run_study(StudyConfig(models=["llama-3.2-3b"], batches=[1, 8, 32]), catalog)
     choice = next(f for f in res.findings if f.kind == "gpu_choice")

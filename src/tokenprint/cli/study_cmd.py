@@ -16,6 +16,7 @@ from tokenprint.cli.common import (
     CatalogOpt,
     JsonOpt,
     console,
+    fmt_g,
     in_range,
     int_list,
     load,
@@ -180,6 +181,7 @@ def _summary(res, paths: dict[str, Path]) -> None:  # type: ignore[no-untyped-de
     from rich.markup import escape
 
     from tokenprint.report.headline import headline, title
+    from tokenprint.report.study import sci_summary
 
     console.print(title(res), style="bold", highlight=False)
     console.print(Panel("\n".join(escape(s) for s in headline(res)), title="Headline",
@@ -192,6 +194,12 @@ def _summary(res, paths: dict[str, Path]) -> None:  # type: ignore[no-untyped-de
     if left:
         console.print(f"{left} more findings (the carbon-optimal batch of each model and GPU) "
                       f"are in {paths['report']} and study.json", style="dim")
+    sci = [b["sci_g_per_1k_tokens"] for b in sci_summary(res)["best"]]
+    if sci:
+        console.print(f"SCI (ISO/IEC 21031) per 1,000 output tokens at each model and GPU's "
+                      f"lowest-carbon batch: {fmt_g(min(sci))} to {fmt_g(max(sci))} across "
+                      "regions (location-based E × I plus the GPUs' embodied share; boundary "
+                      "in study.json)", highlight=False)
     console.print(f"report: {paths['report']}  ·  data: {paths['csv']}, {paths['json']}  ·  "
                   f"figures: {paths['figures']}/", style="bold")
     if (res.performance["source"] != "measured").any():

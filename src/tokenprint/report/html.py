@@ -149,7 +149,10 @@ for that model, GPU, batch and lengths (<span class="tag measured">measured</spa
 tokenprint's calibrated roofline + power model (<span class="tag predicted">predicted</span>;
 model version and calibration in <code>study.csv</code>). Ranges come from the model's held-out
 errors (predicted) or p5–p95 over repetitions (measured).</li>
-<li><b>Functional unit.</b> {study['inputs']['functional_unit']}.</li>
+<li><b>Functional unit.</b> {study['inputs']['functional_unit']}. The total per 1,000 output
+tokens is the Software Carbon Intensity (ISO/IEC 21031:2024; <code>sci_g_per_1k_tokens</code>
+in <code>study.csv</code>, the <code>sci</code> block of <code>study.json</code>):
+{html.escape(study['sci']['boundary'])}.</li>
 <li><b>Operational carbon.</b> energy × PUE ({cfg.pue:g}) × annual grid intensity
 (lifecycle basis); range from the low/high intensity across sources.</li>
 <li><b>Embodied carbon</b> at <b>{cfg.scope}</b> scope, amortized linearly over a

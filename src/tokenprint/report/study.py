@@ -17,6 +17,7 @@ import pandas as pd
 from tokenprint.carbon.amortize import provisioned_g
 from tokenprint.carbon.embodied import gpu_embodied
 from tokenprint.carbon.operational import operational_g
+from tokenprint.carbon.scope2 import sci_g_per_unit
 from tokenprint.catalog import Catalog
 from tokenprint.errors import TokenprintError
 from tokenprint.predict import predict_records, resolve_dtype
@@ -227,8 +228,33 @@ def carbon_table(perf: pd.DataFrame, cfg: StudyConfig, catalog: Catalog) -> pd.D
                 "embodied_share_vendor": vendor / (op[0] + vendor) if op[0] + vendor > 0
                 else 0.0,
             })
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    if len(out):   # SCI (ISO/IEC 21031): (E × I + M) / R, R = 1,000 output tokens
+        out["sci_g_per_1k_tokens"] = sci_g_per_unit(out["operational_g_per_1k"],
+                                                    out["embodied_g_per_1k"], 1.0)
+    return out
 
+
+# what a study's SCI covers (E, I, M and R of ISO/IEC 21031:2024)
+SCI_BOUNDARY = ("SCI = (E × I + M) / R: E the GPUs' energy per output token (measured or "
+                "predicted) × PUE, I the region's annual location-based intensity, M the GPUs' "
+                "embodied carbon at the study's scope for the provisioned time (busy time / "
+                "utilization, amortized over the lifetime), R 1,000 output tokens; networking, "
+                "storage and idle spares are outside")
+
+
+def sci_summary(res: StudyResult) -> dict[str, Any]:
+    """``study.json``'s SCI block: the boundary and, per model, GPU and region, the SCI of the
+    lowest-carbon batch meeting the TPOT target (with its range)."""
+    best = best_rows(res)
+    return {"standard": "ISO/IEC 21031:2024", "functional_unit": "1,000 output tokens",
+            "boundary": SCI_BOUNDARY,
+            "best": [{"model": r["model"], "gpu": r["gpu"], "region": r["region"],
+                      "batch": int(r["batch"]),
+                      "sci_g_per_1k_tokens": float(r["sci_g_per_1k_tokens"]),
+                      "range": [float(r["total_g_per_1k_low"]),
+                                float(r["total_g_per_1k_high"])]}
+                     for r in best.to_dict("records")]}
 
 
 def best_rows(res: StudyResult) -> pd.DataFrame:
@@ -278,6 +304,7 @@ class StudyResult:
             "inputs": self.config.to_dict(),
             "sources": _sources(self.config, catalog),
             "findings": [f.to_dict() for f in self.findings],
+            "sci": sci_summary(self),
             "points": {"measured": int((self.performance["source"] == "measured").sum()),
                        "predicted": int((self.performance["source"] == "predicted").sum()),
                        "mixed": int((self.performance["source"] == "mixed").sum())},
