@@ -78,6 +78,9 @@ def test_teams_keys_users_and_tags_reach_the_ledger_and_the_report(tmp_path: Pat
         # SCI per 1,000 output tokens = (E x I + M) / R, by hand from the report's own row
         assert r["sci_g_per_1k_tokens"] == pytest.approx(
             (r["location_g"] + r["embodied_g"]) / (r["completion_tokens"] / 1000))
+        # and per request (R = one request)
+        assert r["sci_g_per_request"] == pytest.approx(
+            (r["location_g"] + r["embodied_g"]) / r["requests"])
     # market-based with a certificate covering every kWh at 0 g: only embodied remains
     deals = tmp_path / "contracts.toml"
     deals.write_text('matching = "annual"\n[residual_mix]\nFR = 80.0\n[[contract]]\n'

@@ -133,3 +133,56 @@ def sci_g_per_unit(operational_location_g: ArrayLike, embodied_g: ArrayLike,
     num = np.asarray(operational_location_g, dtype=np.float64) + np.asarray(embodied_g,
                                                                               dtype=np.float64)
     return np.asarray(np.where(r > 0, num / np.where(r > 0, r, 1.0), np.nan))
+
+
+class RunningMarket:
+    """Market-based grams as energy arrives, request by request (for live counters such as the
+    gateway's ``/metrics``). Each instrument's volume is consumed first come within its span
+    (``annual``) or within each hour's share of it (``hourly``), in the Guidance's order; what
+    none covers is charged at the region's residual mix. Over a whole contract span the total
+    equals :func:`market_based`'s; reports (``ledger report``) prorate to their period instead.
+    ``share`` scales every volume (a gateway of N worker processes gives each 1/N)."""
+
+    def __init__(self, contracts: Sequence[Contract], residual_g_per_kwh: dict[str, float],
+                 matching: str = "annual", share: float = 1.0) -> None:
+        if matching not in MATCHING:
+            raise TokenprintError(f"matching {matching!r} is invalid; valid: "
+                                  f"{', '.join(MATCHING)}")
+        self.contracts = sorted(contracts, key=lambda c: KINDS.index(c.kind))
+        self.mix = {k.upper(): float(v) for k, v in residual_g_per_kwh.items()}
+        self.matching, self.share = matching, share
+        self._used: dict[tuple[int, float], float] = {}   # (instrument, hour or 0) → kWh used
+
+    def check_regions(self, regions: Sequence[str]) -> None:
+        """Refuse a region without a residual mix (its uncovered energy has no factor)."""
+        missing = sorted({r.upper() for r in regions} - set(self.mix))
+        if missing:
+            raise TokenprintError(f"no residual mix for region(s) {', '.join(missing)}: give "
+                                  "their factors under [residual_mix] in the contracts file")
+
+    def grams(self, energy_kwh: float, time_s: float, region: str) -> float:
+        """Market-based grams of ``energy_kwh`` used at ``time_s`` in ``region``."""
+        r = region.upper()
+        if r not in self.mix:
+            raise TokenprintError(f"no residual mix for region {r}: give its factor")
+        left, g = float(energy_kwh), 0.0
+        hour = float(np.floor(time_s / S_PER_HOUR))
+        for i, c in enumerate(self.contracts):
+            if left <= 0:
+                break
+            if c.region.upper() != r or not c.start_s <= time_s < c.end_s:
+                continue
+            if c.mwh is None:
+                vol = left
+            else:
+                lo, hi = ((hour * S_PER_HOUR, (hour + 1) * S_PER_HOUR)
+                          if self.matching == "hourly" else (c.start_s, c.end_s))
+                key = (i, hour if self.matching == "hourly" else 0.0)
+                room = _volume_kwh(c, lo, hi) * self.share - self._used.get(key, 0.0)
+                vol = min(max(room, 0.0), left)
+                self._used[key] = self._used.get(key, 0.0) + vol
+            g += vol * c.g_per_kwh
+            left -= vol
+        if self.matching == "hourly" and len(self._used) > 50_000:   # hours long past
+            self._used = {k: v for k, v in self._used.items() if k[1] >= hour - 48}
+        return g + left * self.mix[r]

@@ -32,6 +32,7 @@ from tokenprint.gateway.config import GatewayConfig
 from tokenprint.gateway.dashboard import DASHBOARD_HTML, dashboard_data
 from tokenprint.gateway.intensity import IntensityProvider
 from tokenprint.gateway.ledger import Ledger
+from tokenprint.gateway.market import market_meter
 from tokenprint.gateway.metrics import Metrics
 from tokenprint.gateway.proxy import Proxy
 from tokenprint.gateway.requests import ENDPOINTS, Receive, Scope, Send, error_body, send_error
@@ -98,6 +99,7 @@ def create_app(cfg: GatewayConfig, catalog: Catalog,
         cfg = cfg.model_copy(update={"upstream": [
             u.model_copy(update={"capacity": math.ceil(u.capacity / cfg.workers)})
             for u in cfg.upstream]})
+    market = market_meter(cfg)   # refused here, before anything opens, when it cannot work
     ledger = Ledger(cfg.results, max_pending=cfg.ledger_max_pending, private=cfg.store_text,
                     url=cfg.ledger_url)
     metrics = Metrics.create(cfg.metrics_max_teams)
@@ -105,11 +107,15 @@ def create_app(cfg: GatewayConfig, catalog: Catalog,
     provider = IntensityProvider(catalog, cfg.intensity, files, cfg.electricitymaps_token_env,
                                  cfg.electricitymaps_url, cfg.intensity_cache_s,
                                  **cfg.intensity_options)
-    states = _states(cfg, catalog, provider, energy_sources)
+    # the carbon policy may route by another signal (a marginal one) than the accounts use
+    routing = provider if cfg.routing_intensity is None else IntensityProvider(
+        catalog, cfg.routing_intensity, files, cfg.electricitymaps_token_env,
+        cfg.electricitymaps_url, cfg.intensity_cache_s, **cfg.routing_intensity_options)
+    states = _states(cfg, catalog, routing, energy_sources)
     client = UpstreamClient(cfg.request_timeout_s, cfg.connect_timeout_s)
     router = Router(cfg.policy, cfg.latency_target_s, cfg.pue)
     proxy = Proxy(cfg, states, router, client, provider, ledger, metrics,
-                  user_salt(cfg.results))
+                  user_salt(cfg.results), market)
     tasks: list[asyncio.Task[None]] = []
 
     @contextlib.asynccontextmanager
@@ -140,14 +146,15 @@ def create_app(cfg: GatewayConfig, catalog: Catalog,
                         metrics.idle_energy.labels(st.name).inc(st.attributor.idle_j - before)
             if now - last_intensity >= refresh_s:
                 last_intensity = now
-                await provider.refresh([st.cfg.region for st in states])
+                for source in {id(provider): provider, id(routing): routing}.values():
+                    await source.refresh([st.cfg.region for st in states])
                 for st in states:
-                    st.intensity, st.intensity_method = provider.latest(st.cfg.region)
+                    st.intensity, st.intensity_method = routing.latest(st.cfg.region)
             if cfg.health_interval_s and now - last_health >= cfg.health_interval_s:
                 last_health = now
                 for st in states:
                     st.healthy = await client.healthy(f"{st.cfg.url}/models",
-                                                      proxy.auth_headers(st))
+                                                      st.auth_headers())
             await asyncio.sleep(TICK_S)
 
     keyed = cfg.open_endpoints == "key"

@@ -13,6 +13,9 @@ idle = "unattributed"             # or "spread"
 intensity = "annual"              # annual | file | electricitymaps | watttime
 # [intensity_options]             # the source's own options, e.g. for watttime:
 # regions = { "US-CAL-CISO" = "CAISO_NORTH" }   # user_env, password_env, base_url too
+# routing_intensity = "watttime"  # routing may follow a marginal signal (MOER) while the
+#                                   # accounts stay on `intensity`; each row names the signal
+# contracts = "contracts.toml"    # market-based Scope 2 on /metrics (as ledger report --contracts)
 open_endpoints = "public"         # or "key": /metrics, /health, /dashboard need an API key
 # limits (defaults safe on a public interface)
 max_header_bytes = 16384          # request head → 431 beyond
@@ -152,6 +155,11 @@ class GatewayConfig(BaseModel):
     intensity_cache_s: float = Field(default=300.0, ge=0)
     # the chosen source's own options (WattTime: user_env, password_env, base_url, regions)
     intensity_options: dict[str, Any] = Field(default_factory=dict)
+    # the signal the carbon policy routes by (None: the accounts' own intensity)
+    routing_intensity: str | None = None
+    routing_intensity_options: dict[str, Any] = Field(default_factory=dict)
+    # contractual instruments for market-based Scope 2 on /metrics (a contracts TOML file)
+    contracts: str | None = None
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     body_timeout_s: float = Field(default=30.0, gt=0)
     # a non-streamed upstream answer past this is a 502 (completions are kilobytes)
@@ -220,12 +228,12 @@ class GatewayConfig(BaseModel):
                              "worker on a metered host")
         return self
 
-    @field_validator("intensity")
+    @field_validator("intensity", "routing_intensity")
     @classmethod
-    def _source(cls, v: str) -> str:
+    def _source(cls, v: str | None) -> str | None:
         from tokenprint.carbon.resolver import SOURCES
 
-        if v not in SOURCES:
+        if v is not None and v not in SOURCES:
             raise ValueError(f"unknown intensity source {v!r}; valid: {', '.join(SOURCES)}")
         return v
 

@@ -37,7 +37,8 @@ BY = {"team": "team", "project": "project", "model": "model", "key": "key_name",
       "upstream": "upstream", "region": "region", "user": "user_digest"}
 PERIODS = {"day": "D", "month": "M"}
 FIELDS = ("requests", "prompt_tokens", "completion_tokens", "energy_kwh", "location_g",
-          "market_g", "embodied_g", "total_g", "g_per_1k_tokens", "sci_g_per_1k_tokens")
+          "market_g", "embodied_g", "total_g", "g_per_1k_tokens", "sci_g_per_1k_tokens",
+          "sci_g_per_request")
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,8 @@ def report(rows: pd.DataFrame, by: list[str], period: str, start_s: float, end_s
     out["g_per_1k_tokens"] = np.where(per_k > 0, out["total_g"] / np.where(per_k > 0, per_k, 1),
                                       np.nan)
     out["sci_g_per_1k_tokens"] = sci_g_per_unit(out["location_g"], out["embodied_g"], per_k)
+    out["sci_g_per_request"] = sci_g_per_unit(out["location_g"], out["embodied_g"],
+                                              out["requests"])
     out = out.rename(columns={BY[b]: b for b in by})
     return out[[*by, "period", *FIELDS]]
 

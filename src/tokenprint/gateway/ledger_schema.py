@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS requests (
     team TEXT,
     project TEXT,
     user_digest TEXT,
-    tags TEXT
+    tags TEXT,
+    routing_signal TEXT
 );
 CREATE INDEX IF NOT EXISTS requests_time ON requests(time_utc);
 CREATE TABLE IF NOT EXISTS runs (
@@ -63,18 +64,19 @@ COLUMNS = ("id", "time_utc", "upstream", "model", "region", "endpoint", "status"
            "decode_j", "operational_g", "embodied_g", "total_g", "intensity_g_per_kwh", "method",
            "attempts", "added_s", "intensity_source", "usage_source", "note", "run_id",
            "prompt_text", "completion_text", "key_name", "team", "project", "user_digest",
-           "tags")
+           "tags", "routing_signal")
 # the requests columns that hold numbers (SQLite REAL or INTEGER)
 NUMERIC_COLUMNS = frozenset(re.findall(r"^\s+(\w+) (?:REAL|INTEGER)",
                                        SCHEMA.split("CREATE TABLE IF NOT EXISTS runs")[0],
                                        flags=re.M))
 # journals written before the organisation columns: their rows are padded on replay
-LEGACY_WIDTHS = (27,)
+LEGACY_WIDTHS = (27, 32)
 
 # columns added after 0.1.0's ledgers (added on open)
 NEWER_COLUMNS = {"added_s": "REAL", "intensity_source": "TEXT", "usage_source": "TEXT",
                  "note": "TEXT", "run_id": "TEXT", "key_name": "TEXT", "team": "TEXT",
-                 "project": "TEXT", "user_digest": "TEXT", "tags": "TEXT"}
+                 "project": "TEXT", "user_digest": "TEXT", "tags": "TEXT",
+                 "routing_signal": "TEXT"}
 # columns of ``runs`` added later: the host a run's pid belongs to (a shared ledger's runs come
 # from several hosts)
 NEWER_RUN_COLUMNS = {"host": "TEXT"}
@@ -112,6 +114,7 @@ class RequestOutcome:
     project: str | None = None
     user_digest: str | None = None
     tags: str | None = None
+    routing_signal: str | None = None   # what the routing policy ranked this upstream by
 
     def row(self, run_id: str) -> tuple[Any, ...]:
         """Values in ``COLUMNS`` order."""

@@ -53,12 +53,15 @@ class Metrics:
     ledger_dropped: Counter
     team_requests: Counter
     team_carbon: Counter
+    scope2: Counter
     max_teams: int = 50
     _teams: set[str] = field(default_factory=set)
 
-    def charge_team(self, team: str | None, operational_g: float, embodied_g: float) -> None:
-        """Count a request and its carbon under its team; past ``max_teams`` distinct teams
-        the rest count as ``other`` (a label per team must not grow without bound)."""
+    def charge_team(self, team: str | None, operational_g: float, embodied_g: float,
+                    market_g: float | None = None) -> None:
+        """Count a request and its carbon under its team, operational both ways (Scope 2
+        location- and market-based); past ``max_teams`` distinct teams the rest count as
+        ``other`` (a label per team must not grow without bound)."""
         name = team or "none"
         if name not in self._teams:
             if len(self._teams) >= self.max_teams:
@@ -68,6 +71,8 @@ class Metrics:
         self.team_requests.labels(name).inc()
         self.team_carbon.labels(name, "operational").inc(operational_g)
         self.team_carbon.labels(name, "embodied").inc(embodied_g)
+        self.scope2.labels(name, "location").inc(operational_g)
+        self.scope2.labels(name, "market").inc(operational_g if market_g is None else market_g)
 
     def of_upstream(self, upstream: str, model: str, region: str) -> UpstreamMetrics:
         """The children of every metric for one upstream, resolved once (``labels()`` costs a
@@ -127,5 +132,9 @@ class Metrics:
                                   "API key (none: an unnamed key)", ["team"], registry=reg),
             team_carbon=Counter("tokenprint_team_carbon_grams", "Carbon by the team of the "
                                 "request's API key (g CO2e)", ["team", "kind"], registry=reg),
+            scope2=Counter("tokenprint_scope2_grams", "Operational carbon by team, Scope 2 "
+                           "location-based (grid average) and market-based (contracts in "
+                           "gateway.toml, else equal to location-based) (g CO2e)",
+                           ["team", "basis"], registry=reg),
             max_teams=max_teams,
         )

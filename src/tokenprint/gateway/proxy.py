@@ -24,11 +24,13 @@ from typing import Any
 
 import aiohttp
 
+from tokenprint.carbon.scope2 import RunningMarket
 from tokenprint.gateway.accounting import RequestFootprint, carbon_of_request
 from tokenprint.gateway.accounts import MAX_PENDING_WHO, NOBODY, Accounts, BadTags, Who
 from tokenprint.gateway.config import GatewayConfig
 from tokenprint.gateway.intensity import IntensityProvider
 from tokenprint.gateway.ledger import Ledger, RequestOutcome
+from tokenprint.gateway.market import market_g
 from tokenprint.gateway.metrics import Metrics, UpstreamMetrics
 from tokenprint.gateway.requests import (
     CHARS_PER_TOKEN,
@@ -66,7 +68,8 @@ class Proxy:
 
     def __init__(self, cfg: GatewayConfig, states: list[UpstreamState], router: Router,
                  client: UpstreamClient, provider: IntensityProvider, ledger: Ledger,
-                 metrics: Metrics, salt: bytes = b"") -> None:
+                 metrics: Metrics, salt: bytes = b"", market: RunningMarket | None = None
+                 ) -> None:
         self.cfg = cfg
         self.states = states
         self.router = router
@@ -75,15 +78,9 @@ class Proxy:
         self.ledger = ledger
         self.metrics = metrics
         self.accounts = Accounts(cfg, salt)
+        self.market = market   # market-based Scope 2 for /metrics (gateway.market), or None
         self._who: dict[str, Who] = {}     # request id → its sender, until it is recorded
         self._metrics: dict[str, UpstreamMetrics] = {}
-
-    def auth_headers(self, st: UpstreamState) -> dict[str, str]:
-        """The upstream's own credentials (never sent back to clients)."""
-        env = st.cfg.api_key_env
-        if env and os.environ.get(env):
-            return {"Authorization": f"Bearer {os.environ[env]}"}
-        return {}
 
     # ---- ASGI entry -----------------------------------------------------------------------
 
@@ -193,7 +190,7 @@ class Proxy:
         timing.sent = time.monotonic()
         try:
             resp = await self.client.open(st.name, f"{st.cfg.url}/{endpoint}", payload,
-                                          self.auth_headers(st))
+                                          st.auth_headers())
         except BaseException:
             self._release(st, rid)
             raise
@@ -238,9 +235,10 @@ class Proxy:
         m.duration.observe(duration)
         if added_s is not None:
             m.added.observe(added_s)
-        who = self._who.pop(rid, NOBODY)
+        who, now = self._who.pop(rid, NOBODY), time.time()
         self.metrics.charge_team(who.team, fp.operational_g if fp else 0.0,
-                                 fp.embodied_g if fp else 0.0)
+                                 fp.embodied_g if fp else 0.0,
+                                 market_g(self.market, fp, st.cfg.region, now))
         if fp is not None:
             m.energy.inc(fp.energy.energy_j)
             m.operational.inc(fp.operational_g)
@@ -248,11 +246,11 @@ class Proxy:
         store = self.cfg.store_text
         if not self.ledger.add(RequestOutcome(
             **who.fields(),
-            id=rid, time_utc=time.time(), upstream=st.name, model=model,
+            id=rid, time_utc=now, upstream=st.name, model=model,
             region=st.cfg.region.upper(), endpoint=endpoint, status=status,
             prompt_tokens=pt, completion_tokens=ct, ttft_s=ttft, duration_s=duration,
             attempts=attempts, added_s=added_s, usage_source=usage_source, note=note,
-            footprint=fp,
+            footprint=fp, routing_signal=self.router.signal(st),
             prompt_text=json.dumps(body.get("messages") or body.get("prompt"))
             if store else None,
             completion_text=text if store else None,

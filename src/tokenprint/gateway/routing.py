@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -38,6 +39,13 @@ class UpstreamState:
     def name(self) -> str:
         """Upstream name."""
         return self.cfg.name
+
+    def auth_headers(self) -> dict[str, str]:
+        """The upstream's own credentials (never sent back to clients)."""
+        env = self.cfg.api_key_env
+        if env and os.environ.get(env):
+            return {"Authorization": f"Bearer {os.environ[env]}"}
+        return {}
 
     def served_names(self) -> set[str]:
         """Model names a client may ask this upstream for."""
@@ -89,6 +97,13 @@ class Router:
         self.latency_target_s = latency_target_s
         self.pue = pue
         self._rr = itertools.count()
+
+    def signal(self, st: UpstreamState) -> str:
+        """What the policy ranks ``st`` by, for the ledger row (the accounts' own intensity may
+        be another signal: ``routing_intensity``)."""
+        if self.policy != "carbon":
+            return self.policy
+        return f"carbon: {st.intensity:.0f} g/kWh ({st.intensity_method})"
 
     def order(self, candidates: list[UpstreamState]) -> list[UpstreamState]:
         """Best first; unavailable and full upstreams go last."""
