@@ -89,9 +89,25 @@ def test_fleet_report_sums_the_watch_ledger_per_team(catalog, tmp_path: Path, ca
     assert "location-based" in doc["sci_boundary"] and "1,000" in doc["sci_boundary"]
     steps = [s for s in doc["steps"] if s["deployment"] == "chat"]
     assert [s["end_utc"][11:16] for s in steps] == ["09:00", "10:00"]
+    for t in totals.values():   # no contracts: market-based equals location-based
+        assert t["market_g"] == pytest.approx(t["location_g"]) == pytest.approx(
+            t["operational_g"])
+    # a certificate of 0.1 kWh in the first hour at 0 g, the rest at a 100 g/kWh residual mix
+    deals = tmp_path / "contracts.toml"
+    deals.write_text('[residual_mix]\nFR = 100.0\n[[contract]]\nkind = "certificate"\n'
+                     'region = "FR"\nstart = "2027-01-15T08:00:00Z"\n'
+                     'end = "2027-01-15T09:00:00Z"\nmwh = 0.0001\ng_per_kwh = 0.0\n')
+    code, out, err = run_cli(capsys, "fleet", "report", *source, "--start",
+                             "2027-01-15T08:00:00Z", "--end", "2027-01-15T10:00:00Z",
+                             "--contracts", str(deals), "--json")
+    assert code == 0, err
+    kwh = sum(s["energy_j"] for s in json.loads(out)["steps"]) / 3.6e6
+    market = sum(t["market_g"] for t in json.loads(out)["totals"])
+    assert kwh > 0.1 and market == pytest.approx((kwh - 0.1) * 100.0)
     code, out, _ = run_cli(capsys, "fleet", "report", *source, "--start",
                            "2027-01-15T08:00:00Z", "--end", "2027-01-15T10:00:00Z")
     assert code == 0 and "chat (search)" in out and "SCI" in out
+    assert "market-based" in out
 
 
 def test_an_older_watch_ledger_gains_team_and_project(tmp_path: Path):

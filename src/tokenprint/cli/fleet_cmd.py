@@ -207,6 +207,9 @@ def fleet_report_cmd(
     lifetime_years: Annotated[str, typer.Option(metavar="NUMBER", help="Hardware lifetime.")]
     = "5",
     pue: Annotated[str, typer.Option(metavar="NUMBER", help="Data-centre PUE.")] = "1.0",
+    contracts: Annotated[Path | None, typer.Option(metavar="FILE",
+        help="Contractual instruments and residual mixes (TOML, as ledger report takes) for "
+             "market-based Scope 2 beside location-based; without it they are equal.")] = None,
     out: Annotated[Path | None, typer.Option(metavar="DIR",
         help="Write fleet.csv, fleet.json, fleet.png and fleet.html here.")] = None,
     as_json: JsonOpt = False,
@@ -260,6 +263,7 @@ def fleet_report_cmd(
     check_scope(scope)
     lifetime = check_lifetime(in_range(lifetime_years, "--lifetime-years", 0, MAX_LIFETIME_YEARS,
                                        low_open=True))
+    pue_v = in_range(pue, "--pue", 1.0, MAX_PUE)
     window = ReportWindow(t0 + step_s, t1, step_s)
     if window.end_s < window.start_s:
         raise TokenprintError("the report window is shorter than one step; give a longer "
@@ -287,8 +291,12 @@ def fleet_report_cmd(
         deps = load_deployments(deployments)
         for d in deps:
             cat.model(d.model), cat.gpu(d.gpu), cat.region(d.region)
-        table = fleet_report(prom, cat, deps, window, scope, lifetime,
-                             in_range(pue, "--pue", 1.0, MAX_PUE))
+        table = fleet_report(prom, cat, deps, window, scope, lifetime, pue_v)
+    from tokenprint.carbon.contracts import load_contracts
+    from tokenprint.fleet.market import with_market
+
+    deals = load_contracts(contracts) if contracts is not None else None
+    table = with_market(table, deals, pue_v, window.start_s, window.end_s, step_s)
     totals = summary(table)
     if out is not None:
         files = write_outputs(table, totals, out, f"Fleet carbon, {start or since or '24h'}")
@@ -303,7 +311,10 @@ def fleet_report_cmd(
         return
 
     _print_totals(totals, step)
-    console.print(f"g / 1k tok is the SCI per 1,000 output tokens. {SCI_BOUNDARY}.",
+    console.print(f"Scope 2 operational: location-based {fmt_g(totals['location_g'].sum())}, "
+                  f"market-based {fmt_g(totals['market_g'].sum())}"
+                  + (f" ({contracts})" if contracts else " (no --contracts: equal)")
+                  + f". g / 1k tok is the SCI per 1,000 output tokens. {SCI_BOUNDARY}.",
                   style="dim")
     if refused:
         console.print(f"{len(refused)} sample(s) from Prometheus refused (their steps count "

@@ -349,7 +349,9 @@ def watched_report(prom: Prometheus, w: ReportWindow) -> pd.DataFrame:
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
     """Totals per deployment over the window (steps without data left out, and counted)."""
-    table = table.assign(**{c: None for c in ("team", "project") if c not in table})
+    table = table.assign(**{c: None for c in ("team", "project") if c not in table},
+                         **{c: table["operational_g"] for c in ("location_g", "market_g")
+                            if c not in table})
     g = table.groupby("deployment", sort=False)
     def total(col: pd.Series) -> float:   # a deployment with no data has no total, not 0
         return float(col.sum(min_count=1))
@@ -358,6 +360,7 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
                 model=("model", "first"), gpu=("gpu", "first"), gpus=("gpus", "first"),
                 region=("region", "first"), generation_tokens=("generation_tokens", total),
                 energy_j=("energy_j", total), operational_g=("operational_g", total),
+                location_g=("location_g", total), market_g=("market_g", total),
                 embodied_g=("embodied_g", "sum"), total_g=("total_g", total),
                 steps=("status", "size"),
                 steps_without_data=("status", lambda s: int((s != "ok").sum())))

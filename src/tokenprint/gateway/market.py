@@ -18,7 +18,7 @@ def market_meter(cfg: GatewayConfig) -> RunningMarket | None:
     upstream region without a residual mix is refused at start."""
     if cfg.contracts is None:
         return None
-    from tokenprint.gateway.ledger_report import load_contracts
+    from tokenprint.carbon.contracts import load_contracts
 
     deals = load_contracts(cfg.contracts)
     meter = RunningMarket(deals.contracts, deals.residual_g_per_kwh, deals.matching,
