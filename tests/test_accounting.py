@@ -148,7 +148,8 @@ def test_carbon_of_request_by_hand():
     """1 kWh (3.6 MJ) at 500 g/kWh and PUE 1.5 is 750 g; embodied 0.01 g/s × 10 s shared by 4
     is 0.025 g; a concurrency under 1 counts as 1."""
     e = RequestEnergy(prefill_j=1.0e6, decode_j=2.6e6, method="predicted")
-    c = carbon_of_request(e, 500.0, 1.5, 0.01, 10.0, 4.0, "annual", "FR").to_dict()
+    rate = 0.01 * 5.0 * S_PER_YEAR                     # 0.01 g/s over a 5-year lifetime
+    c = carbon_of_request(e, 500.0, 1.5, rate, 5.0, 10.0, 4.0, "annual", "FR").to_dict()
     assert c["energy_j"] == pytest.approx(3.6e6)
     assert (c["prefill_j"], c["decode_j"]) == (1.0e6, 2.6e6)
     assert c["operational_g"] == pytest.approx(750.0)
@@ -156,12 +157,13 @@ def test_carbon_of_request_by_hand():
     assert c["total_g"] == pytest.approx(750.025)
     assert c["intensity_g_per_kwh"] == 500.0
     assert (c["method"], c["intensity_source"], c["region"]) == ("predicted", "annual", "FR")
-    assert carbon_of_request(e, 500.0, 1.5, 0.01, 10.0, 0.5).embodied_g == pytest.approx(0.1)
+    assert carbon_of_request(e, 500.0, 1.5, rate, 5.0, 10.0, 0.5).embodied_g == \
+        pytest.approx(0.1)
 
 
 def test_ledger_row_puts_every_value_in_its_column(tmp_path):
     e = RequestEnergy(prefill_j=1.0, decode_j=2.0, method="measured")
-    fp = carbon_of_request(e, 100.0, 1.0, 0.0, 1.0, 1.0, "live", "FR")
+    fp = carbon_of_request(e, 100.0, 1.0, 0.0, 5.0, 1.0, 1.0, "live", "FR")
     rec = RequestOutcome(id="r", time_utc=5.0, upstream="u", model="m", region="FR",
                          endpoint="completions", status=200, prompt_tokens=7,
                          completion_tokens=3, footprint=fp, note="n")
@@ -196,7 +198,8 @@ def test_upstream_model_costs_by_hand(catalog):
 @dataclass
 class _FakeModel:
     energy_j: float = 3.6e6
-    embodied_g_per_s: float = 0.0
+    embodied_g: float = 0.0
+    lifetime_years: float = 5.0
     asked: list[float] = field(default_factory=list)
     calls: list[tuple[int, int, float]] = field(default_factory=list)
 
@@ -221,7 +224,7 @@ def _state(name: str, intensity: float = 100.0, capacity: int = 64, inflight: in
 def test_expected_carbon_by_hand():
     """1 kWh at 200 g/kWh and PUE 1.2 = 240 g; embodied 0.5 g/s over the nominal 6.6 s request
     shared by the 3 in flight with it (2 + itself) = 1.1 g."""
-    fake = _FakeModel(embodied_g_per_s=0.5)
+    fake = _FakeModel(embodied_g=0.5 * 5.0 * S_PER_YEAR)   # 0.5 g/s over 5 years
     s = _state("a", intensity=200.0, inflight=2, model=fake)
     assert s.expected_carbon_g(1.2) == pytest.approx(240.0 + 0.5 * 6.6 / 3)
     assert fake.asked == [3]

@@ -53,6 +53,22 @@ def test_no_carbon_arithmetic_outside_carbon():
     assert not found, "carbon arithmetic outside tokenprint.carbon:\n" + "\n".join(found)
 
 
+# the pieces a charge is composed of: every surface calls tokenprint.carbon.charge instead
+COMPOSED = {"operational_g", "provisioned_g", "amortized_g", "amortized_share"}
+
+
+def test_every_surface_charges_through_one_composition():
+    found = []
+    for path in _sources(exclude=("carbon/",)):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                    "tokenprint.carbon"):
+                found += [f"{path.relative_to(SRC)} imports {a.name}" for a in node.names
+                          if a.name in COMPOSED]
+    assert not found, ("compose the charge with tokenprint.carbon.charge.charge:\n"
+                       + "\n".join(found))
+
+
 def test_the_formula_check_would_catch_a_copy():
     for copy in ("e / J_PER_KWH * pue * ci", "emb * t / (lifetime_years * S_PER_YEAR)",
                  "x * cfg.pue", "g / life.lifetime_s"):

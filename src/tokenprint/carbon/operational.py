@@ -24,6 +24,13 @@ def kwh(energy_j: ArrayLike) -> NDArray[np.float64]:
     return np.asarray(energy_j, dtype=np.float64) / J_PER_KWH
 
 
+def facility_kwh(energy_j: ArrayLike, pue: float = 1.0) -> NDArray[np.float64]:
+    """The facility's kilowatt-hours for ``energy_j`` at the IT equipment (× PUE): what
+    contractual instruments cover in market-based Scope 2."""
+    _check_pue(pue)
+    return kwh(energy_j) * pue
+
+
 def joules(energy_kwh: ArrayLike) -> NDArray[np.float64]:
     """Energy in joules from kWh."""
     return np.asarray(energy_kwh, dtype=np.float64) * J_PER_KWH

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from tokenprint.carbon.contracts import Contracts
-from tokenprint.carbon.operational import kwh
+from tokenprint.carbon.operational import facility_kwh
 from tokenprint.carbon.scope2 import market_based
 
 
@@ -22,7 +22,7 @@ def with_market(table: pd.DataFrame, contracts: Contracts | None, pue: float,
         return out.assign(market_g=out["operational_g"])
     have = out["energy_j"].notna().to_numpy()
     mid_s = (pd.to_datetime(out["end_utc"]).astype("int64").to_numpy() / 1e9) - step_s / 2
-    e_kwh = np.where(have, kwh(out["energy_j"].fillna(0.0).to_numpy()) * pue, 0.0)
+    e_kwh = np.where(have, facility_kwh(out["energy_j"].fillna(0.0).to_numpy(), pue), 0.0)
     mb = market_based(e_kwh, mid_s, out["region"].astype(str).tolist(), contracts.contracts,
                       contracts.residual_g_per_kwh, (start_s - step_s, end_s),
                       contracts.matching)

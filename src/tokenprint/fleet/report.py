@@ -21,10 +21,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from tokenprint.carbon.amortize import amortized_share
+from tokenprint.carbon.charge import charge
 from tokenprint.carbon.embodied import gpu_embodied
 from tokenprint.carbon.intensity import load_intensity_csv
-from tokenprint.carbon.operational import operational_g
 from tokenprint.carbon.scope2 import sci_g_per_unit
 from tokenprint.catalog import Catalog
 from tokenprint.errors import TokenprintError
@@ -277,10 +276,10 @@ def deployment_table(prom: Prometheus, catalog: Catalog, d: Deployment, w: Repor
         ci = pd.Series(region.intensity_g_per_kwh.value, index=gen.index)
         ci_source = f"{region.id.upper()} annual ({region.basis})"
     emb_one = float(gpu_embodied(catalog.gpu(d.gpu), catalog, scope).total_g.mid)
-    embodied = pd.Series(emb_one * d.gpus * float(amortized_share(w.step_s, lifetime_years)),
-                         index=gen.index)
-    op = pd.Series(operational_g(energy.fillna(0).to_numpy(), ci.to_numpy(), pue),
-                   index=gen.index).where(energy.notna())
+    bill = charge(energy.fillna(0).to_numpy(), ci.to_numpy(), emb_one * d.gpus, w.step_s,
+                  pue=pue, lifetime_years=lifetime_years)
+    embodied = pd.Series(np.broadcast_to(bill.embodied_g, gen.shape), index=gen.index)
+    op = pd.Series(bill.operational_g, index=gen.index).where(energy.notna())
     total = op + embodied
     df = pd.DataFrame({
         "deployment": d.name, "team": d.team, "project": d.project,

@@ -25,10 +25,10 @@ import httpx
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from tokenprint.carbon.amortize import amortized_share, check_lifetime
+from tokenprint.carbon.amortize import check_lifetime
+from tokenprint.carbon.charge import charge
 from tokenprint.carbon.embodied import check_scope, gpu_embodied
 from tokenprint.carbon.intensity import IntensitySeries
-from tokenprint.carbon.operational import operational_g
 from tokenprint.carbon.resolver import IntensityResolver
 from tokenprint.catalog import Catalog
 from tokenprint.database import Database
@@ -352,9 +352,9 @@ class Watcher:
         if gap:
             notes.append(f"spans a gap of {duration:.0f} s ({len(gap)} failed scrape(s))")
         ci, source = self._intensity(last.t, t)
-        op = float(operational_g(energy, ci, self.pue))
-        emb = self.embodied_one_g * self.gpus * float(amortized_share(duration,
-                                                                      self.lifetime_years))
+        bill = charge(energy, ci, self.embodied_one_g * self.gpus, duration, pue=self.pue,
+                      lifetime_years=self.lifetime_years, intensity_source=source)
+        op, emb = float(bill.operational_g), float(bill.embodied_g)
         row = self._row(last.t, t, "ok", engine=",".join(sorted({r.engine for r in readings})),
                         prompt_tokens=prompt, generation_tokens=gen, running=running,
                         energy_j=energy, energy_method=self.energy.method,

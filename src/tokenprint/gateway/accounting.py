@@ -19,9 +19,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from tokenprint.carbon.amortize import amortized_g
+from tokenprint.carbon.charge import charge
 from tokenprint.carbon.embodied import gpu_embodied
-from tokenprint.carbon.operational import operational_g
 from tokenprint.catalog import Catalog
 from tokenprint.predict.model import predict_static
 from tokenprint.predict.params import (
@@ -65,9 +64,12 @@ class UpstreamModel:
         self.stack = prof.stack
         self.tp = gpus
         self.max_context = m.max_context   # bounds an upstream's claimed prompt tokens
-        emb = gpu_embodied(g, catalog, scope).total_g.mid * gpus
-        # grams per second of use: the lifetime bound is checked there, as the CLI does
-        self.embodied_g_per_s = float(amortized_g(emb, 1.0, lifetime_years))
+        # the replica's embodied carbon, charged through tokenprint.carbon.charge (which checks
+        # the lifetime's bounds, as the CLI does); per second of use for routing estimates
+        self.embodied_g = float(gpu_embodied(g, catalog, scope).total_g.mid * gpus)
+        self.lifetime_years = lifetime_years
+        self.embodied_g_per_s = float(charge(0.0, 0.0, self.embodied_g, 1.0,
+                                             lifetime_years=lifetime_years).embodied_g)
         self.idle_w = idle_w(g) * gpus
 
     def energy(self, prompt_tokens: int, completion_tokens: int, concurrency: float
@@ -86,6 +88,14 @@ class UpstreamModel:
         pre = float(out["prefill_energy_j"][0]) / b
         dec = float(out["decode_energy_j"][0]) / b if completion_tokens > 1 else 0.0
         return RequestEnergy(pre, dec, "predicted")
+
+    def footprint(self, energy: RequestEnergy, intensity_g_per_kwh: float, pue: float,
+                  duration_s: float, concurrency: float, intensity_source: str = "",
+                  region: str = "") -> RequestFootprint:
+        """One request's footprint on this upstream (:func:`carbon_of_request`)."""
+        return carbon_of_request(energy, intensity_g_per_kwh, pue, self.embodied_g,
+                                 self.lifetime_years, duration_s, concurrency, intensity_source,
+                                 region)
 
     def cost_per_token(self) -> tuple[float, float]:
         """Predicted joules per prefill token and per decode token (batch 8, 512/128)."""
@@ -243,10 +253,13 @@ class RequestFootprint:
 
 
 def carbon_of_request(energy: RequestEnergy, intensity_g_per_kwh: float, pue: float,
-                      embodied_g_per_s: float, duration_s: float, concurrency: float,
-                      intensity_source: str = "", region: str = "") -> RequestFootprint:
+                      embodied_g: float, lifetime_years: float, duration_s: float,
+                      concurrency: float, intensity_source: str = "", region: str = ""
+                      ) -> RequestFootprint:
     """Operational and embodied grams of one request: its energy at the grid's intensity, and
-    the upstream's embodied carbon for its duration shared with the requests beside it."""
-    op = float(operational_g(energy.energy_j, intensity_g_per_kwh, pue))
-    emb = embodied_g_per_s * duration_s / max(concurrency, 1.0)
-    return RequestFootprint(energy, op, emb, intensity_g_per_kwh, intensity_source, region)
+    the upstream's embodied carbon (``embodied_g`` over ``lifetime_years``) for its duration
+    shared with the requests beside it."""
+    bill = charge(energy.energy_j, intensity_g_per_kwh, embodied_g,
+                  duration_s / max(concurrency, 1.0), pue=pue, lifetime_years=lifetime_years)
+    return RequestFootprint(energy, float(bill.operational_g), float(bill.embodied_g),
+                            intensity_g_per_kwh, intensity_source, region)

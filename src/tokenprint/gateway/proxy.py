@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 
 from tokenprint.carbon.scope2 import RunningMarket
-from tokenprint.gateway.accounting import RequestFootprint, carbon_of_request
+from tokenprint.gateway.accounting import RequestFootprint
 from tokenprint.gateway.accounts import MAX_PENDING_WHO, NOBODY, Accounts, BadTags, Who
 from tokenprint.gateway.config import GatewayConfig
 from tokenprint.gateway.intensity import IntensityProvider
@@ -213,8 +213,8 @@ class Proxy:
             energy = st.attributor.finish(rid, completion_tokens, prompt_tokens=prompt_tokens)
         else:
             energy = st.model.energy(prompt_tokens, completion_tokens, concurrency)
-        return carbon_of_request(energy, intensity, self.cfg.pue, st.model.embodied_g_per_s,
-                                 duration_s, concurrency, isrc, st.cfg.region.upper())
+        return st.model.footprint(energy, intensity, self.cfg.pue, duration_s, concurrency,
+                                  isrc, st.cfg.region.upper())
 
     def _record(self, st: UpstreamState, rid: str, endpoint: str, status: int,
                 usage: dict[str, Any], ttft: float | None, duration: float,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tokenprint.carbon.operational import operational_g
+from tokenprint.carbon.charge import charge
 from tokenprint.gateway.accounting import UpstreamModel, WorkShareAttributor
 from tokenprint.gateway.config import UpstreamConfig
 
@@ -85,8 +85,9 @@ class UpstreamState:
         """Expected grams for a typical request (512 in / 128 out) at the current load."""
         e = self.model.energy(512, 128, min(self.inflight + 1, 1024))
         nominal_duration_s = 128 * 0.05 + 0.2  # a nominal request, for the embodied share
-        return (float(operational_g(e.energy_j, self.intensity, pue))
-                + self.model.embodied_g_per_s * nominal_duration_s / (self.inflight + 1))
+        return float(charge(e.energy_j, self.intensity, self.model.embodied_g,
+                            nominal_duration_s / (self.inflight + 1), pue=pue,
+                            lifetime_years=self.model.lifetime_years).total_g)
 
 
 class Router:

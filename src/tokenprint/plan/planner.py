@@ -17,10 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from tokenprint.carbon.amortize import amortized_share
+from tokenprint.carbon.charge import charge
 from tokenprint.carbon.embodied import gpu_embodied
 from tokenprint.carbon.intensity import IntensitySeries, iso, load_intensity_csv
-from tokenprint.carbon.operational import operational_g
 from tokenprint.catalog import Catalog
 from tokenprint.errors import TokenprintError
 from tokenprint.plan.milp import LinearProgram
@@ -390,8 +389,8 @@ def split_regions(best: PlanRow, inp: PlanInputs, catalog: Catalog, regions: lis
     reps = ev.replicas
     dur = res.duration_s
     idle_w_rep = res.idle_energy_j / res.idle_s if res.idle_s > 0 else 0.0
-    emb_gpu = gpu_embodied(catalog.gpu(ev.gpu), catalog, inp.scope).total_g.mid
-    emb_rep = emb_gpu * ev.tp * float(amortized_share(dur, inp.lifetime_years))
+    emb1 = gpu_embodied(catalog.gpu(ev.gpu), catalog, inp.scope).total_g.mid   # one GPU
+    emb_rep = float(charge(0, 0, emb1 * ev.tp, dur, lifetime_years=inp.lifetime_years).embodied_g)
     # per hour of the trace (one span without hourly files): busy energy and seconds, and the
     # provisioned replica-seconds
     if res.hourly_span:
@@ -410,8 +409,9 @@ def split_regions(best: PlanRow, inp: PlanInputs, catalog: Catalog, regions: lis
         ci = (np.full(busy_e.shape, catalog.region(r).intensity_g_per_kwh.value) if sr is None
               or not hours else sr.at((np.array(hours, dtype=np.float64) + 0.5) * S_PER_HOUR))
         # busy energy of the share, minus the idle it displaces; idle + embodied per replica
-        busy_cost = float(operational_g(busy_e - busy_s * idle_w_rep, ci, inp.pue).sum())
-        rep_cost = float(operational_g(idle_w_rep * span_s / reps, ci, inp.pue).sum()) + emb_rep
+        busy_g, idle_g = charge(np.stack([busy_e - busy_s * idle_w_rep, idle_w_rep * span_s
+                                          / reps]), ci, pue=inp.pue).operational_g.sum(axis=1)
+        busy_cost, rep_cost = float(busy_g), float(idle_g) + emb_rep
         cap = inp.region_capacity.get(r, inp.region_capacity.get(r.lower(), 10**6))
         share_vars[r] = lp.var(busy_cost, 0.0, 1.0)
         rep_vars[r] = lp.var(rep_cost, 0.0, cap // ev.tp, integer=True)
@@ -450,11 +450,11 @@ def time_shift(best: PlanRow, inp: PlanInputs, series: IntensitySeries | None
         # spare capacity: the hour of the trace keeps (1 - deferrable) of its own load
         spare = 1.0 - busy_share * (1 - inp.deferrable) if i == 0 else 1.0
         cap = max(spare / max(busy_share, 1e-9), 0.0)
-        ys.append(lp.var(float(operational_g(e_def, c, inp.pue)), 0.0, cap))
+        ys.append(lp.var(float(charge(e_def, c, pue=inp.pue).operational_g), 0.0, cap))
     lp.row(1.0, 1.0, {y: 1.0 for y in ys})
     x = lp.solve()
     shifted = float(np.dot(lp.cost, x))
-    unshifted = float(operational_g(e_def, ci[0], inp.pue))
+    unshifted = float(charge(e_def, ci[0], pue=inp.pue).operational_g)
     return {"solver": "HiGHS LP", "deferrable": inp.deferrable, "deadline_h": inp.deadline_h,
             "hours_utc": [h % 24 for h in idx], "intensity_g_per_kwh": ci,
             "placement": [float(v) for v in x],

@@ -17,9 +17,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
-from tokenprint.carbon.amortize import provisioned_g
+from tokenprint.carbon.charge import charge
 from tokenprint.carbon.embodied import gpu_embodied
-from tokenprint.carbon.operational import operational_g
 from tokenprint.catalog import Catalog
 from tokenprint.files import atomic_path
 from tokenprint.report.study import StudyResult, best_rows
@@ -270,11 +269,11 @@ def fig_embodied_share(res: StudyResult, catalog: Catalog, path: Path) -> Path:
                 continue
             best = s.loc[s["energy_j_per_output_token"].idxmin()]
             # grams per 1k tokens per g/kWh of intensity (operational), and embodied grams
-            e_kwh = float(operational_g(best["energy_j_per_output_token"] * 1000, 1.0, cfg.pue))
-            emb = float(provisioned_g(gpu_embodied(catalog.gpu(gpu), catalog,
-                                                   cfg.scope).total_g.mid,
-                                      best["seconds_per_output_token"] * 1000,
-                                      cfg.lifetime_years, cfg.utilization))
+            bill = charge(best["energy_j_per_output_token"] * 1000, 1.0,
+                          gpu_embodied(catalog.gpu(gpu), catalog, cfg.scope).total_g.mid,
+                          best["seconds_per_output_token"] * 1000, pue=cfg.pue,
+                          lifetime_years=cfg.lifetime_years, utilization=cfg.utilization)
+            e_kwh, emb = float(bill.operational_g), float(bill.embodied_g)
             lines[gpu] = (e_kwh, emb)
             ax.plot(ci, emb / (emb + e_kwh * ci) * 100, color=gpu_c[gpu], lw=1.8,
                     label=f"{gpu} (batch {int(best['batch'])})")

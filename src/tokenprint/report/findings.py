@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from tokenprint.carbon.amortize import provisioned_g
+from tokenprint.carbon.charge import charge
 from tokenprint.carbon.embodied import gpu_embodied
 from tokenprint.carbon.operational import crossover_intensity, kwh
 from tokenprint.catalog import Catalog
@@ -239,8 +239,9 @@ def _crossovers(perf: pd.DataFrame, cfg: StudyConfig, catalog: Catalog) -> list[
             continue
         emb = {g: gpu_embodied(catalog.gpu(g), catalog, cfg.scope).total_g.mid for g in pick}
         e = {g: float(kwh(pick[g]["energy_j_per_output_token"] * 1000)) for g in pick}
-        m = {g: float(provisioned_g(emb[g], pick[g]["seconds_per_output_token"] * 1000,
-                                    cfg.lifetime_years, cfg.utilization)) for g in pick}
+        m = {g: float(charge(0.0, 0.0, emb[g], pick[g]["seconds_per_output_token"] * 1000,
+                             lifetime_years=cfg.lifetime_years, utilization=cfg.utilization)
+                      .embodied_g) for g in pick}
         ci = crossover_intensity(e[old], m[old], e[new], m[new], cfg.pue)
         sep = separable(pick[old]["energy_j_per_output_token_low"],
                         pick[old]["energy_j_per_output_token_high"],

@@ -14,9 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tokenprint.carbon.amortize import provisioned_g
+from tokenprint.carbon.charge import charge
 from tokenprint.carbon.embodied import gpu_embodied
-from tokenprint.carbon.operational import operational_g
 from tokenprint.carbon.scope2 import sci_g_per_unit
 from tokenprint.catalog import Catalog
 from tokenprint.errors import TokenprintError
@@ -204,12 +203,14 @@ def carbon_table(perf: pd.DataFrame, cfg: StudyConfig, catalog: Catalog) -> pd.D
             t_mid = rec["seconds_per_output_token"] * 1000
             t_lo = rec["seconds_per_output_token_low"] * 1000
             t_hi = rec["seconds_per_output_token_high"] * 1000
-            op = tuple(operational_g([e_mid, e_lo, e_hi], [ci.mid, ci.low, ci.high], cfg.pue))
-            em = tuple(provisioned_g([emb.mid, emb.low, emb.high], [t_mid, t_lo, t_hi], life, u))
+            bill = charge([e_mid, e_lo, e_hi], [ci.mid, ci.low, ci.high],
+                          [emb.mid, emb.low, emb.high], [t_mid, t_lo, t_hi], pue=cfg.pue,
+                          lifetime_years=life, utilization=u)
+            op, em = tuple(bill.operational_g), tuple(bill.embodied_g)
             total = op[0] + em[0]
-            em_full = float(provisioned_g(emb.mid, t_mid, life))
-            seed, vendor = provisioned_g([embs[SEED_SCOPE].mid, embs[VENDOR_SCOPE].mid], t_mid,
-                                         life, u)
+            em_full = float(charge(0.0, 0.0, emb.mid, t_mid, lifetime_years=life).embodied_g)
+            seed, vendor = charge(0.0, 0.0, [embs[SEED_SCOPE].mid, embs[VENDOR_SCOPE].mid],
+                                  t_mid, lifetime_years=life, utilization=u).embodied_g
             rows.append({
                 **{k: rec[k] for k in ("model", "gpu", "batch", "source", "meets_tpot_target")},
                 "region": region.id.upper(), "intensity_g_per_kwh": ci.mid,
@@ -275,10 +276,11 @@ def hourly_profile(perf: pd.DataFrame, cfg: StudyConfig, catalog: Catalog) -> pd
     rows = []
     for (model, gpu), grp in perf[perf["meets_tpot_target"]].groupby(["model", "gpu"]):
         best = grp.loc[grp["energy_j_per_output_token"].idxmin()]
-        emb = float(provisioned_g(gpu_embodied(catalog.gpu(gpu), catalog, cfg.scope).total_g.mid,
-                                  best["seconds_per_output_token"] * 1000, cfg.lifetime_years,
-                                  cfg.utilization))
-        ops = operational_g(best["energy_j_per_output_token"] * 1000, by_hour, cfg.pue)
+        bill = charge(best["energy_j_per_output_token"] * 1000, by_hour,
+                      gpu_embodied(catalog.gpu(gpu), catalog, cfg.scope).total_g.mid,
+                      best["seconds_per_output_token"] * 1000, pue=cfg.pue,
+                      lifetime_years=cfg.lifetime_years, utilization=cfg.utilization)
+        emb, ops = float(bill.embodied_g), bill.operational_g
         for hour, (ci, op) in enumerate(zip(by_hour, ops, strict=True)):
             rows.append({"model": model, "gpu": gpu, "batch": int(best["batch"]),
                          "hour_utc": hour, "intensity_g_per_kwh": float(ci),

@@ -14,10 +14,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from tokenprint.carbon.amortize import amortized_share
+from tokenprint.carbon.charge import charge
 from tokenprint.carbon.embodied import gpu_embodied
 from tokenprint.carbon.intensity import IntensitySeries
-from tokenprint.carbon.operational import operational_g
 from tokenprint.catalog import Catalog
 from tokenprint.errors import TokenprintError
 from tokenprint.predict.params import DEFAULT_STACK
@@ -246,8 +245,8 @@ def carbon_of(res: SimResult, catalog: Catalog, region: str, *, scope: str = "de
     sources: dict[str, str] = {}
     if intensity is None:
         ci = reg.intensity_g_per_kwh.estimate
-        op = Estimate(*(float(operational_g(res.energy_j, c, pue))
-                        for c in (ci.low, ci.mid, ci.high)))
+        op = Estimate(*(float(g) for g in charge(res.energy_j, [ci.low, ci.mid, ci.high],
+                                                 pue=pue).operational_g))
         ci_mean = ci.mid
         sources["intensity"] = (f"{reg.id.upper()} annual ({reg.basis}, {reg.year}): "
                                 f"{reg.intensity_g_per_kwh.source}")
@@ -261,13 +260,15 @@ def carbon_of(res: SimResult, catalog: Catalog, region: str, *, scope: str = "de
                         + max(res.hourly_span[h] - res.hourly.get(h, (0.0, 0.0))[0], 0.0)
                         * group_idle_w for h in hours])
         ci_h = intensity.at((np.array(hours, dtype=np.float64) + 0.5) * S_PER_HOUR)
-        mid = float(operational_g(e_h, ci_h, pue).sum())
+        mid = float(charge(e_h, ci_h, pue=pue).operational_g.sum())
         op = Estimate.exact(mid)
         ci_mean = float(np.average(ci_h, weights=e_h)) if e_h.sum() > 0 else 0.0
         sources["intensity"] = f"{intensity.source} ({intensity.basis}), hour by hour"
     emb_one = gpu_embodied(gpu, catalog, scope)
-    share = float(amortized_share(res.duration_s, lifetime_years)) * n_gpus
-    emb = emb_one.total_g.scale(share)
+    one = emb_one.total_g
+    emb = Estimate(*(float(g) for g in charge(
+        0.0, 0.0, [one.low * n_gpus, one.mid * n_gpus, one.high * n_gpus], res.duration_s,
+        lifetime_years=lifetime_years).embodied_g))
     sources.update(emb_one.sources)
     sources["lifetime"] = (f"{lifetime_years:g} years over provisioned time ({n_gpus} GPUs × "
                            f"{res.duration_s:.0f} s)")
