@@ -27,6 +27,8 @@ DEPENDS = {
 EXCEPTIONS = {
     ("engines", "catalog"): "engines build model shapes (random weights) from the catalog",
     ("predict", "bench"): "predict.datasets reads measured runs from bench's results store",
+    ("fleet", "measure"): "watch reads energy through measure's one counter interface, as the "
+                          "gateway does",
 }
 UPPER = ("report", "cli", "distributed")
 

@@ -29,7 +29,8 @@ from tokenprint.cli.common import (
 from tokenprint.errors import TokenprintError
 
 ENERGY_HELP = ("Energy source: predicted (the model, from token rates; the default), nvml "
-               "(this host's GPU counters), dcgm=URL (an NVIDIA DCGM exporter's /metrics) or "
+               "(this host's GPU counters), rapl (this host's CPU package and DRAM, for "
+               "serving on CPUs), dcgm=URL (an NVIDIA DCGM exporter's /metrics) or "
                "kepler=URL (Kepler's /metrics).")
 
 
@@ -50,12 +51,19 @@ def energy_reader(spec: str, catalog: object, model: str, gpu: str, gpus: int, s
             src = NvmlEnergySource()
         except MeterError as exc:
             raise TokenprintError(f"--energy nvml: {exc}") from None
-        src.method = "nvml"  # type: ignore[attr-defined]
         return src
+    if kind == "rapl" and not url:
+        from tokenprint.measure.base import MeterError
+        from tokenprint.measure.counter import RaplCounter
+
+        try:
+            return RaplCounter()
+        except MeterError as exc:
+            raise TokenprintError(f"--energy rapl: {exc}") from None
     if kind in ENERGY_SERIES and url.startswith(("http://", "https://")):
         return ExporterEnergy(kind, url, client)  # type: ignore[arg-type]
-    raise TokenprintError(f"--energy {spec!r} is invalid; valid: predicted, nvml, dcgm=URL, "
-                          "kepler=URL (URL starting with http:// or https://)")
+    raise TokenprintError(f"--energy {spec!r} is invalid; valid: predicted, nvml, rapl, "
+                          "dcgm=URL, kepler=URL (URL starting with http:// or https://)")
 
 
 def watch(

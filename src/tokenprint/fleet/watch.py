@@ -17,12 +17,11 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import astuple, dataclass, field, fields
+from dataclasses import astuple, dataclass, fields
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import ClassVar
 
 import httpx
-import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from tokenprint.carbon.amortize import check_lifetime
@@ -35,21 +34,13 @@ from tokenprint.database import Database
 from tokenprint.errors import TokenprintError
 from tokenprint.fleet.exposition import read_energy_j, read_engine
 from tokenprint.fleet.fetch import bounded_get
-from tokenprint.predict.model import predict_static
-from tokenprint.predict.params import (
-    DEFAULT_STACK,
-    ProfileArrays,
-    hardware_arrays,
-    idle_w,
-    resolve_profile,
-)
-from tokenprint.predict.predictor import resolve_dtype
-from tokenprint.predict.shapes import ShapeArrays
+from tokenprint.measure.counter import EnergyCounter
+from tokenprint.predict.params import DEFAULT_STACK
+from tokenprint.predict.serving import ServingEnergy
 
 DB_NAME = "watch.sqlite"
 # the labels of every tokenprint_watch_* series (team and project empty when not given)
 WATCH_LABELS = ("deployment", "model", "gpu", "region", "team", "project")
-NOMINAL_INPUT, NOMINAL_OUTPUT = 512.0, 128.0   # lengths of the predicted per-token energies
 
 
 @dataclass(frozen=True)
@@ -86,16 +77,6 @@ class WatchInterval:
         return self.end_utc - self.start_utc
 
 
-class EnergyReader(Protocol):
-    """Cumulative joules of the deployment's GPUs."""
-
-    method: str
-
-    def read_j(self) -> float:
-        """Joules so far."""
-        ...
-
-
 class ExporterEnergy:
     """Energy from a DCGM exporter's or Kepler's ``/metrics``."""
 
@@ -129,35 +110,22 @@ def increase(previous: float | None, current: float) -> tuple[float, bool]:
     return current - previous, False
 
 
-@dataclass
 class PredictedEnergy:
-    """Energy the model predicts for the tokens seen, never below the GPUs' idle floor."""
+    """Energy the model predicts for the tokens seen, never below the GPUs' idle floor
+    (:class:`tokenprint.predict.serving.ServingEnergy`, as the gateway predicts it)."""
 
-    catalog: Catalog
-    model: str
-    gpu: str
-    gpus: int
-    stack: str = DEFAULT_STACK
-    method: str = "predicted"
-    _cache: dict[int, tuple[float, float]] = field(default_factory=dict)
+    method = "predicted"
+
+    def __init__(self, catalog: Catalog, model: str, gpu: str, gpus: int,
+                 stack: str = DEFAULT_STACK) -> None:
+        self.catalog, self.model, self.gpu, self.gpus = catalog, model, gpu, gpus
+        self.serving = ServingEnergy(catalog, model, gpu, gpus, stack)
 
     def joules(self, prompt_tokens: float, generation_tokens: float, running: float,
                duration_s: float) -> float:
         """Prefill and decode joules per token at the running batch (nominal 512/128
         lengths), times the tokens; at least the idle floor over the interval."""
-        b = max(round(running), 1)
-        if b not in self._cache:
-            m, g = self.catalog.model(self.model), self.catalog.gpu(self.gpu)
-            dt = resolve_dtype("auto", g)
-            prof = resolve_profile(g, self.catalog, self.stack)
-            out = predict_static(ShapeArrays.of([m], [dt]), hardware_arrays([g], [dt]),
-                                 ProfileArrays.from_values(prof.values), float(b),
-                                 NOMINAL_INPUT, NOMINAL_OUTPUT, self.gpus)
-            self._cache[b] = (float(np.asarray(out["energy_per_input_token_j"]).reshape(-1)[0]),
-                              float(np.asarray(out["energy_per_output_token_j"]).reshape(-1)[0]))
-        e_in, e_out = self._cache[b]
-        floor = idle_w(self.catalog.gpu(self.gpu)) * self.gpus * duration_s
-        return max(prompt_tokens * e_in + generation_tokens * e_out, floor)
+        return self.serving.interval_j(prompt_tokens, generation_tokens, running, duration_s)
 
 
 class WatchLedger:
@@ -264,7 +232,7 @@ class Watcher:
     """Scrape, difference and charge one deployment, interval by interval."""
 
     def __init__(self, catalog: Catalog, *, endpoints: list[str], model: str, gpu: str,
-                 gpus: int, region: str, energy: EnergyReader | PredictedEnergy,
+                 gpus: int, region: str, energy: EnergyCounter | PredictedEnergy,
                  ledger: WatchLedger, metrics: WatchMetrics, deployment: str | None = None,
                  intensity: IntensitySeries | None = None, scope: str = "device",
                  lifetime_years: float = 5.0, pue: float = 1.0, timeout_s: float = 5.0,

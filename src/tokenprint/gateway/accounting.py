@@ -13,25 +13,16 @@
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from tokenprint.carbon.charge import charge
 from tokenprint.carbon.embodied import gpu_embodied
 from tokenprint.catalog import Catalog
-from tokenprint.predict.model import predict_static
-from tokenprint.predict.params import (
-    DEFAULT_STACK,
-    ProfileArrays,
-    hardware_arrays,
-    idle_w,
-    resolve_profile,
-)
-from tokenprint.predict.predictor import resolve_dtype
-from tokenprint.predict.shapes import ShapeArrays
+from tokenprint.measure.counter import EnergyCounter
+from tokenprint.predict.params import DEFAULT_STACK
+from tokenprint.predict.serving import ServingEnergy
 
 
 @dataclass(frozen=True)
@@ -49,44 +40,31 @@ class RequestEnergy:
 
 
 class UpstreamModel:
-    """Predicted costs for one upstream (model × GPU × GPUs per replica)."""
+    """Predicted costs for one upstream (model × GPU × GPUs per replica): its serving energy
+    (:class:`tokenprint.predict.serving.ServingEnergy`, as ``watch`` predicts it) and its
+    embodied carbon."""
 
     def __init__(self, catalog: Catalog, model: str, gpu: str, gpus: int, scope: str,
                  lifetime_years: float, stack: str = DEFAULT_STACK) -> None:
-        m = catalog.model(model)
-        g = catalog.gpu(gpu)
-        self.dtype = resolve_dtype("auto", g)
-        self.shape = ShapeArrays.of([m], [self.dtype])
-        self.hw = hardware_arrays([g], [self.dtype])
-        prof = resolve_profile(g, catalog, stack)
-        self.prof = ProfileArrays.from_values(prof.values)
-        self.calibration = prof.calibration
-        self.stack = prof.stack
+        self.serving = ServingEnergy(catalog, model, gpu, gpus, stack)
+        self.stack = self.serving.stack
         self.tp = gpus
-        self.max_context = m.max_context   # bounds an upstream's claimed prompt tokens
+        self.max_context = self.serving.max_context   # bounds an upstream's prompt tokens
         # the replica's embodied carbon, charged through tokenprint.carbon.charge (which checks
         # the lifetime's bounds, as the CLI does); per second of use for routing estimates
-        self.embodied_g = float(gpu_embodied(g, catalog, scope).total_g.mid * gpus)
+        self.embodied_g = float(gpu_embodied(catalog.gpu(gpu), catalog, scope).total_g.mid
+                                * gpus)
         self.lifetime_years = lifetime_years
         self.embodied_g_per_s = float(charge(0.0, 0.0, self.embodied_g, 1.0,
                                              lifetime_years=lifetime_years).embodied_g)
-        self.idle_w = idle_w(g) * gpus
+        self.idle_w = self.serving.idle_w
 
     def energy(self, prompt_tokens: int, completion_tokens: int, concurrency: float
                ) -> RequestEnergy:
         """Predicted prefill and decode joules of one request among ``concurrency`` others
         (concurrency rounded to a whole request; answers are memoized)."""
-        return self._energy(int(prompt_tokens), int(completion_tokens),
-                            max(round(float(concurrency)), 1))
-
-    @functools.lru_cache(maxsize=65536)  # noqa: B019 - one model per upstream, kept for life
-    def _energy(self, prompt_tokens: int, completion_tokens: int, concurrency: int
-                ) -> RequestEnergy:
-        b = float(concurrency)
-        out = predict_static(self.shape, self.hw, self.prof, b, max(prompt_tokens, 1),
-                             max(completion_tokens, 1), self.tp)
-        pre = float(out["prefill_energy_j"][0]) / b
-        dec = float(out["decode_energy_j"][0]) / b if completion_tokens > 1 else 0.0
+        pre, dec = self.serving.request_j(int(prompt_tokens), int(completion_tokens),
+                                          max(round(float(concurrency)), 1))
         return RequestEnergy(pre, dec, "predicted")
 
     def footprint(self, energy: RequestEnergy, intensity_g_per_kwh: float, pue: float,
@@ -99,17 +77,7 @@ class UpstreamModel:
 
     def cost_per_token(self) -> tuple[float, float]:
         """Predicted joules per prefill token and per decode token (batch 8, 512/128)."""
-        out = predict_static(self.shape, self.hw, self.prof, 8.0, 512.0, 128.0, self.tp)
-        return (float(out["energy_per_input_token_j"][0]),
-                float(out["energy_per_output_token_j"][0]))
-
-
-class EnergySource(Protocol):
-    """A cumulative energy reading of the serving GPUs (joules since some origin)."""
-
-    def read_j(self) -> float:
-        """Joules so far."""
-        ...
+        return self.serving.per_token_j(8)
 
 
 @dataclass
@@ -131,7 +99,7 @@ class WorkShareAttributor:
 
     prefill_cost_j: float
     decode_cost_j: float
-    source: EnergySource
+    source: EnergyCounter
     idle_mode: str = "unattributed"
     live: dict[str, _Live] = field(default_factory=dict)
     idle_j: float = 0.0

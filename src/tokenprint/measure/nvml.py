@@ -142,7 +142,10 @@ class NvmlMeter:
 
 
 class NvmlEnergySource:
-    """Cumulative energy (J) of the visible GPUs from NVML's counters, for live attribution."""
+    """Cumulative energy (J) of the visible GPUs from NVML's counters, for live attribution
+    (a :class:`tokenprint.measure.counter.EnergyCounter`)."""
+
+    method = "nvml"
 
     def __init__(self, indices: list[int] | None = None) -> None:
         nv = _nvml()
