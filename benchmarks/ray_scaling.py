@@ -24,13 +24,13 @@ def main() -> None:
     inp = PlanInputs(trace, ["llama-3.1-8b"], ["l4", "l40s", "a100-sxm4-80gb", "h100-sxm"],
                      ["US-CAL-CISO", "FR", "PL"], max_batches=[16, 32, 64, 128])
     t0 = time.perf_counter()
-    local = plan(inp, cat)
+    local = plan(inp, cat).to_dict()
     t_local = time.perf_counter() - t0
     init_ray(num_cpus=2)
     plan(PlanInputs(trace.head(200), ["llama-3.1-8b"], ["l4"], ["FR"], [16]), cat,
          executor="ray")  # warm the workers
     t0 = time.perf_counter()
-    distributed = plan(inp, cat, executor="ray")
+    distributed = plan(inp, cat, executor="ray").to_dict()
     t_ray = time.perf_counter() - t0
     same = local["best"] == distributed["best"] and local["pareto"] == distributed["pareto"]
     print(f"plan over {local['candidates_simulated']} simulations: local {t_local:.2f} s, "

@@ -65,8 +65,8 @@ def _trace(n=120, rate=4.0) -> Trace:
 def test_plan_on_ray_equals_local(catalog):
     inp = PlanInputs(_trace(), ["llama-3.2-1b"], ["l4", "a100-sxm4-80gb"], ["FR", "PL"],
                      max_batches=[8, 32], slo_ttft_s=2.0, slo_tpot_s=0.2, max_replicas=8)
-    local = plan(inp, catalog)
-    distributed = plan(inp, catalog, executor="ray")
+    local = plan(inp, catalog).to_dict()
+    distributed = plan(inp, catalog, executor="ray").to_dict()
     for key in ("best", "baselines", "savings_pct", "pareto", "candidates_simulated"):
         assert local[key] == distributed[key], key
 

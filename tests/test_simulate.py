@@ -135,7 +135,7 @@ def test_planner_finds_known_optimum(catalog):
     tr = _trace(150, rate=3.0)
     inp = PlanInputs(tr, ["llama-3.2-1b"], ["l4"], ["PL", "SE"], max_batches=[16],
                      slo_ttft_s=2.0, slo_tpot_s=0.2, max_replicas=8)
-    a = plan(inp, catalog)
+    a = plan(inp, catalog).to_dict()
     assert a["feasible"] and a["best"]["region"] == "SE"
     min_feasible = min(r["replicas"] for r in a["table"])
     assert a["best"]["replicas"] == min_feasible
@@ -149,7 +149,7 @@ def test_planner_reports_infeasibility(catalog):
     tr = _trace(100, rate=50.0)
     inp = PlanInputs(tr, ["llama-3.1-8b"], ["t4"], ["FR"], max_batches=[8],
                      slo_ttft_s=0.001, slo_tpot_s=0.2, max_replicas=2)
-    a = plan(inp, catalog)
+    a = plan(inp, catalog).to_dict()
     assert a["feasible"] is False and a["best"] is None
     assert "ttft" in a["failing_targets"]
     assert "closest" in a and "cannot be met" in a["message"]
@@ -160,7 +160,7 @@ def test_multi_region_split_respects_capacity(catalog):
     inp = PlanInputs(tr, ["llama-3.2-1b"], ["l4"], ["SE", "PL"], max_batches=[16],
                      slo_ttft_s=5.0, slo_tpot_s=0.5, max_replicas=16,
                      region_capacity={"SE": 1, "PL": 64})
-    a = plan(inp, catalog)
+    a = plan(inp, catalog).to_dict()
     split = a["multi_region"]["split"]
     assert split.get("SE", {"replicas": 0})["replicas"] <= 1
     assert sum(v["share"] for v in split.values()) == pytest.approx(1.0)
@@ -202,7 +202,7 @@ def test_time_shift_moves_deferrable_work_to_clean_hours(tmp_path: Path, catalog
     inp = PlanInputs(tr, ["llama-3.2-1b"], ["l4"], ["FR", "PL"], max_batches=[16],
                      slo_ttft_s=2.0, slo_tpot_s=0.2, max_replicas=8, intensity_dir=d,
                      deferrable=0.3, deadline_h=6)
-    a = plan(inp, catalog)
+    a = plan(inp, catalog).to_dict()
     shift = a["time_shift"]
     assert shift["solver"] == "HiGHS LP"
     assert sum(shift["placement"]) == pytest.approx(1.0)
@@ -290,7 +290,7 @@ def test_plan_gives_one_total_per_placement_with_its_basis(tmp_path: Path, catal
     inp = PlanInputs(tr, ["llama-3.2-1b"], ["l4"], ["FR", "PL"], max_batches=[16],
                      slo_ttft_s=2.0, slo_tpot_s=0.2, max_replicas=8, intensity_dir=d,
                      region_capacity={"FR": 64, "PL": 64})
-    a = plan(inp, catalog)
+    a = plan(inp, catalog).to_dict()
     best = a["best"]
     row = next(r for r in a["table"] if r["region"] == best["region"]
                and r["replicas"] == best["replicas"] and r["max_batch"] == best["max_batch"])

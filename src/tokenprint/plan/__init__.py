@@ -1,5 +1,7 @@
 """Carbon-optimal deployment planning under latency targets, multi-region and time shifting."""
 
-from tokenprint.plan.planner import PlanInputs, plan
+from tokenprint.plan.answer import PlanAnswer
+from tokenprint.plan.planner import plan
+from tokenprint.plan.rows import PlanInputs
 
-__all__ = ["PlanInputs", "plan"]
+__all__ = ["PlanAnswer", "PlanInputs", "plan"]

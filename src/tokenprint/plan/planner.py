@@ -11,117 +11,20 @@ the trade-off.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tokenprint.carbon.charge import charge
-from tokenprint.carbon.embodied import gpu_embodied
 from tokenprint.carbon.intensity import IntensitySeries, iso, load_intensity_csv
 from tokenprint.catalog import Catalog
 from tokenprint.errors import TokenprintError
-from tokenprint.plan.milp import LinearProgram
-from tokenprint.predict.params import DEFAULT_STACK
+from tokenprint.plan.answer import Infeasible, PlanAnswer, PlanHeader
+from tokenprint.plan.rows import Evaluated, PlanInputs, PlanRow
+from tokenprint.plan.shift import split_headline, time_shift
 from tokenprint.predict.shapes import group_fits_heads, kv_token_budget
-from tokenprint.simulate.cluster import ClusterSpec, SimCarbon, SimResult, carbon_of, simulate
-from tokenprint.traces import Trace
-from tokenprint.units import S_PER_HOUR
+from tokenprint.simulate.cluster import ClusterSpec, carbon_of, simulate
 
 PERCENTILES = {"p95": 95.0, "p99": 99.0}
-
-
-@dataclass
-class PlanInputs:
-    """What to plan for."""
-
-    trace: Trace
-    models: list[str]
-    gpus: list[str]
-    regions: list[str]
-    max_batches: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
-    slo_ttft_s: float = 1.0
-    slo_tpot_s: float = 0.2
-    percentile: str = "p95"
-    scope: str = "device"
-    lifetime_years: float = 5.0
-    pue: float = 1.0
-    max_replicas: int = 64
-    intensity_dir: Path | None = None
-    deferrable: float = 0.0
-    deadline_h: float = 0.0
-    region_capacity: dict[str, int] = field(default_factory=dict)
-    stack: str = DEFAULT_STACK
-    tie_tolerance: float = 0.01
-
-
-@dataclass
-class Evaluated:
-    """One simulated configuration (independent of region)."""
-
-    model: str
-    gpu: str
-    tp: int
-    max_batch: int
-    replicas: int
-    result: SimResult
-    ttft_q: float
-    tpot_q: float
-    e2e_q: float
-    feasible: bool
-
-    @property
-    def n_gpus(self) -> int:
-        """GPUs provisioned."""
-        return self.replicas * self.tp
-
-    def label(self) -> dict[str, Any]:
-        """The configuration as JSON."""
-        return {"model": self.model, "gpu": self.gpu, "tp": self.tp, "replicas": self.replicas,
-                "max_batch": self.max_batch, "gpus_total": self.n_gpus,
-                "ttft_s": self.ttft_q, "tpot_s": self.tpot_q, "e2e_s": self.e2e_q}
-
-
-@dataclass(frozen=True)
-class PlanRow:
-    """One simulated configuration placed in one region, with its carbon there."""
-
-    config: Evaluated
-    region: str
-    carbon: SimCarbon
-
-    @property
-    def total_g(self) -> float:
-        """Operational + embodied grams (central estimate)."""
-        return float(self.carbon.total_g.mid)
-
-    @property
-    def e2e_s(self) -> float:
-        """End-to-end latency at the planned percentile."""
-        return self.config.e2e_q
-
-    @property
-    def energy_j(self) -> float:
-        """Energy of every provisioned GPU over the trace."""
-        return self.config.result.energy_j
-
-    @property
-    def gpus_total(self) -> int:
-        """GPUs provisioned."""
-        return self.config.n_gpus
-
-    @property
-    def feasible(self) -> bool:
-        """Meets the latency targets with every request served."""
-        return self.config.feasible
-
-    def to_dict(self) -> dict[str, Any]:
-        """As JSON; sources are given once at the top of the answer."""
-        carbon = self.carbon.to_dict()
-        carbon.pop("sources")
-        return {**self.config.label(), "region": self.region, "feasible": self.feasible,
-                "energy_j": self.energy_j, **carbon}
 
 
 def _q(x: np.ndarray, pct: float) -> float:
@@ -198,35 +101,64 @@ def _worker_catalog(files: list[str]) -> Catalog:
 
 
 def plan(inp: PlanInputs, catalog: Catalog, progress: Any = None, executor: str = "local",
-         address: str | None = None) -> dict[str, Any]:
-    """Find the lowest-carbon deployment meeting the targets; JSON-ready answer.
+         address: str | None = None) -> PlanAnswer:
+    """Find the lowest-carbon deployment meeting the targets (``.to_dict()`` is plan.json).
 
     ``executor="ray"`` simulates the candidates as parallel Ray tasks; the answer is the same.
     """
+    _check(inp)
+    regions = [catalog.region(r).id.upper() for r in inp.regions]
+    hourly = inp.intensity_dir is not None
+    series = {r: _intensity_for(inp, r) for r in regions}
+    if hourly and inp.trace.start_s == 0.0:
+        raise TokenprintError("hourly intensity needs the trace placed on the calendar (--start)")
+    evaluated, skipped = _simulate_all(inp, catalog, hourly, progress, executor, address)
+    rows = [PlanRow(ev, r, carbon_of(ev.result, catalog, r, scope=inp.scope,
+                                     lifetime_years=inp.lifetime_years, pue=inp.pue,
+                                     intensity=series[r]))
+            for ev in evaluated for r in regions]
+    header = PlanHeader(
+        trace=inp.trace.name, n_requests=inp.trace.n,
+        targets={"percentile": inp.percentile, "ttft_s": inp.slo_ttft_s,
+                 "tpot_s": inp.slo_tpot_s},
+        candidates_simulated=len(evaluated), skipped=skipped, scope=inp.scope,
+        lifetime_years=inp.lifetime_years, pue=inp.pue,
+        intensity="hourly files" if hourly else "annual averages",
+        intensity_basis=(f"each region's hourly intensity over the trace's own hours "
+                         f"(from {iso(inp.trace.start_s)})" if hourly else
+                         "each region's annual average intensity"),
+        trace_duration_s=float(inp.trace.duration_s))
+    feasible = [x for x in rows if x.feasible]
+    if not feasible:
+        return PlanAnswer(header, infeasible=_infeasible(rows, inp))
+    return _answer(header, feasible, inp, catalog, regions, series)
+
+
+def _check(inp: PlanInputs) -> None:
+    """Refuse inputs no plan can be made from."""
     if inp.percentile not in PERCENTILES:
         raise TokenprintError(f"unknown percentile {inp.percentile!r}; valid: p95, p99")
     if not (inp.models and inp.gpus and inp.regions and inp.max_batches):
         raise TokenprintError("models, GPUs, regions and max batch sizes must be non-empty")
     if not 0.0 <= inp.deferrable <= 1.0:
         raise TokenprintError(f"deferrable share {inp.deferrable} must be within 0..1")
-    models = [catalog.model(m).id for m in inp.models]
-    gpus = [catalog.gpu(g).id for g in inp.gpus]
-    regions = [catalog.region(r).id.upper() for r in inp.regions]
-    hourly = inp.intensity_dir is not None
-    series = {r: _intensity_for(inp, r) for r in regions}
-    if hourly and inp.trace.start_s == 0.0:
-        raise TokenprintError("hourly intensity needs the trace placed on the calendar (--start)")
+
+
+def _simulate_all(inp: PlanInputs, catalog: Catalog, hourly: bool, progress: Any,
+                  executor: str, address: str | None) -> tuple[list[Evaluated], list[str]]:
+    """Every model × GPU × max batch that fits, simulated at its fewest replicas meeting the
+    targets (locally or as Ray tasks); and what could not be tried."""
+    from tokenprint.executor import parallel_map
+
     skipped: list[str] = []
     jobs: list[tuple[str, str, int, int]] = []
-    for model in models:
-        for gpu in gpus:
+    for model in (catalog.model(m).id for m in inp.models):
+        for gpu in (catalog.gpu(g).id for g in inp.gpus):
             tp = min_tp(catalog, model, gpu)
             if tp is None:
                 skipped.append(f"{model} does not fit 8 × {gpu}")
                 continue
             jobs.extend((model, gpu, tp, mb) for mb in inp.max_batches)
-    from tokenprint.executor import parallel_map
-
     files = list(catalog.files)
 
     def run(job: tuple[str, str, int, int]) -> list[Evaluated]:
@@ -238,92 +170,55 @@ def plan(inp: PlanInputs, catalog: Catalog, progress: Any = None, executor: str 
     evaluated = [ev for group in results for ev in group]
     if not evaluated:
         raise TokenprintError("no candidate can hold the model: " + "; ".join(skipped))
-    rows = [PlanRow(ev, r, carbon_of(ev.result, catalog, r, scope=inp.scope,
-                                     lifetime_years=inp.lifetime_years, pue=inp.pue,
-                                     intensity=series[r]))
-            for ev in evaluated for r in regions]
-    feasible = [x for x in rows if x.feasible]
-    answer: dict[str, Any] = {
-        "trace": inp.trace.name, "n_requests": inp.trace.n,
-        "targets": {"percentile": inp.percentile, "ttft_s": inp.slo_ttft_s,
-                    "tpot_s": inp.slo_tpot_s},
-        "candidates_simulated": len(evaluated), "skipped": skipped,
-        "scope": inp.scope, "lifetime_years": inp.lifetime_years, "pue": inp.pue,
-        "intensity": "hourly files" if hourly else "annual averages",
-        "intensity_basis": (f"each region's hourly intensity over the trace's own hours "
-                            f"(from {iso(inp.trace.start_s)})" if hourly else
-                            "each region's annual average intensity"),
-        "trace_duration_s": float(inp.trace.duration_s),
-    }
-    if not feasible:
-        closest = min(rows, key=lambda x: max(x.config.ttft_q / inp.slo_ttft_s,
-                                              x.config.tpot_q / inp.slo_tpot_s))
-        near = closest.config
-        failing = [name for name, v, t in (("ttft", near.ttft_q, inp.slo_ttft_s),
-                                           ("tpot", near.tpot_q, inp.slo_tpot_s)) if v > t]
-        answer.update({"feasible": False, "best": None, "failing_targets": failing,
-                       "closest": closest.to_dict(),
-                       "message": (f"no candidate meets the {inp.percentile} targets within "
-                                   f"{inp.max_replicas} replicas; {' and '.join(failing)} cannot "
-                                   f"be met; closest: {near.replicas} × {near.gpu} "
-                                   f"(batch {near.max_batch}) with {inp.percentile} TTFT "
-                                   f"{near.ttft_q:.3g} s, TPOT {near.tpot_q:.3g} s")})
-        return answer
+    return evaluated, skipped
+
+
+def _infeasible(rows: list[PlanRow], inp: PlanInputs) -> Infeasible:
+    """The targets no candidate meets, and the closest candidate."""
+    closest = min(rows, key=lambda x: max(x.config.ttft_q / inp.slo_ttft_s,
+                                          x.config.tpot_q / inp.slo_tpot_s))
+    near = closest.config
+    failing = [name for name, v, t in (("ttft", near.ttft_q, inp.slo_ttft_s),
+                                       ("tpot", near.tpot_q, inp.slo_tpot_s)) if v > t]
+    return Infeasible(failing, closest.to_dict(), (
+        f"no candidate meets the {inp.percentile} targets within {inp.max_replicas} replicas; "
+        f"{' and '.join(failing)} cannot be met; closest: {near.replicas} × {near.gpu} (batch "
+        f"{near.max_batch}) with {inp.percentile} TTFT {near.ttft_q:.3g} s, TPOT "
+        f"{near.tpot_q:.3g} s"))
+
+
+def _answer(header: PlanHeader, feasible: list[PlanRow], inp: PlanInputs, catalog: Catalog,
+            regions: list[str], series: dict[str, IntensitySeries | None]) -> PlanAnswer:
+    """The best feasible placement (within the region capacities where given), its baselines
+    in the home region, the Pareto front and the table; a split and a time shift where asked."""
     caps = {k.upper(): v for k, v in inp.region_capacity.items()}
     fits = [x for x in feasible if x.gpus_total <= caps.get(x.region.upper(), 10**9)]
-    lowest = min(feasible, key=lambda x: x.total_g)
     best, tie = _choose(fits or feasible, inp.tie_tolerance)
-    home = regions[0]
-    baselines = _baselines([x for x in feasible if x.region == home])
+    baselines = _baselines([x for x in feasible if x.region == regions[0]])
     best_public = best.to_dict()
-    answer.update({
-        "feasible": True,
-        "best": best_public,
-        "tie_break": tie,
-        "total_range_g": best_public["total_range_g"],
-        "sources": best.carbon.sources,
-        "home_region": home,
-        "baselines": {k: v.total_g for k, v in baselines.items()},
-        "baseline_configs": {k: v.to_dict() for k, v in baselines.items()},
-        "savings_pct": _savings(best.total_g, baselines),
-        "savings_pct_same_region": _savings(
-            best.total_g, _baselines([x for x in feasible if x.region == best.region])),
-        "pareto": [x.to_dict() for x in pareto(feasible)],
-        "table": [x.to_dict() for x in sorted(feasible, key=lambda x: x.total_g)[:50]],
-        "all_feasible": [{"gpu": x.config.gpu, "replicas": x.config.replicas,
-                          "max_batch": x.config.max_batch, "region": x.region,
-                          "e2e_s": x.e2e_s, "total_g": x.total_g} for x in feasible],
-    })
+    split = headline = None
+    savings = _savings(best.total_g, baselines)
     if inp.region_capacity:
-        # the split keeps every capacity; it becomes the headline where it beats the best
-        # single-region plan that fits (or where none fits)
-        # the chosen configuration where one fits a region, else the lowest-carbon one
-        base = best if fits else lowest
-        split = split_regions(base, inp, catalog, regions, series)
-        answer["multi_region"] = split
-        single_ok = bool(fits)
-        answer["constraints"] = {"region_capacity_gpus": caps,
-                                 "single_region_plan_within_capacity": single_ok}
-        # (a split that only repeats the best single-region plan does not replace it)
-        if split.get("total_g") is not None and (
-                not single_ok or split["total_g"] < best.total_g * (1 - 1e-9)):
-            headline = {**base.to_dict(), "region": "+".join(split["split"]),
-                        "split": split["split"], "total_g": split["total_g"],
-                        "replicas": sum(v["replicas"] for v in split["split"].values())}
-            headline["gpus_total"] = headline["replicas"] * base.config.tp
-            tokens = base.carbon.output_tokens
-            headline["g_per_1k_tokens"] = split["total_g"] / tokens * 1000 if tokens else None
-            for k in ("operational_g", "embodied_g", "total_range_g"):
-                headline.pop(k, None)
-            answer["best"] = headline
-            answer["best_kind"] = "multi-region split within the capacities"
-            answer["tie_break"] = None
-            answer["savings_pct"] = _savings(split["total_g"], baselines)
-        elif not single_ok:
-            answer["message"] = "no plan keeps the region capacities"
-    if inp.deferrable > 0:
-        answer["time_shift"] = time_shift(best, inp, series[best.region])
-    return answer
+        split, headline = split_headline(best if fits else min(feasible, key=lambda x: x.total_g),
+                                 bool(fits), caps, best.total_g, inp, catalog, regions, series)
+        if headline is not None:
+            tie, savings = None, _savings(headline["total_g"], baselines)
+    return PlanAnswer(
+        header, best=headline or best_public, tie_break=tie,
+        total_range_g=best_public["total_range_g"], sources=best.carbon.sources,
+        home_region=regions[0], baselines={k: v.total_g for k, v in baselines.items()},
+        baseline_configs={k: v.to_dict() for k, v in baselines.items()},
+        savings_pct=savings,
+        savings_pct_same_region=_savings(
+            best.total_g, _baselines([x for x in feasible if x.region == best.region])),
+        pareto=[x.to_dict() for x in pareto(feasible)],
+        table=[x.to_dict() for x in sorted(feasible, key=lambda x: x.total_g)[:50]],
+        all_feasible=[{"gpu": x.config.gpu, "replicas": x.config.replicas,
+                       "max_batch": x.config.max_batch, "region": x.region,
+                       "e2e_s": x.e2e_s, "total_g": x.total_g} for x in feasible],
+        split=split,
+        time_shift=(time_shift(best, inp, series[best.region]) if inp.deferrable > 0
+                    else None))
 
 
 def _baselines(rows: list[PlanRow]) -> dict[str, PlanRow]:
@@ -371,92 +266,3 @@ def pareto(rows: list[PlanRow]) -> list[PlanRow]:
             front.append(x)
             best_lat = x.e2e_s
     return front
-
-
-def split_regions(best: PlanRow, inp: PlanInputs, catalog: Catalog, regions: list[str],
-                  series: dict[str, IntensitySeries | None]) -> dict[str, Any]:
-    """Split the load of the best configuration across regions with GPU capacity limits (MILP).
-
-    Variables: load share x_r ∈ [0, 1] and replicas n_r ∈ ℕ per region. Serving share x_r needs
-    n_r ≥ x_r · R (R: replicas the whole load needs), n_r · tp ≤ capacity_r. Carbon is linear:
-    busy energy scales with the share, idle energy and embodied carbon with the replicas. Each
-    region's intensity is taken over the same hours as its single-region rows (the trace's own
-    hours with hourly files, else the annual value), so a split that keeps the whole load in one
-    region costs exactly what that region's row says.
-    """
-    ev = best.config
-    res = ev.result
-    reps = ev.replicas
-    dur = res.duration_s
-    idle_w_rep = res.idle_energy_j / res.idle_s if res.idle_s > 0 else 0.0
-    emb1 = gpu_embodied(catalog.gpu(ev.gpu), catalog, inp.scope).total_g.mid   # one GPU
-    emb_rep = float(charge(0, 0, emb1 * ev.tp, dur, lifetime_years=inp.lifetime_years).embodied_g)
-    # per hour of the trace (one span without hourly files): busy energy and seconds, and the
-    # provisioned replica-seconds
-    if res.hourly_span:
-        hours = sorted(res.hourly_span)
-        busy_e = np.array([res.hourly.get(h, (0.0, 0.0))[1] for h in hours])
-        busy_s = np.array([res.hourly.get(h, (0.0, 0.0))[0] for h in hours])
-        span_s = np.array([res.hourly_span[h] for h in hours])
-    else:
-        hours = []
-        busy_e, busy_s = np.array([res.busy_energy_j]), np.array([res.busy_s])
-        span_s = np.array([dur * reps])
-    lp = LinearProgram()
-    share_vars, rep_vars = {}, {}
-    for r in regions:
-        sr = series[r]
-        ci = (np.full(busy_e.shape, catalog.region(r).intensity_g_per_kwh.value) if sr is None
-              or not hours else sr.at((np.array(hours, dtype=np.float64) + 0.5) * S_PER_HOUR))
-        # busy energy of the share, minus the idle it displaces; idle + embodied per replica
-        busy_g, idle_g = charge(np.stack([busy_e - busy_s * idle_w_rep, idle_w_rep * span_s
-                                          / reps]), ci, pue=inp.pue).operational_g.sum(axis=1)
-        busy_cost, rep_cost = float(busy_g), float(idle_g) + emb_rep
-        cap = inp.region_capacity.get(r, inp.region_capacity.get(r.lower(), 10**6))
-        share_vars[r] = lp.var(busy_cost, 0.0, 1.0)
-        rep_vars[r] = lp.var(rep_cost, 0.0, cap // ev.tp, integer=True)
-        lp.row(0.0, float("inf"), {rep_vars[r]: 1.0, share_vars[r]: -float(reps)})
-    lp.row(1.0, 1.0, {v: 1.0 for v in share_vars.values()})
-    x = lp.solve()
-    split = {r: {"share": float(x[share_vars[r]]), "replicas": round(x[rep_vars[r]])}
-             for r in regions if x[rep_vars[r]] > 0.5 or x[share_vars[r]] > 1e-9}
-    total = float(np.dot(lp.cost, x))
-    return {"solver": "HiGHS MILP", "capacity_gpus": inp.region_capacity, "split": split,
-            "total_g": total,
-            "note": "replicas per region scale with the load share; latency per replica as in "
-                    "the single-region simulation"}
-
-
-def time_shift(best: PlanRow, inp: PlanInputs, series: IntensitySeries | None
-               ) -> dict[str, Any]:
-    """Move the deferrable share of the load to cleaner hours within the deadline (LP).
-
-    The cluster stays provisioned; deferred work uses its spare capacity in later hours.
-    """
-    if series is None:
-        return {"note": "time shifting needs hourly intensity (--intensity-dir)"}
-    ev = best.config
-    res = ev.result
-    t0 = inp.trace.start_s
-    hours = max(int(np.ceil(inp.deadline_h)), 0)
-    h0 = int(t0 // S_PER_HOUR)
-    idx = list(range(h0, h0 + hours + 1))
-    ci = [float(series.at(np.array([(h + 0.5) * S_PER_HOUR]))[0]) for h in idx]
-    busy_share = min(res.busy_s / max(res.duration_s * ev.replicas, 1e-9), 1.0)
-    lp = LinearProgram()
-    e_def = res.busy_energy_j * inp.deferrable
-    ys = []
-    for i, c in enumerate(ci):
-        # spare capacity: the hour of the trace keeps (1 - deferrable) of its own load
-        spare = 1.0 - busy_share * (1 - inp.deferrable) if i == 0 else 1.0
-        cap = max(spare / max(busy_share, 1e-9), 0.0)
-        ys.append(lp.var(float(charge(e_def, c, pue=inp.pue).operational_g), 0.0, cap))
-    lp.row(1.0, 1.0, {y: 1.0 for y in ys})
-    x = lp.solve()
-    shifted = float(np.dot(lp.cost, x))
-    unshifted = float(charge(e_def, ci[0], pue=inp.pue).operational_g)
-    return {"solver": "HiGHS LP", "deferrable": inp.deferrable, "deadline_h": inp.deadline_h,
-            "hours_utc": [h % 24 for h in idx], "intensity_g_per_kwh": ci,
-            "placement": [float(v) for v in x],
-            "deferrable_operational_g": {"as_arrived": unshifted, "shifted": shifted},
-            "saving_g": unshifted - shifted}

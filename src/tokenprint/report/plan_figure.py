@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from tokenprint.files import atomic_path
+from tokenprint.plan.answer import PlanAnswer
 from tokenprint.report.figures import log_axis
 
 
-def pareto_figure(a: dict[str, Any], path: Path) -> Path:
+def pareto_figure(a: PlanAnswer, path: Path) -> Path:
     """Every feasible deployment of a plan answer: carbon against latency by region, the Pareto
     front and the chosen plan (``pareto.png``)."""
     import matplotlib
@@ -19,7 +19,7 @@ def pareto_figure(a: dict[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = a["all_feasible"] if "all_feasible" in a else a["table"]
+    rows = a.all_feasible or a.table
     fig, ax = plt.subplots(figsize=(8, 4.5))
     regions = sorted({r["region"] for r in rows})
     colours = plt.get_cmap("tab10")
@@ -27,13 +27,14 @@ def pareto_figure(a: dict[str, Any], path: Path) -> Path:
         pts = [r for r in rows if r["region"] == reg]
         ax.scatter([r["e2e_s"] for r in pts], [r["total_g"] for r in pts], s=22, alpha=0.7,
                    color=colours(i), label=reg)
-    front = a["pareto"]
+    front = a.pareto
     ax.plot([r["e2e_s"] for r in front], [r["total_g"] for r in front], "k-", lw=1.2,
             label="Pareto front")
-    best = a["best"]
+    best = a.best
+    assert best is not None, "a figure of a feasible plan"
     ax.scatter([best["e2e_s"]], [best["total_g"]], marker="*", s=200, color="k", zorder=5,
                label="chosen plan")
-    ax.set_xlabel(f"{a['targets']['percentile']} end-to-end latency (s)")
+    ax.set_xlabel(f"{a.header.targets['percentile']} end-to-end latency (s)")
     ax.set_ylabel("total carbon for the trace (g CO2e)")
     log_axis(ax)
     # configurations within 0.5 % of each other in a region draw on top of each other
