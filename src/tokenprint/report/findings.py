@@ -65,114 +65,137 @@ def _basis_text(basis: dict[str, Any]) -> str:
 
 def findings(perf: pd.DataFrame, carbon: pd.DataFrame, cfg: StudyConfig,
              catalog: Catalog) -> list[Finding]:
-    """Findings as sentences produced from the numbers.
+    """Findings as sentences produced from the numbers: which GPU emits less per token in each
+    region, the crossover intensity, the embodied share and its boundary, and the carbon-optimal
+    batch of each model and GPU.
 
     A comparison is stated as a difference only when the two ranges do not overlap
     (``separable``); otherwise it is called indistinguishable within the model's uncertainty.
     """
     out: list[Finding] = []
     best = _best_under_target(carbon)
-    target_ms = cfg.tpot_target_s * 1e3
-    home = catalog.region(cfg.regions[0]).id.upper()
-    # 1. which GPU emits less per token in each region (each at its best batch under the target)
     if len(cfg.gpus) >= 2:
-        for model in cfg.models:
-            mgrp = best[best["model"] == model]
-            per_region = []
-            for region, grp in mgrp.groupby("region"):
-                if grp["gpu"].nunique() < 2:
-                    continue
-                g = grp.sort_values("total_g_per_1k")
-                win, lose = g.iloc[0], g.iloc[-1]
-                per_region.append({
-                    "region": region, "winner": win["gpu"], "loser": lose["gpu"],
-                    "winner_g_per_1k": float(win["total_g_per_1k"]),
-                    "loser_g_per_1k": float(lose["total_g_per_1k"]),
-                    "winner_range_g_per_1k": [float(win["total_g_per_1k_low"]),
-                                              float(win["total_g_per_1k_high"])],
-                    "loser_range_g_per_1k": [float(lose["total_g_per_1k_low"]),
-                                             float(lose["total_g_per_1k_high"])],
-                    "separable": separable(win["total_g_per_1k_low"],
-                                           win["total_g_per_1k_high"],
-                                           lose["total_g_per_1k_low"],
-                                           lose["total_g_per_1k_high"]),
-                    "saving_pct": _pct(win["total_g_per_1k"], lose["total_g_per_1k"]),
-                    "winner_batch": int(win["batch"]), "loser_batch": int(lose["batch"])})
-            if not per_region:
-                continue
-            basis = _basis(perf, cfg, model, list(cfg.gpus))
-
-            def mg(p: dict[str, Any], who: str) -> str:
-                lo, hi = p[f"{who}_range_g_per_1k"]
-                return f"{lo * 1e3:.3g}–{hi * 1e3:.3g}"
-
-            clear = [p for p in per_region if p["separable"]]
-            close = [p for p in per_region if not p["separable"]]
-            parts = []
-            if clear:
-                parts.append("; ".join(
-                    f"in {p['region']} the {p['winner']} emits {p['saving_pct']:.0f} % less "
-                    f"({mg(p, 'winner')} vs {mg(p, 'loser')} mg)" for p in clear))
-            if close:
-                parts.append("; ".join(
-                    f"in {p['region']} the two are indistinguishable within the model's "
-                    f"uncertainty ({p['winner']} {mg(p, 'winner')} vs {p['loser']} "
-                    f"{mg(p, 'loser')} mg)" for p in close))
-            sentence = (f"{model}, per 1k output tokens, each GPU at its lowest-carbon batch "
-                        f"meeting TPOT ≤ {target_ms:.0f} ms: " + "; ".join(parts) + "."
-                        + _basis_text(basis))
-            out.append(Finding("gpu_choice", sentence, {
-                "model": model, "regions": per_region, **basis,
-                "separable": all(p["separable"] for p in per_region)}))
-    # 2. crossover intensity between the oldest and newest GPU
+        out.extend(f for f in (_gpu_choice(perf, best, cfg, m) for m in cfg.models)
+                   if f is not None)
     out.extend(_crossovers(perf, cfg, catalog))
-    # 3. embodied share vs batch size and grid, at realistic and full utilization, and by boundary
     for model in cfg.models:
-        sub = carbon[carbon["model"] == model]
-        if sub.empty:
+        out.extend(_embodied(perf, carbon, cfg, model))
+    out.extend(_batch_choices(perf, carbon, cfg, catalog.region(cfg.regions[0]).id.upper()))
+    return out
+
+
+def _gpu_choice(perf: pd.DataFrame, best: pd.DataFrame, cfg: StudyConfig, model: str
+                ) -> Finding | None:
+    """Which GPU emits less per 1k tokens for ``model`` in each region, each at its best batch
+    under the TPOT target (None where no region has two GPUs)."""
+    target_ms = cfg.tpot_target_s * 1e3
+    mgrp = best[best["model"] == model]
+    per_region = []
+    for region, grp in mgrp.groupby("region"):
+        if grp["gpu"].nunique() < 2:
             continue
-        counts = sub.groupby("gpu")["batch"].nunique()
-        for gpu in sorted(cfg.gpus, key=lambda g: -int(counts.get(g, 0))):
-            s = sub[sub["gpu"] == gpu]
-            if s.empty:
-                continue
-            clean = s[s["intensity_g_per_kwh"] == s["intensity_g_per_kwh"].min()]
-            dirty = s[s["intensity_g_per_kwh"] == s["intensity_g_per_kwh"].max()]
-            b_lo, b_hi = int(clean["batch"].min()), int(clean["batch"].max())
-            sh = clean.set_index("batch")["embodied_share"]
-            shd = dirty.set_index("batch")["embodied_share"]
-            full = clean.set_index("batch")["embodied_share_at_full_utilization"]
-            u = cfg.utilization
-            out.append(Finding("embodied_share", (
-                f"{model} on the {gpu}, GPUs serving {u:.0%} of provisioned time: the embodied "
-                f"share of total carbon is {sh[b_lo] * 100:.0f} % at batch {b_lo} and "
-                f"{sh[b_hi] * 100:.0f} % at batch {b_hi} in {clean['region'].iloc[0]} "
-                f"({clean['intensity_g_per_kwh'].iloc[0]:.0f} g/kWh), against "
-                f"{shd[b_lo] * 100:.0f} % and {shd[b_hi] * 100:.0f} % in "
-                f"{dirty['region'].iloc[0]} ({dirty['intensity_g_per_kwh'].iloc[0]:.0f} "
-                f"g/kWh); busy 100 % of the time (the seed study's assumption, a lower bound) "
-                f"it would be {full[b_lo] * 100:.0f} % and {full[b_hi] * 100:.0f} % in "
-                f"{clean['region'].iloc[0]}." + _basis_text(_basis(perf, cfg, model, [gpu]))),
-                {"model": model, "gpu": gpu, "clean_region": clean["region"].iloc[0],
-                 "dirty_region": dirty["region"].iloc[0], "utilization": u,
-                 "share_clean": {int(b): float(v) for b, v in sh.items()},
-                 "share_dirty": {int(b): float(v) for b, v in shd.items()},
-                 "share_clean_at_full_utilization": {int(b): float(v) for b, v in full.items()},
-                 **_basis(perf, cfg, model, [gpu])}))
-            seed = clean.set_index("batch")["embodied_share_seed"]
-            vendor = clean.set_index("batch")["embodied_share_vendor"]
-            out.append(Finding("embodied_boundary", (
-                f"{model} on the {gpu} in {clean['region'].iloc[0]} at batch {b_hi}: the "
-                f"embodied share is {seed[b_hi] * 100:.0f} % counting the packaged GPU and its "
-                f"memory (the seed's boundary) and {vendor[b_hi] * 100:.0f} % counting "
-                f"the whole card and the host's share — the answer depends on "
-                f"the boundary by {vendor[b_hi] / max(seed[b_hi], 1e-12):.1f}×."),
-                {"model": model, "gpu": gpu, "region": clean["region"].iloc[0],
-                 "batch": b_hi, "share_seed_boundary": float(seed[b_hi]),
-                 "share_vendor_boundary": float(vendor[b_hi]),
-                 "seed_scope": SEED_SCOPE, "vendor_scope": VENDOR_SCOPE}))
-            break  # one GPU per model keeps the list readable; the CSV has every number
-    # 4. carbon-optimal batch under the TPOT target
+        g = grp.sort_values("total_g_per_1k")
+        win, lose = g.iloc[0], g.iloc[-1]
+        per_region.append({
+            "region": region, "winner": win["gpu"], "loser": lose["gpu"],
+            "winner_g_per_1k": float(win["total_g_per_1k"]),
+            "loser_g_per_1k": float(lose["total_g_per_1k"]),
+            "winner_range_g_per_1k": [float(win["total_g_per_1k_low"]),
+                                      float(win["total_g_per_1k_high"])],
+            "loser_range_g_per_1k": [float(lose["total_g_per_1k_low"]),
+                                     float(lose["total_g_per_1k_high"])],
+            "separable": separable(win["total_g_per_1k_low"],
+                                   win["total_g_per_1k_high"],
+                                   lose["total_g_per_1k_low"],
+                                   lose["total_g_per_1k_high"]),
+            "saving_pct": _pct(win["total_g_per_1k"], lose["total_g_per_1k"]),
+            "winner_batch": int(win["batch"]), "loser_batch": int(lose["batch"])})
+    if not per_region:
+        return None
+    basis = _basis(perf, cfg, model, list(cfg.gpus))
+
+    def mg(p: dict[str, Any], who: str) -> str:
+        lo, hi = p[f"{who}_range_g_per_1k"]
+        return f"{lo * 1e3:.3g}–{hi * 1e3:.3g}"
+
+    clear = [p for p in per_region if p["separable"]]
+    close = [p for p in per_region if not p["separable"]]
+    parts = []
+    if clear:
+        parts.append("; ".join(
+            f"in {p['region']} the {p['winner']} emits {p['saving_pct']:.0f} % less "
+            f"({mg(p, 'winner')} vs {mg(p, 'loser')} mg)" for p in clear))
+    if close:
+        parts.append("; ".join(
+            f"in {p['region']} the two are indistinguishable within the model's "
+            f"uncertainty ({p['winner']} {mg(p, 'winner')} vs {p['loser']} "
+            f"{mg(p, 'loser')} mg)" for p in close))
+    sentence = (f"{model}, per 1k output tokens, each GPU at its lowest-carbon batch "
+                f"meeting TPOT ≤ {target_ms:.0f} ms: " + "; ".join(parts) + "."
+                + _basis_text(basis))
+    return Finding("gpu_choice", sentence, {
+        "model": model, "regions": per_region, **basis,
+        "separable": all(p["separable"] for p in per_region)})
+
+
+def _embodied(perf: pd.DataFrame, carbon: pd.DataFrame, cfg: StudyConfig, model: str
+              ) -> list[Finding]:
+    """The embodied share by batch size and grid, at realistic and full utilization, and by
+    boundary, for the GPU with the most batch sizes."""
+    out: list[Finding] = []
+    sub = carbon[carbon["model"] == model]
+    if sub.empty:
+        return []
+    counts = sub.groupby("gpu")["batch"].nunique()
+    for gpu in sorted(cfg.gpus, key=lambda g: -int(counts.get(g, 0))):
+        s = sub[sub["gpu"] == gpu]
+        if s.empty:
+            continue
+        clean = s[s["intensity_g_per_kwh"] == s["intensity_g_per_kwh"].min()]
+        dirty = s[s["intensity_g_per_kwh"] == s["intensity_g_per_kwh"].max()]
+        b_lo, b_hi = int(clean["batch"].min()), int(clean["batch"].max())
+        sh = clean.set_index("batch")["embodied_share"]
+        shd = dirty.set_index("batch")["embodied_share"]
+        full = clean.set_index("batch")["embodied_share_at_full_utilization"]
+        u = cfg.utilization
+        out.append(Finding("embodied_share", (
+            f"{model} on the {gpu}, GPUs serving {u:.0%} of provisioned time: the embodied "
+            f"share of total carbon is {sh[b_lo] * 100:.0f} % at batch {b_lo} and "
+            f"{sh[b_hi] * 100:.0f} % at batch {b_hi} in {clean['region'].iloc[0]} "
+            f"({clean['intensity_g_per_kwh'].iloc[0]:.0f} g/kWh), against "
+            f"{shd[b_lo] * 100:.0f} % and {shd[b_hi] * 100:.0f} % in "
+            f"{dirty['region'].iloc[0]} ({dirty['intensity_g_per_kwh'].iloc[0]:.0f} "
+            f"g/kWh); busy 100 % of the time (the seed study's assumption, a lower bound) "
+            f"it would be {full[b_lo] * 100:.0f} % and {full[b_hi] * 100:.0f} % in "
+            f"{clean['region'].iloc[0]}." + _basis_text(_basis(perf, cfg, model, [gpu]))),
+            {"model": model, "gpu": gpu, "clean_region": clean["region"].iloc[0],
+             "dirty_region": dirty["region"].iloc[0], "utilization": u,
+             "share_clean": {int(b): float(v) for b, v in sh.items()},
+             "share_dirty": {int(b): float(v) for b, v in shd.items()},
+             "share_clean_at_full_utilization": {int(b): float(v) for b, v in full.items()},
+             **_basis(perf, cfg, model, [gpu])}))
+        seed = clean.set_index("batch")["embodied_share_seed"]
+        vendor = clean.set_index("batch")["embodied_share_vendor"]
+        out.append(Finding("embodied_boundary", (
+            f"{model} on the {gpu} in {clean['region'].iloc[0]} at batch {b_hi}: the "
+            f"embodied share is {seed[b_hi] * 100:.0f} % counting the packaged GPU and its "
+            f"memory (the seed's boundary) and {vendor[b_hi] * 100:.0f} % counting "
+            f"the whole card and the host's share — the answer depends on "
+            f"the boundary by {vendor[b_hi] / max(seed[b_hi], 1e-12):.1f}×."),
+            {"model": model, "gpu": gpu, "region": clean["region"].iloc[0],
+             "batch": b_hi, "share_seed_boundary": float(seed[b_hi]),
+             "share_vendor_boundary": float(vendor[b_hi]),
+             "seed_scope": SEED_SCOPE, "vendor_scope": VENDOR_SCOPE}))
+        return out  # one GPU per model keeps the list readable; the CSV has every number
+    return out
+
+
+def _batch_choices(perf: pd.DataFrame, carbon: pd.DataFrame, cfg: StudyConfig, home: str
+                   ) -> list[Finding]:
+    """The carbon-optimal batch under the TPOT target of each model and GPU, in the home
+    region (the optimum barely moves with the grid)."""
+    out: list[Finding] = []
+    target_ms = cfg.tpot_target_s * 1e3
     for (model, gpu, region), grp in carbon.groupby(["model", "gpu", "region"]):
         if region != home:
             continue  # the batch optimum barely moves with the grid; report it for one region
