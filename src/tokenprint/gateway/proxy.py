@@ -26,12 +26,12 @@ import aiohttp
 
 from tokenprint.carbon.scope2 import RunningMarket
 from tokenprint.gateway.accounting import RequestFootprint
-from tokenprint.gateway.accounts import MAX_PENDING_WHO, NOBODY, Accounts, BadTags, Who
+from tokenprint.gateway.accounts import Accounts, BadTags
 from tokenprint.gateway.config import GatewayConfig
 from tokenprint.gateway.intensity import IntensityProvider
 from tokenprint.gateway.ledger import Ledger, RequestOutcome
-from tokenprint.gateway.market import market_g
-from tokenprint.gateway.metrics import Metrics, UpstreamMetrics
+from tokenprint.gateway.metrics import Metrics
+from tokenprint.gateway.recording import Recorder
 from tokenprint.gateway.requests import (
     CHARS_PER_TOKEN,
     ENDPOINTS,
@@ -76,11 +76,8 @@ class Proxy:
         self.client = client
         self.provider = provider
         self.ledger = ledger
-        self.metrics = metrics
         self.accounts = Accounts(cfg, salt)
-        self.market = market   # market-based Scope 2 for /metrics (gateway.market), or None
-        self._who: dict[str, Who] = {}     # request id → its sender, until it is recorded
-        self._metrics: dict[str, UpstreamMetrics] = {}
+        self.recorder = Recorder(ledger, metrics, router, market, cfg.store_text)
 
     # ---- ASGI entry -----------------------------------------------------------------------
 
@@ -143,9 +140,7 @@ class Proxy:
             await send_error(send, 400, str(exc))
             return
         rid = f"tp-{os.urandom(16).hex()}"
-        self._who[rid] = who
-        while len(self._who) > MAX_PENDING_WHO:     # a request that ended without a record
-            self._who.pop(next(iter(self._who)))
+        self.recorder.sent_by(rid, who)
         guess = max(round(prompt_chars(body) / CHARS_PER_TOKEN), 1)
         last_exc: Exception | None = None
         tried: list[UpstreamState] = []
@@ -172,8 +167,9 @@ class Proxy:
             return
         # recorded too, against the last upstream tried, so every request has one record
         # (journaled before the answer leaves, as every record)
-        self._record(tried[-1], rid, endpoint, 502, {}, None, time.monotonic() - arrived,
-                     None, len(tried), body, None, None)
+        rec = self.recorder.outcome(tried[-1], rid, endpoint, 502, time.monotonic() - arrived,
+                                    len(tried))
+        self.recorder.record(tried[-1], rec, body)
         await send_error(send, 502, f"no upstream could serve the request ({last_exc})",
                          "server_error", "upstream_unavailable", request_id=rid)
 
@@ -216,47 +212,6 @@ class Proxy:
         return st.model.footprint(energy, intensity, self.cfg.pue, duration_s, concurrency,
                                   isrc, st.cfg.region.upper())
 
-    def _record(self, st: UpstreamState, rid: str, endpoint: str, status: int,
-                usage: dict[str, Any], ttft: float | None, duration: float,
-                fp: RequestFootprint | None, attempts: int, body: dict[str, Any],
-                text: str | None, added_s: float | None, usage_source: str = "upstream",
-                note: str | None = None) -> None:
-        model = st.cfg.model
-        m = self._metrics.get(st.name)
-        if m is None:
-            m = self._metrics[st.name] = self.metrics.of_upstream(st.name, model,
-                                                                  st.cfg.region.upper())
-        m.request(status).inc()
-        pt, ct = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-        m.prompt_tokens.inc(pt)
-        m.completion_tokens.inc(ct)
-        if ttft is not None:
-            m.ttft.observe(ttft)
-        m.duration.observe(duration)
-        if added_s is not None:
-            m.added.observe(added_s)
-        who, now = self._who.pop(rid, NOBODY), time.time()
-        self.metrics.charge_team(who.team, fp.operational_g if fp else 0.0,
-                                 fp.embodied_g if fp else 0.0,
-                                 market_g(self.market, fp, st.cfg.region, now))
-        if fp is not None:
-            m.energy.inc(fp.energy.energy_j)
-            m.operational.inc(fp.operational_g)
-            m.embodied.inc(fp.embodied_g)
-        store = self.cfg.store_text
-        if not self.ledger.add(RequestOutcome(
-            **who.fields(),
-            id=rid, time_utc=now, upstream=st.name, model=model,
-            region=st.cfg.region.upper(), endpoint=endpoint, status=status,
-            prompt_tokens=pt, completion_tokens=ct, ttft_s=ttft, duration_s=duration,
-            attempts=attempts, added_s=added_s, usage_source=usage_source, note=note,
-            footprint=fp, routing_signal=self.router.signal(st),
-            prompt_text=json.dumps(body.get("messages") or body.get("prompt"))
-            if store else None,
-            completion_text=text if store else None,
-        )):
-            self.metrics.ledger_dropped.inc()
-
     # ---- unary ------------------------------------------------------------------------------
 
     async def _unary(self, st: UpstreamState, resp: UpstreamResponse, endpoint: str, rid: str,
@@ -272,8 +227,9 @@ class Proxy:
             why = (f"upstream {st.name} {'stalled' if timed_out else 'cut'} the response "
                    f"after its headers ({exc.__class__.__name__})")
             st.record_failure(self.cfg.breaker_failures, self.cfg.breaker_open_s)
-            self._record(st, rid, endpoint, status, {}, None, time.monotonic() - timing.sent,
-                         None, attempt, body, None, None, note=why)
+            rec = self.recorder.outcome(st, rid, endpoint, status,
+                                        time.monotonic() - timing.sent, attempt, note=why)
+            self.recorder.record(st, rec, body)
             await send_error(send, status, why, "server_error", "upstream_cut", request_id=rid)
             return
         except BaseException:
@@ -292,8 +248,8 @@ class Proxy:
         if raw is not None and resp.status >= 400:
             # an upstream's own error (4xx) goes back as it came, recorded
             self._release(st, rid)
-            self._record(st, rid, endpoint, resp.status, {}, None, duration, None, attempt,
-                         body, None, None)
+            rec = self.recorder.outcome(st, rid, endpoint, resp.status, duration, attempt)
+            self.recorder.record(st, rec, body)
             await send_bytes(send, resp.status, raw, resp.content_type,
                              headers={"x-tokenprint-request-id": rid})
             return
@@ -306,8 +262,8 @@ class Proxy:
                    f"upstream {st.name} answered HTTP {resp.status} with a body that is not JSON "
                    f"({resp.content_type})")
             st.record_failure(self.cfg.breaker_failures, self.cfg.breaker_open_s)
-            self._record(st, rid, endpoint, 502, {}, None, duration, None, attempt, body, None,
-                         None, note=why)
+            rec = self.recorder.outcome(st, rid, endpoint, 502, duration, attempt, note=why)
+            self.recorder.record(st, rec, body)
             await send_error(send, 502, why, "server_error", "upstream_invalid", request_id=rid)
             return
         counted = bounded_usage(valid_usage(data.get("usage")), len(raw or b""),
@@ -326,8 +282,9 @@ class Proxy:
         st.record_success(duration)
         out = json.dumps(data).encode()
         added = (timing.sent - timing.arrived) + (time.monotonic() - t_read)
-        self._record(st, rid, endpoint, 200, usage, None, duration, fp, attempt, body,
-                     text_of(data), added, source)
+        rec = self.recorder.outcome(st, rid, endpoint, 200, duration, attempt, usage,
+                                    footprint=fp, added_s=added, usage_source=source)
+        self.recorder.record(st, rec, body, text_of(data))
         await send_bytes(send, 200, out, headers={
             "x-tokenprint-carbon-g": f"{fp.total_g:.6g}", "x-tokenprint-request-id": rid,
             "x-tokenprint-upstream": st.name})
@@ -428,8 +385,10 @@ class Proxy:
             fp = self._footprint(st, rid, usage["prompt_tokens"], usage["completion_tokens"],
                                  duration)
             if status != 200:  # recorded at once: nothing more will be sent
-                self._record(st, rid, endpoint, status, usage, ttft, duration, fp, attempt,
-                             body, None, None, source, cut)
+                rec = self.recorder.outcome(st, rid, endpoint, status, duration, attempt, usage,
+                                            ttft_s=ttft, footprint=fp, usage_source=source,
+                                            note=cut)
+                self.recorder.record(st, rec, body)
         if status == 502:
             await send({"type": "http.response.body", "more_body": False, "body":
                         b"data: " + error_body(str(cut), "server_error", "upstream_cut")
@@ -453,8 +412,11 @@ class Proxy:
                  + (time.monotonic() - t_up_done))
         # journaled before [DONE]: a client that saw the whole answer has its row, even if the
         # gateway is killed the next instant
-        self._record(st, rid, endpoint, 200, usage, ttft, duration, fp, attempt, body,
-                     "".join(relay.text) if self.cfg.store_text else None, added, source)
+        rec = self.recorder.outcome(st, rid, endpoint, 200, duration, attempt, usage,
+                                    ttft_s=ttft, footprint=fp, added_s=added,
+                                    usage_source=source)
+        self.recorder.record(st, rec, body,
+                             "".join(relay.text) if self.cfg.store_text else None)
         await send({"type": "http.response.body", "body": tail + b"data: [DONE]\n\n",
                     "more_body": False})
 
