@@ -8,6 +8,7 @@ import typer
 
 from tokenprint import __version__
 from tokenprint.cli import (
+    batch_cmd,
     bench_cmd,
     carbon_cmd,
     catalog_cmd,
@@ -32,7 +33,7 @@ app = typer.Typer(
 )
 # every command module registers its commands the same way, in the order --help lists them
 for _module in (carbon_cmd, bench_cmd, predict_cmd, study_cmd, simulate_cmd, serve_cmd,
-                fleet_cmd, catalog_cmd, examples_cmd):
+                batch_cmd, fleet_cmd, catalog_cmd, examples_cmd):
     _module.register(app)
 
 

@@ -204,7 +204,7 @@ def _or_dash(value: float | None, fmt: Callable[[float], str]) -> str:
 @ledger_app.command("report")
 def ledger_report_cmd(
     by: Annotated[str, typer.Option(help="Group by: team, project, model, key, upstream, "
-                                    "region, user (comma-separated).")] = "team",
+                                    "region, user, batch (comma-separated).")] = "team",
     period: Annotated[str, typer.Option(help="day | month")] = "month",
     start: Annotated[str | None, typer.Option(help="ISO time (default: 30 days ago).")] = None,
     end: Annotated[str | None, typer.Option(help="ISO time (default: now).")] = None,

@@ -39,11 +39,14 @@ class Who:
     project: str | None = None
     user_digest: str | None = None
     tags: str | None = None          # JSON object text
+    batch_id: str | None = None      # a line of this batch, run by the gateway itself
+    deferred_s: float | None = None  # how long the batch waited for cleaner hours
 
-    def fields(self) -> dict[str, str | None]:
+    def fields(self) -> dict[str, str | float | None]:
         """As keyword arguments of a ledger record."""
         return {"key_name": self.key_name, "team": self.team, "project": self.project,
-                "user_digest": self.user_digest, "tags": self.tags}
+                "user_digest": self.user_digest, "tags": self.tags,
+                "batch_id": self.batch_id, "deferred_s": self.deferred_s}
 
 
 NOBODY = Who()

@@ -28,6 +28,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tokenprint.catalog import Catalog
 from tokenprint.gateway.accounting import UpstreamModel, WorkShareAttributor
 from tokenprint.gateway.accounts import user_salt
+from tokenprint.gateway.batch_api import register as register_batches
+from tokenprint.gateway.batch_runner import BatchRunner, through
+from tokenprint.gateway.batch_store import BatchStore
 from tokenprint.gateway.config import GatewayConfig
 from tokenprint.gateway.dashboard import DASHBOARD_HTML, dashboard_data
 from tokenprint.gateway.intensity import IntensityProvider
@@ -116,12 +119,18 @@ def create_app(cfg: GatewayConfig, catalog: Catalog,
     router = Router(cfg.policy, cfg.latency_target_s, cfg.pue)
     proxy = Proxy(cfg, states, router, client, provider, ledger, metrics,
                   user_salt(cfg.results), market)
+    store = BatchStore(cfg.results, cfg.ledger_url)
+    runner = BatchRunner(store, states, routing, through(proxy), cfg.batch_concurrency,
+                         cfg.batch_share)
     tasks: list[asyncio.Task[None]] = []
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await client.start()
         tasks.append(asyncio.create_task(_background()))
+        lock = runner_lock(cfg.results) if cfg.batch_runner else None
+        if lock is not None:   # one process per results folder runs the batches
+            tasks.append(asyncio.create_task(runner.run_forever()))
         # The catalog, numpy and pandas leave a large heap of long-lived objects; every full
         # collection would walk it. Freezing it keeps the collector to what requests allocate.
         gc.collect()
@@ -130,6 +139,9 @@ def create_app(cfg: GatewayConfig, catalog: Catalog,
         for t in tasks:
             t.cancel()
         await client.close()
+        if lock is not None:
+            lock.close()
+        store.close()
         ledger.close()
 
     async def _background() -> None:
@@ -163,6 +175,7 @@ def create_app(cfg: GatewayConfig, catalog: Catalog,
     api.state.ledger = ledger
     api.state.upstreams = states
     api.state.metrics = metrics
+    api.state.batches = runner
 
     @api.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> Response:
@@ -222,7 +235,24 @@ def create_app(cfg: GatewayConfig, catalog: Catalog,
         return JSONResponse(await asyncio.to_thread(dashboard_data, ledger,
                                                     [s.name for s in states]))
 
+    register_batches(api, cfg, proxy.accounts, store, runner)
     return GatewayApp(api, proxy)
+
+
+def runner_lock(results: str) -> Any:
+    """The lock that makes this process the one running the batches of ``results`` (the
+    first of several workers to take it), held open until the gateway stops; None when
+    another process holds it."""
+    import fcntl
+
+    Path(results).mkdir(parents=True, exist_ok=True)
+    fh = open(Path(results) / "batch-runner.lock", "a")   # noqa: SIM115 - held open
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        return None
+    return fh
 
 
 WORKER_ENV = "TOKENPRINT_GATEWAY_WORKER"  # what ``serve --workers N`` hands each worker

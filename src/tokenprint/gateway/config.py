@@ -193,6 +193,14 @@ class GatewayConfig(BaseModel):
                                   le=MAX_LIFETIME_YEARS)
     pue: float = Field(default=1.0, ge=1.0, le=10.0)   # tokenprint.carbon.operational.MAX_PUE
     workers: int = Field(default=1, ge=1, le=256)
+    # the Batch API (tokenprint.gateway.batch_api): limits, and the share of each upstream's
+    # capacity batch lines may use (live requests keep the rest); one process runs batches
+    batch_max_file_bytes: int = Field(default=100_000_000, ge=1024)
+    batch_max_lines: int = Field(default=50_000, ge=1)
+    batch_max_open: int = Field(default=100, ge=1)
+    batch_concurrency: int = Field(default=16, ge=1, le=10_000)
+    batch_share: float = Field(default=0.8, gt=0, le=1)
+    batch_runner: bool = True
     upstream: list[UpstreamConfig] = Field(min_length=1)
 
     @field_validator("ledger_url")

@@ -22,7 +22,7 @@ from tokenprint.errors import TokenprintError
 from tokenprint.gateway.ledger_schema import NUMERIC_COLUMNS
 
 BY = {"team": "team", "project": "project", "model": "model", "key": "key_name",
-      "upstream": "upstream", "region": "region", "user": "user_digest"}
+      "upstream": "upstream", "region": "region", "user": "user_digest", "batch": "batch_id"}
 PERIODS = {"day": "D", "month": "M"}
 FIELDS = ("requests", "prompt_tokens", "completion_tokens", "energy_kwh", "location_g",
           "market_g", "embodied_g", "total_g", "g_per_1k_tokens", "sci_g_per_1k_tokens",
@@ -37,7 +37,7 @@ def ledger_rows(db: Database, start_s: float, end_s: float) -> pd.DataFrame:
     df = pd.DataFrame(got, columns=names)
     for col in NUMERIC_COLUMNS & set(names):   # a column of only NULLs reads as numbers too
         df[col] = pd.to_numeric(df[col])
-    for col in ("key_name", "team", "project", "user_digest", "tags"):
+    for col in ("key_name", "team", "project", "user_digest", "tags", "batch_id"):
         if col not in df:
             df[col] = None
     return df

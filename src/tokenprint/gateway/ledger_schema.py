@@ -45,7 +45,9 @@ CREATE TABLE IF NOT EXISTS requests (
     project TEXT,
     user_digest TEXT,
     tags TEXT,
-    routing_signal TEXT
+    routing_signal TEXT,
+    batch_id TEXT,
+    deferred_s REAL
 );
 CREATE INDEX IF NOT EXISTS requests_time ON requests(time_utc);
 CREATE TABLE IF NOT EXISTS runs (
@@ -64,19 +66,19 @@ COLUMNS = ("id", "time_utc", "upstream", "model", "region", "endpoint", "status"
            "decode_j", "operational_g", "embodied_g", "total_g", "intensity_g_per_kwh", "method",
            "attempts", "added_s", "intensity_source", "usage_source", "note", "run_id",
            "prompt_text", "completion_text", "key_name", "team", "project", "user_digest",
-           "tags", "routing_signal")
+           "tags", "routing_signal", "batch_id", "deferred_s")
 # the requests columns that hold numbers (SQLite REAL or INTEGER)
 NUMERIC_COLUMNS = frozenset(re.findall(r"^\s+(\w+) (?:REAL|INTEGER)",
                                        SCHEMA.split("CREATE TABLE IF NOT EXISTS runs")[0],
                                        flags=re.M))
 # journals written before the organisation columns: their rows are padded on replay
-LEGACY_WIDTHS = (27, 32)
+LEGACY_WIDTHS = (27, 32, 33)
 
 # columns added after 0.1.0's ledgers (added on open)
 NEWER_COLUMNS = {"added_s": "REAL", "intensity_source": "TEXT", "usage_source": "TEXT",
                  "note": "TEXT", "run_id": "TEXT", "key_name": "TEXT", "team": "TEXT",
                  "project": "TEXT", "user_digest": "TEXT", "tags": "TEXT",
-                 "routing_signal": "TEXT"}
+                 "routing_signal": "TEXT", "batch_id": "TEXT", "deferred_s": "REAL"}
 # columns of ``runs`` added later: the host a run's pid belongs to (a shared ledger's runs come
 # from several hosts)
 NEWER_RUN_COLUMNS = {"host": "TEXT"}
@@ -115,6 +117,8 @@ class RequestOutcome:
     user_digest: str | None = None
     tags: str | None = None
     routing_signal: str | None = None   # what the routing policy ranked this upstream by
+    batch_id: str | None = None         # a Batch API line (tokenprint.gateway.batches)
+    deferred_s: float | None = None     # how long its batch waited for cleaner hours
 
     def row(self, run_id: str) -> tuple[Any, ...]:
         """Values in ``COLUMNS`` order."""

@@ -51,7 +51,7 @@ class Recorder:
             completion_tokens=int(usage.get("completion_tokens") or 0), duration_s=duration_s,
             attempts=attempts, routing_signal=self.router.signal(st), key_name=who.key_name,
             team=who.team, project=who.project, user_digest=who.user_digest, tags=who.tags,
-            **more)
+            batch_id=who.batch_id, deferred_s=who.deferred_s, **more)
 
     def record(self, st: UpstreamState, rec: RequestOutcome, body: dict[str, Any],
                text: str | None = None) -> None:
