@@ -156,9 +156,9 @@ def test_a_deferred_batch_waits_for_the_clean_hour_resumes_and_cancels(tmp_path:
         seen: list[int] = []
         real = runner.call
 
-        async def counted(endpoint, body, who):
+        async def counted(endpoint, body, who, request_id):
             seen.append(sum(runner.inflight.values()))
-            return await real(endpoint, body, who)
+            return await real(endpoint, body, who, request_id)
 
         runner.call = counted
         runner.clock = lambda: start + 1       # the clean hour has come
@@ -207,3 +207,49 @@ def test_the_batch_cli_submits_watches_and_fetches(tmp_path: Path, catalog, caps
             assert code == 2 and "HTTP 404" in err and "No such Batch" in err
     code, _, err = run_cli(capsys, "batch", "submit", str(tmp_path / "none.jsonl"))
     assert code == 2 and "is not a file" in err
+
+
+def test_a_gateway_killed_mid_batch_finishes_it_with_each_line_once(tmp_path: Path):
+    import os
+    import signal
+
+    import httpx
+
+    from test_postgres_ledger import _start
+
+    results = tmp_path / "res"
+    with scripted_upstream(4, itl_s=0.1) as url:      # 0.4 s a line, 6 at a time
+        config = tmp_path / "gateway.toml"
+        config.write_text(f'health_interval_s = 0\n[[upstream]]\nname = "a"\nurl = "{url}"\n'
+                          'model = "tiny"\ngpu = "l4"\nregion = "FR"\ncapacity = 8\n')
+        proc, port = _start(config, results)
+        gw = f"http://127.0.0.1:{port}/v1"
+        with httpx.Client(timeout=30) as http:
+            f = http.post(f"{gw}/files", data={"purpose": "batch"},
+                          files={"file": ("in.jsonl", _jsonl(_lines(40)))}).json()
+            bid = http.post(f"{gw}/batches", json={"input_file_id": f["id"],
+                                                   "endpoint": "/v1/completions",
+                                                   "completion_window": "24h"}).json()["id"]
+            end = time.time() + 30
+            while http.get(f"{gw}/batches/{bid}").json()["request_counts"]["completed"] < 6:
+                assert time.time() < end
+                time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)              # lines in flight die with it
+        proc.wait(timeout=10)
+        proc, port = _start(config, results)           # the same pod, restarted
+        try:
+            client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x")
+            done = _wait(client, bid, {"completed"}, timeout_s=60)
+            out = client.files.content(done.output_file_id).text.splitlines()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+    ids = [json.loads(x)["custom_id"] for x in out]
+    assert done.request_counts.completed == 40 and sorted(ids) == sorted(f"q{i}" for i in
+                                                                        range(40))
+    con = sqlite3.connect(results / "ledger.sqlite")
+    rows = con.execute("SELECT id, status FROM requests WHERE batch_id = ?", (bid,)).fetchall()
+    con.close()
+    # one row per line: a line sent again after the kill keeps its ledger id
+    assert len(rows) == 40 and len({r[0] for r in rows}) == 40
+    assert {r[1] for r in rows} == {200}

@@ -71,19 +71,21 @@ def forecast_hours(resolver: IntensityResolver, region: str, now_s: float, hours
     return None, "none (the hourly file does not cover the window)"
 
 
-Call = Callable[[str, dict[str, Any], Who], Awaitable[tuple[int, dict[str, Any]]]]
+Call = Callable[[str, dict[str, Any], Who, str], Awaitable[tuple[int, dict[str, Any]]]]
 
 
 def through(handler: Callable[..., Awaitable[None]]) -> Call:
     """A call into the gateway's own request path (the proxy's ASGI handler) for one batch
     line, as its sender (``who``): no key is checked again, the answer is collected whole."""
 
-    async def call(endpoint: str, body: dict[str, Any], who: Who) -> tuple[int, dict[str, Any]]:
+    async def call(endpoint: str, body: dict[str, Any], who: Who, request_id: str
+                   ) -> tuple[int, dict[str, Any]]:
         raw = json.dumps(body).encode()
         scope = {"type": "http", "method": "POST", "path": endpoint, "query_string": b"",
                  "headers": [(b"content-type", b"application/json"),
                              (b"content-length", str(len(raw)).encode())],
-                 "client": ("127.0.0.1", 0), "tokenprint.who": who}
+                 "client": ("127.0.0.1", 0), "tokenprint.who": who,
+                 "tokenprint.request_id": request_id}
         sent, status, chunks = False, 0, []
         never = asyncio.Event()
 
@@ -201,8 +203,11 @@ class BatchRunner:
                     who: Who) -> None:
         number, custom_id, body = line
         status, answer = 0, dict[str, Any]()
-        for _ in range(RETRIES + 1):
-            status, answer = await self.call(endpoint, json.loads(body), who)
+        for attempt in range(RETRIES + 1):
+            # one ledger id per line and attempt: a line sent again after a kill (its answer
+            # lost with the process) is not recorded twice
+            status, answer = await self.call(endpoint, json.loads(body), who,
+                                             f"tp-{bid}-{number}-{attempt}")
             if status < 500 and status != 429:
                 break
         request_id = answer.get("id", "") if isinstance(answer, dict) else ""

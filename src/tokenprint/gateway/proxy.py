@@ -139,7 +139,7 @@ class Proxy:
         except BadTags as exc:
             await send_error(send, 400, str(exc))
             return
-        rid = f"tp-{os.urandom(16).hex()}"
+        rid = scope.get("tokenprint.request_id") or f"tp-{os.urandom(16).hex()}"
         self.recorder.sent_by(rid, who)
         guess = max(round(prompt_chars(body) / CHARS_PER_TOKEN), 1)
         last_exc: Exception | None = None
