@@ -45,8 +45,9 @@ class ServingEnergy:
         self.idle_w = idle_w(g) * gpus              # the deployment's idle floor, watts
         self.max_context = m.max_context
 
-    def _static(self, batch: float, input_tokens: float, output_tokens: float
-                ) -> dict[str, np.ndarray]:
+    def static(self, batch: float, input_tokens: float, output_tokens: float
+               ) -> dict[str, np.ndarray]:
+        """The deployment's static prediction at ``batch`` and these lengths."""
         return predict_static(self.shape, self.hw, self.prof, batch, input_tokens,
                               output_tokens, self.gpus)
 
@@ -56,7 +57,7 @@ class ServingEnergy:
         """Prefill and decode joules of one request among ``concurrency`` (a whole number of
         requests); one completion token comes from the prefill, so it has no decode."""
         b = float(concurrency)
-        out = self._static(b, max(prompt_tokens, 1), max(completion_tokens, 1))
+        out = self.static(b, max(prompt_tokens, 1), max(completion_tokens, 1))
         pre = float(out["prefill_energy_j"][0]) / b
         dec = float(out["decode_energy_j"][0]) / b if completion_tokens > 1 else 0.0
         return pre, dec
@@ -65,7 +66,7 @@ class ServingEnergy:
     def per_token_j(self, batch: int) -> tuple[float, float]:
         """Joules per prompt token and per generated token at ``batch`` (nominal 512/128
         lengths)."""
-        out = self._static(float(batch), NOMINAL_INPUT, NOMINAL_OUTPUT)
+        out = self.static(float(batch), NOMINAL_INPUT, NOMINAL_OUTPUT)
         return (float(np.asarray(out["energy_per_input_token_j"]).reshape(-1)[0]),
                 float(np.asarray(out["energy_per_output_token_j"]).reshape(-1)[0]))
 
