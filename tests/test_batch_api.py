@@ -253,3 +253,46 @@ def test_a_gateway_killed_mid_batch_finishes_it_with_each_line_once(tmp_path: Pa
     # one row per line: a line sent again after the kill keeps its ledger id
     assert len(rows) == 40 and len({r[0] for r in rows}) == 40
     assert {r[1] for r in rows} == {200}
+
+
+def test_live_forecasts_schedule_a_batch(catalog, monkeypatch):
+    import asyncio
+
+    from fastapi import FastAPI, Header, HTTPException
+
+    from tokenprint.carbon.intensity import parse_time
+    from tokenprint.carbon.resolver import IntensityResolver
+    from tokenprint.gateway.batch_runner import BatchRunner
+    from tokenprint.gateway.routing import UpstreamState
+
+    now = parse_time("2026-12-06T10:20:00Z")
+    em = FastAPI()
+
+    @em.get("/carbon-intensity/forecast")
+    def forecast(zone: str, auth_token: str = Header(default="", alias="auth-token")) -> dict:
+        if auth_token != "t0ken":
+            raise HTTPException(401)
+        base = parse_time("2026-12-06T10:00:00Z")
+        return {"zone": zone, "forecast": [
+            {"carbonIntensity": 40 if k == 5 else 300,
+             "datetime": dt.datetime.fromtimestamp(base + k * H, dt.UTC).strftime(
+                 "%Y-%m-%dT%H:%M:%S.000Z")} for k in range(24)]}
+
+    states = [UpstreamState(cfg=UpstreamConfig(name="a", url="http://127.0.0.1:1/v1",
+                                               model="tiny", gpu="l4", region="FR"),
+                            model=None)]  # type: ignore[arg-type]
+    doc = {"created_at": now, "expires_at": now + 24 * H}
+    with serve_in_thread(em) as port:
+        res = IntensityResolver(catalog, "electricitymaps", base_url=f"http://127.0.0.1:{port}")
+        runner = BatchRunner(None, states, res, None)  # type: ignore[arg-type]
+        monkeypatch.setenv("ELECTRICITYMAPS_TOKEN", "t0ken")
+        plan = asyncio.run(runner.plan(doc, "tiny", 10))
+        assert plan["forecast"] == "electricitymaps forecast, FR"
+        assert plan["scheduled_start"] == parse_time("2026-12-06T15:00:00Z")
+        assert plan["forecast_g_per_kwh_at_start"] == 40.0
+        assert plan["forecast_g_per_kwh_at_submission"] == 300.0
+        assert plan["deferred_s"] == pytest.approx(4 * H + 40 * 60)
+        monkeypatch.delenv("ELECTRICITYMAPS_TOKEN")
+        plan = asyncio.run(runner.plan(doc, "tiny", 10))
+        assert plan["scheduled_start"] == now and "ELECTRICITYMAPS_TOKEN not set" in \
+            plan["forecast"]

@@ -125,3 +125,20 @@ def test_file_source_falls_back_outside_its_span(catalog, tmp_path):
     with pytest.raises(TokenprintError, match="unknown intensity source"):
         IntensityResolver(catalog, "nope")
     assert isinstance(SOURCES["watttime"](), WattTimeSource)
+
+
+def test_watttime_forecast_is_the_hourly_mean_of_its_points(catalog, monkeypatch):
+    import numpy as np
+
+    from tokenprint.carbon.intensity import parse_time
+
+    calls: list[str] = []
+    monkeypatch.setenv("WATTTIME_USER", "ada")
+    monkeypatch.setenv("WATTTIME_PASSWORD", "s3cret")
+    with serve_in_thread(_watttime(calls)) as port:
+        src = WattTimeSource(base_url=f"http://127.0.0.1:{port}")
+        f = asyncio.run(src.forecast("US-CAL-CISO", parse_time("2026-12-06T11:30:00Z"), 3))
+    # the stand-in's two 5-minute points (882 and 900 lbs/MWh) fall in the 12:00 hour
+    assert f is not None and np.isnan(f[0]) and np.isnan(f[2])
+    assert f[1] == pytest.approx((882.0 + 900.0) / 2 * G_PER_KWH_PER_LB_PER_MWH)
+    assert calls[-1] == "forecast CAISO_NORTH co2_moer"

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from tokenprint.carbon.intensity import IntensitySeries, load_intensity_csv
+from tokenprint.carbon.intensity import IntensitySeries, load_intensity_csv, parse_time
 from tokenprint.catalog import Catalog
 from tokenprint.errors import TokenprintError
 from tokenprint.units import S_PER_HOUR
@@ -158,6 +158,40 @@ class LiveSource(Source):
         """The API's current value for the zone, in g/kWh."""
         raise NotImplementedError
 
+    async def forecast(self, zone: str, start_s: float, hours: int) -> np.ndarray | None:
+        """The API's forecast for each hour from the hour of ``start_s``, in g/kWh (the mean of
+        its points in each hour; NaN past its horizon), or None with the reason in ``why``."""
+        try:
+            import httpx
+
+            async with httpx.AsyncClient(timeout=self.timeout_s) as client:
+                points = await self.ask_forecast(client, zone)
+        except _Unavailable as exc:
+            self.why[zone] = f"no forecast: {exc}"
+            return None
+        except Exception as exc:
+            self.why[zone] = f"no forecast: {exc.__class__.__name__}"
+            return None
+        h0 = np.floor(start_s / S_PER_HOUR)
+        sums, counts = np.zeros(hours), np.zeros(hours)
+        for t, g in points:
+            k = int(np.floor(t / S_PER_HOUR) - h0)
+            if 0 <= k < hours:
+                if not (g == g and MIN_G_PER_KWH <= g <= MAX_G_PER_KWH):
+                    self.why[zone] = f"no forecast: {g!r} g/kWh is outside the plausible range"
+                    return None
+                sums[k] += g
+                counts[k] += 1
+        if not counts.any():
+            self.why[zone] = "no forecast: none of its points falls in the window"
+            return None
+        with np.errstate(invalid="ignore"):
+            return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+    async def ask_forecast(self, client: Any, zone: str) -> list[tuple[float, float]]:
+        """The API's forecast points for the zone: (epoch second, g/kWh)."""
+        raise _Unavailable(f"{self.name} has no forecast endpoint here")
+
 
 class _Unavailable(Exception):
     """The source cannot answer, for a reason worth saying (a missing token)."""
@@ -189,6 +223,18 @@ class ElectricityMapsSource(LiveSource):
                              headers={"auth-token": token})
         r.raise_for_status()
         return _number(r.json()["carbonIntensity"], "carbonIntensity")
+
+    async def ask_forecast(self, client: Any, zone: str) -> list[tuple[float, float]]:
+        """``/carbon-intensity/forecast``: hourly points, ``datetime`` and ``carbonIntensity``."""
+        token = os.environ.get(self.token_env)
+        if not token:
+            raise _Unavailable(f"${self.token_env} not set")
+        r = await client.get(f"{self.base_url}/carbon-intensity/forecast",
+                             params={"zone": zone}, headers={"auth-token": token})
+        r.raise_for_status()
+        return [(parse_time(str(p["datetime"])), _number(p["carbonIntensity"],
+                                                         "carbonIntensity"))
+                for p in r.json()["forecast"]]
 
 
 class WattTimeSource(LiveSource):
@@ -235,6 +281,18 @@ class WattTimeSource(LiveSource):
         if units != "lbs_co2_per_mwh":
             raise TypeError(f"units {units!r}")
         return _number(body["data"][0]["value"], "value") * G_PER_KWH_PER_LB_PER_MWH
+
+    async def ask_forecast(self, client: Any, zone: str) -> list[tuple[float, float]]:
+        """``/v3/forecast`` over 24 hours: 5-minute MOER points, converted to g/kWh."""
+        await self.ask(client, zone)            # logs in, and checks the region and units
+        r = await client.get(f"{self.base_url}/v3/forecast",
+                             params={"region": self.regions[zone], "signal_type": "co2_moer",
+                                     "horizon_hours": 24},
+                             headers={"Authorization": f"Bearer {self._token}"})
+        r.raise_for_status()
+        return [(parse_time(str(p["point_time"])),
+                 _number(p["value"], "value") * G_PER_KWH_PER_LB_PER_MWH)
+                for p in r.json()["data"]]
 
 
 SOURCES: dict[str, type[Source]] = {

@@ -169,7 +169,7 @@ def register(api: FastAPI, cfg: GatewayConfig, accounts: Accounts, store: BatchS
             "request_counts": {"total": len(lines), "completed": 0,
                                "failed": sum(ln[3] == "failed" for ln in lines)},
             "metadata": req.get("metadata")}
-        plan = runner.plan(doc, model or "", sum(ln[3] == "pending" for ln in lines))
+        plan = await runner.plan(doc, model or "", sum(ln[3] == "pending" for ln in lines))
         doc["tokenprint"] = {**plan, "model": model,
                              "who": {"key_name": who.key_name, "team": who.team,
                                      "project": who.project, "user_digest": who.user_digest,

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from tokenprint.carbon.resolver import FileSource, IntensityResolver
+from tokenprint.carbon.resolver import FileSource, IntensityResolver, LiveSource
 from tokenprint.gateway.accounts import Who
 from tokenprint.gateway.batch_store import BatchStore, new_id
 from tokenprint.gateway.routing import UpstreamState
@@ -44,21 +44,31 @@ def choose_start(now_s: float, deadline_s: float, duration_s: float,
                  forecast: np.ndarray | None) -> float:
     """The start (now, or an hour boundary) whose forecast hour is cleanest among those that
     leave ``duration_s`` before ``deadline_s``; ``forecast`` is g/kWh per hour from the hour
-    of ``now_s`` (None or all equal: start now). The earliest of equal hours wins."""
-    if forecast is None or forecast.size == 0 or np.ptp(forecast) == 0:
+    of ``now_s`` (NaN: an hour past the forecast's horizon, never chosen; None or all equal:
+    start now). The earliest of equal hours wins."""
+    if forecast is None or not np.isfinite(forecast).any():
+        return now_s
+    known = forecast[np.isfinite(forecast)]
+    if known.max() == known.min():
         return now_s
     h0 = math.floor(now_s / S_PER_HOUR) * S_PER_HOUR
     starts = np.maximum(h0 + S_PER_HOUR * np.arange(forecast.size), now_s)
-    ok = starts + duration_s <= deadline_s
+    ok = (starts + duration_s <= deadline_s) & np.isfinite(forecast)
     if not ok.any():
         return now_s
     return float(starts[int(np.argmin(np.where(ok, forecast, np.inf)))])
 
 
-def forecast_hours(resolver: IntensityResolver, region: str, now_s: float, hours: int
-                   ) -> tuple[np.ndarray | None, str]:
-    """g/kWh for each hour from the hour of ``now_s``, and the forecast's name."""
+async def forecast_hours(resolver: IntensityResolver, region: str, now_s: float, hours: int
+                         ) -> tuple[np.ndarray | None, str]:
+    """g/kWh for each hour from the hour of ``now_s``, and the forecast's name: a live API's
+    own forecast, an hourly file (or persistence from it), else none."""
     src = resolver.source
+    if isinstance(src, LiveSource):
+        f = await src.forecast(region.upper(), now_s, hours)
+        if f is not None:
+            return f, f"{src.name} forecast"
+        return None, f"none ({src.why.get(region.upper(), 'no forecast')}; starts at once)"
     series = src.series.get(region.upper()) if isinstance(src, FileSource) else None
     if series is None:
         return None, f"none ({resolver.mode}: one intensity for every hour; starts at once)"
@@ -127,15 +137,15 @@ class BatchRunner:
 
     # ---- scheduling -----------------------------------------------------------------------
 
-    def plan(self, doc: dict[str, Any], model: str, n_lines: int) -> dict[str, Any]:
+    async def plan(self, doc: dict[str, Any], model: str, n_lines: int) -> dict[str, Any]:
         """The batch's start, and what it was forecast to emit then and at submission."""
         now, deadline = doc["created_at"], doc["expires_at"]
         hours = max(math.ceil((deadline - now) / S_PER_HOUR), 1)
         regions = sorted({s.cfg.region for s in self.states if model in s.served_names()})
-        options = [(*forecast_hours(self.resolver, r, now, hours), r) for r in regions]
+        options = [(*await forecast_hours(self.resolver, r, now, hours), r) for r in regions]
         known = [o for o in options if o[0] is not None]
         if known:   # the region forecast to be cleanest: where the carbon policy will route
-            fc, name, region = min(known, key=lambda o: float(np.min(o[0])))  # type: ignore[arg-type]
+            fc, name, region = min(known, key=lambda o: float(np.nanmin(o[0])))  # type: ignore[arg-type]
         else:
             fc, name, region = None, options[0][1] if options else "none", ""
         label = f"{name}, {region}" if region else name
@@ -145,8 +155,8 @@ class BatchRunner:
                  * S_PER_HOUR) // S_PER_HOUR)
         return {"forecast": label,
                 "scheduled_start": start, "deferred_s": max(start - now, 0.0),
-                "forecast_g_per_kwh_at_submission": float(fc[0]) if fc is not None else None,
-                "forecast_g_per_kwh_at_start": float(fc[k]) if fc is not None else None}
+                "forecast_g_per_kwh_at_submission": _finite(fc[0]) if fc is not None else None,
+                "forecast_g_per_kwh_at_start": _finite(fc[k]) if fc is not None else None}
 
     # ---- the loop -------------------------------------------------------------------------
 
@@ -241,6 +251,11 @@ class BatchRunner:
         doc["status"] = status
         doc[f"{status}_at"] = int(t)
         self.store.save(doc)
+
+
+def _finite(x: float) -> float | None:
+    """A forecast value for JSON (None past the forecast's horizon)."""
+    return float(x) if np.isfinite(x) else None
 
 
 def _jsonl(rows: list[dict[str, Any]]) -> str:
