@@ -95,6 +95,13 @@ def test_the_openai_sdk_drives_the_whole_batch_api(tmp_path: Path, catalog, caps
             assert [x.id for x in listed.data] == [b.id]
             with pytest.raises(openai.APIStatusError):
                 client.batches.cancel(b.id)                 # already completed: 409
+            worse = ["{", json.dumps({"custom_id": "e", "method": "POST", "url": "/v1/embeddings",
+                                      "body": {"model": "tiny"}}), bad[2]]
+            only_bad = client.files.create(file=("bad.jsonl", _jsonl(worse)), purpose="batch")
+            failed = client.batches.create(input_file_id=only_bad.id,
+                                           endpoint="/v1/completions", completion_window="24h")
+            assert failed.status == "failed" and failed.errors is not None
+            assert [e.line for e in failed.errors.data] == [1, 2, 3]
             with pytest.raises(openai.BadRequestError, match="completion_window"):
                 client.batches.create(input_file_id=f.id, endpoint="/v1/completions",
                                       completion_window="1000h")
@@ -296,3 +303,30 @@ def test_live_forecasts_schedule_a_batch(catalog, monkeypatch):
         plan = asyncio.run(runner.plan(doc, "tiny", 10))
         assert plan["scheduled_start"] == now and "ELECTRICITYMAPS_TOKEN not set" in \
             plan["forecast"]
+
+
+def test_without_a_live_forecast_yesterdays_readings_are_the_forecast(catalog):
+    import asyncio
+
+    from tokenprint.carbon.intensity import parse_time
+    from tokenprint.carbon.resolver import IntensityResolver
+    from tokenprint.gateway.batch_runner import BatchRunner
+    from tokenprint.gateway.routing import UpstreamState
+
+    now = parse_time("2026-12-06T10:20:00Z")
+    h0 = int(now // H)
+    res = IntensityResolver(catalog, "electricitymaps", base_url="http://127.0.0.1:9")
+    # the last day's readings (the gateway keeps them as it refreshes): 400 g/kWh, 30 g/kWh
+    # six hours after this one yesterday; this hour reads 350 now
+    res.source.history["FR"] = {**{h0 - 24 + k: 30.0 if k == 6 else 400.0 for k in range(24)},
+                                h0: 350.0}
+    states = [UpstreamState(cfg=UpstreamConfig(name="a", url="http://127.0.0.1:1/v1",
+                                               model="tiny", gpu="l4", region="FR"),
+                            model=None)]  # type: ignore[arg-type]
+    runner = BatchRunner(None, states, res, None)  # type: ignore[arg-type]
+    plan = asyncio.run(runner.plan({"created_at": now, "expires_at": now + 24 * H}, "tiny", 4))
+    assert plan["forecast"].startswith("persistence (the same hour a day earlier")
+    assert plan["scheduled_start"] == (h0 + 6) * H
+    assert (plan["forecast_g_per_kwh_at_submission"], plan["forecast_g_per_kwh_at_start"]) == \
+        (350.0, 30.0)
+    assert plan["forecast_saving_pct"] == pytest.approx((1 - 30 / 350) * 100)

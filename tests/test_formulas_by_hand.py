@@ -306,8 +306,9 @@ def test_upstream_model_asks_its_own_stack_and_the_nominal_request(catalog):
 
     m = UpstreamModel(catalog, "llama-3.1-8b", "l4", 1, "device", 5.0, stack="hf-transformers")
     prof = resolve_profile(catalog.gpu("l4"), catalog, "hf-transformers")
-    assert m.stack == "hf-transformers" and m.calibration == prof.calibration
-    out = predict_static(m.shape, m.hw, m.prof, 8.0, 512.0, 128.0, 1)
+    s = m.serving       # the predicted serving energy watch uses too
+    assert m.stack == "hf-transformers" and s.calibration == prof.calibration
+    out = predict_static(s.shape, s.hw, s.prof, 8.0, 512.0, 128.0, 1)
     assert m.cost_per_token() == (pytest.approx(float(out["energy_per_input_token_j"][0])),
                                   pytest.approx(float(out["energy_per_output_token_j"][0])))
 

@@ -103,6 +103,7 @@ def test_teams_keys_users_and_tags_reach_the_ledger_and_the_report(tmp_path: Pat
     assert code == 0, err
     page = (tmp_path / "acc" / "report.html").read_text()
     assert "search" in page and "support" in page and "data:image/png;base64," in page
+    assert "SCI = (E × I + M) / R" in page and "location-based" in page
     assert {p.name for p in (tmp_path / "acc").iterdir()} == {
         "report.csv", "report.json", "report.png", "report.html"}
     code, _, err = run_cli(capsys, "ledger", "report", "--by", "colour",

@@ -114,6 +114,8 @@ class LiveSource(Source):
         self.cache_s = cache_s
         self.timeout_s = timeout_s
         self._cache: dict[str, tuple[float, float]] = {}
+        # the readings of the last two days, by zone and hour: a persistence forecast
+        self.history: dict[str, dict[int, float]] = {}
 
     def label(self, state: str = "") -> str:
         return f"live ({self.name}{', ' + state if state else ''})"
@@ -151,6 +153,10 @@ class LiveSource(Source):
                               f"{MAX_G_PER_KWH:g}]")
             return None
         self._cache[zone] = (now_s, value)
+        hours = self.history.setdefault(zone, {})
+        hours[int(now_s // S_PER_HOUR)] = value
+        for h in [h for h in hours if h < now_s // S_PER_HOUR - 48]:
+            del hours[h]
         self.why.pop(zone, None)
         return Reading(value, self.label(), self.signal)
 
@@ -191,6 +197,17 @@ class LiveSource(Source):
     async def ask_forecast(self, client: Any, zone: str) -> list[tuple[float, float]]:
         """The API's forecast points for the zone: (epoch second, g/kWh)."""
         raise _Unavailable(f"{self.name} has no forecast endpoint here")
+
+    def persistence(self, zone: str, start_s: float, hours: int) -> np.ndarray | None:
+        """Each hour from the hour of ``start_s`` as it was read a day earlier (the hour of
+        ``start_s`` as read now where it was), NaN where no reading was kept; None without
+        any."""
+        seen = self.history.get(zone, {})
+        h0 = int(start_s // S_PER_HOUR)
+        out = np.array([seen.get(h0 + k - 24, np.nan) for k in range(hours)])
+        if h0 in seen:
+            out[0] = seen[h0]
+        return out if np.isfinite(out).any() else None
 
 
 class _Unavailable(Exception):

@@ -223,6 +223,7 @@ def ledger_report_cmd(
     from tokenprint.files import write_text_atomic
     from tokenprint.gateway.ledger_recovery import open_existing
     from tokenprint.gateway.ledger_report import (
+        SCI_BOUNDARY,
         as_records,
         ledger_rows,
         load_contracts,
@@ -261,8 +262,8 @@ def ledger_report_cmd(
                    for r in rows])
     basis = (f"market-based: {contracts}" if contracts else
              "market-based = location-based (no --contracts)")
-    console.print(f"total = location-based operational + embodied; SCI per 1k output tokens in "
-                  f"--json/--csv; {basis}", style="dim")
+    console.print(f"total = location-based operational + embodied; SCI per 1k output tokens and "
+                  f"per request in --json/--csv; {basis}. {SCI_BOUNDARY}.", style="dim")
 
 
 @ledger_app.command("check")

@@ -174,6 +174,9 @@ def register(api: FastAPI, cfg: GatewayConfig, accounts: Accounts, store: BatchS
                              "who": {"key_name": who.key_name, "team": who.team,
                                      "project": who.project, "user_digest": who.user_digest,
                                      "tags": who.tags}}
+        if not any(ln[3] == "pending" for ln in lines):   # nothing to run: failed, as OpenAI
+            doc.update(status="failed", failed_at=int(now), errors={"object": "list", "data": [
+                json.loads(ln[4] or "{}")["error"] for ln in lines[:100]]})
         store.add_batch(doc, lines)
         return JSONResponse(doc)
 

@@ -68,7 +68,11 @@ async def forecast_hours(resolver: IntensityResolver, region: str, now_s: float,
         f = await src.forecast(region.upper(), now_s, hours)
         if f is not None:
             return f, f"{src.name} forecast"
-        return None, f"none ({src.why.get(region.upper(), 'no forecast')}; starts at once)"
+        why = src.why.get(region.upper(), "no forecast")
+        f = src.persistence(region.upper(), now_s, hours)
+        if f is not None:
+            return f, f"persistence (the same hour a day earlier, {src.name} readings; {why})"
+        return None, f"none ({why}, and no readings a day old; starts at once)"
     series = src.series.get(region.upper()) if isinstance(src, FileSource) else None
     if series is None:
         return None, f"none ({resolver.mode}: one intensity for every hour; starts at once)"
@@ -153,10 +157,14 @@ class BatchRunner:
         start = choose_start(now, deadline, duration, fc)
         k = int((math.floor(start / S_PER_HOUR) * S_PER_HOUR - math.floor(now / S_PER_HOUR)
                  * S_PER_HOUR) // S_PER_HOUR)
+        at_sub = _finite(fc[0]) if fc is not None else None
+        at_start = _finite(fc[k]) if fc is not None else None
         return {"forecast": label,
                 "scheduled_start": start, "deferred_s": max(start - now, 0.0),
-                "forecast_g_per_kwh_at_submission": _finite(fc[0]) if fc is not None else None,
-                "forecast_g_per_kwh_at_start": _finite(fc[k]) if fc is not None else None}
+                "forecast_g_per_kwh_at_submission": at_sub, "forecast_g_per_kwh_at_start": at_start,
+                # what waiting was forecast to save on operational carbon
+                "forecast_saving_pct": (1 - at_start / at_sub) * 100 if at_sub and at_start
+                is not None else 0.0}
 
     # ---- the loop -------------------------------------------------------------------------
 

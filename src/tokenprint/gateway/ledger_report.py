@@ -24,6 +24,12 @@ from tokenprint.gateway.ledger_schema import NUMERIC_COLUMNS
 BY = {"team": "team", "project": "project", "model": "model", "key": "key_name",
       "upstream": "upstream", "region": "region", "user": "user_digest", "batch": "batch_id"}
 PERIODS = {"day": "D", "month": "M"}
+# what the accounts' SCI covers (ISO/IEC 21031:2024's E, I, M and R)
+SCI_BOUNDARY = ("SCI = (E × I + M) / R: E each request's GPU energy at its upstream (measured "
+                "with a meter, else predicted) × PUE, I the location-based grid intensity, M the "
+                "request's share of its upstream's embodied carbon over its duration, R 1,000 "
+                "output tokens (sci_g_per_1k_tokens) or one request (sci_g_per_request); the "
+                "gateway's own host, networking and idle capacity are outside")
 FIELDS = ("requests", "prompt_tokens", "completion_tokens", "energy_kwh", "location_g",
           "market_g", "embodied_g", "total_g", "g_per_1k_tokens", "sci_g_per_1k_tokens",
           "sci_g_per_request")
@@ -156,6 +162,6 @@ def write_page(table: pd.DataFrame, by: list[str], out: Path, title: str) -> lis
             f"</ul><figure>{img(png)}<figcaption>Each group's carbon per period.</figcaption>"
             "</figure><div class='scroll key'><table><thead><tr>"
             + "".join(f"<th>{h}</th>" for h in heads) + f"</tr></thead><tbody>{body}</tbody>"
-            "</table></div></body></html>")
+            f"</table></div><p class='sub'>{html.escape(SCI_BOUNDARY)}.</p></body></html>")
     write_text_atomic(out / "report.html", page)
     return [png, out / "report.html"]
