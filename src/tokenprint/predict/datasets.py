@@ -17,25 +17,30 @@ are stated in the returned ``source``.
 
 from __future__ import annotations
 
-import math
-import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from tokenprint.catalog import Catalog
 from tokenprint.errors import TokenprintError
+from tokenprint.predict.datasets_tp import load_argonne, load_splitwise
 from tokenprint.predict.media import TEXT_ONLY, Media, media_cost
+from tokenprint.predict.points import (  # re-exported: callers import them from here
+    COLUMNS,
+    FORMATS,
+    METRICS,
+    Points,
+    _Collector,
+    _read_csv,
+    _require,
+    _resolve,
+)
 from tokenprint.records import RunRecord
 
-METRICS = ("energy_per_output_token_j", "tpot_s", "throughput_tok_s", "ttft_s")
-COLUMNS = ("gpu", "model", "stack", "tp", "batch", "input_len", "output_len", "dtype", "mode",
-           "energy_total", "idle_tail_s", "tpot_includes_prefill", *METRICS, "task",
-           "encoder_flops")
-FORMATS = ("tokenprint", "mlenergy", "mlenergy-v3", "mlenergy-v1", "argonne", "splitwise")
+__all__ = ["COLUMNS", "FORMATS", "METRICS", "Points", "load_argonne", "load_mlenergy",
+           "load_mlenergy_v1", "load_mlenergy_v3", "load_points", "load_splitwise",
+           "points_from_records"]
+
 
 # ML.ENERGY v2 does not record prompt lengths; the mean prompt length is assumed.
 MLENERGY_INPUT_LEN_DEFAULT = 512
@@ -85,98 +90,6 @@ V1_SOURCE = ("ML.ENERGY leaderboard v1 (github ml-energy/leaderboard, 2023, Apac
              f"assumed {V1_INPUT_LEN} tokens")
 
 # Argonne LLM-Inference-Bench: offline static batches, input = output length, fp16, one GPU's power.
-ARGONNE_STACKS = {"vllm": "vllm-2024", "tensorrt-llm": "tensorrt-llm",
-                  "deepspeed-mii": "deepspeed-mii"}
-ARGONNE_GPUS = {"nvidia a100 gpu": "a100-sxm4-40gb", "nvidia h100 gpu": "h100-sxm",
-                "nvidia gh200 gpu": "gh200"}
-ARGONNE_MODELS = {"meta-llama/meta-llama-3-8b": "llama-3.1-8b",
-                  "meta-llama/meta-llama-3-70b": "llama-3.1-70b",
-                  "huggyllama/llama-7b": "llama-7b"}
-ARGONNE_IDLE_TAIL_S = 1.0
-ARGONNE_SOURCE = ("Argonne LLM-Inference-Bench (github argonne-lcf/LLM-Inference-Bench @4211f5d4, "
-                  "BSD-3-Clause): offline static batches, input = output length, fp16; throughput "
-                  "converted from input+output to output tokens/s; average power (GPU 0, NVML) "
-                  f"includes ~{ARGONNE_IDLE_TAIL_S:g} s of idle after the run, modelled as such; "
-                  "A100 taken as SXM4 40 GB (Polaris), H100 as SXM; Llama-3 8B/70B share "
-                  "Llama-3.1's shapes; vLLM there is 0.5-0.6 (stack vllm-2024)")
-
-
-SPLITWISE_GPUS = {"a100-80gb": "a100-sxm4-80gb", "h100-80gb": "h100-sxm"}
-SPLITWISE_SOURCE = ("Splitwise profiling data (github Mutinifni/splitwise-sim data/perf_model.csv, "
-                    "MIT; Patel et al. ISCA 2024): Llama-2-70B on DGX-A100 / DGX-H100, TP 2/4/8, "
-                    "fp16 assumed; TTFT = prefill time of the batch, TPOT = decode iteration "
-                    "time; power-capped H100 rows skipped; the engine is not documented (stack "
-                    "splitwise-2023)")
-
-
-@dataclass(frozen=True)
-class Points:
-    """Points usable with the catalog, and how many rows were skipped (and why)."""
-
-    table: pd.DataFrame
-    n_skipped: int
-    skipped_reasons: dict[str, int]
-    source: str
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9.]+", "-", text.strip().lower()).strip("-")
-
-
-def _resolve(catalog: Catalog, kind: str, name: str) -> str | None:
-    try:
-        if kind == "gpu":
-            return catalog.gpu(_slug(name)).id
-        return catalog.model(name).id
-    except TokenprintError:
-        return None
-
-
-def _read_csv(path: Path, what: str) -> pd.DataFrame:
-    if not path.is_file():
-        raise TokenprintError(f"{what} file {str(path)!r} does not exist")
-    try:
-        return pd.read_csv(path)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise TokenprintError(f"{what} {str(path)!r} is not a readable CSV: {exc}") from None
-
-
-def _require(df: pd.DataFrame, cols: tuple[str, ...], path: Path, fmt: str) -> None:
-    missing = [c for c in cols if c not in df.columns]
-    if missing:
-        raise TokenprintError(
-            f"calibration data {str(path)!r} lacks the {fmt} columns {missing}; has "
-            f"{list(df.columns)} (is --format right? valid: {', '.join(FORMATS)})"
-        )
-
-
-class _Collector:
-    """Rows kept and rows skipped by reason."""
-
-    def __init__(self) -> None:
-        self.rows: list[dict[str, Any]] = []
-        self.reasons: dict[str, int] = {}
-
-    def skip(self, why: str) -> None:
-        self.reasons[why] = self.reasons.get(why, 0) + 1
-
-    def add(self, **row: Any) -> None:
-        """Keep a row; one whose numbers are infinite or negative (a corrupt cell) is skipped
-        and counted instead (NaN stays: a metric the source did not measure)."""
-        base = {"energy_total": False, "idle_tail_s": 0.0, "tpot_includes_prefill": False,
-                "ttft_s": np.nan, "task": "", "encoder_flops": 0.0}
-        for key, v in row.items():
-            if isinstance(v, float | int) and not isinstance(v, bool) and (
-                    math.isinf(v) or v < 0):
-                self.skip(f"{key} is not a finite number >= 0")
-                return
-        self.rows.append({**base, **row})
-
-    def points(self, source: str) -> Points:
-        table = pd.DataFrame(self.rows, columns=list(COLUMNS))
-        return Points(table, sum(self.reasons.values()), dict(self.reasons), source)
-
-
 def load_mlenergy(path: str | Path, catalog: Catalog,
                   input_len: int = MLENERGY_INPUT_LEN_DEFAULT) -> Points:
     """Read ML.ENERGY v2 runs (the flattened leaderboard CSV; stack ``vllm-2024``)."""
@@ -281,97 +194,6 @@ def load_mlenergy_v1(path: str | Path, catalog: Catalog) -> Points:
                     energy_per_output_token_j=float(rec["energy"]) / n_out, tpot_s=np.nan,
                     throughput_tok_s=n_out / float(rec["latency"]), task=task)
     return out.points(V1_SOURCE)
-
-
-def _argonne_row(out: _Collector, catalog: Catalog, rec: dict[str, Any], n_gpus: int,
-                 energy: float, power_tail: bool) -> None:
-    hw = str(rec["hardware"]).strip().lower()
-    fw = str(rec["framework"]).strip().lower()
-    name = str(rec["model"]).strip().lower()
-    gpu = ARGONNE_GPUS.get(hw)
-    stack = ARGONNE_STACKS.get(fw)
-    if gpu is None:
-        out.skip(f"hardware without a calibrated stack here: {rec['hardware']}")
-        return
-    if stack is None:
-        out.skip(f"framework not a modelled stack: {rec['framework']}")
-        return
-    model = ARGONNE_MODELS.get(name) or _resolve(catalog, "model", name)
-    if model is None:
-        out.skip(f"model not in catalog: {rec['model']}")
-        return
-    li, lo, b = (float(rec["input_len_tokens"]), float(rec["output_len_tokens"]),
-                 float(rec["batch_size"]))
-    if li + lo > catalog.model(model).max_context:
-        out.skip("input + output beyond the model's context (the run cannot have generated "
-                 "those tokens)")
-        return
-    total_tput = float(rec["throughput_total_tok_per_s_source"])
-    out.add(gpu=gpu, model=model, stack=stack, tp=n_gpus, batch=b, input_len=li,
-            output_len=lo, dtype="fp16", mode="static", energy_total=True,
-            idle_tail_s=ARGONNE_IDLE_TAIL_S if power_tail else 0.0,
-            energy_per_output_token_j=energy, tpot_s=np.nan,
-            throughput_tok_s=total_tput * lo / (li + lo), task="argonne")
-
-
-def load_argonne(path: str | Path, catalog: Catalog) -> Points:
-    """Read the Argonne LLM-Inference-Bench directory (power and throughput files)."""
-    p = Path(path)
-    power_f = p / "power_results_tidy.csv"
-    tput_f = p / "throughput_all_results_tidy.csv"
-    if not p.is_dir() or not power_f.is_file():
-        raise TokenprintError(f"Argonne data {str(p)!r} must be the directory holding "
-                              "power_results_tidy.csv (and throughput_all_results_tidy.csv)")
-    out = _Collector()
-    power = _read_csv(power_f, "Argonne power file")
-    _require(power, ("hardware", "num_gpus", "framework", "model", "input_len_tokens",
-                     "output_len_tokens", "batch_size", "throughput_total_tok_per_s_source",
-                     "energy_per_output_token_J_derived"), power_f, "Argonne power")
-    seen = set()
-    for rec in power.to_dict("records"):
-        seen.add((rec["hardware"], rec["framework"], rec["model"], int(rec["num_gpus"]),
-                  int(rec["input_len_tokens"]), int(rec["batch_size"])))
-        _argonne_row(out, catalog, rec, int(rec["num_gpus"]),
-                     float(rec["energy_per_output_token_J_derived"]), True)
-    if tput_f.is_file():
-        tput = _read_csv(tput_f, "Argonne throughput file")
-        _require(tput, ("hardware", "num_devices", "framework", "model", "input_len_tokens",
-                        "output_len_tokens", "batch_size", "throughput_total_tok_per_s_source"),
-                 tput_f, "Argonne throughput")
-        for rec in tput.to_dict("records"):
-            key = (rec["hardware"], rec["framework"], rec["model"], int(rec["num_devices"]),
-                   int(rec["input_len_tokens"]), int(rec["batch_size"]))
-            if key in seen:
-                out.skip("throughput row already in the power file")
-                continue
-            _argonne_row(out, catalog, rec, int(rec["num_devices"]), np.nan, False)
-    return out.points(ARGONNE_SOURCE)
-
-
-def load_splitwise(path: str | Path, catalog: Catalog) -> Points:
-    """Read Splitwise's Llama-2-70B prefill and decode times (a directory or the CSV)."""
-    p = Path(path)
-    f = p / "perf_model_llama2_70b_unique.csv" if p.is_dir() else p
-    df = _read_csv(f, "Splitwise data")
-    _require(df, ("model", "hardware", "tensor_parallel", "prompt_size_tokens", "batch_size",
-                  "token_size_tokens", "prompt_time_ms", "token_time_ms"), f, "Splitwise")
-    out = _Collector()
-    for rec in df.to_dict("records"):
-        gpu = SPLITWISE_GPUS.get(str(rec["hardware"]))
-        if gpu is None:
-            out.skip(f"hardware not modelled: {rec['hardware']} (power-capped)")
-            continue
-        model = _resolve(catalog, "model", str(rec["model"]).replace("llama2", "llama-2"))
-        if model is None:
-            out.skip(f"model not in catalog: {rec['model']}")
-            continue
-        out.add(gpu=gpu, model=model, stack="splitwise-2023", tp=int(rec["tensor_parallel"]),
-                batch=float(rec["batch_size"]), input_len=float(rec["prompt_size_tokens"]),
-                output_len=float(rec["token_size_tokens"]), dtype="fp16", mode="static",
-                energy_per_output_token_j=np.nan, tpot_s=float(rec["token_time_ms"]) / 1e3,
-                throughput_tok_s=np.nan, ttft_s=float(rec["prompt_time_ms"]) / 1e3,
-                task="splitwise")
-    return out.points(SPLITWISE_SOURCE)
 
 
 ENGINE_STACKS = {"hf": "hf-transformers", "vllm": "vllm-2025"}
