@@ -125,7 +125,7 @@ def test_gateway_refuses_a_lifetime_the_cli_refuses(tmp_path):
 
 # Modules aim at 400 lines at most. These are over it today and may not grow; each is to be
 # split (the number is its size when the limit was set: lower it as they shrink).
-OVER_LIMIT = {"gateway/proxy.py": 424}
+OVER_LIMIT: dict[str, int] = {}
 MODULE_LIMIT = 400
 
 

@@ -35,15 +35,14 @@ from tokenprint.gateway.recording import Recorder
 from tokenprint.gateway.requests import (
     CHARS_PER_TOKEN,
     ENDPOINTS,
-    BadRequest,
     Message,
     Receive,
+    Refused,
     Scope,
     Send,
     error_body,
-    parse_request,
     prompt_chars,
-    read_body,
+    read_request,
     send_bytes,
     send_error,
     text_of,
@@ -102,43 +101,20 @@ class Proxy:
             await send_error(send, 401, "Incorrect or missing API key.", code="invalid_api_key")
             return
         try:
-            async with asyncio.timeout(self.cfg.body_timeout_s):
-                raw = await read_body(receive, self.cfg.max_body_bytes)
-        except TimeoutError:
-            await send_error(send, 408, f"the request body did not arrive within "
-                             f"{self.cfg.body_timeout_s:g} s")
-            return
-        if raw is None:
-            await send_error(send, 413, f"request body exceeds the limit of "
-                             f"{self.cfg.max_body_bytes} bytes")
-            return
-        try:
-            body = parse_request(raw)
-        except BadRequest as exc:
-            await send_error(send, 400, str(exc), param=exc.param)
-            return
-        unknown = sorted(set(body) - allowed)
-        if unknown:
-            await send_error(send, 400, "Unrecognized request argument supplied: "
-                             f"{', '.join(unknown)}", param=unknown[0])
-            return
-        name = body.get("model")
-        if not isinstance(name, str) or not name:
-            await send_error(send, 400, "you must provide a model parameter", param="model")
-            return
-        candidates = [s for s in self.states if name in s.served_names()]
-        if not candidates:
-            await send_error(send, 404, f"The model `{name}` does not exist.",
-                             code="model_not_found")
+            body = await read_request(receive, allowed, self.cfg.max_body_bytes,
+                                      self.cfg.body_timeout_s)
+            candidates = [s for s in self.states if body["model"] in s.served_names()]
+            if not candidates:
+                raise Refused(404, f"The model `{body['model']}` does not exist.",
+                              code="model_not_found")
+            who = batch_line or self.accounts.who(key, scope, body)  # type: ignore[arg-type]
+        except (Refused, BadTags) as exc:
+            await send_error(send, getattr(exc, "status", 400), str(exc),
+                             code=getattr(exc, "code", None), param=getattr(exc, "param", None))
             return
         stream = bool(body.get("stream"))
         opts = body.get("stream_options")
         want_usage = bool(opts.get("include_usage")) if isinstance(opts, dict) else False
-        try:
-            who = batch_line or self.accounts.who(key, scope, body)  # type: ignore[arg-type]
-        except BadTags as exc:
-            await send_error(send, 400, str(exc))
-            return
         rid = scope.get("tokenprint.request_id") or f"tp-{os.urandom(16).hex()}"
         self.recorder.sent_by(rid, who)
         guess = max(round(prompt_chars(body) / CHARS_PER_TOKEN), 1)

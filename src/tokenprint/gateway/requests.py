@@ -7,6 +7,7 @@ problem (a 400 for the client); responses are sent in OpenAI's error shape.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -143,6 +144,41 @@ async def send_error(send: Send, status: int, message: str, kind: str = "invalid
     if request_id:
         headers["x-tokenprint-request-id"] = request_id
     await send_bytes(send, status, error_body(message, kind, code, param), headers=headers)
+
+
+class Refused(Exception):
+    """A request the gateway answers itself with an error: its status, message, and the
+    parameter or code at fault."""
+
+    def __init__(self, status: int, message: str, param: str | None = None,
+                 code: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.param, self.code = status, param, code
+
+
+async def read_request(receive: Receive, allowed: frozenset[str], max_bytes: int,
+                       timeout_s: float) -> dict[str, Any]:
+    """The request body as a checked JSON object that names a model: within ``timeout_s`` and
+    ``max_bytes``, only ``allowed`` fields (OpenAI's own wording for the rest); ``Refused``
+    otherwise."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            raw = await read_body(receive, max_bytes)
+    except TimeoutError:
+        raise Refused(408, f"the request body did not arrive within {timeout_s:g} s") from None
+    if raw is None:
+        raise Refused(413, f"request body exceeds the limit of {max_bytes} bytes")
+    try:
+        body = parse_request(raw)
+    except BadRequest as exc:
+        raise Refused(400, str(exc), exc.param) from None
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise Refused(400, f"Unrecognized request argument supplied: {', '.join(unknown)}",
+                      unknown[0])
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise Refused(400, "you must provide a model parameter", "model")
+    return body
 
 
 async def read_body(receive: Receive, limit: int) -> bytes | None:
