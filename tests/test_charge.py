@@ -39,3 +39,19 @@ def test_charges_broadcast_over_ranges_hours_and_steps():
 def test_the_bounds_are_checked_once_here(kwargs, needle):
     with pytest.raises(TokenprintError, match=needle):
         charge(1.0, 100.0, 1.0, 1.0, **kwargs)
+
+
+def test_a_charge_keeps_its_inputs_as_float_arrays():
+    c = charge(3_600_000, 250, intensity_source="x")       # integers in, no hardware given
+    assert float(c.embodied_g) == 0.0 and float(c.total_g) == 250.0
+    for arr in (c.operational_g, c.embodied_g, c.intensity_g_per_kwh):
+        assert isinstance(arr, np.ndarray) and arr.dtype == np.float64
+    assert float(c.intensity_g_per_kwh) == 250.0
+    per_hour = charge([3.6e6, 7.2e6], [100, 200])
+    assert per_hour.intensity_g_per_kwh.tolist() == [100.0, 200.0]
+    assert per_hour.operational_g.tolist() == [100.0, 400.0]
+
+
+def test_hardware_without_busy_time_and_no_source_charge_nothing_more():
+    c = charge(3.6e6, 100.0, 1.0e6)              # hardware given, no busy time: no embodied
+    assert float(c.embodied_g) == 0.0 and c.intensity_source == ""

@@ -399,3 +399,79 @@ def test_footprint_json_keys_and_units(catalog):
     e = fp.embodied_g
     assert d["embodied_range_g"] == {"low": pytest.approx(e.low), "high": pytest.approx(e.high)}
     assert d["intensity_source"] == fp.intensity_source and d["notes"] == fp.notes
+
+
+def test_estimate_meter_by_hand(monkeypatch):
+    """P = P_idle + (P_tdp − P_idle) × u over the window; CPU defaults 10 W a core, idle 30 %."""
+    from tokenprint.measure import estimate
+    from tokenprint.measure.estimate import EstimateMeter
+
+    cpu = EstimateMeter(cores=4)
+    assert (cpu.name, cpu.device, cpu.cores, cpu.tdp_w, cpu.idle_w) == (
+        "estimate", "cpu", 4, 40.0, pytest.approx(12.0))
+    gpu = EstimateMeter(device="gpu")
+    assert (gpu.tdp_w, gpu.idle_w) == (300.0, pytest.approx(90.0))
+    assert EstimateMeter(tdp_w=50.0, idle_w=5.0, cores=2).idle_w == 5.0
+    assert cpu.utilization(2.0, 4.0) == 0.5 and cpu.utilization(1.0, 9.0) == 1.0
+    assert cpu.utilization(0.0, 1.0) == 0.0 and cpu.utilization(1.0, -1.0) == 0.0
+    assert gpu.utilization(2.0, 0.0) == 1.0                # a GPU without NVML: busy (bound)
+    clock = {"wall": 100.0, "cpu": 10.0}
+    monkeypatch.setattr(estimate.time, "perf_counter", lambda: clock["wall"])
+    monkeypatch.setattr(estimate.time, "process_time", lambda: clock["cpu"])
+    cpu.begin_window("w")
+    clock.update(wall=102.0, cpu=12.0)                     # 2 s of wall, 2 s of CPU on 4 cores
+    m = cpu.end_window("w")
+    power = 12.0 + (40.0 - 12.0) * 0.25
+    assert (m.duration_s, m.energy_j, m.peak_power_w) == (2.0, pytest.approx(power * 2.0),
+                                                          pytest.approx(power))
+    assert (m.meter, m.kind, m.per_device_j) == ("estimate", "estimated",
+                                                 {"cpu": pytest.approx(power * 2.0)})
+
+
+def test_serving_energy_of_an_interval_by_hand(catalog):
+    """Per-token joules at the running batch (rounded, at least 1) times the tokens, never
+    below the deployment's idle floor over the interval."""
+    from tokenprint.predict.params import idle_w
+    from tokenprint.predict.serving import ServingEnergy
+
+    s = ServingEnergy(catalog, "llama-3.1-8b", "h100-sxm", 2)
+    assert s.idle_w == pytest.approx(2 * idle_w(catalog.gpu("h100-sxm")))
+    assert s.gpus == 2 and s.max_context == catalog.model("llama-3.1-8b").max_context
+    e_in, e_out = s.per_token_j(2)
+    assert s.interval_j(1000, 500, 2.4, 1.0) == pytest.approx(1000 * e_in + 500 * e_out)
+    assert s.interval_j(1000, 500, 0.0, 1.0) == pytest.approx(
+        1000 * s.per_token_j(1)[0] + 500 * s.per_token_j(1)[1])
+    assert s.interval_j(0, 0, 3.0, 60.0) == pytest.approx(s.idle_w * 60.0)
+    pre, dec = s.request_j(512, 1, 1)
+    assert pre > 0 and dec == 0.0                          # one token comes from the prefill
+
+
+def test_time_shift_by_hand():
+    """The deferrable share (half of 2 kWh = 1 kWh) goes to the cleanest hour with spare
+    capacity: with the GPUs half busy every later hour has room for it all; fully busy, the
+    hour of arrival has room for half, the rest waits for the next cleanest hour."""
+    from types import SimpleNamespace
+
+    from tokenprint.plan.shift import time_shift
+
+    def shift(values: list[float], busy_share: float) -> dict:
+        s = IntensitySeries(36_000.0, 3600.0, np.array(values))
+        res = SimpleNamespace(busy_s=busy_share * 100.0, duration_s=50.0,
+                              busy_energy_j=7.2e6)
+        best = SimpleNamespace(config=SimpleNamespace(result=res, replicas=2))
+        inp = SimpleNamespace(trace=SimpleNamespace(start_s=36_000.0), deadline_h=2.0,
+                              deferrable=0.5, pue=1.5)
+        return time_shift(best, inp, s)  # type: ignore[arg-type]
+
+    half = shift([400.0, 100.0, 300.0], 0.5)
+    assert half["hours_utc"] == [10, 11, 12] and half["intensity_g_per_kwh"] == [400, 100, 300]
+    assert half["placement"] == pytest.approx([0.0, 1.0, 0.0])
+    assert half["deferrable_operational_g"]["as_arrived"] == pytest.approx(400.0 * 1.5)
+    assert half["deferrable_operational_g"]["shifted"] == pytest.approx(100.0 * 1.5)
+    assert half["saving_g"] == pytest.approx(300.0 * 1.5)
+    full = shift([100.0, 300.0, 200.0], 1.0)
+    # arrival hour: spare 1 − 1 × 0.5 = 0.5 of a load, so half stays, half waits for 200 g
+    assert full["placement"] == pytest.approx([0.5, 0.0, 0.5])
+    assert full["saving_g"] == pytest.approx((100.0 - (0.5 * 100.0 + 0.5 * 200.0)) * 1.5)
+    assert time_shift(None, None, None)["note"].startswith(  # type: ignore[arg-type]
+        "time shifting needs")
