@@ -475,3 +475,38 @@ def test_time_shift_by_hand():
     assert full["saving_g"] == pytest.approx((100.0 - (0.5 * 100.0 + 0.5 * 200.0)) * 1.5)
     assert time_shift(None, None, None)["note"].startswith(  # type: ignore[arg-type]
         "time shifting needs")
+
+
+def test_region_split_by_hand(catalog):
+    """Four replicas of one L4 each; the cleaner region (FR) holds only two GPUs, so it takes
+    half the load on two replicas and PL the other half on two: each share pays its busy
+    energy (less the idle it displaces) at its region's intensity, each replica its idle power
+    and its GPU's embodied carbon over the trace."""
+    from types import SimpleNamespace
+
+    from tokenprint.plan.shift import split_regions
+    from tokenprint.units import J_PER_KWH as J
+
+    dur, reps = 3600.0, 4
+    res = SimpleNamespace(duration_s=dur, idle_energy_j=2.0e5, idle_s=4000.0, hourly_span={},
+                          hourly={}, busy_energy_j=3.6e6, busy_s=10_000.0)
+    best = SimpleNamespace(config=SimpleNamespace(result=res, replicas=reps, tp=1, gpu="l4"))
+    inp = SimpleNamespace(scope="device", lifetime_years=5.0, pue=1.2,
+                          region_capacity={"FR": 2, "PL": 64})
+    out = split_regions(best, inp, catalog, ["FR", "PL"], {"FR": None, "PL": None})  # type: ignore[arg-type]
+    idle_w = 2.0e5 / 4000.0                                  # 50 W a replica
+    emb_rep = gpu_embodied(catalog.gpu("l4"), catalog, "device").total_g.mid * dur / (
+        5.0 * S_PER_YEAR)
+    ci = {r: catalog.region(r).intensity_g_per_kwh.value for r in ("FR", "PL")}
+    assert ci["FR"] < ci["PL"]
+    busy = {r: (3.6e6 - 10_000.0 * idle_w) / J * 1.2 * ci[r] for r in ci}
+    rep = {r: idle_w * dur * reps / reps / J * 1.2 * ci[r] + emb_rep for r in ci}
+    assert out["split"] == {"FR": {"share": pytest.approx(0.5), "replicas": 2},
+                            "PL": {"share": pytest.approx(0.5), "replicas": 2}}
+    assert out["total_g"] == pytest.approx(0.5 * busy["FR"] + 2 * rep["FR"]
+                                           + 0.5 * busy["PL"] + 2 * rep["PL"])
+    roomy = split_regions(best, SimpleNamespace(**{**inp.__dict__, "region_capacity": {}}),
+                          catalog, ["FR", "PL"], {"FR": None, "PL": None})  # type: ignore[arg-type]
+    assert roomy["split"] == {"FR": {"share": pytest.approx(1.0), "replicas": 4}}
+    assert roomy["total_g"] == pytest.approx(busy["FR"] + 4 * rep["FR"])
+    assert roomy["solver"] == "HiGHS MILP" and "replicas per region" in roomy["note"]
