@@ -447,9 +447,10 @@ def test_serving_energy_of_an_interval_by_hand(catalog):
 
 
 def test_time_shift_by_hand():
-    """The deferrable share (half of 2 kWh = 1 kWh) goes to the cleanest hour with spare
-    capacity: with the GPUs half busy every later hour has room for it all; fully busy, the
-    hour of arrival has room for half, the rest waits for the next cleanest hour."""
+    """The deferrable share (half of 2 kWh = 1 kWh) goes to the cleanest hours with spare room,
+    every hour being as busy as the trace: half busy, a later hour has room 0.5 for work that
+    takes 0.25 of the cluster, so all of it moves; 80 % busy, a later hour has room 0.2 for
+    work taking 0.4, so half of it fits in each; fully busy, nothing can move."""
     from types import SimpleNamespace
 
     from tokenprint.plan.shift import time_shift
@@ -469,10 +470,12 @@ def test_time_shift_by_hand():
     assert half["deferrable_operational_g"]["as_arrived"] == pytest.approx(400.0 * 1.5)
     assert half["deferrable_operational_g"]["shifted"] == pytest.approx(100.0 * 1.5)
     assert half["saving_g"] == pytest.approx(300.0 * 1.5)
-    full = shift([100.0, 300.0, 200.0], 1.0)
-    # arrival hour: spare 1 − 1 × 0.5 = 0.5 of a load, so half stays, half waits for 200 g
-    assert full["placement"] == pytest.approx([0.5, 0.0, 0.5])
-    assert full["saving_g"] == pytest.approx((100.0 - (0.5 * 100.0 + 0.5 * 200.0)) * 1.5)
+    busy = shift([300.0, 100.0, 200.0], 0.8)
+    assert busy["placement"] == pytest.approx([0.0, 0.5, 0.5])
+    assert busy["saving_g"] == pytest.approx((300.0 - (0.5 * 100.0 + 0.5 * 200.0)) * 1.5)
+    full = shift([300.0, 100.0, 200.0], 1.0)
+    assert full["placement"] == pytest.approx([1.0, 0.0, 0.0])
+    assert full["saving_g"] == pytest.approx(0.0)
     assert time_shift(None, None, None)["note"].startswith(  # type: ignore[arg-type]
         "time shifting needs")
 

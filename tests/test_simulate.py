@@ -206,9 +206,13 @@ def test_time_shift_moves_deferrable_work_to_clean_hours(tmp_path: Path, catalog
     shift = a["time_shift"]
     assert shift["solver"] == "HiGHS LP"
     assert sum(shift["placement"]) == pytest.approx(1.0)
-    # all deferrable work lands in the clean hours (15:00 and later)
+    # the clean hours (15:00 to 18:00) take as much as their spare room holds, each as busy as
+    # the trace: (1 - b) of the cluster for work taking b x 0.3 of it; the rest stays at noon
+    b = shift["busy_share"]
+    room = (1 - b) / (b * 0.3)
     late = sum(p for h, p in zip(shift["hours_utc"], shift["placement"], strict=True) if h >= 15)
-    assert late == pytest.approx(1.0)
+    assert 0 < b < 1 and late == pytest.approx(min(1.0, 4 * room))
+    assert shift["placement"][0] == pytest.approx(1.0 - late)
     assert shift["saving_g"] > 0
     assert a["intensity"] == "hourly files"
 

@@ -99,7 +99,11 @@ def time_shift(best: PlanRow, inp: PlanInputs, series: IntensitySeries | None
                ) -> dict[str, Any]:
     """Move the deferrable share of the load to cleaner hours within the deadline (LP).
 
-    The cluster stays provisioned; deferred work uses its spare capacity in later hours.
+    Every hour of the window is taken to be as busy as the trace (busy share ``b`` of the
+    provisioned replica-time); the deferrable share ``d`` of the trace's work may run in any
+    hour's spare room: ``1 − b`` in a later hour, ``1 − b·(1 − d)`` in the hour it arrived (its
+    own deferrable work leaves it). Running a share ``y`` of the deferrable energy in an hour
+    takes ``y·b·d`` of the cluster.
     """
     if series is None:
         return {"note": "time shifting needs hourly intensity (--intensity-dir)"}
@@ -114,16 +118,18 @@ def time_shift(best: PlanRow, inp: PlanInputs, series: IntensitySeries | None
     lp = LinearProgram()
     e_def = res.busy_energy_j * inp.deferrable
     ys = []
+    defer_share = max(busy_share * inp.deferrable, 1e-9)   # of the cluster, the work to move
     for i, c in enumerate(ci):
-        # spare capacity: the hour of the trace keeps (1 - deferrable) of its own load
-        spare = 1.0 - busy_share * (1 - inp.deferrable) if i == 0 else 1.0
-        cap = max(spare / max(busy_share, 1e-9), 0.0)
+        # spare room: the hour of the trace keeps (1 - deferrable) of its own load
+        spare = 1.0 - busy_share * (1 - inp.deferrable) if i == 0 else 1.0 - busy_share
+        cap = max(spare / defer_share, 0.0)
         ys.append(lp.var(float(charge(e_def, c, pue=inp.pue).operational_g), 0.0, cap))
     lp.row(1.0, 1.0, {y: 1.0 for y in ys})
     x = lp.solve()
     shifted = float(np.dot(lp.cost, x))
     unshifted = float(charge(e_def, ci[0], pue=inp.pue).operational_g)
     return {"solver": "HiGHS LP", "deferrable": inp.deferrable, "deadline_h": inp.deadline_h,
+            "busy_share": busy_share,
             "hours_utc": [h % 24 for h in idx], "intensity_g_per_kwh": ci,
             "placement": [float(v) for v in x],
             "deferrable_operational_g": {"as_arrived": unshifted, "shifted": shifted},
