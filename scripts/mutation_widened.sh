@@ -25,7 +25,8 @@ s = re.sub(r"only_mutate = \[[^\]]*\]", 'only_mutate = [\n'
            '    "src/tokenprint/plan/shift.py",\n]', s, count=1)
 s = s.replace('    "tests/test_shapes_by_hand.py",\n]',
               '    "tests/test_shapes_by_hand.py",\n    "tests/test_charge.py",\n'
-              '    "tests/test_measure.py",\n]')
+              '    "tests/test_measure.py",\n    "tests/test_params_by_hand.py",\n'
+              '    "tests/test_shift_by_hand.py",\n]')
 open(p, "w").write(s)
 PY
 mutmut run --max-children "${MAX_CHILDREN:-2}" >/dev/null 2>&1 || true

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -317,7 +318,9 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     bindir = _postgres_bin()
     if bindir is None:
         pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
-    root = tmp_path_factory.mktemp("pg")
+    # not under pytest's own temporary folder: every pytest session resets that to 0700, so
+    # a second session running beside this one (a mutation run) would lock the server out
+    root = Path(tempfile.mkdtemp(prefix="tokenprint-pg-"))
     as_user: list[str] = []
     if os.geteuid() == 0:
         import pwd
@@ -345,6 +348,7 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate",
                         "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
