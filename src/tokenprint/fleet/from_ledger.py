@@ -31,7 +31,8 @@ def ledger_report(intervals: list[WatchInterval], w: ReportWindow) -> pd.DataFra
         sums = good.groupby("step_end")[["prompt_tokens", "generation_tokens", "energy_j",
                                          "operational_g", "embodied_g"]].sum()
         sums = sums.reindex(steps)          # a step without a good interval has no numbers
-        first = d.iloc[-1]
+        # the newest interval's labels; a label the watcher left out is None, never NaN
+        first = d.iloc[-1].where(d.iloc[-1].notna(), None)
         o, e, g = sums["operational_g"], sums["embodied_g"], sums["generation_tokens"]
         frames.append(pd.DataFrame({
             "deployment": name, "team": first["team"], "project": first["project"],

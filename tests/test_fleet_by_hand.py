@@ -1,0 +1,179 @@
+"""Hand-derived tests of the fleet report's pieces without a server: the steps of a Prometheus
+range answer, the report from ``tokenprint watch``'s own series and from its ledger, the market-
+based column, and the deployments file's refusals."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from tokenprint.carbon.contracts import Contracts
+from tokenprint.carbon.scope2 import Contract
+from tokenprint.errors import TokenprintError
+from tokenprint.fleet.from_ledger import ledger_report
+from tokenprint.fleet.market import with_market
+from tokenprint.fleet.report import Prometheus, ReportWindow, load_deployments, watched_report
+from tokenprint.fleet.watch import WatchInterval
+from tokenprint.units import J_PER_KWH
+
+T0 = 1_700_000_000.0
+W = ReportWindow(T0, T0 + 7200.0, 3600.0)         # three steps: T0, T0 + 1 h, T0 + 2 h
+KEY_A = {"deployment": "a", "model": "llama-3.1-8b", "gpu": "h100-sxm", "region": "FR",
+         "team": "search", "project": "ranker"}
+KEY_B = {**KEY_A, "deployment": "b", "team": "", "project": ""}
+
+
+def _prom(series_by_metric: dict[str, list[dict[str, Any]]]) -> tuple[Prometheus, list[str]]:
+    """A Prometheus stand-in answering each query_range by the metric its query names."""
+    asked: list[str] = []
+
+    def answer(req: httpx.Request) -> httpx.Response:
+        q = parse_qs(urlparse(str(req.url)).query)
+        query = q["query"][0]
+        asked.append(query)
+        result = next((v for k, v in series_by_metric.items() if k in query), [])
+        return httpx.Response(200, json={"status": "success",
+                                         "data": {"resultType": "matrix", "result": result}})
+
+    client = httpx.Client(transport=httpx.MockTransport(answer))
+    return Prometheus("http://prom.test", client=client), asked
+
+
+def _series(labels: dict[str, str], values: dict[int, str]) -> dict[str, Any]:
+    return {"metric": labels, "values": [[T0 + 3600.0 * k, v] for k, v in values.items()]}
+
+
+def test_range_by_keys_each_series_by_its_labels_and_keeps_gaps():
+    prom, asked = _prom({"x": [
+        _series({"deployment": "a", "gpu": "l4"}, {0: "1", 2: "3", 5: "9"}),   # step 5: outside
+        _series({"deployment": "b"}, {1: "NaN", 2: "-1"})]})                 # no value; refused
+    out = prom.range_by("sum(x)", ("deployment", "gpu"), W.start_s, W.end_s, W.step_s)
+    assert set(out) == {("a", "l4"), ("b", "")}
+    assert out[("a", "l4")].tolist()[0] == 1.0 and out[("a", "l4")].tolist()[2] == 3.0
+    assert math.isnan(out[("a", "l4")].tolist()[1])
+    assert out[("b", "")].isna().all()
+    assert list(out[("a", "l4")].index) == [T0, T0 + 3600.0, T0 + 7200.0]
+    assert len(prom.refused) == 1 and "'-1' refused" in prom.refused[0]
+    assert asked == ["sum(x)"]
+
+
+def test_watched_report_by_hand():
+    """Deployment a: 2 g operational + 1 g embodied for 1,000 generated tokens in the first
+    step, nothing in the second (no data), 4 + 1 g for no tokens in the third; b only embodied."""
+    prom, asked = _prom({
+        "operational_grams": [_series(KEY_A, {0: "2", 2: "4"}), _series(KEY_B, {0: "0"})],
+        "embodied_grams": [_series(KEY_A, {0: "1", 1: "1", 2: "1"}), _series(KEY_B, {0: "3"})],
+        "energy_joules": [_series(KEY_A, {0: "7200", 2: "14400"})],
+        'kind="generation"': [_series(KEY_A, {0: "1000", 2: "0"})],
+        'kind="prompt"': [_series(KEY_A, {0: "500"})]})
+    t = watched_report(prom, W)
+    assert len(asked) == 5 and all(q.startswith(
+        "sum by (deployment, model, gpu, region, team, project) (increase(tokenprint_watch_")
+        and q.endswith("[3600s]))") for q in asked)
+    a = t[t["deployment"] == "a"].reset_index(drop=True)
+    assert a["total_g"].tolist()[0] == 3.0 and a["total_g"].tolist()[2] == 5.0
+    assert math.isnan(a["total_g"].tolist()[1])
+    assert a["status"].tolist() == ["ok", "no data", "ok"]
+    assert a["g_per_1k_tokens"].tolist()[0] == 3.0 and math.isnan(a["g_per_1k_tokens"][2])
+    assert a["energy_j"].tolist()[0] == 7200.0 and a["prompt_tokens"].tolist()[0] == 500.0
+    assert (a["team"][0], a["project"][0], a["model"][0], a["gpu"][0], a["region"][0]) == (
+        "search", "ranker", "llama-3.1-8b", "h100-sxm", "FR")
+    assert a["engine"][0] == "watch" and a["energy_method"][0] == "tokenprint watch"
+    assert a["intensity_source"][0] == "as tokenprint watch charged it"
+    assert a["end_utc"][0] == pd.Timestamp(T0, unit="s", tz="UTC")
+    b = t[t["deployment"] == "b"].reset_index(drop=True)
+    assert b["team"][0] is None and b["project"][0] is None
+    assert b["total_g"][0] == 3.0 and math.isnan(b["generation_tokens"][0])
+    empty, _ = _prom({})
+    with pytest.raises(TokenprintError, match="no tokenprint_watch_\\* series in the window"):
+        watched_report(empty, W)
+
+
+def _iv(dep: str, end: float, status: str = "ok", **nums: float) -> WatchInterval:
+    base = {"prompt_tokens": 10.0, "generation_tokens": 100.0, "energy_j": 3600.0,
+            "operational_g": 1.0, "embodied_g": 0.5}
+    return WatchInterval(dep, "llama-3.1-8b", "l4", 2, "FR", end - 60.0, end, status,
+                         engine="vllm" if dep == "a" else None,
+                         **({**base, **nums} if status == "ok" else {}),
+                         energy_method="predicted", team="t" if dep == "a" else None)
+
+
+def test_ledger_report_by_hand():
+    """Intervals count in the step their end falls in: two in the first hour, one exactly at the
+    second step's end, a gap, and one after the window (left out)."""
+    ivs = [_iv("a", T0 - 100.0), _iv("a", T0 - 10.0, generation_tokens=300.0),
+           _iv("a", T0 + 3600.0, operational_g=2.0), _iv("a", T0 + 3000.0, status="gap"),
+           _iv("a", T0 + 9000.0), _iv("b", T0 + 7000.0, generation_tokens=0.0)]
+    t = ledger_report(ivs, W)
+    a = t[t["deployment"] == "a"].reset_index(drop=True)
+    assert a["end_utc"].tolist() == [pd.Timestamp(T0 + h * 3600.0, unit="s", tz="UTC")
+                                     for h in range(3)]
+    assert a["generation_tokens"].tolist()[:2] == [400.0, 100.0]
+    assert a["operational_g"].tolist()[:2] == [2.0, 2.0]
+    assert a["total_g"].tolist()[:2] == [3.0, 2.5]
+    assert a["g_per_1k_tokens"].tolist()[0] == pytest.approx(3.0 / 400.0 * 1000)
+    assert a["prompt_tokens"].tolist()[0] == 20.0 and a["energy_j"].tolist()[0] == 7200.0
+    assert math.isnan(a["total_g"][2]) and a["status"].tolist() == ["ok", "ok", "no data"]
+    assert (a["team"][0], a["engine"][0], a["gpus"][0], a["energy_method"][0]) == (
+        "t", "vllm", 2, "predicted")
+    assert a["intensity_source"][0] == "as tokenprint watch charged it (its ledger)"
+    b = t[t["deployment"] == "b"].reset_index(drop=True)
+    assert b["engine"][0] == "watch" and b["status"].tolist() == ["no data", "no data", "ok"]
+    assert math.isnan(b["g_per_1k_tokens"][2])                 # no tokens: no per-token figure
+    with pytest.raises(TokenprintError, match="the watch ledger has no intervals"):
+        ledger_report([], W)
+
+
+def test_with_market_by_hand():
+    """2 kWh at the GPUs × PUE 1.5 = 3 kWh a step in FR, 6 kWh over the period; matched
+    annually, a 3 kWh PPA at 0 g covers half of each step's energy and the residual mix
+    (60 g/kWh) the other half: 1.5 × 60 = 90 g a step; a step without energy stays without."""
+    table = pd.DataFrame({
+        "end_utc": pd.to_datetime([T0, T0 + 3600.0, T0 + 7200.0], unit="s", utc=True),
+        "region": ["FR"] * 3, "energy_j": [2 * J_PER_KWH, 2 * J_PER_KWH, np.nan],
+        "operational_g": [99.0, 98.0, np.nan]})
+    ppa = Contract("ppa", "FR", T0 - 3600.0, T0 + 1.0, 0.0, mwh=0.003)
+    out = with_market(table, Contracts((ppa,), {"FR": 60.0}), 1.5, T0, T0 + 7200.0, 3600.0)
+    assert out["location_g"].tolist()[:2] == [99.0, 98.0]
+    assert out["market_g"].tolist()[:2] == pytest.approx([1.5 * 60.0, 1.5 * 60.0])
+    assert math.isnan(out["market_g"][2])
+    same = with_market(table, None, 1.5, T0, T0 + 7200.0, 3600.0)
+    assert same["market_g"].tolist()[:2] == [99.0, 98.0]
+    assert with_market(table.iloc[:0], Contracts((ppa,), {"FR": 60.0}), 1.5, T0, T0, 3600.0
+                       ).empty
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    ("x = 1\n", "deployments file '{p}' has no [[deployment]] tables"),
+    ('[[deployment]]\nname = "a"\nmodel = "m"\ngpu = "g"\ngpus = 0\nregion = "FR"\n',
+     "deployments file '{p}', deployment 1: field 'gpus': Input should be greater than or "
+     "equal to 1"),
+    ('[[deployment]]\nname = "a"\nmodel = "m"\ngpu = "g"\ngpus = 1\nregion = "FR"\n'
+     'energy = "rapl"\n',
+     "deployment 'a': energy 'rapl' is invalid; valid: predicted, dcgm, kepler"),
+    ('[[deployment]]\nname = "a"\nmodel = "m"\ngpu = "g"\ngpus = 1\nregion = "FR"\n' * 2,
+     "deployment names must be unique in the deployments file"),
+])
+def test_deployments_file_refusals(tmp_path: Path, text: str, error: str):
+    p = tmp_path / "deployments.toml"
+    p.write_text(text)
+    with pytest.raises(TokenprintError) as err:
+        load_deployments(p)
+    assert str(err.value) == error.format(p=p)
+
+
+def test_deployments_file_read(tmp_path: Path):
+    p = tmp_path / "deployments.toml"
+    p.write_text('[[deployment]]\nname = "a"\nmodel = "llama-3.1-8b"\n'
+                 'gpu = "l4"\ngpus = 2\nregion = "FR"\nteam = "t"\n[deployment.match]\n'
+                 'job = "vllm"\n')
+    (d,) = load_deployments(p)
+    assert (d.name, d.gpus, d.energy, d.stack, d.team, d.match) == (
+        "a", 2, "predicted", "vllm-2025", "t", {"job": "vllm"})
