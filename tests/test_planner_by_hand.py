@@ -1,0 +1,131 @@
+"""Hand-derived tests of the planner's choices on rows whose carbon and latency are written
+out: the tie-break, the baselines, the savings, the Pareto front, the closest infeasible
+candidate, the replica search, and the inputs it refuses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from tokenprint.errors import TokenprintError
+from tokenprint.plan import planner
+
+
+def _row(name: str, total_g: float, e2e_s: float, gpus: int = 1, energy_j: float = 1.0,
+         region: str = "FR") -> Any:
+    return SimpleNamespace(name=name, total_g=total_g, e2e_s=e2e_s, gpus_total=gpus,
+                           energy_j=energy_j, region=region, to_dict=lambda: {"name": name})
+
+
+def test_choose_breaks_near_ties_by_latency_then_gpus():
+    low = _row("low", 100.0, 2.0, gpus=4)
+    fast = _row("fast", 100.5, 1.5, gpus=8)          # within 1 %: 25 % faster
+    lean = _row("lean", 100.5, 1.5, gpus=2)          # as fast, fewer GPUs
+    far = _row("far", 102.0, 0.5)                    # 2 % dearer: outside the tolerance
+    pick, why = planner._choose([low, fast, lean, far], 0.01)
+    assert pick is lean
+    assert why == {"tolerance_pct": 1.0, "lowest_carbon": {"name": "low"},
+                   "carbon_above_lowest_pct": pytest.approx(0.5),
+                   "p95_latency_below_lowest_pct": pytest.approx(25.0),
+                   "rule": "within 1 % of the lowest carbon, the lowest p95 latency, then the "
+                           "fewest GPUs"}
+    assert planner._choose([low, far], 0.01) == (low, None)
+    assert planner._choose([low, far], 0.02)[0] is far      # 2 % is within a 2 % tolerance
+    zero = _row("zero", 100.0, 0.0)
+    assert planner._choose([_row("z", 99.9, 0.0), zero], 0.01)[1] is None
+    _, tied = planner._choose([_row("slow0", 99.9, 0.0, gpus=9), _row("q", 100.0, 0.0)], 0.01)
+    assert tied["p95_latency_below_lowest_pct"] == 0.0         # no latency to compare against
+
+
+def test_baselines_savings_and_front():
+    a = _row("a", 50.0, 3.0, gpus=2, energy_j=9.0)
+    b = _row("b", 80.0, 1.0, gpus=4, energy_j=5.0)
+    c = _row("c", 90.0, 1.0, gpus=1, energy_j=5.0)
+    base = planner._baselines([a, b, c])
+    assert base == {"latency-optimal": b, "energy-optimal": b, "fewest-GPUs": c}
+    assert planner._savings(40.0, base) == {"latency-optimal": pytest.approx(50.0),
+                                            "energy-optimal": pytest.approx(50.0),
+                                            "fewest-GPUs": pytest.approx(100 * (1 - 40 / 90))}
+    assert planner._savings(40.0, {"x": _row("free", 0.0, 1.0)}) == {"x": 0.0}
+    d = _row("d", 50.0, 4.0)                         # as clean as a, slower: dominated
+    e = _row("e", 60.0, 3.0)                         # dearer and no faster than a: dominated
+    assert planner.pareto([c, e, b, d, a]) == [a, b]
+
+
+def test_the_closest_infeasible_candidate_is_named():
+    inp = SimpleNamespace(slo_ttft_s=1.0, slo_tpot_s=0.1, percentile="p99", max_replicas=16)
+
+    def row(ttft: float, tpot: float, reps: int) -> Any:
+        cfg = SimpleNamespace(ttft_q=ttft, tpot_q=tpot, replicas=reps, gpu="l4", max_batch=32)
+        return SimpleNamespace(config=cfg, to_dict=lambda: {"replicas": reps})
+
+    rows = [row(3.0, 0.05, 1), row(1.5, 0.12, 4), row(0.5, 0.4, 8)]
+    out = planner._infeasible(rows, inp)  # type: ignore[arg-type]
+    assert out.closest == {"replicas": 4} and out.failing_targets == ["ttft", "tpot"]
+    assert out.message == ("no candidate meets the p99 targets within 16 replicas; ttft and "
+                           "tpot cannot be met; closest: 4 × l4 (batch 32) with p99 TTFT 1.5 s, "
+                           "TPOT 0.12 s")
+    only = planner._infeasible([row(2.0, 0.1, 2)], inp)  # type: ignore[arg-type]
+    assert only.failing_targets == ["ttft"]               # a TPOT exactly at its target passes
+
+
+@pytest.mark.parametrize(("need", "cap", "tried"), [
+    (5, 64, [1, 2, 4, 5, 6, 8, 10]),    # double to 8, bisect to 5, one larger (10) for the front
+    (5, 6, [1, 2, 4, 5, 6]),            # capped at 6: bisect below it; 10 is out of bounds
+    (1, 64, [1, 2]),                    # one replica does: and one larger
+    (99, 6, [1, 2, 4, 6]),              # none does within the cap
+])
+def test_replica_search_by_hand(monkeypatch, need: int, cap: int, tried: list[int]):
+    calls: list[int] = []
+
+    def fake(inp: Any, catalog: Any, model: str, gpu: str, tp: int, mb: int, r: int,
+             hourly: bool) -> Any:
+        calls.append(r)
+        return SimpleNamespace(replicas=r, feasible=r >= need)
+
+    monkeypatch.setattr(planner, "evaluate", fake)
+    out = planner.search_replicas(SimpleNamespace(max_replicas=cap), None, "m", "g", 1, 8,  # type: ignore[arg-type]
+                                  False)
+    assert [e.replicas for e in out] == tried
+    assert len(calls) == len(set(calls))                  # each size simulated once
+
+
+def test_min_tp_by_hand(catalog):
+    assert planner.min_tp(catalog, "llama-3.1-8b", "l4") == 1        # 16 GB in 24 GB
+    assert planner.min_tp(catalog, "llama-3.1-70b", "h100-sxm") == 2  # 141 GB in 2 × 80 GB
+    assert planner.min_tp(catalog, "llama-3.1-405b", "l4") is None    # 811 GB > 8 × 24 GB
+
+
+def test_hourly_files_are_found_by_region_name(tmp_path: Path):
+    (tmp_path / "FR.csv").write_text("timestamp,intensity_g_per_kwh\n2023-01-01T00:00:00Z,50\n")
+    (tmp_path / "pl_2023.csv").write_text("timestamp,intensity_g_per_kwh\n"
+                                          "2023-01-01T00:00:00Z,700\n")
+    inp = SimpleNamespace(intensity_dir=tmp_path)
+    assert planner._intensity_for(inp, "FR").values.tolist() == [50.0]  # type: ignore[arg-type]
+    assert planner._intensity_for(inp, "pl").values.tolist() == [700.0]  # type: ignore[arg-type]
+    with pytest.raises(TokenprintError) as err:
+        planner._intensity_for(inp, "SE")  # type: ignore[arg-type]
+    assert str(err.value) == (f"no hourly intensity file for region SE in {str(tmp_path)!r} "
+                              "(expected SE.csv)")
+    assert planner._intensity_for(SimpleNamespace(intensity_dir=None), "FR") is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("change", "error"), [
+    ({"percentile": "p90"}, "unknown percentile 'p90'; valid: p95, p99"),
+    ({"gpus": []}, "models, GPUs, regions and max batch sizes must be non-empty"),
+    ({"max_batches": []}, "models, GPUs, regions and max batch sizes must be non-empty"),
+    ({"deferrable": 1.5}, "deferrable share 1.5 must be within 0..1"),
+    ({"deferrable": -0.1}, "deferrable share -0.1 must be within 0..1"),
+])
+def test_inputs_no_plan_can_use(change: dict[str, Any], error: str):
+    inp = SimpleNamespace(**{"percentile": "p95", "models": ["m"], "gpus": ["g"],
+                             "regions": ["FR"], "max_batches": [8], "deferrable": 0.0,
+                             **change})
+    with pytest.raises(TokenprintError) as err:
+        planner._check(inp)  # type: ignore[arg-type]
+    assert str(err.value) == error
+    planner._check(SimpleNamespace(**{**inp.__dict__, **{  # type: ignore[arg-type]
+        "percentile": "p99", "gpus": ["g"], "max_batches": [8], "deferrable": 1.0}}))
