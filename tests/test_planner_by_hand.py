@@ -77,6 +77,9 @@ def test_the_closest_infeasible_candidate_is_named():
     (5, 6, [1, 2, 4, 5, 6]),            # capped at 6: bisect below it; 10 is out of bounds
     (1, 64, [1, 2]),                    # one replica does: and one larger
     (99, 6, [1, 2, 4, 6]),              # none does within the cap
+    (7, 64, [1, 2, 4, 6, 7, 8, 14]),    # bisecting past an infeasible 6
+    (5, 12, [1, 2, 4, 5, 6, 8, 10]),    # the larger size (10) within the cap
+    (5, 10, [1, 2, 4, 5, 6, 8, 10]),    # ... and at it
 ])
 def test_replica_search_by_hand(monkeypatch, need: int, cap: int, tried: list[int]):
     calls: list[int] = []
@@ -90,6 +93,7 @@ def test_replica_search_by_hand(monkeypatch, need: int, cap: int, tried: list[in
     out = planner.search_replicas(SimpleNamespace(max_replicas=cap), None, "m", "g", 1, 8,  # type: ignore[arg-type]
                                   False)
     assert [e.replicas for e in out] == tried
+    assert all(type(r) is int for r in calls)                 # replicas are whole
     assert len(calls) == len(set(calls))                  # each size simulated once
 
 
@@ -97,6 +101,36 @@ def test_min_tp_by_hand(catalog):
     assert planner.min_tp(catalog, "llama-3.1-8b", "l4") == 1        # 16 GB in 24 GB
     assert planner.min_tp(catalog, "llama-3.1-70b", "h100-sxm") == 2  # 141 GB in 2 × 80 GB
     assert planner.min_tp(catalog, "llama-3.1-405b", "l4") is None    # 811 GB > 8 × 24 GB
+    assert planner.min_tp(catalog, "llama-3.1-70b", "l40s") == 4      # 141 GB in 4 × 48 GB
+    assert planner.min_tp(catalog, "llama-3.1-405b", "h200") == 8     # 811 GB in 8 × 141 GB
+
+
+def test_percentile_of_nothing_is_unbounded():
+    import numpy as np
+
+    assert planner._q(np.array([]), 95.0) == float("inf")
+    assert planner._q(np.array([np.inf, 2.0, 4.0]), 50.0) == 3.0       # unserved left out
+
+
+def test_evaluate_meets_a_target_exactly_at_it(catalog):
+    """A configuration whose p95 TTFT and TPOT equal the targets meets them."""
+    import numpy as np
+
+    from tokenprint.simulate import Trace
+
+    rng = np.random.default_rng(0)
+    arr = np.cumsum(rng.exponential(1 / 3.0, 60))
+    tr = Trace(arr - arr[0], rng.integers(50, 800, 60), rng.integers(5, 200, 60), "t")
+    inp = SimpleNamespace(trace=tr, stack="vllm-2025", percentile="p95", slo_ttft_s=10.0,
+                          slo_tpot_s=10.0)
+    one = planner.evaluate(inp, catalog, "llama-3.2-1b", "l4", 1, 1, 1, False)  # type: ignore[arg-type]
+    wide = planner.evaluate(inp, catalog, "llama-3.2-1b", "l4", 1, 64, 1, False)  # type: ignore[arg-type]
+    assert (one.model, one.gpu, one.tp, one.max_batch, one.replicas) == (
+        "llama-3.2-1b", "l4", 1, 1, 1)
+    assert wide.max_batch == 64 and wide.e2e_q < one.e2e_q      # batching serves the queue
+    at = SimpleNamespace(**{**inp.__dict__, "slo_ttft_s": wide.ttft_q,
+                            "slo_tpot_s": wide.tpot_q})
+    assert planner.evaluate(at, catalog, "llama-3.2-1b", "l4", 1, 64, 1, False).feasible  # type: ignore[arg-type]
 
 
 def test_hourly_files_are_found_by_region_name(tmp_path: Path):
@@ -106,6 +140,17 @@ def test_hourly_files_are_found_by_region_name(tmp_path: Path):
     inp = SimpleNamespace(intensity_dir=tmp_path)
     assert planner._intensity_for(inp, "FR").values.tolist() == [50.0]  # type: ignore[arg-type]
     assert planner._intensity_for(inp, "pl").values.tolist() == [700.0]  # type: ignore[arg-type]
+    assert planner._intensity_for(inp, "fr").values.tolist() == [50.0]  # type: ignore[arg-type]
+    (tmp_path / "DE_2023.csv").write_text("timestamp,intensity_g_per_kwh\n"
+                                          "2023-01-01T00:00:00Z,300\n"
+                                          "2023-01-01T01:00:00Z,400\n"
+                                          "2023-01-01T03:00:00Z,600\n")
+    # a missing hour is interpolated, not refused
+    assert planner._intensity_for(inp, "de").values.tolist() == [300.0, 400.0, 500.0, 600.0]  # type: ignore[arg-type]
+    (tmp_path / "IT.csv").write_text("Datetime (UTC),Zone Id,Carbon Intensity gCO₂eq/kWh "
+                                     "(LCA)\n2023-01-01 00:00:00,PL,700\n")
+    with pytest.raises(TokenprintError, match="PL"):
+        planner._intensity_for(inp, "IT")  # type: ignore[arg-type]
     with pytest.raises(TokenprintError) as err:
         planner._intensity_for(inp, "SE")  # type: ignore[arg-type]
     assert str(err.value) == (f"no hourly intensity file for region SE in {str(tmp_path)!r} "
