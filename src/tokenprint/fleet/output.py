@@ -64,8 +64,9 @@ def _figure(table: pd.DataFrame, totals: pd.DataFrame, png: Path) -> None:
                  + (f", the {TOP} largest of {len(totals)}" if len(totals) > TOP else ""))
     a1.set_ylabel("g CO2e")
     a1.set_xlabel("step end (UTC)")
-    a1.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, frameon=False,
-              fontsize=8)
+    if a1.lines:   # an empty window draws no lines (and no legend to warn about)
+        a1.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, frameon=False,
+                  fontsize=8)
     x = range(len(top))
     a2.bar(x, top["operational_g"], label="operational")
     a2.bar(x, top["embodied_g"], bottom=top["operational_g"].fillna(0), label="embodied")
@@ -73,7 +74,8 @@ def _figure(table: pd.DataFrame, totals: pd.DataFrame, png: Path) -> None:
     a2.set_title("Total over the window"
                  + (f" (the {TOP} largest)" if len(totals) > TOP else ""))
     a2.set_ylabel("g CO2e")
-    a2.legend(loc="upper right", frameon=False)
+    if len(top):
+        a2.legend(loc="upper right", frameon=False)
     with atomic_path(png) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
