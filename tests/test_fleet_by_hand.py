@@ -5,6 +5,7 @@ based column, and the deployments file's refusals."""
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -38,7 +39,10 @@ def _prom(series_by_metric: dict[str, list[dict[str, Any]]]) -> tuple[Prometheus
         q = parse_qs(urlparse(str(req.url)).query)
         query = q["query"][0]
         asked.append(query)
-        result = next((v for k, v in series_by_metric.items() if k in query), [])
+        # by the exact series the query names: tokenprint_watch_<metric>_total{selector}
+        m = re.search(r"tokenprint_watch_(\w+)_total(\{[^}]*\})?\[", query)
+        key = (m.group(1) + (m.group(2) or "")) if m else query
+        result = series_by_metric.get(key, [])
         return httpx.Response(200, json={"status": "success",
                                          "data": {"resultType": "matrix", "result": result}})
 
@@ -51,7 +55,7 @@ def _series(labels: dict[str, str], values: dict[int, str]) -> dict[str, Any]:
 
 
 def test_range_by_keys_each_series_by_its_labels_and_keeps_gaps():
-    prom, asked = _prom({"x": [
+    prom, asked = _prom({"sum(x)": [
         _series({"deployment": "a", "gpu": "l4"}, {0: "1", 2: "3", 5: "9"}),   # step 5: outside
         _series({"deployment": "b"}, {1: "NaN", 2: "-1"})]})                 # no value; refused
     out = prom.range_by("sum(x)", ("deployment", "gpu"), W.start_s, W.end_s, W.step_s)
@@ -71,8 +75,8 @@ def test_watched_report_by_hand():
         "operational_grams": [_series(KEY_A, {0: "2", 2: "4"}), _series(KEY_B, {0: "0"})],
         "embodied_grams": [_series(KEY_A, {0: "1", 1: "1", 2: "1"}), _series(KEY_B, {0: "3"})],
         "energy_joules": [_series(KEY_A, {0: "7200", 2: "14400"})],
-        'kind="generation"': [_series(KEY_A, {0: "1000", 2: "0"})],
-        'kind="prompt"': [_series(KEY_A, {0: "500"})]})
+        'tokens{kind="generation"}': [_series(KEY_A, {0: "1000", 2: "0"})],
+        'tokens{kind="prompt"}': [_series(KEY_A, {0: "500"})]})
     t = watched_report(prom, W)
     assert len(asked) == 5 and all(q.startswith(
         "sum by (deployment, model, gpu, region, team, project) (increase(tokenprint_watch_")
@@ -83,6 +87,15 @@ def test_watched_report_by_hand():
     assert a["status"].tolist() == ["ok", "no data", "ok"]
     assert a["g_per_1k_tokens"].tolist()[0] == 3.0 and math.isnan(a["g_per_1k_tokens"][2])
     assert a["energy_j"].tolist()[0] == 7200.0 and a["prompt_tokens"].tolist()[0] == 500.0
+    assert a["operational_g"].tolist()[0] == 2.0 and a["embodied_g"].tolist()[1] == 1.0
+    assert a["generation_tokens"].tolist()[0] == 1000.0 and math.isnan(a["gpus"][0])
+    assert math.isnan(a["mean_running"][0]) and math.isnan(a["utilization"][0])
+    assert math.isnan(a["intensity_g_per_kwh"][0]) and list(t.index) == list(range(6))
+    assert list(t.columns) == [
+        "deployment", "team", "project", "model", "gpu", "gpus", "region", "engine", "end_utc",
+        "prompt_tokens", "generation_tokens", "mean_running", "utilization", "energy_j",
+        "energy_method", "intensity_g_per_kwh", "operational_g", "embodied_g", "total_g",
+        "g_per_1k_tokens", "status", "intensity_source"]
     assert (a["team"][0], a["project"][0], a["model"][0], a["gpu"][0], a["region"][0]) == (
         "search", "ranker", "llama-3.1-8b", "h100-sxm", "FR")
     assert a["engine"][0] == "watch" and a["energy_method"][0] == "tokenprint watch"
@@ -91,6 +104,8 @@ def test_watched_report_by_hand():
     b = t[t["deployment"] == "b"].reset_index(drop=True)
     assert b["team"][0] is None and b["project"][0] is None
     assert b["total_g"][0] == 3.0 and math.isnan(b["generation_tokens"][0])
+    assert math.isnan(b["energy_j"][0]) and math.isnan(b["prompt_tokens"][0])
+    assert math.isnan(b["embodied_g"][1]) and math.isnan(b["total_g"][1])
     empty, _ = _prom({})
     with pytest.raises(TokenprintError, match="no tokenprint_watch_\\* series in the window"):
         watched_report(empty, W)
@@ -177,3 +192,90 @@ def test_deployments_file_read(tmp_path: Path):
     (d,) = load_deployments(p)
     assert (d.name, d.gpus, d.energy, d.stack, d.team, d.match) == (
         "a", 2, "predicted", "vllm-2025", "t", {"job": "vllm"})
+
+
+def test_deployment_table_by_hand(tmp_path: Path, catalog):
+    """Two deployments over three hourly steps, from a stand-in Prometheus: a predicted one on
+    2 L4 in FR with an hourly intensity file (its step 2 had no samples), and a DCGM-metered one
+    on 1 L4 in PL at the annual figure (its step 2 has tokens but no energy sample)."""
+    from tokenprint.carbon.embodied import gpu_embodied
+    from tokenprint.carbon.intensity import load_intensity_csv
+    from tokenprint.fleet.report import Deployment, fleet_report
+    from tokenprint.fleet.watch import PredictedEnergy
+    from tokenprint.units import S_PER_YEAR
+
+    fr = tmp_path / "FR.csv"
+    fr.write_text("timestamp,intensity_g_per_kwh\n" + "".join(
+        f"{pd.Timestamp(T0 + 3600.0 * (h - 1), unit='s', tz='UTC'):%Y-%m-%dT%H:%M:%SZ},{v}\n"
+        for h, v in enumerate([40.0, 60.0, 80.0, 120.0])))
+    a = Deployment(name="a", match={"job": "a"}, model="llama-3.1-8b", gpu="l4", gpus=2,
+                   region="FR", intensity_file=str(fr), team="search")
+    b = Deployment(name="b", match={"job": "b"}, model="llama-3.1-8b", gpu="l4", gpus=1,
+                   region="PL", energy="dcgm", energy_match={"gpu": "0"})
+    answers = {
+        'sum(increase(vllm:generation_tokens_total{job="a"}[3600s]))': {0: "1000", 2: "0"},
+        'sum(increase(vllm:prompt_tokens_total{job="a"}[3600s]))': {0: "500"},
+        'sum(avg_over_time(vllm:num_requests_running{job="a"}[3600s]))': {0: "2"},
+        'avg_over_time((sum(vllm:num_requests_running{job="a"}) > bool 0)[3600s:])': {0: "0.5"},
+        'sum(increase(vllm:generation_tokens_total{job="b"}[3600s]))': {0: "100", 1: "100"},
+        'sum(increase(DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{gpu="0"}[3600s]))': {0: "7200000"},
+    }
+    asked: list[str] = []
+
+    def answer(req: httpx.Request) -> httpx.Response:
+        q = parse_qs(urlparse(str(req.url)).query)
+        if req.url.path.endswith("/series"):
+            asked.append(q["match[]"][0])
+            return httpx.Response(200, json={"status": "success", "data": [
+                {"__name__": "vllm:generation_tokens_total"}]})
+        query = q["query"][0]
+        asked.append(query)
+        vals = answers.get(query, {})
+        data = {"resultType": "matrix", "result": [_series({}, vals)] if vals else []}
+        return httpx.Response(200, json={"status": "success", "data": data})
+
+    prom = Prometheus("http://prom.test", client=httpx.Client(transport=httpx.MockTransport(
+        answer)))
+    t = fleet_report(prom, catalog, [a, b], W, scope="card", lifetime_years=4.0, pue=1.2)
+    assert set(answers) <= set(asked)
+    assert asked[0].startswith('{__name__=~"vllm:generation_tokens_total|') and asked[0].endswith(
+        ',job="a"}')
+    ta, tb = (t[t["deployment"] == d].reset_index(drop=True) for d in ("a", "b"))
+    pred = PredictedEnergy(catalog, "llama-3.1-8b", "l4", 2)
+    e0, e2 = pred.joules(500.0, 1000.0, 2.0, 3600.0), pred.joules(0.0, 0.0, 0.0, 3600.0)
+    assert ta["energy_j"].tolist()[0] == pytest.approx(e0) and math.isnan(ta["energy_j"][1])
+    assert ta["energy_j"].tolist()[2] == pytest.approx(e2)       # the idle floor, not zero
+    series = load_intensity_csv(fr, fill=True, region="FR")
+    ends = np.array([T0, T0 + 3600.0, T0 + 7200.0])
+    ci = series.mean_over(ends - 3600.0, ends)
+    assert ta["intensity_g_per_kwh"].tolist() == pytest.approx(ci.tolist())
+    assert ci[0] != ci[1]                                        # the hour before each step end
+    emb = gpu_embodied(catalog.gpu("l4"), catalog, "card").total_g.mid * 3600.0 / (
+        4.0 * S_PER_YEAR)
+    assert ta["embodied_g"].tolist() == pytest.approx([2 * emb] * 3)
+    assert tb["embodied_g"].tolist() == pytest.approx([emb] * 3)
+    op0 = e0 / J_PER_KWH * 1.2 * ci[0]
+    assert ta["operational_g"][0] == pytest.approx(op0) and math.isnan(ta["operational_g"][1])
+    assert ta["total_g"][0] == pytest.approx(op0 + 2 * emb)
+    assert ta["g_per_1k_tokens"][0] == pytest.approx((op0 + 2 * emb) / 1000 * 1000)
+    assert math.isnan(ta["g_per_1k_tokens"][2])                  # no tokens, no per-token figure
+    assert ta["status"].tolist() == ["ok", "no data", "ok"]
+    assert (ta["prompt_tokens"][0], ta["mean_running"][0], ta["utilization"][0]) == (
+        500.0, 2.0, 0.5)
+    assert (ta["team"][0], ta["project"][0], ta["engine"][0], ta["energy_method"][0],
+            ta["region"][0], ta["gpus"][0], ta["model"][0], ta["gpu"][0]) == (
+        "search", None, "vllm", "predicted", "FR", 2, "llama-3.1-8b", "l4")
+    assert ta["intensity_source"][0] == f"{series.source} ({series.basis})"
+    assert ta["end_utc"].tolist() == [pd.Timestamp(x, unit="s", tz="UTC") for x in ends]
+    pl = catalog.region("PL")
+    assert tb["energy_j"].tolist()[0] == pytest.approx(7200.0)           # 7,200,000 mJ
+    assert tb["operational_g"][0] == pytest.approx(
+        7200.0 / J_PER_KWH * 1.2 * pl.intensity_g_per_kwh.value)
+    assert tb["status"].tolist() == ["ok", "no energy", "no data"]
+    assert math.isnan(tb["operational_g"][1]) and math.isnan(tb["total_g"][1])
+    assert tb["intensity_source"][0] == f"PL annual ({pl.basis})"
+    assert tb["energy_method"][0] == "dcgm" and list(t.index) == list(range(6))
+    with pytest.raises(TokenprintError, match="shorter than one step"):
+        fleet_report(prom, catalog, [a], ReportWindow(T0, T0 - 1.0, 3600.0))
+    with pytest.raises(TokenprintError, match=r"^--step 0 s is invalid; it must be > 0$"):
+        fleet_report(prom, catalog, [a], ReportWindow(T0, T0, 0.0))
