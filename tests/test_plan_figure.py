@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tokenprint.plan import PlanInputs, plan
 from tokenprint.simulate import Trace
@@ -57,7 +58,50 @@ def test_pareto_figure_draws_what_it_says(tmp_path: Path, catalog, monkeypatch):
     assert front.get_color() == "k" and front.get_linewidth() == 1.2
     assert list(zip(front.get_xdata(), front.get_ydata(), strict=True)) == [
         (r["e2e_s"], r["total_g"]) for r in a.pareto]
+    assert list(fig.get_size_inches()) == [8.0, 4.5]
+    import matplotlib.colors as mcolors
+    from PIL import Image
+
+    with Image.open(out) as im:
+        assert im.size == (1120, 630)                          # 8 × 4.5 in at 140 dpi
+    assert np.allclose(by_label["FR"].get_facecolor()[0][:3], mcolors.to_rgb("tab:blue"))
+    assert np.allclose(by_label["PL"].get_facecolor()[0][:3], mcolors.to_rgb("tab:orange"))
+    assert star.get_paths()[0].vertices.shape[0] >= 10           # a star, not a dot
+    assert ax.get_title().endswith("carbon vs latency") or "overlap another" in title
+    assert ax.title.get_fontsize() == 10
+    assert ax.xaxis.get_gridlines()[0].get_alpha() == 0.3
     legend = ax.get_legend()
+    assert (legend.get_frame_on(), legend.get_texts()[0].get_fontsize(), legend._loc) == (
+        False, 8.0, 2)
+    assert tuple(legend.get_bbox_to_anchor().transformed(ax.transAxes.inverted()).bounds[
+        :2]) == pytest.approx((1.01, 1.0))
     assert [t.get_text() for t in legend.get_texts()] == ["FR", "PL", "Pareto front",
                                                           "chosen plan"]
+    plt.close("all")
+
+
+def test_pareto_figure_counts_the_points_it_hides(tmp_path: Path, monkeypatch):
+    """Two deployments of one region within 0.5 % of each other draw on top of each other:
+    the title says how many."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tokenprint.plan.answer import PlanAnswer, PlanHeader
+    from tokenprint.report.plan_figure import pareto_figure
+
+    header = PlanHeader("t", 1, {"percentile": "p99"}, 3, [], "device", 5.0, 1.0, "annual",
+                        "annual", 1.0)
+    rows = [{"region": "FR", "e2e_s": 1.0, "total_g": 100.0},
+            {"region": "FR", "e2e_s": 1.0, "total_g": 100.1},
+            {"region": "FR", "e2e_s": 2.0, "total_g": 50.0}]
+    a = PlanAnswer(header, best=rows[2], pareto=[rows[2], rows[0]], all_feasible=rows)
+    figs = []
+    monkeypatch.setattr(plt, "close", figs.append)
+    pareto_figure(a, tmp_path / "p.png")
+    ax = figs[0].axes[0]
+    assert ax.get_title() == ("All 3 feasible deployments in 1 regions: carbon vs latency\n"
+                              "(1 overlap another of the same region within 0.5 %)")
+    assert ax.get_xlabel() == "p99 end-to-end latency (s)"
     plt.close("all")

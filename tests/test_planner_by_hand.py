@@ -174,3 +174,89 @@ def test_inputs_no_plan_can_use(change: dict[str, Any], error: str):
     assert str(err.value) == error
     planner._check(SimpleNamespace(**{**inp.__dict__, **{  # type: ignore[arg-type]
         "percentile": "p99", "gpus": ["g"], "max_batches": [8], "deferrable": 1.0}}))
+
+
+def _small_trace(n: int = 80) -> Any:
+    import numpy as np
+
+    from tokenprint.simulate import Trace
+
+    rng = np.random.default_rng(1)
+    arr = np.cumsum(rng.exponential(1 / 3.0, n))
+    return Trace(arr - arr[0], rng.integers(50, 800, n), rng.integers(5, 200, n), "small")
+
+
+def test_plan_answer_composed_by_hand(catalog):
+    """One model on L4 at two batch limits in two regions (and a model that fits nowhere):
+    the header echoes the inputs, baselines come from the home region's rows, savings and the
+    same-region savings are recomputed from the rows the answer lists."""
+    from tokenprint.plan import PlanInputs
+
+    ticks: list[int] = []
+    inp = PlanInputs(_small_trace(), ["llama-3.2-1b", "llama-3.1-405b"], ["l4"], ["pl", "FR"],
+                     max_batches=[4, 16], slo_ttft_s=5.0, slo_tpot_s=0.5, max_replicas=4,
+                     scope="card", lifetime_years=4.0, pue=1.1)
+    a = planner.plan(inp, catalog, progress=lambda: ticks.append(1))
+    d = a.to_dict()
+    assert len(ticks) == 2                                   # one tick per candidate searched
+    assert (d["trace"], d["n_requests"], d["scope"], d["lifetime_years"], d["pue"]) == (
+        "small", 80, "card", 4.0, 1.1)
+    assert d["targets"] == {"percentile": "p95", "ttft_s": 5.0, "tpot_s": 0.5}
+    assert d["skipped"] == ["llama-3.1-405b does not fit 8 × l4"]
+    assert d["candidates_simulated"] >= len({(r["max_batch"], r["replicas"])
+                                             for r in d["all_feasible"]})
+    assert (d["intensity"], d["intensity_basis"]) == (
+        "annual averages", "each region's annual average intensity")
+    assert d["home_region"] == "PL" and d["tie_break"] is None
+    assert d["total_range_g"] == d["best"]["total_range_g"]
+    assert d["sources"] and all(isinstance(v, str) for v in d["sources"].values())
+    rows = d["table"]
+    assert {r["region"] for r in rows} == {"PL", "FR"} and len(rows) <= 50
+    assert [r["total_g"] for r in rows] == sorted(r["total_g"] for r in rows)
+    assert set(d["all_feasible"][0]) == {"gpu", "replicas", "max_batch", "region", "e2e_s",
+                                         "total_g"}
+    assert len(d["all_feasible"]) == len(rows)
+    home = [r for r in rows if r["region"] == "PL"]
+    lat = min(home, key=lambda r: (r["e2e_s"], r["total_g"]))
+    assert d["baselines"]["latency-optimal"] == lat["total_g"]
+    assert d["baseline_configs"]["latency-optimal"] == lat
+    assert d["savings_pct"]["latency-optimal"] == pytest.approx(
+        (1 - d["best"]["total_g"] / lat["total_g"]) * 100)
+    same = [r for r in rows if r["region"] == d["best"]["region"]]
+    few = min(same, key=lambda r: (r["gpus_total"], r["total_g"]))
+    assert d["savings_pct_same_region"]["fewest-GPUs"] == pytest.approx(
+        (1 - d["best"]["total_g"] / few["total_g"]) * 100)
+    best = d["best"]
+    assert {"model", "gpu", "tp", "replicas", "max_batch", "gpus_total", "ttft_s", "tpot_s",
+            "e2e_s", "region", "feasible", "energy_j"} <= set(best)
+    assert best["gpus_total"] == best["replicas"] * best["tp"] and best["region"] == "FR"
+    assert "time_shift" not in d and "multi_region" not in d
+    with pytest.raises(TokenprintError) as err:
+        planner.plan(PlanInputs(_small_trace(), ["llama-3.1-405b"], ["l4"], ["FR"]), catalog)
+    assert str(err.value) == ("no candidate can hold the model: llama-3.1-405b does not fit "
+                              "8 × l4")
+
+
+def test_plan_within_capacities_by_hand(catalog, tmp_path: Path):
+    """A capacity (named in lower case) that the best region cannot hold moves the headline:
+    only placements within their region's GPUs are chosen; and hourly files need a start."""
+    from tokenprint.plan import PlanInputs
+
+    inp = PlanInputs(_small_trace(), ["llama-3.2-1b"], ["l4"], ["PL", "FR"], max_batches=[4],
+                     slo_ttft_s=5.0, slo_tpot_s=0.5, max_replicas=4)
+    free = planner.plan(inp, catalog).to_dict()
+    assert free["best"]["region"] == "FR"
+    need = free["best"]["gpus_total"]
+    capped = planner.plan(PlanInputs(**{**inp.__dict__, "region_capacity": {
+        "fr": need - 1}}), catalog).to_dict()
+    assert capped["constraints"]["region_capacity_gpus"] == {"FR": need - 1}
+    # FR's feasible placements all need more GPUs than it holds: the best fitting one is in PL
+    assert capped["best"]["region"] == "PL" and "multi_region" in capped
+    exact = planner.plan(PlanInputs(**{**inp.__dict__, "region_capacity": {"FR": need}}),
+                         catalog).to_dict()
+    assert exact["best"]["region"] == "FR"                     # at its capacity: it fits
+    (tmp_path / "PL.csv").write_text("timestamp,intensity_g_per_kwh\n2023-01-01T00:00:00Z,700\n")
+    (tmp_path / "FR.csv").write_text("timestamp,intensity_g_per_kwh\n2023-01-01T00:00:00Z,50\n")
+    with pytest.raises(TokenprintError, match=r"^hourly intensity needs the trace placed on the "
+                                              r"calendar \(--start\)$"):
+        planner.plan(PlanInputs(**{**inp.__dict__, "intensity_dir": tmp_path}), catalog)
