@@ -4,6 +4,7 @@ based column, and the deployments file's refusals."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -279,3 +280,125 @@ def test_deployment_table_by_hand(tmp_path: Path, catalog):
         fleet_report(prom, catalog, [a], ReportWindow(T0, T0 - 1.0, 3600.0))
     with pytest.raises(TokenprintError, match=r"^--step 0 s is invalid; it must be > 0$"):
         fleet_report(prom, catalog, [a], ReportWindow(T0, T0, 0.0))
+
+
+def _raw_prom(body: str | bytes, status: int = 200, seen: list[httpx.Request] | None = None
+              ) -> Prometheus:
+    def answer(req: httpx.Request) -> httpx.Response:
+        if seen is not None:
+            seen.append(req)
+        return httpx.Response(status, content=body if isinstance(body, bytes) else body.encode())
+
+    return Prometheus("http://prom.test/", client=httpx.Client(
+        transport=httpx.MockTransport(answer)))
+
+
+def test_prometheus_answers_refused_by_name():
+    """Each way an answer can be wrong gets one line naming the server and the query."""
+    seen: list[httpx.Request] = []
+    with pytest.raises(TokenprintError) as err:
+        _raw_prom("<html>", seen=seen).range_sum("up", T0, T0, 60.0)
+    assert str(err.value) == ("http://prom.test/ is not a Prometheus API (its answer to 'up' "
+                              "is not JSON)")
+    assert str(seen[0].url) == ("http://prom.test/api/v1/query_range?query=up&start="
+                                f"{T0:.3f}&end={T0:.3f}&step=60s")
+    with pytest.raises(TokenprintError) as err:
+        _raw_prom('{"status": "error", "error": "bad query"}', 400).range_sum("up", T0, T0, 60)
+    assert str(err.value) == "Prometheus refused 'up': bad query"
+    with pytest.raises(TokenprintError) as err:
+        _raw_prom('{"status": "error"}', 400).range_sum("up", T0, T0, 60)
+    assert str(err.value) == "Prometheus refused 'up': no reason"
+    with pytest.raises(TokenprintError) as err:
+        _raw_prom('{"status": "maybe"}').range_sum("up", T0, T0, 60)
+    assert str(err.value).startswith("http://prom.test/ answered 'up' in a shape that is not "
+                                     "Prometheus's: status: ")
+    with pytest.raises(TokenprintError) as err:
+        _raw_prom('{"status": "success", "data": {"resultType": "vector", "result": []}}'
+                  ).range_sum("up", T0, T0, 60)
+    assert str(err.value).startswith("http://prom.test/ answered 'up' in a shape that is not "
+                                     "Prometheus's: resultType: ")
+    with pytest.raises(TokenprintError) as err:
+        _raw_prom('{"status": "success", "data": 5}').range_sum("up", T0, T0, 60)
+    assert str(err.value).startswith("http://prom.test/ answered 'up' in a shape that is not "
+                                     "Prometheus's: the answer: ")
+    seen.clear()
+    with pytest.raises(TokenprintError) as err:
+        _raw_prom('{"status": "success", "data": [{"job": "x"}]}', seen=seen).names('{a="b"}')
+    assert str(err.value).startswith("http://prom.test/ answered series of '{a=\"b\"}' in a "
+                                     "shape that is not Prometheus's: 0.__name__: ")
+    assert seen[0].url.path == "/api/v1/series" and seen[0].url.params["match[]"] == '{a="b"}'
+    with pytest.raises(TokenprintError) as err:
+        _raw_prom("<html>").names("{}")
+    assert str(err.value) == ("http://prom.test/ is not a Prometheus API (its answer to "
+                              "'/api/v1/series' is not JSON)")
+    with pytest.raises(TokenprintError, match="^cannot reach Prometheus at http://prom.test/: "):
+        Prometheus("http://prom.test/", client=httpx.Client(transport=httpx.MockTransport(
+            lambda req: (_ for _ in ()).throw(httpx.ConnectError("refused"))))).names("{}")
+
+
+def test_range_steps_sums_and_limits_by_hand():
+    body = {"status": "success", "data": {"resultType": "matrix", "result": [
+        _series({"i": "0"}, {0: "1", 1: "2", 3: "9"}), _series({"i": "1"}, {0: "10"}),
+        {"metric": {}, "values": [[T0 - 3600.0, "5"], [T0 + 7200.0, "1e18"],
+                                  [T0 + 3600.0, "1.5e18"]]}]}}
+    prom = _raw_prom(json.dumps(body))
+    s = prom.range_sum("q", W.start_s, W.end_s, W.step_s)
+    assert s.index.tolist() == [T0, T0 + 3600.0, T0 + 7200.0]
+    # 1 + 10 at the first step; 2 at the second; 10¹⁸ is the largest value taken; a step
+    # before the window and one past it are dropped, 1.5 × 10¹⁸ refused
+    assert s.tolist() == [11.0, 2.0, 1e18]
+    assert len(prom.refused) == 1 and "1.5e18" in prom.refused[0]
+    assert prom.refused[0] == ("q at 1700003600: '1.5e18' refused (a finite number from 0 to "
+                               "1e+18 is valid)")
+    empty = _raw_prom('{"status": "success", "data": {"resultType": "matrix", "result": []}}')
+    assert empty.range_sum("q", T0, T0 + 60.0, 60.0).isna().all()
+    assert Prometheus._steps(T0, T0 + 60.0 * 10_999, 60.0) == 11_000      # exactly the limit
+    with pytest.raises(TokenprintError) as err:
+        Prometheus._steps(T0, T0 + 60.0 * 11_000, 60.0)
+    assert str(err.value) == ("11001 steps is more than Prometheus returns in one query "
+                              "(11000); use a longer --step or a shorter window")
+    assert Prometheus._steps(T0, T0 + 150.0, 60.0) == 3
+
+
+def test_selector_and_engine_lookup_by_hand():
+    from tokenprint.fleet.report import Deployment, engine_of, selector
+
+    assert selector({"b": 'say "hi"', "a": "c:\\d"}) == '{a="c:\\\\d",b="say \\"hi\\""}'
+    assert selector({}) == "{}"
+    seen: list[httpx.Request] = []
+    prom = _raw_prom('{"status": "success", "data": [{"__name__": "sglang:generation_tokens_'
+                     'total"}]}', seen=seen)
+    d = Deployment(name="a", match={"job": "x"}, model="m", gpu="g", gpus=1, region="FR")
+    assert engine_of(prom, d) == ("sglang", "sglang:prompt_tokens_total",
+                                  "sglang:generation_tokens_total", "sglang:num_running_reqs")
+    wanted = ("vllm:generation_tokens_total|sglang:generation_tokens_total|"
+              "tgi_request_generated_tokens_sum")
+    assert seen[0].url.params["match[]"] == f'{{__name__=~"{wanted}",job="x"}}'
+    bare = Deployment(name="b", model="m", gpu="g", gpus=1, region="FR")
+    none = _raw_prom('{"status": "success", "data": []}', seen=seen)
+    with pytest.raises(TokenprintError) as err:
+        engine_of(none, bare)
+    assert seen[-1].url.params["match[]"] == f'{{__name__=~"{wanted}"}}'
+    assert str(err.value) == ("deployment 'b': no engine token counters match {} in Prometheus "
+                              "(looked for vllm:generation_tokens_total, "
+                              "sglang:generation_tokens_total, tgi_request_generated_tokens_sum)")
+
+
+def test_summary_by_hand():
+    from tokenprint.fleet.report import summary
+
+    table = pd.DataFrame({
+        "deployment": ["z", "z", "a"], "team": ["t", "t", None], "project": [None] * 3,
+        "model": ["m"] * 3, "gpu": ["g"] * 3, "gpus": [2, 2, 1], "region": ["FR"] * 3,
+        "generation_tokens": [1000.0, np.nan, 0.0], "energy_j": [10.0, np.nan, 5.0],
+        "operational_g": [3.0, np.nan, 1.0], "embodied_g": [1.0, 1.0, 2.0],
+        "total_g": [4.0, np.nan, 3.0], "status": ["ok", "no data", "ok"]})
+    out = summary(table)
+    assert out["deployment"].tolist() == ["z", "a"]                  # as they first appear
+    z, a = out.to_dict("records")
+    assert (z["generation_tokens"], z["operational_g"], z["embodied_g"], z["total_g"]) == (
+        1000.0, 3.0, 2.0, 5.0)
+    assert (z["steps"], z["steps_without_data"], z["team"], z["gpus"]) == (2, 1, "t", 2)
+    assert z["g_per_1k_tokens"] == 5.0 and math.isnan(a["g_per_1k_tokens"])
+    assert z["location_g"] == 3.0 and z["market_g"] == 3.0 and a["total_g"] == 3.0
+    assert z["sci_g_per_1k_tokens"] == pytest.approx(5.0)
