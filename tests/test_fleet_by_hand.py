@@ -331,7 +331,7 @@ def test_prometheus_answers_refused_by_name():
         _raw_prom("<html>").names("{}")
     assert str(err.value) == ("http://prom.test/ is not a Prometheus API (its answer to "
                               "'/api/v1/series' is not JSON)")
-    with pytest.raises(TokenprintError, match="^cannot reach Prometheus at http://prom.test/: "):
+    with pytest.raises(TokenprintError, match=r"^cannot reach Prometheus at http://prom\.test/: "):
         Prometheus("http://prom.test/", client=httpx.Client(transport=httpx.MockTransport(
             lambda req: (_ for _ in ()).throw(httpx.ConnectError("refused"))))).names("{}")
 
