@@ -143,8 +143,26 @@ def test_ledger_report_by_hand():
     b = t[t["deployment"] == "b"].reset_index(drop=True)
     assert b["engine"][0] == "watch" and b["status"].tolist() == ["no data", "no data", "ok"]
     assert math.isnan(b["g_per_1k_tokens"][2])                 # no tokens: no per-token figure
-    with pytest.raises(TokenprintError, match="the watch ledger has no intervals"):
+    assert list(t.columns) == [
+        "deployment", "team", "project", "model", "gpu", "gpus", "region", "engine", "end_utc",
+        "prompt_tokens", "generation_tokens", "mean_running", "utilization", "energy_j",
+        "energy_method", "intensity_g_per_kwh", "operational_g", "embodied_g", "total_g",
+        "g_per_1k_tokens", "status", "intensity_source"]
+    assert list(t.index) == list(range(6)) and t["deployment"].tolist() == ["a"] * 3 + ["b"] * 3
+    assert a[["mean_running", "utilization", "intensity_g_per_kwh"]].isna().all().all()
+    assert a["project"][0] is None
+    # an interval ending a hair (under a microsecond) past the window still counts in its last
+    # step; one ending a second past does not
+    edge = ledger_report([_iv("c", W.end_s + 1e-7), _iv("c", W.end_s + 1.0)], W)
+    assert edge["generation_tokens"].tolist()[2] == 100.0
+    assert edge["status"].tolist() == ["no data", "no data", "ok"]
+    # a window that is not a whole number of steps ends at its last whole step
+    short = ledger_report([_iv("a", T0)], ReportWindow(T0, T0 + 5400.0, 3600.0))
+    assert len(short) == 2
+    with pytest.raises(TokenprintError) as err:
         ledger_report([], W)
+    assert str(err.value) == ("the watch ledger has no intervals in the window; run tokenprint "
+                              "watch with the same --ledger or --results")
 
 
 def test_with_market_by_hand():
@@ -160,6 +178,15 @@ def test_with_market_by_hand():
     assert out["location_g"].tolist()[:2] == [99.0, 98.0]
     assert out["market_g"].tolist()[:2] == pytest.approx([1.5 * 60.0, 1.5 * 60.0])
     assert math.isnan(out["market_g"][2])
+    # matched hour by hour (steps on the hour): a PPA's 3 kWh over the first step's hour cover
+    # it (its energy was used half an hour before its end); the second pays the residual mix
+    th = 472_222 * 3600.0
+    on_hour = table.assign(end_utc=pd.to_datetime([th + 3600.0, th + 7200.0, th + 10800.0],
+                                                  unit="s", utc=True))
+    hour_ppa = Contract("ppa", "FR", th, th + 3600.0, 0.0, mwh=0.003)
+    hourly = with_market(on_hour, Contracts((hour_ppa,), {"FR": 60.0}, matching="hourly"), 1.5,
+                         th + 3600.0, th + 10800.0, 3600.0)
+    assert hourly["market_g"].tolist()[:2] == pytest.approx([0.0, 3.0 * 60.0])
     same = with_market(table, None, 1.5, T0, T0 + 7200.0, 3600.0)
     assert same["market_g"].tolist()[:2] == [99.0, 98.0]
     assert with_market(table.iloc[:0], Contracts((ppa,), {"FR": 60.0}), 1.5, T0, T0, 3600.0
