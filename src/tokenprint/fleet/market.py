@@ -21,7 +21,11 @@ def with_market(table: pd.DataFrame, contracts: Contracts | None, pue: float,
     if contracts is None or out.empty:
         return out.assign(market_g=out["operational_g"])
     have = out["energy_j"].notna().to_numpy()
-    mid_s = (pd.to_datetime(out["end_utc"]).astype("int64").to_numpy() / 1e9) - step_s / 2
+    # seconds since the epoch whatever the column's resolution (pandas 3 keeps microseconds,
+    # where an int64 view read as nanoseconds put every step in January 1970)
+    since_epoch = pd.to_datetime(out["end_utc"], utc=True) - pd.Timestamp(0, tz="UTC")
+    step_end_s = (since_epoch / pd.Timedelta(seconds=1)).to_numpy(dtype=float)
+    mid_s = step_end_s - step_s / 2
     e_kwh = np.where(have, facility_kwh(out["energy_j"].fillna(0.0).to_numpy(), pue), 0.0)
     mb = market_based(e_kwh, mid_s, out["region"].astype(str).tolist(), contracts.contracts,
                       contracts.residual_g_per_kwh, (start_s - step_s, end_s),
