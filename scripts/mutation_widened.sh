@@ -46,7 +46,8 @@ if [ "${PHASES:-2}" = "2" ]; then
     mutmut run --max-children "$kids" "tokenprint.nothing.*" >/dev/null 2>&1 || true
     python scripts/mutation_scope.py sample "${SAMPLE:-150}" gateway.proxy report.study \
         report.figures report.html > "$work/phase2.txt"
-    xargs -a "$work/phase2.txt" mutmut run --max-children "$kids" >/dev/null 2>&1 || true
+    xargs -a "$work/phase2.txt" mutmut run --max-children "$kids" >"$work/phase2.log" 2>&1 \
+        || echo "phase 2 stopped early: see $work/phase2.log"
     dirs+=("$work/repo2")
 fi
 python "$repo/scripts/mutation_scope.py" summary "${dirs[@]}"
