@@ -23,7 +23,8 @@ from pathlib import Path
 # the fleet and gateway tests that run in-process
 TESTS = ["charge", "measure", "params_by_hand", "shift_by_hand", "plan_figure", "plan_answer",
          "planner_by_hand", "findings_by_hand", "study_headline_by_hand", "fleet_by_hand",
-         "fleet_output_by_hand", "watch_by_hand", "exposition_by_hand", "fleet", "fleet_page",
+         "fleet_output_by_hand", "watch_by_hand", "exposition_by_hand", "report_html_by_hand",
+         "fleet", "fleet_page",
          "fleet_hostile", "watch_ledger", "gateway", "gateway_hostile", "gateway_slow_clients",
          "organisation_accounts", "scope2_live", "disagreeing_inputs"]
 # tests that start vLLM, Prometheus, Chromium, PostgreSQL or several processes: seconds each
