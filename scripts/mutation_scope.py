@@ -52,8 +52,12 @@ def configure(modules: list[str], extra: list[str]) -> None:
         f'    "src/tokenprint/{m}",\n' for m in modules) + "]", s, count=1)
     s = s.replace('source_paths = ["src/"]', 'source_paths = ["src/"]\nalso_copy = ["grafana", '
                   '"README.md", "docs", "scripts", "benchmarks", "CHANGELOG.md", "pyproject.toml"]')
-    s = s.replace('    "tests/test_shapes_by_hand.py",\n]', '    "tests/test_shapes_by_hand.py",\n'
-                  + "".join(f'    "tests/test_{t}.py",\n' for t in TESTS + extra) + "]")
+    sel = re.search(r"pytest_add_cli_args_test_selection = \[[^\]]*\]", s)
+    assert sel, "pyproject.toml has no pytest_add_cli_args_test_selection"
+    have = sel.group(0)
+    more = "".join(f'    "tests/test_{t}.py",\n' for t in TESTS + extra
+                   if f'"tests/test_{t}.py"' not in have)
+    s = s.replace(have, have[:-1] + more + "]")
     s = s.replace(f'"{KEEP}"', f'"{KEEP}"' + "".join(
         f',\n                       "--deselect", "tests/{t}"' for t in SLOW))
     p.write_text(s)
