@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -36,6 +37,8 @@ STALE_AFTER_S = S_PER_HOUR  # a live answer older than this gives way to the nex
 MIN_G_PER_KWH = 0.0
 MAX_G_PER_KWH = 2000.0
 G_PER_KWH_PER_LB_PER_MWH = 0.45359237   # 1 lb/MWh = 453.59237 g per 1,000 kWh
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -136,16 +139,8 @@ class LiveSource(Source):
         hit = self._cache.get(zone)
         if hit is not None and now_s - hit[0] < self.cache_s:
             return Reading(hit[1], self.label("cached"), self.signal)
-        try:
-            import httpx
-
-            async with httpx.AsyncClient(timeout=self.timeout_s) as client:
-                value = await self.ask(client, zone)
-        except _Unavailable as exc:
-            self.why[zone] = f"unavailable: {exc}"
-            return None
-        except Exception as exc:
-            self.why[zone] = f"unavailable: {exc.__class__.__name__}"
+        value = await self._call(self.ask, zone, "unavailable")
+        if value is None:
             return None
         if not (value == value and MIN_G_PER_KWH <= value <= MAX_G_PER_KWH):
             # no grid emits outside this; a NaN, inf or negative answer is a broken API
@@ -160,6 +155,20 @@ class LiveSource(Source):
         self.why.pop(zone, None)
         return Reading(value, self.label(), self.signal)
 
+    async def _call(self, ask: Callable[[Any, str], Awaitable[T]], zone: str, failed: str
+                    ) -> T | None:
+        """One API call for the zone, or None with why it failed (``failed: …``) in ``why``."""
+        try:
+            import httpx
+
+            async with httpx.AsyncClient(timeout=self.timeout_s) as client:
+                return await ask(client, zone)
+        except _Unavailable as exc:
+            self.why[zone] = f"{failed}: {exc}"
+        except Exception as exc:
+            self.why[zone] = f"{failed}: {exc.__class__.__name__}"
+        return None
+
     async def ask(self, client: Any, zone: str) -> float:
         """The API's current value for the zone, in g/kWh."""
         raise NotImplementedError
@@ -167,16 +176,8 @@ class LiveSource(Source):
     async def forecast(self, zone: str, start_s: float, hours: int) -> np.ndarray | None:
         """The API's forecast for each hour from the hour of ``start_s``, in g/kWh (the mean of
         its points in each hour; NaN past its horizon), or None with the reason in ``why``."""
-        try:
-            import httpx
-
-            async with httpx.AsyncClient(timeout=self.timeout_s) as client:
-                points = await self.ask_forecast(client, zone)
-        except _Unavailable as exc:
-            self.why[zone] = f"no forecast: {exc}"
-            return None
-        except Exception as exc:
-            self.why[zone] = f"no forecast: {exc.__class__.__name__}"
+        points = await self._call(self.ask_forecast, zone, "no forecast")
+        if points is None:
             return None
         h0 = np.floor(start_s / S_PER_HOUR)
         sums, counts = np.zeros(hours), np.zeros(hours)

@@ -89,10 +89,16 @@ def register(api: FastAPI, cfg: GatewayConfig, accounts: Accounts, store: BatchS
              runner: BatchRunner) -> None:
     """Add the Files and Batches routes."""
 
-    @api.post("/v1/files")
-    async def upload(request: Request) -> Response:
+    def refused(request: Request) -> Response | None:
+        """OpenAI's 401 answer where the request carries no valid API key, else None."""
         if accounts.key(request.scope) is None:
             return _error(401, "Incorrect or missing API key.", "invalid_api_key")
+        return None
+
+    @api.post("/v1/files")
+    async def upload(request: Request) -> Response:
+        if (denied := refused(request)) is not None:
+            return denied
         length = int(request.headers.get("content-length") or 0)
         if length > cfg.batch_max_file_bytes:
             return _error(413, f"the file exceeds the limit of {cfg.batch_max_file_bytes} "
@@ -114,15 +120,15 @@ def register(api: FastAPI, cfg: GatewayConfig, accounts: Accounts, store: BatchS
 
     @api.get("/v1/files/{fid}")
     async def file_object(fid: str, request: Request) -> Response:
-        if accounts.key(request.scope) is None:
-            return _error(401, "Incorrect or missing API key.", "invalid_api_key")
+        if (denied := refused(request)) is not None:
+            return denied
         doc = store.file(fid)
         return JSONResponse(doc) if doc else _error(404, f"No such File object: {fid}")
 
     @api.get("/v1/files/{fid}/content")
     async def file_content(fid: str, request: Request) -> Response:
-        if accounts.key(request.scope) is None:
-            return _error(401, "Incorrect or missing API key.", "invalid_api_key")
+        if (denied := refused(request)) is not None:
+            return denied
         text = store.content(fid)
         if text is None:
             return _error(404, f"No such File object: {fid}")
@@ -182,15 +188,15 @@ def register(api: FastAPI, cfg: GatewayConfig, accounts: Accounts, store: BatchS
 
     @api.get("/v1/batches/{bid}")
     async def retrieve(bid: str, request: Request) -> Response:
-        if accounts.key(request.scope) is None:
-            return _error(401, "Incorrect or missing API key.", "invalid_api_key")
+        if (denied := refused(request)) is not None:
+            return denied
         doc = store.batch(bid)
         return JSONResponse(doc) if doc else _error(404, f"No such Batch object: {bid}")
 
     @api.get("/v1/batches")
     async def listing(request: Request, limit: int = 20, after: str | None = None) -> Response:
-        if accounts.key(request.scope) is None:
-            return _error(401, "Incorrect or missing API key.", "invalid_api_key")
+        if (denied := refused(request)) is not None:
+            return denied
         data = store.batches(max(min(limit, 100), 1) + 1, after)
         more, data = len(data) > limit, data[:limit]
         return JSONResponse({"object": "list", "data": data,
@@ -199,8 +205,8 @@ def register(api: FastAPI, cfg: GatewayConfig, accounts: Accounts, store: BatchS
 
     @api.post("/v1/batches/{bid}/cancel")
     async def cancel(bid: str, request: Request) -> Response:
-        if accounts.key(request.scope) is None:
-            return _error(401, "Incorrect or missing API key.", "invalid_api_key")
+        if (denied := refused(request)) is not None:
+            return denied
         doc = store.batch(bid)
         if doc is None:
             return _error(404, f"No such Batch object: {bid}")
