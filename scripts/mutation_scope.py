@@ -2,17 +2,18 @@
 
 ``configure MODULES [EXTRA_TESTS]`` rewrites the clone's ``[tool.mutmut]`` to mutate MODULES
 (paths under ``src/tokenprint/``) with the widened test selection (plus ``tests/test_X.py`` for
-each X in EXTRA_TESTS); ``sample N MODULE...`` prints a random sample (seed 0) of N mutant names
-of each module (all of them with N = 0) for ``mutmut run``; ``summary DIR...`` prints the share
-of mutants killed per module and in all over the clones' ``mutmut results``. A module only part
-of whose mutants ran (a sample) is given with its 95 % (Wilson) interval, apart from the exact
-figure.
+each X in EXTRA_TESTS); ``sample N MODULE...`` prints a random sample (seed ``$SEED``, 0 by
+default) of N mutant names of each module (all of them with N = 0) for ``mutmut run``;
+``summary DIR...`` prints the share of mutants killed per module and in all over the clones'
+``mutmut results``. A module only part of whose mutants ran (a sample) is given with its 95 %
+(Wilson) interval, apart from the exact figure.
 """
 
 from __future__ import annotations
 
 import collections
 import math
+import os
 import random
 import re
 import subprocess
@@ -24,6 +25,7 @@ from pathlib import Path
 TESTS = ["charge", "measure", "params_by_hand", "shift_by_hand", "plan_figure", "plan_answer",
          "planner_by_hand", "findings_by_hand", "study_headline_by_hand", "fleet_by_hand",
          "fleet_output_by_hand", "watch_by_hand", "exposition_by_hand", "report_html_by_hand",
+         "proxy_by_hand", "study_by_hand", "study_figures_by_hand",
          "fleet", "fleet_page",
          "fleet_hostile", "watch_ledger", "gateway", "gateway_hostile", "gateway_slow_clients",
          "organisation_accounts", "scope2_live", "disagreeing_inputs"]
@@ -71,12 +73,15 @@ def _results(where: str = ".") -> list[tuple[str, str]]:
 
 
 def sample(n: int, modules: list[str]) -> list[str]:
-    """``n`` mutant names of each module (all where n is 0), drawn with seed 0."""
+    """``n`` mutant names of each module (all where n is 0), drawn with seed ``$SEED`` (0): a
+    new seed judges tests written against an earlier sample's survivors on mutants they were
+    not written for."""
     names = [name for name, _ in _results()]
+    seed = int(os.environ.get("SEED", "0"))
     picked: list[str] = []
     for mod in modules:
         mine = sorted(m for m in names if m.startswith(f"tokenprint.{mod}.x"))
-        picked += random.Random(0).sample(mine, min(n, len(mine))) if n else mine
+        picked += random.Random(seed).sample(mine, min(n, len(mine))) if n else mine
     return picked
 
 

@@ -14,9 +14,10 @@
 #   phase 2: gateway/proxy.py (its tests start servers: ~8 s a mutant) and report/study.py,
 #            figures.py, html.py (only an end-to-end study reaches them, so tests/test_study.py
 #            joins the selection). All of them take hours on 2 cores, so SAMPLE=n (default 150)
-#            runs a random sample (seed 0) of n mutants of each, printed with its 95 % interval;
-#            SAMPLE=0 runs them all; PHASES=1 skips phase 2.
-# Usage: [MAX_CHILDREN=2] [PHASES=1|2] [SAMPLE=150] bash scripts/mutation_widened.sh [KEEP_DIR]
+#            runs a random sample (seed SEED, default 0) of n mutants of each, printed with its
+#            95 % interval; SAMPLE=0 runs them all; PHASES=1 skips phase 2, PHASES=only2 phase 1.
+# Usage: [MAX_CHILDREN=2] [PHASES=1|2|only2] [SAMPLE=150] [SEED=0]
+#        bash scripts/mutation_widened.sh [KEEP_DIR]
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 work="${1:-}"
@@ -34,12 +35,15 @@ setup() {
 }
 python -m pip install -q "mutmut>=3.3" >/dev/null 2>&1
 kids="${MAX_CHILDREN:-2}"
-setup "$work/repo" "carbon/charge.py predict/serving.py predict/step.py predict/params.py
-    measure/estimate.py plan/* report/findings.py report/headline.py report/config.py
-    report/plan_figure.py fleet/*"
-(cd "$work/repo" && mutmut run --max-children "$kids" >/dev/null 2>&1) || true
-dirs=("$work/repo")
-if [ "${PHASES:-2}" = "2" ]; then
+dirs=()
+if [ "${PHASES:-2}" != "only2" ]; then
+    setup "$work/repo" "carbon/charge.py predict/serving.py predict/step.py predict/params.py
+        measure/estimate.py plan/* report/findings.py report/headline.py report/config.py
+        report/plan_figure.py fleet/*"
+    (cd "$work/repo" && mutmut run --max-children "$kids" >/dev/null 2>&1) || true
+    dirs+=("$work/repo")
+fi
+if [ "${PHASES:-2}" != "1" ]; then
     setup "$work/repo2" "gateway/proxy.py report/study.py report/figures.py report/html.py" study
     cd "$work/repo2"
     # generate the mutants (a pattern that matches none), then run the sample

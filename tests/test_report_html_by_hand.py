@@ -70,3 +70,64 @@ def test_key_table_by_hand(monkeypatch):
     assert list(t.index) == [0, 1, 2, 3]
     monkeypatch.setattr(rh, "best_rows", lambda res: best.iloc[:0])
     assert rh.key_table(_res(best, ["a"], ["t4"], ["fr"])).empty
+
+
+def test_the_page_reads_back_by_hand(tmp_path, catalog, monkeypatch):
+    """The study page's findings, figures, workload, calibration and sources, each written
+    where and as the page says."""
+    from dataclasses import replace
+
+    from tokenprint.carbon.embodied import gpu_embodied
+    from tokenprint.report.config import StudyConfig
+    from tokenprint.report.study import run_study
+
+    res = run_study(StudyConfig(models=["llama-3.2-1b", "llama-2-7b"], gpus=["t4", "h100-sxm"],
+                                regions=["fr"], batches=[1, 8, 64],
+                                mix=[(256, 64, 0.25), (512, 128, 0.75)]), catalog)
+    figures = [tmp_path / "carbon_by_hour.png", tmp_path / "extra.png"]
+    for f in figures:
+        f.write_bytes(b"\x89PNG\r\n\x1a\n")
+    page = rh.write_report(res, catalog, figures, tmp_path).read_text()
+    assert res.findings
+    for f in res.findings:
+        start = page.index(f"<li>{rh.html.escape(f.sentence)}<details><summary>numbers"
+                           "</summary><table>")
+        assert page[start:].index(f"{rh._numbers(f.numbers)}</table></details></li>") > 0
+    assert ("<figcaption>The same load's carbon by hour of day with hourly grid intensity."
+            "</figcaption></figure><figure>") in page.replace("&#x27;", "'")
+    assert "<figcaption>extra.png</figcaption></figure>" in page     # no caption: its name
+    assert ("batch sizes\n1, 8, 64; length mix 256 in / 64 out tokens (25%), 512 in / 128 out "
+            "tokens (75%).") in page
+    points = res.to_json(catalog)["points"]
+    assert (f"{len(res.performance)} configurations\n({points['measured']} measured, "
+            f"{points['predicted']} predicted, {points['mixed']} mixed)") in page
+    calib = "; ".join(sorted(set(res.performance["calibration"].astype(str))))
+    assert f"<b>Calibration used:</b> {rh.html.escape(calib)}.</li>" in page
+    bare = replace(res, performance=res.performance.drop(columns=["calibration"]))
+    assert "<b>Calibration used:</b> measured data only.</li>" in rh.write_report(
+        bare, catalog, [], tmp_path).read_text()
+    for gid in ("t4", "h100-sxm"):
+        e = gpu_embodied(catalog.gpu(gid), catalog, "device")
+        row = (f"<tr><td>{gid}</td><td>device scope embodied {e.total_g.mid / 1e3:.3g} kg "
+               f"({e.total_g.low / 1e3:.3g}–{e.total_g.high / 1e3:.3g})</td><td>")
+        assert row in page, gid
+        cell = page[page.index(row) + len(row):].split("</td></tr>")[0]
+        assert (" — " in cell) == bool(e.notes), gid
+    from tokenprint.report import study as rs
+
+    with_notes = rs._sources
+
+    def no_notes(cfg: Any, cat: Any) -> dict[str, Any]:
+        out = with_notes(cfg, cat)
+        for g in out["gpus"].values():
+            g["notes"] = []
+        return out
+
+    monkeypatch.setattr(rs, "_sources", no_notes)
+    plain = rh.write_report(res, catalog, [], tmp_path).read_text()
+    cell = plain[plain.index("<tr><td>t4</td>"):].split("</td></tr>")[0]
+    assert " — " not in cell and "device scope embodied" in cell
+    rule = rh._memory_rule(res)
+    assert rule.startswith("static batches, each length class padded to its own length; the "
+                           "largest batch of each length class — llama-3.2-1b on t4: 256/64: ≤ ")
+    assert ")" not in rule and rh.html.escape(rule) in page
