@@ -402,3 +402,21 @@ def test_latencies_recorded_and_single_requests_costed(catalog):
     assert s.p95_latency_s() == pytest.approx(0.5)
     m = UpstreamModel(catalog, "llama-3.1-8b", "l4", 1, "device", 5.0)
     assert m.energy(512, 128, 1) != m.energy(512, 128, 2)   # alone is not the same as in two
+
+
+def test_an_upstreams_footprint_by_hand(catalog):
+    """3,600 J at 250 g/kWh and PUE 1.2 is 0.3 g; 10 s shared by 4 requests on two L4s is
+    2.5 s of their embodied grams over 4 years; the intensity's source and region are kept."""
+    m = UpstreamModel(catalog, "llama-3.1-8b", "l4", 2, "device", 4.0)
+    emb_g = 2 * gpu_embodied(catalog.gpu("l4"), catalog, "device").total_g.mid
+    assert m.embodied_g == pytest.approx(emb_g, rel=1e-12)
+    fp = m.footprint(RequestEnergy(1000.0, 2600.0, "measured"), 250.0, 1.2, 10.0, 4.0,
+                     "live (electricitymaps)", "FR")
+    assert fp.operational_g == pytest.approx(0.3, rel=1e-12)
+    assert fp.embodied_g == pytest.approx(emb_g * 2.5 / (4.0 * S_PER_YEAR), rel=1e-12)
+    assert (fp.intensity_g_per_kwh, fp.intensity_source, fp.region) == (
+        250.0, "live (electricitymaps)", "FR")
+    assert fp.total_g == pytest.approx(fp.operational_g + fp.embodied_g, rel=1e-12)
+    alone = m.footprint(RequestEnergy(0.0, 0.0, "predicted"), 250.0, 1.0, 10.0, 0.5)
+    assert alone.embodied_g == pytest.approx(emb_g * 10.0 / (4.0 * S_PER_YEAR), rel=1e-12)
+    assert (alone.intensity_source, alone.region) == ("", "")
