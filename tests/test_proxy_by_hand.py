@@ -41,6 +41,7 @@ class Resp:
         self.status, self.body, self.content_type = status, body, content_type
         self.chunks = list(chunks or [])
         self.closed = False
+        self.closes = 0
         self._closing: asyncio.Event | None = None
 
     async def read(self, limit: int) -> bytes | None:
@@ -65,6 +66,7 @@ class Resp:
 
     def close(self) -> None:
         self.closed = True
+        self.closes += 1
         if self._closing is not None:
             self._closing.set()
 
@@ -137,7 +139,8 @@ def gateway(tmp_path: Path, catalog: Any, answers: list[Resp | BaseException],
 
 
 def call(proxy: Proxy, body: dict[str, Any], first_send_s: float = 0.0,
-         hang_up_after_s: float | None = None, stuck_send: bool = False) -> Answer:
+         hang_up_after_s: float | None = None, stuck_send: bool = False,
+         scope: dict[str, Any] | None = None) -> Answer:
     """One POST to /v1/completions through the proxy. ``first_send_s``: the first body message
     takes that long to send; ``hang_up_after_s``: the client disconnects then; ``stuck_send``:
     the client stops reading after the response's head."""
@@ -164,7 +167,7 @@ def call(proxy: Proxy, body: dict[str, Any], first_send_s: float = 0.0,
             messages.append(msg)
 
         await proxy({"type": "http", "path": "/v1/completions", "method": "POST",
-                     "headers": []}, receive, send)
+                     "headers": [], **(scope or {})}, receive, send)
 
     asyncio.run(main())
     return Answer(messages)
@@ -226,7 +229,7 @@ def test_a_unary_answer_carries_its_footprint_and_its_record(tmp_path, catalog):
         "completions", 200, 1, "upstream")
     assert (rec.prompt_tokens, rec.completion_tokens) == (3, 4)
     assert rec.footprint is not None and rec.footprint.region == "FR"
-    assert rec.added_s is not None and rec.added_s > 0
+    assert rec.added_s is not None and 0 < rec.added_s < 5
     assert rec.completion_text == "hello world!" and rec.prompt_text == json.dumps(PROMPT)
     st = proxy.states[0]
     assert len(st.latencies) == 1 and st.failures == 0
@@ -268,13 +271,16 @@ def test_an_upstream_that_stalls_or_cuts_after_its_headers(tmp_path, catalog, ex
 
 def test_an_upstream_4xx_goes_back_as_it_came_and_is_recorded(tmp_path, catalog):
     raw = b'{"error": {"message": "bad n", "type": "invalid_request_error"}}'
-    proxy, _, journal = gateway(tmp_path, catalog, [Resp(422, raw, content_type="x/json")])
+    proxy, _, journal = gateway(tmp_path, catalog, [Resp(400, raw, content_type="x/json"),
+                                                    Resp(400, raw)])
     a = call(proxy, ask())
-    assert (a.status, a.body, a.headers["content-type"]) == (422, raw, "x/json")
+    assert (a.status, a.body, a.headers["content-type"]) == (400, raw, "x/json")
     (rec,) = journal.added
     assert a.headers["x-tokenprint-request-id"] == rec.id
-    assert (rec.endpoint, rec.status, rec.attempts, rec.footprint) == ("completions", 422, 1,
+    assert (rec.endpoint, rec.status, rec.attempts, rec.footprint) == ("completions", 400, 1,
                                                                        None)
+    b = call(proxy, ask(stream=True))          # a stream refused goes back the same way
+    assert (b.status, b.body) == (400, raw) and journal.opened == []
     assert rec.duration_s is not None and rec.duration_s >= 0
     assert proxy.states[0].failures == 0        # the client's fault, not the upstream's
     settled(proxy)
@@ -326,6 +332,7 @@ def test_only_two_upstreams_are_tried_and_the_last_failure_is_named(tmp_path, ca
                          "type": "server_error", "param": None, "code": "upstream_unavailable"}
     (rec,) = journal.added
     assert (rec.upstream, rec.status, rec.attempts) == (tried[1], 502, 2)
+    assert rec.duration_s is not None and 0 <= rec.duration_s < 5
     assert [s.failures for s in proxy.states if s.name in tried] == [1, 1]
     settled(proxy)
 
@@ -370,7 +377,7 @@ def test_a_stream_relays_its_events_and_ends_with_the_footprint(tmp_path, catalo
     assert rec.ttft_s is not None and rec.ttft_s >= 0
     assert rec.added_s is not None and rec.added_s >= 0.05   # the first relay's own time
     assert rec.completion_text == " t0 t1"
-    assert up.closed and len(proxy.states[0].latencies) == 1
+    assert up.closes == 1 and len(proxy.states[0].latencies) == 1
     settled(proxy)
 
 
@@ -434,7 +441,8 @@ def test_an_event_past_the_limit_relays_the_whole_events_before_it(tmp_path, cat
     assert a.messages[2:] == [_cut_event(why, "upstream_cut")]
     (rec,) = journal.added
     assert (rec.status, rec.note) == (502, why)
-    assert rec.ttft_s is not None                # the piece before the fault reached the client
+    # the piece before the fault reached the client: its time is the first token's
+    assert rec.ttft_s is not None and 0 <= rec.ttft_s < 5
 
 
 def test_an_event_past_the_limit_with_nothing_before_it_sends_no_empty_body(tmp_path, catalog):
@@ -464,4 +472,83 @@ def test_a_client_that_stops_reading_is_cut_after_the_send_timeout(tmp_path, cat
     call(proxy, ask(stream=True), stuck_send=True)
     (rec,) = journal.added
     assert (rec.status, rec.note) == (499, "the client stopped reading: one write waited 0.05 s")
+    settled(proxy)
+
+
+def test_a_stream_the_upstream_does_not_count_is_counted_by_the_gateway(tmp_path, catalog):
+    up = Resp(200, chunks=[piece(0) + piece(1) + piece(2) + DONE, b"data: after the end\n\n"])
+    proxy, _, journal = gateway(tmp_path, catalog, [up])
+    a = call(proxy, ask(stream=True))
+    final = json.loads(a.messages[-1]["body"].split(b"\n\n")[0].removeprefix(b"data: "))
+    (rec,) = journal.added
+    tp = final["usage"].pop("tokenprint")
+    assert final == {"id": rec.id, "object": "chunk", "choices": [], "usage": {
+        "prompt_tokens": GUESS, "completion_tokens": 3, "total_tokens": GUESS + 3}}
+    assert tp["usage_source"] == "gateway" and rec.usage_source == "gateway"
+    assert up.chunks == [b"data: after the end\n\n"]     # nothing read past [DONE]
+
+
+def test_a_request_without_its_key_is_refused_and_a_batch_line_needs_none(tmp_path, catalog):
+    import hashlib
+
+    from tokenprint.gateway.accounts import Who
+
+    digest = hashlib.sha256(b"k1").hexdigest()
+    ok = Resp(200, unary(usage={"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}))
+    proxy, client, journal = gateway(tmp_path, catalog, [ok], api_keys_sha256=[digest])
+    a = call(proxy, ask())
+    assert a.status == 401 and a.error() == {"message": "Incorrect or missing API key.",
+                                             "type": "invalid_request_error", "param": None,
+                                             "code": "invalid_api_key"}
+    assert client.calls == [] and journal.added == []
+    b = call(proxy, ask(), scope={"tokenprint.who": Who(batch_id="batch-1"),
+                                  "tokenprint.request_id": "tp-line-1"})
+    assert b.status == 200
+    (rec,) = journal.added
+    assert (rec.id, rec.batch_id) == ("tp-line-1", "batch-1")
+
+
+def test_an_error_inside_the_gateway_is_a_500_and_a_logged_traceback(tmp_path, catalog, caplog):
+    proxy, _, _ = gateway(tmp_path, catalog, [RuntimeError("boom")])
+    with caplog.at_level("ERROR", logger="tokenprint.gateway"):
+        a = call(proxy, ask())
+    assert a.status == 500
+    assert a.error()["message"] == "internal error in the gateway (RuntimeError)"
+    assert [r.getMessage() for r in caplog.records] == ["gateway error on /v1/completions"]
+    settled(proxy)
+
+
+class Meter:
+    """A metered upstream's attribution, its calls kept."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def start(self, rid: str, prompt_tokens: int) -> None:
+        self.calls.append(("start", prompt_tokens))
+
+    def progress(self, rid: str, tokens: int) -> None:
+        self.calls.append(("progress", tokens))
+
+    def finish(self, rid: str, tokens: int, prompt_tokens: int | None = None) -> Any:
+        from tokenprint.gateway.accounting import RequestEnergy
+
+        self.calls.append(("finish", tokens, prompt_tokens))
+        return RequestEnergy(36.0, 360.0, "measured")
+
+
+def test_a_metered_upstream_is_told_each_requests_start_progress_and_end(tmp_path, catalog):
+    proxy, _, journal = gateway(tmp_path, catalog, [
+        Resp(200, chunks=[piece(0), piece(1) + USAGE + DONE]), Resp(200, TimeoutError())])
+    meter = Meter()
+    proxy.states[0].attributor = meter  # type: ignore[assignment]
+    call(proxy, ask(stream=True))
+    assert meter.calls == [("start", GUESS), ("progress", 1), ("progress", 2),
+                           ("finish", 2, 3)]
+    (rec,) = journal.added
+    assert rec.footprint is not None and rec.footprint.energy.energy_j == 396.0
+    assert rec.footprint.energy.method == "measured"
+    meter.calls.clear()
+    call(proxy, ask())                          # stalled after its headers: no tokens
+    assert meter.calls == [("start", GUESS), ("finish", 0, None)]
     settled(proxy)

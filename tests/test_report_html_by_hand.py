@@ -96,8 +96,13 @@ def test_the_page_reads_back_by_hand(tmp_path, catalog, monkeypatch):
     assert ("<figcaption>The same load's carbon by hour of day with hourly grid intensity."
             "</figcaption></figure><figure>") in page.replace("&#x27;", "'")
     assert "<figcaption>extra.png</figcaption></figure>" in page     # no caption: its name
-    assert ("batch sizes\n1, 8, 64; length mix 256 in / 64 out tokens (25%), 512 in / 128 out "
-            "tokens (75%).") in page
+    assert ("Models llama-3.2-1b, llama-2-7b; GPUs t4, h100-sxm; batch sizes\n1, 8, 64; length "
+            "mix 256 in / 64 out tokens (25%), 512 in / 128 out tokens (75%).") in page
+    assert "meeting TPOT ≤\n200 ms;" in page
+    fr = catalog.region("fr")
+    est = fr.intensity_g_per_kwh.estimate
+    assert (f"<tr><td>FR</td><td>{fr.intensity_g_per_kwh.value:g} g/kWh ({est.low:g}–"
+            f"{est.high:g}), {fr.basis}, {fr.year}; ") in page
     points = res.to_json(catalog)["points"]
     assert (f"{len(res.performance)} configurations\n({points['measured']} measured, "
             f"{points['predicted']} predicted, {points['mixed']} mixed)") in page
@@ -131,3 +136,4 @@ def test_the_page_reads_back_by_hand(tmp_path, catalog, monkeypatch):
     assert rule.startswith("static batches, each length class padded to its own length; the "
                            "largest batch of each length class — llama-3.2-1b on t4: 256/64: ≤ ")
     assert ")" not in rule and rh.html.escape(rule) in page
+    assert rule.count("llama-3.2-1b on t4") == 1      # each model and GPU once, not per batch

@@ -190,3 +190,47 @@ def test_a_study_of_nothing_is_refused_by_name(catalog, empty):
     with pytest.raises(TokenprintError, match="models, GPUs, regions, batch sizes and lengths "
                                               "must be non-empty"):
         rs.run_study(StudyConfig(**{empty: []}), catalog)
+
+
+def test_the_memory_rule_of_each_stack_by_hand(catalog):
+    """On a T4 (16 GB) llama-2-7b leaves ``budget`` KV tokens. A static stack pads every request
+    to its class's length: each class runs at budget // (in + out); a paged stack holds the
+    mix's mean tokens in flight, in + out / 2 weighted: (0.25 · (256 + 32) + 0.75 · (512 + 64))
+    = 504, and every class runs at budget // 504 (a class longer than the budget at none)."""
+    from tokenprint.predict import resolve_dtype
+    from tokenprint.predict.shapes import kv_token_budget
+
+    model, gpu = catalog.model("llama-2-7b"), catalog.gpu("t4")
+    budget = kv_token_budget(model, gpu.memory_gb.value, resolve_dtype("auto", gpu))
+    mix = [(256, 64, 1.0), (512, 128, 3.0)]          # shares need not sum to one
+    static, rule = rs.class_batches(StudyConfig(batches=[1, 2, 4, 64], mix=mix), catalog,
+                                    "llama-2-7b", "t4")
+    caps = [budget // 320, budget // 640]
+    assert rule == ("static batches: each length class padded to its own length (256/64: ≤ "
+                    f"{caps[0]}, 512/128: ≤ {caps[1]})")
+    assert static == {b: [min(b, caps[0]), min(b, caps[1])] for b in (1, 2, 4)
+                      if min(b, caps[1]) >= 1 and max(min(b, caps[0]), min(b, caps[1])) >= b}
+    paged, prule = rs.class_batches(StudyConfig(batches=[1, 2, 3, 8, 10_000], mix=mix,
+                                                stack="vllm-2025"), catalog, "llama-2-7b", "t4")
+    cap = int(budget // 504)
+    assert prule == f"paged KV: batch × 504 mean tokens in flight ≤ {budget} KV tokens"
+    assert paged == {b: [b, b] for b in (1, 2, 3, 8) if b <= cap} and len(paged) >= 2
+    assert 10_000 not in paged                       # past what the budget holds: dropped
+
+
+def test_study_json_states_its_unit_and_the_scope_of_its_sources(catalog):
+    cfg = StudyConfig(models=["llama-3.2-1b"], gpus=["t4"], regions=["fr"], scope="server")
+    res = rs.run_study(cfg, catalog)
+    out = res.to_json(catalog)
+    assert out["sci"]["functional_unit"] == "1,000 output tokens"
+    assert out["sci"]["boundary"] == rs.SCI_BOUNDARY
+    want = gpu_embodied(catalog.gpu("t4"), catalog, "server")
+    assert out["sources"]["gpus"]["t4"]["embodied_g"] == want.total_g.as_dict()
+    assert out["sources"]["gpus"]["t4"]["embodied_g"] != gpu_embodied(
+        catalog.gpu("t4"), catalog, "device").total_g.as_dict()
+    fr = catalog.region("fr")
+    assert out["sources"]["regions"]["FR"] == {
+        "intensity_g_per_kwh": fr.intensity_g_per_kwh.value,
+        "range": [fr.intensity_g_per_kwh.estimate.low, fr.intensity_g_per_kwh.estimate.high],
+        "basis": fr.basis, "year": fr.year, "mix": fr.mix,
+        "source": fr.intensity_g_per_kwh.source}

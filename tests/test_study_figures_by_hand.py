@@ -143,7 +143,8 @@ def test_throughput_and_latency_figure(res, drawn, tmp_path: Path):
     out = rf.fig_throughput_latency(res, tmp_path / "t.png")
     assert out.read_bytes()[:4] == b"\x89PNG"
     (fig,) = drawn
-    assert fig.get_size_inches().tolist() == [11.0, pytest.approx(rf._height(res))]
+    # four series make two legend rows of three: 4.3 in + 0.24 in for the second row
+    assert fig.get_size_inches().tolist() == [11.0, pytest.approx(4.54)]
     thr, tpot = fig.axes
     assert (thr.get_title(), thr.get_ylabel()) == ("Throughput", "throughput (output tokens/s)")
     assert (tpot.get_title(), tpot.get_ylabel()) == ("Decode latency (TPOT)",
@@ -156,9 +157,11 @@ def test_throughput_and_latency_figure(res, drawn, tmp_path: Path):
         _check_batch_axis(ax)
     (target,) = [ln for ln in tpot.lines if ln.get_label().startswith("_")]
     assert list(target.get_ydata()) == [200.0, 200.0]          # 0.2 s, in ms
-    assert (target.get_color(), target.get_linestyle()) == (RED, "--")
+    assert (target.get_color(), target.get_linestyle(), target.get_linewidth()) == (RED, "--",
+                                                                                     1.0)
     (label,) = tpot.texts
     assert label.get_text() == "TPOT target 200 ms" and label.get_position()[1] == 200 / 1.08
+    assert label.get_color() == RED
     box = label.get_bbox_patch()        # on white, 1 point of padding at 8-point text
     ref = Figure().text(0, 0, "x", fontsize=8, bbox={"pad": 1}).get_bbox_patch()
     assert box.get_facecolor() == (1.0, 1.0, 1.0, 1.0)
@@ -183,16 +186,18 @@ def test_energy_per_token_figure(res, drawn, tmp_path: Path):
         _check_series(ax, res, y, 1e3)
         _check_memory_marks(ax, res, y, 1e3)
         _check_batch_axis(ax)
+        assert ax.get_position().x0 >= 0 and ax.get_position().x1 <= 1
     assert fig.texts[0].get_text().endswith(" · ×: largest batch that fits memory")
 
 
 def test_nothing_short_of_memory_has_no_cross_in_the_note(res, drawn, tmp_path: Path):
     fits = replace(res, performance=res.performance[res.performance["gpu"] != "t4"])
     rf.fig_throughput_latency(fits, tmp_path / "t.png")
-    (fig,) = drawn
-    assert fig.texts[0].get_text() == ("filled markers: measured · hollow: predicted · bands: "
-                                       "range")
-    assert not [c for c in fig.axes[0].collections if c.get_zorder() == 5]
+    rf.fig_energy_per_token(fits, tmp_path / "e.png")
+    for fig in drawn:
+        assert fig.texts[0].get_text() == ("filled markers: measured · hollow: predicted · "
+                                           "bands: range")
+        assert not [c for c in fig.axes[0].collections if c.get_zorder() == 5]
 
 
 def test_carbon_bars_by_hand(res, drawn, tmp_path: Path):
@@ -225,6 +230,11 @@ def test_carbon_bars_by_hand(res, drawn, tmp_path: Path):
                     assert rect.get_hatch() == hatch
         whiskers = [c for c in ax.containers if not hasattr(c, "patches")]
         assert len(whiskers) == 4
+        for c in whiskers:
+            (bars_,) = c.lines[2]
+            assert np.allclose(bars_.get_color(), matplotlib.colors.to_rgba("#333333"))
+            assert bars_.get_linewidth() == 0.7
+            assert [cap.get_markersize() for cap in c.lines[1]] == [3.0, 3.0]   # capsize 1.5
         segs = np.concatenate([c.lines[2][0].get_segments() for c in whiskers])
         want = np.concatenate([
             best[(best["model"] == model) & (best["gpu"] == gpu)].set_index("region").loc[
@@ -273,12 +283,13 @@ def test_embodied_share_curves_by_hand(res, drawn, tmp_path: Path, catalog):
             emb = (gpu_embodied(catalog.gpu(gpu), catalog, "device").total_g.mid
                    * best["seconds_per_output_token"] * 1000 / 0.5 / (5.0 * S_PER_YEAR))
             line = curves[f"{gpu} (batch {int(best['batch'])})"]
+            assert line.get_linewidth() == 1.8
             np.testing.assert_allclose(line.get_ydata(), emb / (emb + e_per_ci * ci) * 100,
                                        rtol=1e-9)
             tops[gpu] = lambda x, e=e_per_ci, m=emb: m / (m + e * x)
         for reg, note in zip(("fr", "pl"), ax.texts, strict=True):
             x_r = catalog.region(reg).intensity_g_per_kwh.value
-            assert note.get_text() == reg.upper()
+            assert note.get_text() == reg.upper() and note.anncoords == "offset points"
             top = max(f(x_r) for f in tops.values())
             assert note.xy == pytest.approx((x_r, min(top + 0.04, 0.6)))
         dashed = [ln for ln in ax.lines if ln.get_linestyle() == "--"]
@@ -314,3 +325,32 @@ def test_render_all_writes_every_figure_twice_over(res, tmp_path: Path, catalog)
                                        "carbon_per_1k_tokens.png",
                                        "embodied_share_vs_intensity.png", "carbon_by_hour.png"]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)
+
+
+def test_heights_footnotes_and_legends_by_hand():
+    from types import SimpleNamespace
+
+    def height(series: int) -> float:
+        perf = pd.DataFrame({"model": [f"m{i}" for i in range(series)], "gpu": "t4"})
+        return rf._height(SimpleNamespace(performance=perf))  # type: ignore[arg-type]
+
+    # a legend row of three series each past the first adds 0.24 in to 4.3 in
+    assert [height(n) for n in (1, 3, 4, 7, 10)] == pytest.approx([4.3, 4.3, 4.54, 4.78, 5.02])
+    fig = Figure(figsize=(8, 4))
+    text = " ".join(["word"] * 50)                       # 249 characters
+    share = rf._footnote(fig, text)
+    (note,) = fig.texts
+    lines = note.get_text().split("\n")
+    assert max(map(len, lines)) <= 120 and len(lines) == 3     # 8 in × 15 characters
+    assert share == pytest.approx((0.16 * 3 + 0.08) / 4)
+    narrow = Figure(figsize=(1, 4))                     # never narrower than 30 characters
+    rf._footnote(narrow, "x" * 31)
+    assert narrow.texts[0].get_text().split("\n") == ["x" * 30, "x"]
+    wide = Figure(figsize=(20, 5))
+    ax = wide.add_subplot()
+    for i in range(5):
+        ax.plot([0, 1], [i, i], label=f"s{i}")
+    bottom = rf._legend_below(wide, ax, ncol=2, above=0.1)
+    (leg,) = wide.legends
+    assert leg._ncols == 2                               # the width holds more: 2 were asked
+    assert bottom == pytest.approx(0.1 + (0.24 * 3 + 0.12) / 5)
