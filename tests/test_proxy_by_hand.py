@@ -231,8 +231,10 @@ def test_a_unary_answer_carries_its_footprint_and_its_record(tmp_path, catalog):
     assert rec.footprint is not None and rec.footprint.region == "FR"
     assert rec.added_s is not None and 0 < rec.added_s < 5
     assert rec.completion_text == "hello world!" and rec.prompt_text == json.dumps(PROMPT)
+    assert rec.duration_s is not None and 0 <= rec.duration_s < 5
     st = proxy.states[0]
-    assert len(st.latencies) == 1 and st.failures == 0
+    ((_, latency),) = st.latencies
+    assert latency == rec.duration_s and st.failures == 0
     settled(proxy)
 
 
@@ -263,6 +265,7 @@ def test_an_upstream_that_stalls_or_cuts_after_its_headers(tmp_path, catalog, ex
     (rec,) = journal.added
     assert a.headers["x-tokenprint-request-id"] == rec.id
     assert (rec.endpoint, rec.status, rec.attempts, rec.note) == ("completions", status, 1, why)
+    assert rec.duration_s is not None and 0 <= rec.duration_s < 5
     assert resp.closed
     st = proxy.states[0]
     assert st.open_until >= before + 100.0     # one failure opened the breaker for 100 s
@@ -374,7 +377,7 @@ def test_a_stream_relays_its_events_and_ends_with_the_footprint(tmp_path, catalo
     assert before <= opened.time_utc <= time.time()
     (rec,) = journal.added
     assert (rec.status, rec.attempts, rec.completion_tokens) == (200, 1, 2)
-    assert rec.ttft_s is not None and rec.ttft_s >= 0
+    assert rec.ttft_s is not None and 0 <= rec.ttft_s < 5
     assert rec.added_s is not None and rec.added_s >= 0.05   # the first relay's own time
     assert rec.completion_text == " t0 t1"
     assert up.closes == 1 and len(proxy.states[0].latencies) == 1
@@ -401,7 +404,7 @@ def test_a_stream_that_ends_without_done_is_a_502_with_the_gateways_count(tmp_pa
     assert a.messages[-1] == _cut_event(why, "upstream_cut")
     assert DONE not in a.body
     (rec,) = journal.added
-    assert (rec.status, rec.note, rec.usage_source) == (502, why, "gateway")
+    assert (rec.status, rec.note, rec.usage_source, rec.attempts) == (502, why, "gateway", 1)
     assert (rec.prompt_tokens, rec.completion_tokens) == (GUESS, 2)
     assert rec.ttft_s is not None and rec.footprint is not None
     assert rec.prompt_text == json.dumps(PROMPT)
@@ -508,14 +511,17 @@ def test_a_request_without_its_key_is_refused_and_a_batch_line_needs_none(tmp_pa
     assert (rec.id, rec.batch_id) == ("tp-line-1", "batch-1")
 
 
-def test_an_error_inside_the_gateway_is_a_500_and_a_logged_traceback(tmp_path, catalog, caplog):
-    proxy, _, _ = gateway(tmp_path, catalog, [RuntimeError("boom")])
+@pytest.mark.parametrize("where", ["opening", "reading"])
+def test_an_error_inside_the_gateway_is_a_500_and_a_logged_traceback(tmp_path, catalog, caplog,
+                                                                     where):
+    boom = RuntimeError("boom")
+    proxy, _, _ = gateway(tmp_path, catalog, [boom if where == "opening" else Resp(200, boom)])
     with caplog.at_level("ERROR", logger="tokenprint.gateway"):
         a = call(proxy, ask())
     assert a.status == 500
     assert a.error()["message"] == "internal error in the gateway (RuntimeError)"
     assert [r.getMessage() for r in caplog.records] == ["gateway error on /v1/completions"]
-    settled(proxy)
+    settled(proxy)                              # its slot is given back all the same
 
 
 class Meter:
@@ -552,3 +558,13 @@ def test_a_metered_upstream_is_told_each_requests_start_progress_and_end(tmp_pat
     call(proxy, ask())                          # stalled after its headers: no tokens
     assert meter.calls == [("start", GUESS), ("finish", 0, None)]
     settled(proxy)
+
+
+def test_requests_in_flight_are_counted_up_and_back_down(tmp_path, catalog):
+    ok = Resp(200, unary(usage={"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}))
+    proxy, _, _ = gateway(tmp_path, catalog, [ok, Resp(200, chunks=[piece(0), DONE])])
+    st = proxy.states[0]
+    st.inflight = 5                             # five others in flight already
+    call(proxy, ask())
+    call(proxy, ask(stream=True))
+    assert st.inflight == 5 and st.conc_start == {}

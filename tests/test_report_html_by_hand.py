@@ -116,8 +116,8 @@ def test_the_page_reads_back_by_hand(tmp_path, catalog, monkeypatch):
         row = (f"<tr><td>{gid}</td><td>device scope embodied {e.total_g.mid / 1e3:.3g} kg "
                f"({e.total_g.low / 1e3:.3g}–{e.total_g.high / 1e3:.3g})</td><td>")
         assert row in page, gid
-        cell = page[page.index(row) + len(row):].split("</td></tr>")[0]
-        assert (" — " in cell) == bool(e.notes), gid
+        cell = rh.html.escape("; ".join(f"{k}: {v}" for k, v in e.sources.items()))
+        assert f"{row}{cell} — {rh.html.escape('; '.join(e.notes))}</td></tr>" in page, gid
     from tokenprint.report import study as rs
 
     with_notes = rs._sources
@@ -137,3 +137,15 @@ def test_the_page_reads_back_by_hand(tmp_path, catalog, monkeypatch):
                            "largest batch of each length class — llama-3.2-1b on t4: 256/64: ≤ ")
     assert ")" not in rule and rh.html.escape(rule) in page
     assert rule.count("llama-3.2-1b on t4") == 1      # each model and GPU once, not per batch
+
+
+def test_a_memory_rule_per_model_where_the_stack_pages(catalog):
+    from tokenprint.report.config import StudyConfig
+    from tokenprint.report.study import run_study
+
+    res = run_study(StudyConfig(models=["llama-3.2-1b", "llama-2-7b"], gpus=["t4"],
+                                regions=["fr"], batches=[1, 8], stack="vllm-2025"), catalog)
+    parts = rh._memory_rule(res).split("; ")
+    assert [p.split(": paged KV, batch × ")[0] for p in parts] == ["llama-3.2-1b on t4",
+                                                                 "llama-2-7b on t4"]
+    assert all(p.endswith(" KV tokens") for p in parts)

@@ -43,6 +43,8 @@ def test_only_measured_ok_records_are_looked_up():
     assert rs._measured_lookup([untagged]) == {key: untagged}
     assert rs._measured_lookup([{**MEASURED, "source": "predicted"}]) == {}
     assert rs._measured_lookup([{**MEASURED, "status": "oom"}]) == {}
+    # one passed over does not end the look-up
+    assert rs._measured_lookup([{**MEASURED, "status": "oom"}, MEASURED]) == {key: MEASURED}
 
 
 def test_the_length_mix_combined_by_hand():
@@ -173,12 +175,12 @@ def _carbon_row(region: str, batch: int, g: float, meets: bool = True) -> dict[s
 
 def test_study_json_counts_the_points_and_names_the_best_configurations(catalog):
     cfg = StudyConfig(models=["llama-3.2-1b"], gpus=["t4"], regions=["fr"])
-    perf = pd.DataFrame({"model": "m", "gpu": "t4", "batch": [1, 2, 4, 8],
-                         "source": ["measured", "predicted", "predicted", "mixed"]})
+    perf = pd.DataFrame({"model": "m", "gpu": "t4", "batch": [1, 2, 4, 8, 16],
+                         "source": ["measured", "predicted", "predicted", "predicted", "mixed"]})
     carbon = pd.DataFrame([_carbon_row("FR", 1, 0.3), _carbon_row("FR", 2, 0.2),
                            _carbon_row("FR", 4, 0.1, meets=False)])
     out = rs.StudyResult(cfg, perf, carbon, pd.DataFrame(), []).to_json(catalog)
-    assert out["points"] == {"measured": 1, "predicted": 2, "mixed": 1}
+    assert out["points"] == {"measured": 1, "predicted": 3, "mixed": 1}
     assert out["sci"]["best"] == [{"model": "m", "gpu": "t4", "region": "FR", "batch": 2,
                                    "sci_g_per_1k_tokens": 0.2, "range": [0.2 * 0.8, 0.2 * 1.5]}]
     assert out["sci"]["standard"] == "ISO/IEC 21031:2024"
@@ -234,3 +236,10 @@ def test_study_json_states_its_unit_and_the_scope_of_its_sources(catalog):
         "range": [fr.intensity_g_per_kwh.estimate.low, fr.intensity_g_per_kwh.estimate.high],
         "basis": fr.basis, "year": fr.year, "mix": fr.mix,
         "source": fr.intensity_g_per_kwh.source}
+
+
+def test_a_study_reports_its_progress_once_a_row(catalog):
+    ticks: list[int] = []
+    res = rs.run_study(StudyConfig(models=["llama-3.2-1b"], gpus=["t4"], regions=["fr"],
+                                   batches=[1, 2, 4]), catalog, lambda: ticks.append(1))
+    assert len(ticks) == len(res.performance) == 3

@@ -155,6 +155,8 @@ def test_throughput_and_latency_figure(res, drawn, tmp_path: Path):
     _check_memory_marks(tpot, res, "tpot_s", 1e3)
     for ax in (thr, tpot):
         _check_batch_axis(ax)
+        # above the legend (two rows of three: 0.6 in) and the note (one line: 0.24 in)
+        assert ax.get_position().y0 >= (0.6 + 0.24) / 4.54
     (target,) = [ln for ln in tpot.lines if ln.get_label().startswith("_")]
     assert list(target.get_ydata()) == [200.0, 200.0]          # 0.2 s, in ms
     assert (target.get_color(), target.get_linestyle(), target.get_linewidth()) == (RED, "--",
@@ -179,6 +181,7 @@ def test_energy_per_token_figure(res, drawn, tmp_path: Path):
     rf.fig_energy_per_token(res, tmp_path / "e.png")
     (fig,) = drawn
     pre, dec = fig.axes
+    assert pre.get_position().x1 < dec.get_position().x0        # side by side
     assert pre.get_title() == "Prefill: energy per input token"
     assert dec.get_title() == "Decode: energy per output token"
     for ax, y in ((pre, "prefill_j_per_token"), (dec, "decode_j_per_token")):
@@ -212,6 +215,7 @@ def test_carbon_bars_by_hand(res, drawn, tmp_path: Path):
         assert ax.get_ylabel() == "mg CO2e per 1k output tokens" and ax.get_yscale() == "log"
         _check_log_axis(ax.yaxis)
         assert [t.get_text() for t in ax.get_xticklabels()] == ["FR", "PL"]
+        assert {t.get_fontsize() for t in ax.get_xticklabels()} == {8.5}
         assert [t.get_color() for t in ax.get_xticklabels()] == rf.REGION_COLOURS[:2]
         bars = {c.get_label(): c for c in ax.containers if hasattr(c, "patches")}
         for j, gpu in enumerate(GPUS):
@@ -266,6 +270,7 @@ def test_embodied_share_curves_by_hand(res, drawn, tmp_path: Path, catalog):
                                     "crossover_g_per_kwh": 123.4})
     rf.fig_embodied_share(replace(res, findings=[shown]), catalog, tmp_path / "s.png")
     (fig,) = drawn
+    assert fig.get_size_inches().tolist() == [max(4.2 * 2, 6.4), 4.2]
     axes = [ax for ax in fig.axes if ax.get_visible()]
     perf = res.performance[res.performance["meets_tpot_target"]]
     ci = np.geomspace(5, 1000, 400)
@@ -290,6 +295,7 @@ def test_embodied_share_curves_by_hand(res, drawn, tmp_path: Path, catalog):
         for reg, note in zip(("fr", "pl"), ax.texts, strict=True):
             x_r = catalog.region(reg).intensity_g_per_kwh.value
             assert note.get_text() == reg.upper() and note.anncoords == "offset points"
+            assert note.xycoords == ("data", "axes fraction")
             top = max(f(x_r) for f in tops.values())
             assert note.xy == pytest.approx((x_r, min(top + 0.04, 0.6)))
         dashed = [ln for ln in ax.lines if ln.get_linestyle() == "--"]
@@ -316,11 +322,14 @@ def test_hourly_figure_by_hand(res, drawn, tmp_path: Path):
         assert line.get_marker() == _look(model)[1] and line.get_markersize() == 3.5
     assert ax.get_position().y1 <= 1.0                   # the axes stay inside the figure
     assert rf.fig_hourly(replace(res, hourly=pd.DataFrame()), tmp_path / "none.png") is None
+    unnamed = replace(res, config=replace(res.config, intensity_region=None))
+    rf.fig_hourly(unnamed, tmp_path / "h2.png")
+    assert drawn[-1].axes[0].get_title() == "Same load by hour: hourly grid"
 
 
 def test_render_all_writes_every_figure_twice_over(res, tmp_path: Path, catalog):
-    for _ in range(2):   # a second study into the same folder replaces the figures
-        paths = rf.render_all(res, catalog, tmp_path / "fig")
+    for _ in range(2):   # a new folder in a new folder, then the same folder again
+        paths = rf.render_all(res, catalog, tmp_path / "new" / "fig")
     assert [p.name for p in paths] == ["throughput_latency.png", "energy_per_token.png",
                                        "carbon_per_1k_tokens.png",
                                        "embodied_share_vs_intensity.png", "carbon_by_hour.png"]
@@ -354,3 +363,11 @@ def test_heights_footnotes_and_legends_by_hand():
     (leg,) = wide.legends
     assert leg._ncols == 2                               # the width holds more: 2 were asked
     assert bottom == pytest.approx(0.1 + (0.24 * 3 + 0.12) / 5)
+    anchor = leg.get_bbox_to_anchor().transformed(wide.transFigure.inverted())
+    assert (anchor.x0, anchor.y0) == pytest.approx((0.5, 0.1))   # centred, on the note
+    again = Figure(figsize=(20, 5))
+    ax2 = again.add_subplot()
+    for i in range(5):
+        ax2.plot([0, 1], [i, i], label=f"s{i}")
+    rf._legend_below(again, ax2)
+    assert again.legends[0]._ncols == 3                  # three columns unless told
