@@ -292,3 +292,74 @@ def test_the_error_names_the_time_outside_the_series():
     s = IntensitySeries(T0, H, np.array([1.0, 2.0]))
     with pytest.raises(TokenprintError, match="time 2023-06-30T23:59:59"):
         s.at([T0 - 1, T0 + H])
+
+
+# ---- the loader's refusals and notes, each by its words (hand-written files) ---------------------
+
+def _written(tmp_path, rows: list[str], head: str = "timestamp,intensity_g_per_kwh",
+         name: str = "i.csv"):
+    f = tmp_path / name
+    f.write_text("\n".join([head, *rows]) + "\n", encoding="utf-8")
+    return f
+
+
+def test_the_loader_reads_a_byte_order_mark_and_keeps_the_files_zone(tmp_path):
+    from tokenprint.carbon import load_intensity_csv
+
+    bom = _written(tmp_path, ["2023-07-01T00:00:00Z,40", "2023-07-01T01:00:00Z,60"],
+               head="\ufefftimestamp,intensity_g_per_kwh")
+    assert load_intensity_csv(bom).values.tolist() == [40.0, 60.0]
+    em = _written(tmp_path, ["2023-07-01T00:00:00Z,DE,400", "2023-07-01T01:00:00Z,DE,410"],
+              head="Datetime (UTC),Zone Id,Carbon Intensity gCO₂eq/kWh (LCA)", name="de.csv")
+    assert load_intensity_csv(em).zone == "DE" and load_intensity_csv(em, fill=True).zone == "DE"
+    one = _written(tmp_path, ["2023-07-01T00:00:00Z,DE,400"],
+               head="Datetime (UTC),Zone Id,Carbon Intensity gCO₂eq/kWh (LCA)", name="d1.csv")
+    assert load_intensity_csv(one).zone == "DE"
+    with pytest.raises(TokenprintError) as err:
+        load_intensity_csv(em, region="fr")
+    assert str(err.value) == (f"intensity file {str(em)!r} holds zone DE, not region FR: give "
+                              "--region DE or FR's own file")
+    both = _written(tmp_path, ["2023-07-01T00:00:00Z,DE,400", "2023-07-01T01:00:00Z,FR,50"],
+                head="Datetime (UTC),Zone Id,Carbon Intensity gCO₂eq/kWh (LCA)", name="x.csv")
+    assert load_intensity_csv(both, region="fr").zone is None    # no single zone: not refused
+
+
+@pytest.mark.parametrize(("rows", "why"), [
+    (["1970-01-01T00:00:00Z,40", "1969-12-31T23:00:00Z,40"],
+     "row 3: time '1969-12-31T23:00:00Z' is outside 1970-2200"),
+    (["2201-01-01T00:00:00Z,40"], "row 2: time '2201-01-01T00:00:00Z' is outside 1970-2200"),
+    (["2023-07-01T00:00:00Z,inf"], "row 2: intensity 'inf' is not a finite number up to 5000 "
+                                   "g/kWh"),
+    (["2023-07-01T00:00:00Z,40", "2023-07-01T01:00:00Z,5000.5"],
+     "row 3: intensity '5000.5' is not a finite number up to 5000 g/kWh"),
+    (["2023-07-01T00:00:00Z,40", "2023-07-01T01:00:00Z,x"], "row 3: intensity 'x' is not a "
+                                                             "number")])
+def test_the_loader_refuses_naming_the_row(tmp_path, rows, why):
+    from tokenprint.carbon import load_intensity_csv
+
+    f = _written(tmp_path, rows)
+    with pytest.raises(TokenprintError) as err:
+        load_intensity_csv(f)
+    assert str(err.value) == f"intensity file {str(f)!r} {why}"
+
+
+def test_the_loaders_bounds_are_valid(tmp_path):
+    from tokenprint.carbon import load_intensity_csv
+
+    f = _written(tmp_path, ["1970-01-01T00:00:00Z,0", "1970-01-01T01:00:00Z,5000"])
+    assert load_intensity_csv(f).values.tolist() == [0.0, 5000.0]
+    late = _written(tmp_path, ["2200-12-31T23:00:00Z,1"], name="late.csv")
+    assert load_intensity_csv(late).values.tolist() == [1.0]
+
+
+def test_interpolation_is_counted_in_the_source(tmp_path):
+    """One value missing in a row and two hours missing from the grid: three interpolated."""
+    from tokenprint.carbon import load_intensity_csv
+
+    f = _written(tmp_path, ["2023-07-01T00:00:00Z,10", "2023-07-01T01:00:00Z,",
+                            "2023-07-01T02:00:00Z,30", "2023-07-01T05:00:00Z,60"])
+    s = load_intensity_csv(f, fill=True)
+    assert s.values.tolist() == [10.0, 20.0, 30.0, 40.0, 50.0, 60.0]
+    assert s.source == "i.csv [plain (lifecycle); 3 missing value(s) interpolated]"
+    whole = _written(tmp_path, ["2023-07-01T00:00:00Z,10", "2023-07-01T01:00:00Z,30"], name="w.csv")
+    assert load_intensity_csv(whole, fill=True).source == "w.csv [plain (lifecycle)]"

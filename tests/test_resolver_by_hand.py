@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -295,3 +296,150 @@ def test_the_annual_and_file_sources_never_ask(api, catalog):
     with pytest.raises(TokenprintError, match="unknown intensity source 'x'; valid: annual, "
                                               "file, electricitymaps, watttime"):
         IntensityResolver(catalog, "x")
+
+
+# ---- defaults, boundaries and what each call passes on -------------------------------------------
+
+def test_the_documented_endpoints_and_defaults(api, monkeypatch):
+    """Without options each provider asks its documented host, caches 5 minutes and gives up on
+    a call after 3 s (the client's timeout)."""
+    timeouts: list[Any] = []
+    real = httpx.AsyncClient
+
+    def client(**kw: Any) -> httpx.AsyncClient:
+        timeouts.append(kw.get("timeout"))
+        return real(transport=httpx.MockTransport(lambda req: httpx.Response(
+            200, json={"carbonIntensity": 10.0})), **kw)
+
+    monkeypatch.setattr(httpx, "AsyncClient", client)
+    em_ = ElectricityMapsSource()
+    wt = WattTimeSource()
+    assert (em_.base_url, em_.cache_s, em_.timeout_s) == ("https://api.electricitymap.org/v3",
+                                                          300.0, 3.0)
+    assert (wt.base_url, wt.cache_s, wt.timeout_s) == ("https://api.watttime.org", 300.0, 3.0)
+    assert (em_.token_env, wt.user_env, wt.password_env) == (
+        "ELECTRICITYMAPS_TOKEN", "WATTTIME_USER", "WATTTIME_PASSWORD")
+    monkeypatch.setenv("ELECTRICITYMAPS_TOKEN", "t")
+    run(em_.fetch("FR", T0))
+    run(ElectricityMapsSource(timeout_s=0.5).fetch("FR", T0))
+    assert timeouts == [3.0, 0.5]
+    assert WattTimeSource(timeout_s=0.25, cache_s=9.0).timeout_s == 0.25
+
+
+def test_a_number_must_be_one():
+    from tokenprint.carbon.resolver import _number
+
+    assert _number(3, "x") == 3.0 and isinstance(_number(3, "x"), float)
+    for raw in ("300", True, None, [1]):
+        with pytest.raises(TypeError) as err:
+            _number(raw, "carbonIntensity")
+        assert str(err.value) == f"carbonIntensity is {raw!r}, not a number"
+
+
+def test_a_success_clears_the_last_failures_reason(api, monkeypatch):
+    monkeypatch.setenv("EM_TOKEN", "tok")
+    answers = iter([httpx.Response(503, json={}), httpx.Response(200, json={
+        "carbonIntensity": 50.0})])
+    api(lambda req: next(answers))
+    src = ElectricityMapsSource("EM_TOKEN", base_url="https://em.test", cache_s=1.0)
+    assert run(src.fetch("FR", T0)) is None and "FR" in src.why
+    assert run(src.fetch("FR", T0 + 5)) is not None and src.why == {}
+
+
+def test_a_marginal_signal_stays_marginal_from_the_cache(api, monkeypatch):
+    monkeypatch.setenv("WT_U", "ada")
+    monkeypatch.setenv("WT_P", "pw")
+    api(_watttime())
+    src = WattTimeSource("WT_U", "WT_P", base_url="https://wt.test", cache_s=60.0)
+    run(src.fetch("US-CAL-CISO", T0))
+    assert run(src.fetch("US-CAL-CISO", T0 + 1)).signal == "marginal"
+    assert src.cached("US-CAL-CISO", T0 + 1).signal == "marginal"
+    assert src.cached("US-CAL-CISO", T0 + 100).signal == "marginal"       # stale, still
+
+
+def test_watttime_needs_both_credentials_and_reads_units_as_documented(api, monkeypatch):
+    monkeypatch.setenv("WT_U", "ada")
+    monkeypatch.delenv("WT_P", raising=False)
+    seen = api(lambda req: {"token": "t"} if req.url.path == "/login" else {
+        "data": [{"point_time": "1970-02-11T16:00:00Z", "value": 1000.0}]})   # no meta
+    src = WattTimeSource("WT_U", "WT_P", base_url="https://wt.test")
+    assert run(src.fetch("US-CAL-CISO", T0)) is None and seen == []
+    assert src.why["US-CAL-CISO"] == "unavailable: $WT_U and $WT_P not set"
+    monkeypatch.setenv("WT_P", "pw")
+    r = run(src.fetch("US-CAL-CISO", T0))             # without meta: lbs/MWh, the API's unit
+    assert r is not None and r.g_per_kwh == pytest.approx(1000.0 * G_PER_KWH_PER_LB_PER_MWH)
+
+
+def test_a_forecast_takes_its_bounds_and_leaves_the_hour_after_its_window(api, monkeypatch):
+    monkeypatch.setenv("EM_TOKEN", "tok")
+    api(_em_forecast([("1970-02-11T16:00:00Z", 0.0), ("1970-02-11T17:00:00Z", 2000.0),
+                      ("1970-02-11T18:00:00Z", 5.0)]))
+    src = ElectricityMapsSource("EM_TOKEN", base_url="https://em.test")
+    f = run(src.forecast("FR", T0, 2))                # the 18:00 point is past the two hours
+    assert f is not None and f.tolist() == [0.0, 2000.0]
+
+
+def test_a_source_without_a_forecast_says_so(api):
+    from tokenprint.carbon.resolver import LiveSource
+
+    class Plain(LiveSource):
+        name = "plain"
+
+    src = Plain("https://p.test")
+    assert run(src.forecast("FR", T0, 2)) is None
+    assert src.why["FR"] == "no forecast: plain has no forecast endpoint here"
+
+
+def test_a_file_source_covers_its_span_start_included_end_excluded(catalog, tmp_path):
+    from tokenprint.carbon.intensity import parse_time
+
+    f = tmp_path / "fr.csv"
+    f.write_text("timestamp,intensity_g_per_kwh\n2023-07-01T00:00:00Z,40\n"
+                 "2023-07-01T01:00:00Z,60\n")
+    res = IntensityResolver(catalog, "file", {"fr": str(f)})
+    start = parse_time("2023-07-01T00:00:00Z")
+    assert res.latest("FR", start) == (40.0, "hourly file")
+    assert res.latest("FR", start + 2 * HOUR - 1)[0] == 60.0
+    assert res.latest("FR", start + 2 * HOUR)[1].endswith("(hourly file does not cover now)")
+    assert run(res.reading("fr", start + HOUR)) == Reading(60.0, "hourly file")
+    gap = tmp_path / "gap.csv"
+    gap.write_text("timestamp,intensity_g_per_kwh\n2023-07-01T00:00:00Z,40\n"
+                   "2023-07-01T01:00:00Z,50\n2023-07-01T03:00:00Z,60\n")
+    with pytest.raises(TokenprintError, match="gap"):  # refused, never interpolated
+        IntensityResolver(catalog, "file", {"FR": str(gap)})
+    other = tmp_path / "de.csv"
+    other.write_text("Datetime (UTC),Zone Id,Carbon Intensity gCO₂eq/kWh (LCA)\n"
+                     "2023-07-01T00:00:00Z,DE,400\n2023-07-01T01:00:00Z,DE,410\n")
+    with pytest.raises(TokenprintError, match="holds zone DE, not region FR"):
+        IntensityResolver(catalog, "file", {"fr": str(other)})
+
+
+def test_a_source_that_gives_no_reason_and_the_clock_it_is_asked_at(catalog):
+    from tokenprint.carbon.resolver import SOURCES, Source
+
+    asked: list[float] = []
+
+    class Silent(Source):
+        name = "silent-test"
+
+        def cached(self, zone: str, now_s: float) -> Reading | None:
+            asked.append(now_s)
+            return None
+
+    SOURCES["silent-test"] = Silent
+    try:
+        res = IntensityResolver(catalog, "silent-test")
+        annual = catalog.region("FR")
+        base = f"annual average {annual.year} ({annual.basis})"
+        assert res.latest("FR", 5.0) == (annual.intensity_g_per_kwh.value, f"{base} (no answer)")
+        assert run(res.current("FR", 7.0)) == (annual.intensity_g_per_kwh.value,
+                                               f"{base} (no answer)")
+        before = time.time()
+        res.latest("FR")
+        run(res.reading("FR"))
+        assert asked[:2] == [5.0, 7.0] and all(before <= t <= time.time() for t in asked[2:])
+    finally:
+        del SOURCES["silent-test"]
+    default = IntensityResolver(catalog)
+    assert (default.mode, default.catalog) == ("annual", catalog)
+    assert run(default.reading("fr")) == Reading(annual.intensity_g_per_kwh.value, base)

@@ -158,3 +158,69 @@ def test_shape_arrays_refuse_mismatched_lists(catalog):
     with pytest.raises(ValueError):
         ShapeArrays.of([m], ["bf16"], ["auto", "fp8"])
     assert ShapeArrays.of([m, m], ["bf16", "fp8"]).weight_bytes.shape == (2,)
+
+
+# ---- latent attention, hybrid state and the memory fits, by hand ---------------------------------
+
+def test_latent_attention_costs_more_per_pair_in_decode_than_in_prefill(catalog):
+    """DeepSeek-V3 decodes with absorbed projections (the latent's up-projections folded into
+    each query-key pair), prefill without: the step picks one per pass, decode at one new
+    token, prefill from two."""
+    m = catalog.model("deepseek-v3")
+    dec, pre = m.attn_flops_per_pair(decode=True), m.attn_flops_per_pair(decode=False)
+    assert dec > pre
+    s = ShapeArrays.of([m], ["bf16"])
+    assert (s.attn_flops_decode[0], s.attn_flops_prefill[0]) == (dec, pre)
+    base = 2.0 * s.active_matmul_params[0] + s.ssm_flops_per_token[0]
+    # one new token after 99 cached: 100 pairs; two new tokens after 99: 99·2 + 3 = 201 pairs
+    assert pass_flops(s, 1, 1, 99)[0] == pytest.approx(base + dec * 100, rel=1e-12)
+    assert pass_flops(s, 1, 2, 99)[0] == pytest.approx(2 * base + pre * 201, rel=1e-12)
+
+
+def test_the_latent_cache_is_replicated_across_the_group(catalog):
+    """MLA's compressed KV is held whole by every GPU of a tensor-parallel group; grouped KV
+    heads are split (a group's total stays one copy)."""
+    mla, gqa = catalog.model("deepseek-v3"), catalog.model("llama-2-7b")
+    s = ShapeArrays.of([mla, gqa], ["bf16", "bf16"])
+    one = s.kv_bytes_per_token
+    np.testing.assert_array_equal(group_kv_bytes_per_token_of(s, 4.0), one * [4.0, 1.0])
+    assert mla.group_kv_bytes_per_token("bf16", 4) == 4 * mla.group_kv_bytes_per_token("bf16", 1)
+    # pass_bytes without a group size is one GPU's
+    np.testing.assert_array_equal(pass_bytes(s, 2, 1, 50), pass_bytes(s, 2, 1, 50, 1.0))
+    assert pass_bytes(s, 2, 1, 50, 4.0)[0] - pass_bytes(s, 2, 1, 50, 1.0)[0] == pytest.approx(
+        2 * 51 * one[0] * 3, rel=1e-12)
+
+
+def group_kv_bytes_per_token_of(s: ShapeArrays, tp: float) -> np.ndarray:
+    from tokenprint.predict.shapes import group_kv_bytes_per_token
+
+    return group_kv_bytes_per_token(s, tp)
+
+
+def test_a_hybrid_models_state_follows_its_kv_dtype_and_fills_memory(catalog):
+    """Nemotron Nano 9B v2 keeps a fixed Mamba state per sequence beside a small KV cache: a
+    batch fits while batch × (KV per token × context + state) fits beside the weights."""
+    h = catalog.model("nemotron-nano-9b-v2")
+    s8 = ShapeArrays.of([h], ["bf16"], ["fp8"])
+    assert s8.state_bytes_per_seq[0] == h.state_bytes_per_seq(kv_dtype_for("bf16", "fp8"))
+    assert s8.state_bytes_per_seq[0] != h.state_bytes_per_seq("bf16")
+    free = 80 * 1e9 * 0.9 - h.weight_bytes("bf16")
+    per_seq = h.group_kv_bytes_per_token("bf16", 1) * 4096 + h.state_bytes_per_seq("bf16")
+    assert max_batch_fits(h, 80, "bf16", 4096) == int(free // per_seq)
+    assert h.state_bytes_per_seq("bf16") > 0.5 * per_seq     # the state is most of it here
+
+
+def test_experts_touched_at_the_edges():
+    """E·(1 − (1 − k/E)^t): a model with one expert always uses it; none, none."""
+    from types import SimpleNamespace
+
+    shape = SimpleNamespace(n_experts=np.array([0.0, 1.0, 8.0]),
+                            experts_per_token=np.array([0.0, 1.0, 2.0]))
+    got = experts_touched(shape, 3)  # type: ignore[arg-type]
+    np.testing.assert_allclose(got, [0.0, 1.0, 8 * (1 - 0.75 ** 3)])
+
+
+def test_a_group_that_splits_no_head_evenly_is_refused(catalog):
+    odd = catalog.model("llama-2-7b").model_copy(update={"num_kv_heads": 3})
+    assert group_fits_heads(odd, 1) and group_fits_heads(odd, 3) and group_fits_heads(odd, 6)
+    assert not group_fits_heads(odd, 2) and not group_fits_heads(odd, 4)
