@@ -363,3 +363,31 @@ def test_interpolation_is_counted_in_the_source(tmp_path):
     assert s.source == "i.csv [plain (lifecycle); 3 missing value(s) interpolated]"
     whole = _written(tmp_path, ["2023-07-01T00:00:00Z,10", "2023-07-01T01:00:00Z,30"], name="w.csv")
     assert load_intensity_csv(whole, fill=True).source == "w.csv [plain (lifecycle)]"
+
+
+def test_units_and_the_facilitys_share_by_hand():
+    from tokenprint.carbon.operational import MAX_PUE, facility_kwh, joules, kwh
+
+    assert kwh(7.2e6) == 2.0 and joules(0.5) == 1.8e6
+    assert facility_kwh(3.6e6) == 1.0 and facility_kwh(3.6e6, 1.5) == 1.5
+    assert facility_kwh(3.6e6, MAX_PUE) == 10.0                       # the bound is valid
+    for bad in (0.99, MAX_PUE + 0.01, float("nan")):
+        with pytest.raises(TokenprintError, match=r"must be a number from 1\.0 to 10$"):
+            facility_kwh(1.0, bad)
+    # a request that took no time is charged at the intensity of its instant
+    series = IntensitySeries(0.0, H, np.array([100.0, 300.0]))
+    assert float(operational_g_over(3.6e6, 1.5 * H, 0.0, series)) == pytest.approx(300.0)
+
+
+def test_a_power_timeline_across_an_intensity_step_and_past_the_series(tmp_path):
+    """100 W from 0.5 h to 1.5 h over hourly steps of 100 and 300 g/kWh: half an hour at each,
+    0.05 kWh × 100 + 0.05 kWh × 300 = 20 g; samples exactly on a step's edge add nothing."""
+    series = IntensitySeries(0.0, H, np.array([100.0, 300.0]))
+    assert operational_g_power_timeline([0.5 * H, 1.5 * H], [100.0, 100.0],
+                                        series) == pytest.approx(20.0)
+    assert operational_g_power_timeline([0.0, H, 2 * H], [100.0, 100.0, 100.0],
+                                        series) == pytest.approx(40.0)
+    with pytest.raises(TokenprintError):         # the run leaves the series: refused
+        operational_g_power_timeline([0.5 * H, 2.5 * H], [100.0, 100.0], series)
+    with pytest.raises(TokenprintError):
+        operational_g_power_timeline([-0.5 * H, 0.5 * H], [100.0, 100.0], series)
