@@ -410,6 +410,8 @@ def test_an_upstreams_footprint_by_hand(catalog):
     m = UpstreamModel(catalog, "llama-3.1-8b", "l4", 2, "device", 4.0)
     emb_g = 2 * gpu_embodied(catalog.gpu("l4"), catalog, "device").total_g.mid
     assert m.embodied_g == pytest.approx(emb_g, rel=1e-12)
+    assert m.embodied_g_per_s == pytest.approx(emb_g / (4.0 * S_PER_YEAR), rel=1e-12)
+    assert m.max_context == catalog.model("llama-3.1-8b").max_context > 0
     fp = m.footprint(RequestEnergy(1000.0, 2600.0, "measured"), 250.0, 1.2, 10.0, 4.0,
                      "live (electricitymaps)", "FR")
     assert fp.operational_g == pytest.approx(0.3, rel=1e-12)

@@ -55,3 +55,8 @@ def test_a_charge_keeps_its_inputs_as_float_arrays():
 def test_hardware_without_busy_time_and_no_source_charge_nothing_more():
     c = charge(3.6e6, 100.0, 1.0e6)              # hardware given, no busy time: no embodied
     assert float(c.embodied_g) == 0.0 and c.intensity_source == ""
+
+
+def test_busy_time_without_embodied_carbon_adds_nothing():
+    c = charge(3.6e6, 100.0, busy_s=1000.0)
+    assert float(c.embodied_g) == 0.0 and float(c.operational_g) == 100.0
