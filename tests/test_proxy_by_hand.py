@@ -239,13 +239,16 @@ def test_a_unary_answer_carries_its_footprint_and_its_record(tmp_path, catalog):
 
 
 def test_a_unary_answer_without_usage_is_counted_by_the_gateway(tmp_path, catalog):
-    proxy, _, journal = gateway(tmp_path, catalog, [Resp(200, unary(text=""))])
+    proxy, _, journal = gateway(tmp_path, catalog, [Resp(200, unary(text="")),
+                                                    Resp(200, unary(text="eight ch"))])
     data = json.loads(call(proxy, ask()).body)
     assert data["usage"]["prompt_tokens"] == GUESS == 10
     assert data["usage"]["completion_tokens"] == 0          # no text: no token, not one
     assert data["usage"]["total_tokens"] == GUESS
+    more = json.loads(call(proxy, ask()).body)["usage"]    # 8 characters: 2 tokens
+    assert (more["completion_tokens"], more["total_tokens"]) == (2, GUESS + 2)
     assert data["usage"]["tokenprint"]["usage_source"] == "gateway"
-    (rec,) = journal.added
+    rec = journal.added[0]
     assert (rec.prompt_tokens, rec.completion_tokens, rec.usage_source) == (10, 0, "gateway")
 
 
@@ -372,6 +375,7 @@ def test_a_stream_relays_its_events_and_ends_with_the_footprint(tmp_path, catalo
     assert final["usage"]["tokenprint"]["usage_source"] == "upstream"
     (opened,) = journal.opened
     assert (opened.status, opened.region, opened.endpoint) == (500, "FR", "completions")
+    assert (opened.model, opened.upstream) == ("tiny", "u")
     assert opened.note == ("the answer never ended (the gateway was killed or failed while "
                            "answering): tokens and carbon unknown")
     assert before <= opened.time_utc <= time.time()
@@ -555,8 +559,8 @@ def test_a_metered_upstream_is_told_each_requests_start_progress_and_end(tmp_pat
     assert rec.footprint is not None and rec.footprint.energy.energy_j == 396.0
     assert rec.footprint.energy.method == "measured"
     meter.calls.clear()
-    call(proxy, ask())                          # stalled after its headers: no tokens
-    assert meter.calls == [("start", GUESS), ("finish", 0, None)]
+    call(proxy, {"model": "tiny", "prompt": "x"})   # stalled after its headers: no tokens
+    assert meter.calls == [("start", 1), ("finish", 0, None)]   # a prompt counts one at least
     settled(proxy)
 
 

@@ -88,7 +88,11 @@ def test_the_page_reads_back_by_hand(tmp_path, catalog, monkeypatch):
     for f in figures:
         f.write_bytes(b"\x89PNG\r\n\x1a\n")
     page = rh.write_report(res, catalog, figures, tmp_path).read_text()
-    assert res.findings
+    assert len(res.findings) >= 2
+    listed = "".join(f"<li>{rh.html.escape(f.sentence)}<details><summary>numbers</summary><table>"
+                     f"{rh._numbers(f.numbers)}</table></details></li>" for f in res.findings)
+    assert f'<ol class="findings" id="findings">{listed}</ol>' in page
+    assert "</td></tr><tr><td>t4</td>" in page          # the sources' rows follow each other
     for f in res.findings:
         start = page.index(f"<li>{rh.html.escape(f.sentence)}<details><summary>numbers"
                            "</summary><table>")

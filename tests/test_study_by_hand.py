@@ -109,7 +109,8 @@ def test_the_carbon_columns_by_hand(catalog):
     cfg = StudyConfig(models=["m"], gpus=["t4"], regions=["fr"], pue=1.2, lifetime_years=4.0,
                       utilization=0.5)
     perf = pd.DataFrame([_perf((0.5, 0.4, 0.7), (0.02, 0.015, 0.03)),
-                         _perf((0.0, 0.0, 0.0), (0.0, 0.0, 0.0), batch=16)])
+                         _perf((0.0, 0.0, 0.0), (0.0, 0.0, 0.0), batch=16),
+                         _perf((0.001, 0.001, 0.001), (0.02, 0.02, 0.02), batch=32)])
     out = rs.carbon_table(perf, cfg, catalog)
     ci = catalog.region("fr").intensity_g_per_kwh.estimate
     gpu = catalog.gpu("t4")
@@ -138,6 +139,12 @@ def test_the_carbon_columns_by_hand(catalog):
     for k, v in want.items():
         assert r[k] == (pytest.approx(v, rel=1e-12) if isinstance(v, float) else v), k
     assert 0 < r["total_g_per_1k"] < 1        # a share's guard must not be "total > 1"
+    frugal = out.iloc[2]                       # embodied far above operational
+    full_3 = emb.mid * 20 / life_s
+    op_3 = 1 * ci.mid * 1.2 / J_PER_KWH
+    assert op_3 < full_3
+    assert frugal["embodied_share_at_full_utilization"] == pytest.approx(
+        full_3 / (op_3 + full_3), rel=1e-12)
     zero = out.iloc[1]                         # nothing served: shares 0, never NaN
     for k in ("embodied_share", "embodied_share_at_full_utilization", "embodied_share_seed",
               "embodied_share_vendor", "total_g_per_1k"):
@@ -148,12 +155,12 @@ def test_the_hourly_profile_by_hand(catalog):
     # two days of hourly values 100, 110, ...: hour h averages (100 + 10h + 100 + 10(h + 24)) / 2
     series = IntensitySeries(0.0, 3600.0, 100.0 + 10.0 * np.arange(48))
     cfg = StudyConfig(models=["m"], gpus=["t4"], regions=["fr"], pue=1.1, lifetime_years=5.0,
-                      utilization=0.4, intensity=series)
+                      utilization=0.4, intensity=series, scope="server")
     slow = {**_perf((0.1, 0.1, 0.1), (0.02, 0.02, 0.02), batch=64), "meets_tpot_target": False}
     perf = pd.DataFrame([_perf((0.5, 0.5, 0.5), (0.02, 0.02, 0.02), batch=8),
                          _perf((0.4, 0.4, 0.4), (0.03, 0.03, 0.03), batch=16), slow])
     out = rs.hourly_profile(perf, cfg, catalog)
-    emb = gpu_embodied(catalog.gpu("t4"), catalog, "device").total_g.mid
+    emb = gpu_embodied(catalog.gpu("t4"), catalog, "server").total_g.mid   # the study's scope
     want_emb = emb * 30 / 0.4 / (5.0 * S_PER_YEAR)
     assert out["hour_utc"].tolist() == list(range(24))
     assert set(out["batch"]) == {16}           # the least energy under the TPOT target
@@ -189,9 +196,9 @@ def test_study_json_counts_the_points_and_names_the_best_configurations(catalog)
 
 @pytest.mark.parametrize("empty", ["models", "gpus", "regions", "batches", "mix"])
 def test_a_study_of_nothing_is_refused_by_name(catalog, empty):
-    with pytest.raises(TokenprintError, match="models, GPUs, regions, batch sizes and lengths "
-                                              "must be non-empty"):
+    with pytest.raises(TokenprintError) as err:
         rs.run_study(StudyConfig(**{empty: []}), catalog)
+    assert str(err.value) == "models, GPUs, regions, batch sizes and lengths must be non-empty"
 
 
 def test_the_memory_rule_of_each_stack_by_hand(catalog):

@@ -90,7 +90,8 @@ def _check_series(ax: Any, res: StudyResult, y: str, scale: float) -> None:
         np.testing.assert_allclose(line.get_xdata(), df["batch"])
         np.testing.assert_allclose(line.get_ydata(), df[y] * scale, rtol=1e-12)
         band, filled, hollow = coll[3 * n: 3 * n + 3]
-        assert band.get_alpha() == 0.12
+        assert band.get_alpha() == 0.12 and list(band.get_linewidth()) == [0.0]
+        assert np.allclose(band.get_facecolor()[0][:3], matplotlib.colors.to_rgb(colour))
         ys = band.get_paths()[0].vertices[:, 1]
         assert ys.min() == pytest.approx(df[f"{y}_low"].min() * scale, rel=1e-9)
         assert ys.max() == pytest.approx(df[f"{y}_high"].max() * scale, rel=1e-9)
@@ -163,7 +164,7 @@ def test_throughput_and_latency_figure(res, drawn, tmp_path: Path):
                                                                                      1.0)
     (label,) = tpot.texts
     assert label.get_text() == "TPOT target 200 ms" and label.get_position()[1] == 200 / 1.08
-    assert label.get_color() == RED
+    assert label.get_color() == RED and label.get_position()[0] == 0.98
     box = label.get_bbox_patch()        # on white, 1 point of padding at 8-point text
     ref = Figure().text(0, 0, "x", fontsize=8, bbox={"pad": 1}).get_bbox_patch()
     assert box.get_facecolor() == (1.0, 1.0, 1.0, 1.0)
@@ -191,6 +192,9 @@ def test_energy_per_token_figure(res, drawn, tmp_path: Path):
         _check_batch_axis(ax)
         assert ax.get_position().x0 >= 0 and ax.get_position().x1 <= 1
     assert fig.texts[0].get_text().endswith(" · ×: largest batch that fits memory")
+    # the legend sits on the one-line note: 0.24 in of the 4.54 in figure
+    anchor = fig.legends[0].get_bbox_to_anchor().transformed(fig.transFigure.inverted())
+    assert anchor.y0 == pytest.approx(0.24 / 4.54)
 
 
 def test_nothing_short_of_memory_has_no_cross_in_the_note(res, drawn, tmp_path: Path):
@@ -295,7 +299,8 @@ def test_embodied_share_curves_by_hand(res, drawn, tmp_path: Path, catalog):
         for reg, note in zip(("fr", "pl"), ax.texts, strict=True):
             x_r = catalog.region(reg).intensity_g_per_kwh.value
             assert note.get_text() == reg.upper() and note.anncoords == "offset points"
-            assert note.xycoords == ("data", "axes fraction")
+            assert note.xycoords == ("data", "axes fraction") and note.xyann == (3, 0)
+            assert note.get_bbox_patch().get_facecolor() == (1.0, 1.0, 1.0, 1.0)
             top = max(f(x_r) for f in tops.values())
             assert note.xy == pytest.approx((x_r, min(top + 0.04, 0.6)))
         dashed = [ln for ln in ax.lines if ln.get_linestyle() == "--"]
@@ -305,7 +310,7 @@ def test_embodied_share_curves_by_hand(res, drawn, tmp_path: Path, catalog):
             assert line.get_label() == "equal carbon per token at 123 g/kWh"
         else:
             assert dashed == []
-        assert ax.get_legend()._fontsize == 8
+        assert ax.get_legend()._fontsize == 8 and ax.get_legend().get_frame_on()
 
 
 def test_hourly_figure_by_hand(res, drawn, tmp_path: Path):
@@ -320,7 +325,7 @@ def test_hourly_figure_by_hand(res, drawn, tmp_path: Path):
         (line,) = [ln for ln in ax.lines if ln.get_label() == f"{model} · {gpu}"]
         np.testing.assert_allclose(line.get_ydata(), df["total_g_per_1k"] * 1e3, rtol=1e-12)
         assert line.get_marker() == _look(model)[1] and line.get_markersize() == 3.5
-    assert ax.get_position().y1 <= 1.0                   # the axes stay inside the figure
+    assert ax.get_position().y1 <= 1.0 and ax.get_position().x0 < 0.2   # inside the figure
     assert rf.fig_hourly(replace(res, hourly=pd.DataFrame()), tmp_path / "none.png") is None
     unnamed = replace(res, config=replace(res.config, intensity_region=None))
     rf.fig_hourly(unnamed, tmp_path / "h2.png")
@@ -349,6 +354,7 @@ def test_heights_footnotes_and_legends_by_hand():
     text = " ".join(["word"] * 50)                       # 249 characters
     share = rf._footnote(fig, text)
     (note,) = fig.texts
+    assert (note.get_va(), note.get_color(), note.get_fontsize()) == ("bottom", "#555555", 8)
     lines = note.get_text().split("\n")
     assert max(map(len, lines)) <= 120 and len(lines) == 3     # 8 in × 15 characters
     assert share == pytest.approx((0.16 * 3 + 0.08) / 4)
@@ -371,3 +377,12 @@ def test_heights_footnotes_and_legends_by_hand():
         ax2.plot([0, 1], [i, i], label=f"s{i}")
     rf._legend_below(again, ax2)
     assert again.legends[0]._ncols == 3                  # three columns unless told
+    alone = Figure(figsize=(20, 5))
+    ax3 = alone.add_subplot()
+    ax3.plot([0, 1], [0, 1], label="only")
+    rf._legend_below(alone, ax3)
+    assert alone.legends[0]._ncols == 1                  # never more columns than labels
+    plain = Figure(figsize=(8, 4))
+    rf._legend_note(plain)
+    assert plain.texts[0].get_text() == ("filled markers: measured · hollow: predicted · bands: "
+                                         "range")
