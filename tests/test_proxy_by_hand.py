@@ -519,13 +519,34 @@ def test_a_request_without_its_key_is_refused_and_a_batch_line_needs_none(tmp_pa
 def test_an_error_inside_the_gateway_is_a_500_and_a_logged_traceback(tmp_path, catalog, caplog,
                                                                      where):
     boom = RuntimeError("boom")
-    proxy, _, _ = gateway(tmp_path, catalog, [boom if where == "opening" else Resp(200, boom)])
+    proxy, _, journal = gateway(tmp_path, catalog,
+                                [boom if where == "opening" else Resp(200, boom)])
     with caplog.at_level("ERROR", logger="tokenprint.gateway"):
         a = call(proxy, ask())
     assert a.status == 500
     assert a.error()["message"] == "internal error in the gateway (RuntimeError)"
     assert [r.getMessage() for r in caplog.records] == ["gateway error on /v1/completions"]
+    # the request keeps its one row, and says why
+    (rec,) = journal.added
+    assert (rec.status, rec.attempts, rec.endpoint, rec.footprint) == (500, 1, "completions",
+                                                                       None)
+    assert rec.note == "internal error in the gateway (RuntimeError)"
+    assert rec.duration_s is not None and 0 <= rec.duration_s < 5
     settled(proxy)                              # its slot is given back all the same
+
+
+def test_a_fault_after_the_record_adds_no_second_row(tmp_path, catalog, monkeypatch):
+    from tokenprint.gateway import proxy as gp
+
+    ok = Resp(200, unary(usage={"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}))
+    proxy, _, journal = gateway(tmp_path, catalog, [ok])
+
+    async def broken_send(*args: Any, **kw: Any) -> None:
+        raise RuntimeError("the answer could not be sent")
+
+    monkeypatch.setattr(gp, "send_bytes", broken_send)
+    call(proxy, ask())
+    assert [r.status for r in journal.added] == [200]
 
 
 class Meter:

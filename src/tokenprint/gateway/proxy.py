@@ -1,10 +1,9 @@
 """The gateway's hot path: forward one completion request and account for it.
 
-Written as a plain ASGI handler (no framework routing or middleware on this path) so the
-gateway's own time per request stays small next to the upstream's: body read with a size limit,
-validation, routing, one retry elsewhere before the first byte, the stream relayed per upstream
-read, then the footprint, a ledger record (journaled before the answer's last bytes) and
-metrics.
+A plain ASGI handler (no framework routing or middleware here), so the gateway's own time per
+request stays small next to the upstream's: body read with a size limit, validation, routing,
+one retry elsewhere before the first byte, the stream relayed per upstream read, then the
+footprint, metrics and one ledger record per request (journaled before the answer's last bytes).
 
 Each record carries ``added_s``: the gateway's own time on the request's critical path, outside
 the upstream call — from the request's arrival to the upstream request, plus relaying the first
@@ -131,21 +130,25 @@ class Proxy:
             try:
                 resp = await self._open(st, endpoint, json.dumps(fwd).encode(), rid, guess,
                                         timing)
+                if stream and resp.status < 400:
+                    await self._stream(st, resp, endpoint, rid, want_usage, attempt, body,
+                                       timing, receive, send)
+                else:
+                    await self._unary(st, resp, endpoint, rid, attempt, body, timing, send)
             except UpstreamFailed as exc:
                 st.record_failure(self.cfg.breaker_failures, self.cfg.breaker_open_s)
                 last_exc = exc
                 continue
-            if stream and resp.status < 400:
-                await self._stream(st, resp, endpoint, rid, want_usage, attempt, body, timing,
-                                   receive, send)
-            else:
-                await self._unary(st, resp, endpoint, rid, attempt, body, timing, send)
+            except Exception as exc:
+                if self.recorder.pending(rid):   # the gateway's own fault: still its one row
+                    why = f"internal error in the gateway ({exc.__class__.__name__})"
+                    self.recorder.bare(st, rid, endpoint, attempt, 500,
+                                       time.monotonic() - arrived, body, why)
+                raise
             return
-        # recorded too, against the last upstream tried, so every request has one record
-        # (journaled before the answer leaves, as every record)
-        rec = self.recorder.outcome(tried[-1], rid, endpoint, 502, time.monotonic() - arrived,
-                                    len(tried))
-        self.recorder.record(tried[-1], rec, body)
+        # its one record too, against the last upstream tried (journaled before the answer)
+        self.recorder.bare(tried[-1], rid, endpoint, len(tried), 502, time.monotonic() - arrived,
+                           body)
         await send_error(send, 502, f"no upstream could serve the request ({last_exc})",
                          "server_error", "upstream_unavailable", request_id=rid)
 
@@ -203,9 +206,8 @@ class Proxy:
             why = (f"upstream {st.name} {'stalled' if timed_out else 'cut'} the response "
                    f"after its headers ({exc.__class__.__name__})")
             st.record_failure(self.cfg.breaker_failures, self.cfg.breaker_open_s)
-            rec = self.recorder.outcome(st, rid, endpoint, status,
-                                        time.monotonic() - timing.sent, attempt, note=why)
-            self.recorder.record(st, rec, body)
+            self.recorder.bare(st, rid, endpoint, attempt, status, time.monotonic() - timing.sent,
+                               body, why)
             await send_error(send, status, why, "server_error", "upstream_cut", request_id=rid)
             return
         except BaseException:
@@ -224,8 +226,7 @@ class Proxy:
         if raw is not None and resp.status >= 400:
             # an upstream's own error (4xx) goes back as it came, recorded
             self._release(st, rid)
-            rec = self.recorder.outcome(st, rid, endpoint, resp.status, duration, attempt)
-            self.recorder.record(st, rec, body)
+            self.recorder.bare(st, rid, endpoint, attempt, resp.status, duration, body)
             await send_bytes(send, resp.status, raw, resp.content_type,
                              headers={"x-tokenprint-request-id": rid})
             return
@@ -238,8 +239,7 @@ class Proxy:
                    f"upstream {st.name} answered HTTP {resp.status} with a body that is not JSON "
                    f"({resp.content_type})")
             st.record_failure(self.cfg.breaker_failures, self.cfg.breaker_open_s)
-            rec = self.recorder.outcome(st, rid, endpoint, 502, duration, attempt, note=why)
-            self.recorder.record(st, rec, body)
+            self.recorder.bare(st, rid, endpoint, attempt, 502, duration, body, why)
             await send_error(send, 502, why, "server_error", "upstream_invalid", request_id=rid)
             return
         counted = bounded_usage(valid_usage(data.get("usage")), len(raw or b""),

@@ -37,6 +37,10 @@ class Recorder:
         while len(self._who) > MAX_PENDING_WHO:
             self._who.pop(next(iter(self._who)))
 
+    def pending(self, rid: str) -> bool:
+        """Whether request ``rid`` has no record yet."""
+        return rid in self._who
+
     def outcome(self, st: UpstreamState, rid: str, endpoint: str, status: int,
                 duration_s: float, attempts: int, usage: dict[str, Any] | None = None,
                 **more: Any) -> RequestOutcome:
@@ -52,6 +56,13 @@ class Recorder:
             attempts=attempts, routing_signal=self.router.signal(st), key_name=who.key_name,
             team=who.team, project=who.project, user_digest=who.user_digest, tags=who.tags,
             batch_id=who.batch_id, deferred_s=who.deferred_s, **more)
+
+    def bare(self, st: UpstreamState, rid: str, endpoint: str, attempts: int, status: int,
+             duration_s: float, body: dict[str, Any], note: str | None = None) -> None:
+        """Record a request that ended without an answer of the upstream's tokens (no usage,
+        no footprint): refused, failed, cut before its body, or passed through as an error."""
+        self.record(st, self.outcome(st, rid, endpoint, status, duration_s, attempts, note=note),
+                    body)
 
     def record(self, st: UpstreamState, rec: RequestOutcome, body: dict[str, Any],
                text: str | None = None) -> None:
