@@ -142,13 +142,13 @@ class Proxy:
             except Exception as exc:
                 if self.recorder.pending(rid):   # the gateway's own fault: still its one row
                     why = f"internal error in the gateway ({exc.__class__.__name__})"
-                    self.recorder.bare(st, rid, endpoint, attempt, 500,
-                                       time.monotonic() - arrived, body, why)
+                    self.recorder.bare(st, rid, endpoint, 500, time.monotonic() - arrived,
+                                       attempt, body, why)
                 raise
             return
         # its one record too, against the last upstream tried (journaled before the answer)
-        self.recorder.bare(tried[-1], rid, endpoint, len(tried), 502, time.monotonic() - arrived,
-                           body)
+        self.recorder.bare(tried[-1], rid, endpoint, 502, time.monotonic() - arrived,
+                           len(tried), body)
         await send_error(send, 502, f"no upstream could serve the request ({last_exc})",
                          "server_error", "upstream_unavailable", request_id=rid)
 
@@ -206,8 +206,8 @@ class Proxy:
             why = (f"upstream {st.name} {'stalled' if timed_out else 'cut'} the response "
                    f"after its headers ({exc.__class__.__name__})")
             st.record_failure(self.cfg.breaker_failures, self.cfg.breaker_open_s)
-            self.recorder.bare(st, rid, endpoint, attempt, status, time.monotonic() - timing.sent,
-                               body, why)
+            self.recorder.bare(st, rid, endpoint, status, time.monotonic() - timing.sent,
+                               attempt, body, why)
             await send_error(send, status, why, "server_error", "upstream_cut", request_id=rid)
             return
         except BaseException:
@@ -226,7 +226,7 @@ class Proxy:
         if raw is not None and resp.status >= 400:
             # an upstream's own error (4xx) goes back as it came, recorded
             self._release(st, rid)
-            self.recorder.bare(st, rid, endpoint, attempt, resp.status, duration, body)
+            self.recorder.bare(st, rid, endpoint, resp.status, duration, attempt, body)
             await send_bytes(send, resp.status, raw, resp.content_type,
                              headers={"x-tokenprint-request-id": rid})
             return
@@ -239,7 +239,7 @@ class Proxy:
                    f"upstream {st.name} answered HTTP {resp.status} with a body that is not JSON "
                    f"({resp.content_type})")
             st.record_failure(self.cfg.breaker_failures, self.cfg.breaker_open_s)
-            self.recorder.bare(st, rid, endpoint, attempt, 502, duration, body, why)
+            self.recorder.bare(st, rid, endpoint, 502, duration, attempt, body, why)
             await send_error(send, 502, why, "server_error", "upstream_invalid", request_id=rid)
             return
         counted = bounded_usage(valid_usage(data.get("usage")), len(raw or b""),

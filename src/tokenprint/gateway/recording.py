@@ -38,7 +38,7 @@ class Recorder:
             self._who.pop(next(iter(self._who)))
 
     def pending(self, rid: str) -> bool:
-        """Whether request ``rid`` has no record yet."""
+        """Whether request ``rid`` has no record yet (of those ``sent_by`` still remembers)."""
         return rid in self._who
 
     def outcome(self, st: UpstreamState, rid: str, endpoint: str, status: int,
@@ -57,8 +57,8 @@ class Recorder:
             team=who.team, project=who.project, user_digest=who.user_digest, tags=who.tags,
             batch_id=who.batch_id, deferred_s=who.deferred_s, **more)
 
-    def bare(self, st: UpstreamState, rid: str, endpoint: str, attempts: int, status: int,
-             duration_s: float, body: dict[str, Any], note: str | None = None) -> None:
+    def bare(self, st: UpstreamState, rid: str, endpoint: str, status: int, duration_s: float,
+             attempts: int, body: dict[str, Any], note: str | None = None) -> None:
         """Record a request that ended without an answer of the upstream's tokens (no usage,
         no footprint): refused, failed, cut before its body, or passed through as an error."""
         self.record(st, self.outcome(st, rid, endpoint, status, duration_s, attempts, note=note),
