@@ -20,6 +20,7 @@ from tokenprint.predict.shapes import (
     allreduce_bytes,
     experts_touched,
     group_fits_heads,
+    group_kv_bytes_per_token,
     kv_dtype_for,
     kv_token_budget,
     max_batch_fits,
@@ -183,18 +184,12 @@ def test_the_latent_cache_is_replicated_across_the_group(catalog):
     mla, gqa = catalog.model("deepseek-v3"), catalog.model("llama-2-7b")
     s = ShapeArrays.of([mla, gqa], ["bf16", "bf16"])
     one = s.kv_bytes_per_token
-    np.testing.assert_array_equal(group_kv_bytes_per_token_of(s, 4.0), one * [4.0, 1.0])
+    np.testing.assert_array_equal(group_kv_bytes_per_token(s, 4.0), one * [4.0, 1.0])
     assert mla.group_kv_bytes_per_token("bf16", 4) == 4 * mla.group_kv_bytes_per_token("bf16", 1)
     # pass_bytes without a group size is one GPU's
     np.testing.assert_array_equal(pass_bytes(s, 2, 1, 50), pass_bytes(s, 2, 1, 50, 1.0))
     assert pass_bytes(s, 2, 1, 50, 4.0)[0] - pass_bytes(s, 2, 1, 50, 1.0)[0] == pytest.approx(
         2 * 51 * one[0] * 3, rel=1e-12)
-
-
-def group_kv_bytes_per_token_of(s: ShapeArrays, tp: float) -> np.ndarray:
-    from tokenprint.predict.shapes import group_kv_bytes_per_token
-
-    return group_kv_bytes_per_token(s, tp)
 
 
 def test_a_hybrid_models_state_follows_its_kv_dtype_and_fills_memory(catalog):

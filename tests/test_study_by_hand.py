@@ -84,16 +84,11 @@ def test_the_length_mix_combined_by_hand():
                        cfg)["calibrated"] is False
 
 
-def test_each_class_batch_is_listed():
+def test_each_class_batch_is_listed(catalog):
     perf = rs.performance_table(StudyConfig(models=["llama-2-7b"], gpus=["t4"], regions=["fr"],
-                                            batches=[1, 16]), rs_catalog())
+                                            batches=[1, 16]), catalog)
     assert perf["class_batches"].tolist() == ["1/1/1"]        # 16 fits no length class on a T4
     assert perf["memory_rule"].iloc[0].startswith("static batches: each length class padded")
-
-
-def rs_catalog() -> Any:
-    from tokenprint.catalog import load_catalog
-    return load_catalog()
 
 
 def _perf(e: tuple[float, float, float], t: tuple[float, float, float],
