@@ -108,3 +108,8 @@ def test_time_shift_edges_by_hand():
     # more busy seconds than replica-seconds (a rounding of the simulation) count as fully busy
     over = run(1.0, 150.0, 0.25)
     assert over["placement"] == pytest.approx([1.0, 0.0])
+    # where nothing moves the answer says why (plan.json and the terminal alike)
+    assert now["why_no_saving"] == ("the hour it arrived is already the cleanest before the "
+                                    "deadline")
+    assert over["why_no_saving"] == "later hours have no spare room (the cluster is 100% busy)"
+    assert "why_no_saving" not in later

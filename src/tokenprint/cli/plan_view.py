@@ -82,12 +82,7 @@ def print_plan(a: PlanAnswer, figure: str | None = None) -> None:
                           for r, v in m["split"].items()))
     if a.time_shift is not None and "saving_g" in a.time_shift:
         ts = a.time_shift
-        why = ""
-        if ts["saving_g"] <= 0:   # say why nothing moved
-            why = (": the hour it arrived is already the cleanest before the deadline"
-                   if ts["intensity_g_per_kwh"][0] <= min(ts["intensity_g_per_kwh"]) else
-                   f": later hours have no spare room (the cluster is {ts['busy_share']:.0%} "
-                   "busy)")
+        why = f": {ts['why_no_saving']}" if "why_no_saving" in ts else ""
         console.print(f"time shifting the deferrable share saves "
                       f"{fmt_g(ts['saving_g'])} operational{why}")
     if figure:

@@ -128,9 +128,14 @@ def time_shift(best: PlanRow, inp: PlanInputs, series: IntensitySeries | None
     x = lp.solve()
     shifted = float(np.dot(lp.cost, x))
     unshifted = float(charge(e_def, ci[0], pue=inp.pue).operational_g)
-    return {"solver": "HiGHS LP", "deferrable": inp.deferrable, "deadline_h": inp.deadline_h,
-            "busy_share": busy_share,
-            "hours_utc": [h % 24 for h in idx], "intensity_g_per_kwh": ci,
-            "placement": [float(v) for v in x],
-            "deferrable_operational_g": {"as_arrived": unshifted, "shifted": shifted},
-            "saving_g": unshifted - shifted}
+    out: dict[str, Any] = {
+        "solver": "HiGHS LP", "deferrable": inp.deferrable, "deadline_h": inp.deadline_h,
+        "busy_share": busy_share, "hours_utc": [h % 24 for h in idx], "intensity_g_per_kwh": ci,
+        "placement": [float(v) for v in x],
+        "deferrable_operational_g": {"as_arrived": unshifted, "shifted": shifted},
+        "saving_g": unshifted - shifted}
+    if out["saving_g"] <= 0:   # nothing moved: say why, for the terminal and plan.json alike
+        out["why_no_saving"] = (
+            "the hour it arrived is already the cleanest before the deadline" if ci[0] <= min(ci)
+            else f"later hours have no spare room (the cluster is {busy_share:.0%} busy)")
+    return out
