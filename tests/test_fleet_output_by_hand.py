@@ -160,3 +160,6 @@ def test_a_long_report_is_capped_on_the_page(tmp_path: Path, monkeypatch):
     assert "<h2>Steps</h2>" in output.write_outputs(t, summary(t), tmp_path, "F")[3].read_text()
     empty = output.write_outputs(t.iloc[:0], summary(t).iloc[:0], tmp_path / "e", "F")
     assert "no steps · 0 deployments" in empty[3].read_text()
+    (blank,) = figs[-1].axes                    # an empty window's figure says so, no axes
+    assert not blank.axison and [t.get_text() for t in blank.texts] == [
+        "No deployment in the window."]

@@ -45,18 +45,23 @@ def _figure(table: pd.DataFrame, totals: pd.DataFrame, png: Path) -> None:
     """Carbon per step of the largest deployments, and their totals split in two."""
     import matplotlib.dates as mdates
 
+    if table.empty:   # an empty window: say so, not two empty axes dated 1970
+        fig, ax = plt.subplots(figsize=(11, 4.8))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "No deployment in the window.", ha="center", va="center", fontsize=12)
+        _save(fig, png)
+        return
     top = totals.nlargest(TOP, "total_g")
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.8), constrained_layout=True)
     shown = table[table["deployment"].isin(top["deployment"])]
     for name, g in shown.groupby("deployment", sort=False):
         a1.plot(g["end_utc"], g["total_g"], marker="." if len(g) < 200 else None,
                 label=str(name))
+    # the axis spans the window's steps (one step alone spanned years by default)
     times = pd.to_datetime(table["end_utc"])
-    if len(times):
-        # the axis spans the window's steps (one step alone spanned years by default)
-        step = (times.max() - times.min()) / max(times.nunique() - 1, 1)
-        pad = step if step > pd.Timedelta(0) else pd.Timedelta(minutes=1)
-        a1.set_xlim(times.min() - pad, times.max() + pad)
+    step = (times.max() - times.min()) / max(times.nunique() - 1, 1)
+    pad = step if step > pd.Timedelta(0) else pd.Timedelta(minutes=1)
+    a1.set_xlim(times.min() - pad, times.max() + pad)
     locator = mdates.AutoDateLocator()
     a1.xaxis.set_major_locator(locator)
     a1.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
@@ -64,9 +69,8 @@ def _figure(table: pd.DataFrame, totals: pd.DataFrame, png: Path) -> None:
                  + (f", the {TOP} largest of {len(totals)}" if len(totals) > TOP else ""))
     a1.set_ylabel("g CO2e")
     a1.set_xlabel("step end (UTC)")
-    if a1.lines:   # an empty window draws no lines (and no legend to warn about)
-        a1.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, frameon=False,
-                  fontsize=8)
+    a1.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, frameon=False,
+              fontsize=8)
     x = range(len(top))
     a2.bar(x, top["operational_g"], label="operational")
     a2.bar(x, top["embodied_g"], bottom=top["operational_g"].fillna(0), label="embodied")
@@ -74,8 +78,11 @@ def _figure(table: pd.DataFrame, totals: pd.DataFrame, png: Path) -> None:
     a2.set_title("Total over the window"
                  + (f" (the {TOP} largest)" if len(totals) > TOP else ""))
     a2.set_ylabel("g CO2e")
-    if len(top):
-        a2.legend(loc="upper right", frameon=False)
+    a2.legend(loc="upper right", frameon=False)
+    _save(fig, png)
+
+
+def _save(fig: plt.Figure, png: Path) -> None:
     with atomic_path(png) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
