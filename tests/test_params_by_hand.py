@@ -65,7 +65,8 @@ def test_hardware_arrays_by_hand(catalog):
 def test_profile_arrays_by_hand():
     ints = ProfileArrays.from_values({n: i for i, n in enumerate(PARAM_NAMES)})
     assert ints.eff_compute.dtype == np.float64 and float(ints.power_exponent) == 8.0
-    vec = ProfileArrays.from_vector(np.arange(18).reshape(9, 2))
+    assert float(ints.eff_fp8_block) == 9.0
+    vec = ProfileArrays.from_vector(np.arange(20).reshape(10, 2))
     assert vec.eff_memory.dtype == np.float64 and vec.eff_memory.tolist() == [2.0, 3.0]
     second = vec.take(np.array([1]))
     assert second.eff_compute.tolist() == [1.0] and second.power_exponent.tolist() == [17.0]

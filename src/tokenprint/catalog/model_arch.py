@@ -27,6 +27,12 @@ class ModelArch(Entry):
     ``2·heads·(2·kv_lora_rank + qk_rope_head_dim)`` FLOPs per token pair and layer); prefill
     decompresses K and V (``2·heads·(qk_nope + qk_rope + v_head_dim)``).
 
+    ``fp8_scales`` says how the model's published FP8 checkpoint scales its weights: per output
+    channel (Meta's FP8 releases) or in 128 × 128 blocks (``block``: DeepSeek's and Qwen's
+    "fine-grained" FP8, ``weight_block_size = [128, 128]`` in the config's
+    ``quantization_config``). Block-scaled expert weights run through other kernels, whose speed
+    the serving stack's profile measures (``eff_fp8_block``).
+
     A multimodal model adds a ``vision`` encoder (:mod:`tokenprint.catalog.vision`): its weights
     count in the model's memory; what an image costs is in :mod:`tokenprint.predict.media`.
     """
@@ -63,6 +69,7 @@ class ModelArch(Entry):
     ssm_conv_kernel: int = Field(default=4, ge=1)
     ssm_state_dtype: str = "auto"   # the config's mamba_ssm_cache_dtype (auto: the KV dtype)
     vision: VisionEncoder | None = None    # a multimodal model's image encoder
+    fp8_scales: Literal["channel", "block"] = "channel"   # of its published FP8 weights
     published_params_b: Quantity | None = None
     published_active_params_b: Quantity | None = None
 

@@ -361,6 +361,9 @@ class CalibrationProfile(BaseModel):
     mem_frac: float = Field(ge=0, le=1)
     peak_frac: float = Field(ge=0, le=1)
     power_exponent: float = Field(gt=0, le=1)
+    # the share of eff_memory reached reading 128 × 128 block-scaled fp8 expert weights (1: as
+    # fast as any other weights; stays 1 where the fit saw no such model)
+    eff_fp8_block: float = Field(default=1.0, gt=0, le=1)
     n_points: int = Field(default=0, ge=0)
     at_bounds: list[str] = Field(default_factory=list)
     tp_sizes: list[int] = Field(default_factory=list)   # GPU counts the fit saw ([]: unknown)

@@ -43,6 +43,7 @@ BOUNDS = {
     "eff_compute": (0.02, 0.9), "eff_memory": (0.05, 0.95), "step_overhead_s": (1e-5, 0.2),
     "seq_overhead_s": (1e-8, 5e-3), "tp_latency_s": (1e-7, 2e-3), "base_frac": (1e-3, 1.0),
     "mem_frac": (1e-3, 1.0), "peak_frac": (1e-3, 1.0), "power_exponent": (0.1, 1.0),
+    "eff_fp8_block": (0.1, 1.0),
 }
 # Held-out ranges cover this central share of the held-out ratios measured / predicted: 85 % for
 # a calibrated (GPU, stack) (a model held out), 90 % for a GPU the stack has no profile for (the
@@ -141,12 +142,13 @@ def _x_prior() -> F64:
     return np.log(np.array([DEFAULT_PRIOR[n] for n in PARAM_NAMES]))
 
 
-def at_bounds(values: F64, rel: float = 0.01) -> list[str]:
-    """Parameters within 1 % (in log terms) of a bound."""
+def at_bounds(values: F64, rel: float = 0.01, free: Mask | None = None) -> list[str]:
+    """Parameters within 1 % (in log terms) of a bound (of those the fit was free to move)."""
     lo, hi = _log_bounds()
     x = np.log(values)
-    return [n for n, xi, a, b in zip(PARAM_NAMES, x, lo, hi, strict=True)
-            if xi - a < rel or b - xi < rel]
+    keep = np.ones(len(PARAM_NAMES), dtype=bool) if free is None else free
+    return [n for n, xi, a, b, k in zip(PARAM_NAMES, x, lo, hi, keep, strict=True)
+            if k and (xi - a < rel or b - xi < rel)]
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,14 @@ class Fit:
     at_bounds: list[str]
 
 
+def free_params(pa: PointArrays) -> Mask:
+    """Which parameters the points can tell: the block-scaled fp8 efficiency only where some
+    point runs such a model (elsewhere it keeps its prior, 1: no slowdown)."""
+    free = np.ones(len(PARAM_NAMES), dtype=bool)
+    free[PARAM_NAMES.index("eff_fp8_block")] = bool(np.any(pa.shape.expert_block_scaled > 0))
+    return free
+
+
 def fit_params(pa: PointArrays, x0: F64 | None = None) -> Fit:
     """Fit the parameters of one (GPU, stack) to its points."""
     lo, hi = _log_bounds()
@@ -166,18 +176,26 @@ def fit_params(pa: PointArrays, x0: F64 | None = None) -> Fit:
     masks = {m: np.isfinite(v) & (v > 0) for m, v in pa.measured.items()}
     if sum(int(mk.sum()) for mk in masks.values()) < 3:
         raise TokenprintError("too few measured values to fit a profile (need at least 3)")
+    free = free_params(pa)
+    fixed = np.where(free, 0.0, prior)
 
-    def residuals(x: F64) -> F64:
+    def full(xf: F64) -> F64:
+        x = fixed.copy()
+        x[free] = xf
+        return x
+
+    def residuals(xf: F64) -> F64:
+        x = full(xf)
         pred = predict_points(pa, ProfileArrays.from_vector(np.exp(x)))
         parts = [METRIC_WEIGHTS[m] * np.log(np.maximum(pred[m][mk], 1e-30) / pa.measured[m][mk])
                  for m, mk in masks.items() if mk.any()]
-        parts.append(PRIOR_WEIGHT * (x - prior))
+        parts.append(PRIOR_WEIGHT * (xf - prior[free]))
         return np.concatenate(parts)
 
-    sol = least_squares(residuals, start, bounds=(lo, hi), loss="soft_l1", f_scale=0.2,
-                        max_nfev=300)
-    values = np.exp(sol.x)
-    return Fit(values, float(np.sqrt(np.mean(sol.fun ** 2))), at_bounds(values))
+    sol = least_squares(residuals, start[free], bounds=(lo[free], hi[free]), loss="soft_l1",
+                        f_scale=0.2, max_nfev=300)
+    values = np.exp(full(sol.x))
+    return Fit(values, float(np.sqrt(np.mean(sol.fun ** 2))), at_bounds(values, free=free))
 
 
 def ratios(pa: PointArrays, values: F64) -> dict[str, F64]:

@@ -6,6 +6,13 @@ Time of one forward pass (prefill or a decode step) on a group of ``tp`` GPUs::
         + all-reduce bytes / link_bw + 2·layers·tp_latency_s·log2(tp)   (tp > 1 only)
         + step_overhead_s + seq_overhead_s · batch
 
+where the routed experts' bytes of a model whose fp8 weights carry 128 × 128 block scales
+(DeepSeek's and Qwen's FP8 checkpoints) count ``1 / eff_fp8_block`` times: their grouped GEMMs
+dequantize block by block and reach less of the bandwidth. On ML.ENERGY v3's H100 runs the FP8
+Qwen3-235B-A22B decodes slower than the bf16 one on the same eight GPUs (25 against 20 ms a
+step at batch 8) though it reads half the bytes, and draws more power, where a channel-scaled
+FP8 MoE (Llama-4-Maverick) decodes as fast as its bytes say.
+
 Each all-reduce waits a latency that grows with the depth of the group, ``log2(tp)`` steps (the
 tree NCCL uses for small messages; every step also waits for the slowest GPU): on Splitwise's
 Llama-2-70B decode steps the time left after the weights' read grows by the same ~11 ms per
@@ -50,6 +57,7 @@ from tokenprint.predict.shapes import (
     MEMORY_FRACTION,
     ShapeArrays,
     allreduce_bytes,
+    expert_bytes,
     group_kv_bytes_per_token,
     pass_bytes,
     pass_flops,
@@ -78,7 +86,10 @@ def pass_time(shape: ShapeArrays, hw: HardwareArrays, prof: ProfileArrays, batch
     flops = pass_flops(shape, b, new_tokens, cached_tokens) \
         + b * np.asarray(encoder_flops, dtype=np.float64)
     t_compute = flops / t / (hw.peak_flops * prof.eff_compute)
-    t_memory = pass_bytes(shape, b, new_tokens, cached_tokens, t) / t \
+    # block-scaled fp8 experts are read at eff_fp8_block of the other weights' rate
+    slow_bytes = expert_bytes(shape, b * np.asarray(new_tokens, dtype=np.float64)) \
+        * shape.expert_block_scaled * (1.0 / prof.eff_fp8_block - 1.0)
+    t_memory = (pass_bytes(shape, b, new_tokens, cached_tokens, t) + slow_bytes) / t \
         / (hw.mem_bw_b_s * prof.eff_memory)
     latency = np.where(t > 1, shape.allreduces * prof.tp_latency_s
                        * np.log2(np.maximum(t, 1.0)), 0.0)

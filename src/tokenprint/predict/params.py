@@ -36,13 +36,13 @@ IDLE_FRAC_OF_TDP = 0.1
 IDLE_SOURCE = "assumption: idle floor = 10 % of TDP (nvidia-smi idle readings of datacenter GPUs)"
 
 PARAM_NAMES = ("eff_compute", "eff_memory", "step_overhead_s", "seq_overhead_s", "tp_latency_s",
-               "base_frac", "mem_frac", "peak_frac", "power_exponent")
+               "base_frac", "mem_frac", "peak_frac", "power_exponent", "eff_fp8_block")
 
 # Used only for a stack with no calibrated profile at all (a user's new stack).
 DEFAULT_PRIOR = {
     "eff_compute": 0.5, "eff_memory": 0.7, "step_overhead_s": 5e-3, "seq_overhead_s": 1e-4,
     "tp_latency_s": 2e-4, "base_frac": 0.2, "mem_frac": 0.5, "peak_frac": 0.5,
-    "power_exponent": 0.5,
+    "power_exponent": 0.5, "eff_fp8_block": 1.0,
 }
 DEFAULT_PRIOR_SOURCE = "tokenprint default assumption (no calibrated profile for this stack)"
 # Multiplicative range [low, high] where nothing better is known.
@@ -113,10 +113,11 @@ class ProfileArrays:
     mem_frac: F64
     peak_frac: F64
     power_exponent: F64
+    eff_fp8_block: F64    # share of eff_memory that block-scaled fp8 expert weights reach
 
     @classmethod
     def from_vector(cls, vec: F64) -> ProfileArrays:
-        """From an (9, n) or (9,) array in ``PARAM_NAMES`` order."""
+        """From an (10, n) or (10,) array in ``PARAM_NAMES`` order."""
         return cls(*(np.asarray(vec[i], dtype=np.float64) for i in range(len(PARAM_NAMES))))
 
     @classmethod

@@ -80,6 +80,7 @@ class ShapeArrays:
     state_bytes_per_seq: F64  # fixed state-space state of a sequence (hybrid models), bytes
     ssm_flops_per_token: F64  # state-space scan FLOPs per token (hybrid models)
     allreduces: F64           # all-reduces per pass in a tensor-parallel group
+    expert_block_scaled: F64  # 1: the routed experts are fp8 with 128 × 128 block scales
 
     @classmethod
     def of(cls, models: list[ModelArch], weight_dtypes: list[str],
@@ -114,6 +115,8 @@ class ShapeArrays:
                                                         strict=True)]),
             ssm_flops_per_token=arr([m.ssm_flops_per_token for m in models]),
             allreduces=arr([m.allreduces_per_pass for m in models]),
+            expert_block_scaled=arr([float(d == "fp8" and m.fp8_scales == "block" and m.is_moe)
+                                     for m, d in zip(models, weight_dtypes, strict=True)]),
         )
 
     def take(self, index: ArrayLike) -> ShapeArrays:
@@ -157,11 +160,15 @@ def pass_bytes(shape: ShapeArrays, batch: ArrayLike, new_tokens: ArrayLike,
     n = np.asarray(new_tokens, dtype=np.float64)
     c = np.asarray(cached_tokens, dtype=np.float64)
     dense = shape.dense_matmul_params * shape.dense_weight_bytes_per_param
-    experts = experts_touched(shape, b * n) * shape.expert_params \
-        * shape.expert_weight_bytes_per_param
     kv = b * group_kv_bytes_per_token(shape, tp) * (c + n)
     state = b * 2.0 * shape.state_bytes_per_seq   # each sequence's state read and written
-    return np.asarray(dense + experts + kv + state)
+    return np.asarray(dense + expert_bytes(shape, b * n) + kv + state)
+
+
+def expert_bytes(shape: ShapeArrays, tokens: ArrayLike) -> F64:
+    """Bytes of the routed experts that ``tokens`` tokens touch (0 for a dense model)."""
+    return np.asarray(experts_touched(shape, tokens) * shape.expert_params
+                      * shape.expert_weight_bytes_per_param)
 
 
 def group_kv_bytes_per_token(shape: ShapeArrays, tp: ArrayLike) -> F64:

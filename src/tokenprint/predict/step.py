@@ -43,7 +43,8 @@ class StepCosts:
     matmul_flops_per_token: float   # 2 × active matmul params (+ a hybrid's SSM scan)
     attn_flops_per_ctx: float       # attention FLOPs per token of context (decode form)
     dense_weight_bytes: float       # weights every pass reads
-    expert_bytes: float             # bytes of one routed expert (all layers); 0 if dense
+    expert_bytes: float             # bytes of one routed expert (all layers; block-scaled fp8
+                                    # ones count 1 / eff_fp8_block times); 0 if dense
     n_experts: float
     experts_per_token: float
     kv_bytes_per_token: float
@@ -110,7 +111,8 @@ def step_costs(catalog: Catalog, model_id: str, gpu_id: str, dtype: str = "auto"
         attn_flops_per_ctx=model.attn_flops_per_pair(decode=True),
         dense_weight_bytes=float(shape.dense_matmul_params[0]
                                  * shape.dense_weight_bytes_per_param[0]),
-        expert_bytes=float(shape.expert_params[0] * shape.expert_weight_bytes_per_param[0]),
+        expert_bytes=float(shape.expert_params[0] * shape.expert_weight_bytes_per_param[0]
+                           / (v["eff_fp8_block"] if shape.expert_block_scaled[0] else 1.0)),
         n_experts=float(model.num_experts), experts_per_token=float(model.experts_per_token),
         kv_bytes_per_token=model.group_kv_bytes_per_token(kv_dt, tp),   # the group's bytes
         state_bytes_per_seq=model.state_bytes_per_seq(kv_dt),
