@@ -492,3 +492,23 @@ def test_simulate_step_equals_predict_step_in_a_parallel_group(catalog):
         assert float(pt.step_overhead_s[0]) == pytest.approx(waits, rel=1e-12)
         assert costs.power(dt, comp, waits) == pytest.approx(
             float(power_w(hw, prof, pt)[0]) * 4, rel=1e-9)
+
+
+def test_the_models_added_after_the_fit_are_answered(shared_data: Path, catalog):
+    """Mixtral, Qwen2/2.5, Gemma 2 and Mistral-7B v0.1, which ML.ENERGY v2 and Argonne measure,
+    are in the catalog: none of their rows is refused any more, and each is predicted."""
+    from tokenprint.predict.datasets import load_argonne
+
+    cal = shared_data / "calibration"
+    v2 = load_mlenergy(cal / "mlenergy_v2_llm_runs.csv", catalog)
+    arg = load_argonne(cal / "argonne_llm_inference_bench", catalog)
+    for pts in (v2, arg):
+        refused = " ".join(pts.skipped_reasons)
+        for name in ("Mixtral-8x7B", "Mixtral-8x22B", "gemma-2-", "Qwen2-7B", "Qwen2-72B",
+                     "Mistral-7B-v0.1"):
+            assert name not in refused
+    assert {"mixtral-8x7b", "mixtral-8x22b", "gemma-2-9b"} <= set(v2.table["model"])
+    assert {"mistral-7b-v0.1", "qwen2.5-7b", "qwen2.5-72b"} <= set(arg.table["model"])
+    rec = predict_records(catalog, catalog.model("mixtral-8x7b"), catalog.gpu("h100"), [8],
+                          512, 128, tp=2)[0]
+    assert rec["status"] == "ok" and 0 < rec["energy_per_output_token_j"] < 10

@@ -57,7 +57,6 @@ from tokenprint.predict.shapes import (
     MEMORY_FRACTION,
     ShapeArrays,
     allreduce_bytes,
-    expert_bytes,
     group_kv_bytes_per_token,
     pass_bytes,
     pass_flops,
@@ -87,9 +86,9 @@ def pass_time(shape: ShapeArrays, hw: HardwareArrays, prof: ProfileArrays, batch
         + b * np.asarray(encoder_flops, dtype=np.float64)
     t_compute = flops / t / (hw.peak_flops * prof.eff_compute)
     # block-scaled fp8 experts are read at eff_fp8_block of the other weights' rate
-    slow_bytes = expert_bytes(shape, b * np.asarray(new_tokens, dtype=np.float64)) \
-        * shape.expert_block_scaled * (1.0 / prof.eff_fp8_block - 1.0)
-    t_memory = (pass_bytes(shape, b, new_tokens, cached_tokens, t) + slow_bytes) / t \
+    slow = (1.0 + shape.expert_block_scaled * (1.0 / prof.eff_fp8_block - 1.0)
+            if shape.expert_block_scaled.any() else 1.0)
+    t_memory = pass_bytes(shape, b, new_tokens, cached_tokens, t, slow) / t \
         / (hw.mem_bw_b_s * prof.eff_memory)
     latency = np.where(t > 1, shape.allreduces * prof.tp_latency_s
                        * np.log2(np.maximum(t, 1.0)), 0.0)

@@ -153,16 +153,21 @@ def pass_flops(shape: ShapeArrays, batch: ArrayLike, new_tokens: ArrayLike,
 
 
 def pass_bytes(shape: ShapeArrays, batch: ArrayLike, new_tokens: ArrayLike,
-               cached_tokens: ArrayLike, tp: ArrayLike = 1.0) -> F64:
+               cached_tokens: ArrayLike, tp: ArrayLike = 1.0,
+               expert_weight: ArrayLike = 1.0) -> F64:
     """Bytes moved from memory in that pass, summed over a group of ``tp`` GPUs: weights used
-    once, the KV cache read and appended (by every GPU where it is replicated)."""
+    once, the KV cache read and appended (by every GPU where it is replicated).
+
+    ``expert_weight`` counts each routed expert's bytes that many times (the time model reads
+    block-scaled fp8 experts as slower bytes: ``model.pass_time``)."""
     b = np.asarray(batch, dtype=np.float64)
     n = np.asarray(new_tokens, dtype=np.float64)
     c = np.asarray(cached_tokens, dtype=np.float64)
     dense = shape.dense_matmul_params * shape.dense_weight_bytes_per_param
     kv = b * group_kv_bytes_per_token(shape, tp) * (c + n)
     state = b * 2.0 * shape.state_bytes_per_seq   # each sequence's state read and written
-    return np.asarray(dense + expert_bytes(shape, b * n) + kv + state)
+    experts = expert_bytes(shape, b * n) * np.asarray(expert_weight, dtype=np.float64)
+    return np.asarray(dense + experts + kv + state)
 
 
 def expert_bytes(shape: ShapeArrays, tokens: ArrayLike) -> F64:
