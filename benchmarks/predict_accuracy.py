@@ -26,7 +26,12 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from fit_shipped_profiles import HELD_OUT_MODELS, HELD_OUT_TASKS, load_all  # noqa: E402
+from fit_shipped_profiles import (  # noqa: E402
+    HELD_OUT_GPUS,
+    HELD_OUT_MODELS,
+    HELD_OUT_TASKS,
+    load_all,
+)
 
 from tokenprint.catalog import Catalog, load_catalog  # noqa: E402
 from tokenprint.predict.datasets import Points  # noqa: E402
@@ -68,7 +73,8 @@ def _later_models(sets: list[Points], names: tuple[str, ...], cat: Catalog) -> N
     print("\n== models added to the catalog after the shipped fit (out of sample, no refit) ==")
     for name, s in zip(names, sets, strict=True):
         t = s.table
-        mask = t["model"].isin(HELD_OUT_MODELS) & ~t["task"].isin(HELD_OUT_TASKS)
+        mask = (t["model"].isin(HELD_OUT_MODELS) & ~t["task"].isin(HELD_OUT_TASKS)
+                & ~t["gpu"].isin(HELD_OUT_GPUS))
         if "v3" in name or not mask.any():
             continue
         sub = t[mask.to_numpy()].reset_index(drop=True)
@@ -76,6 +82,25 @@ def _later_models(sets: list[Points], names: tuple[str, ...], cat: Catalog) -> N
         print(_row(name, rep))
         for model, part in rep["by_model"].items():
             print(_row(f"  model {model}", part))
+
+
+def _unprofiled_gpus(sets: list[Points], names: tuple[str, ...], cat: Catalog) -> None:
+    """Rows on GPUs that no shipped profile covers, predicted by their stack's prior."""
+    print("\n== GPUs without a profile: the stack's prior transferred by specs (no refit) ==")
+    for name, s in zip(names, sets, strict=True):
+        t = s.table
+        mask = t["gpu"].isin(HELD_OUT_GPUS)
+        if not mask.any():
+            continue
+        sub = t[mask.to_numpy()].reset_index(drop=True)
+        rep = validation_report(sub, cat, None, 0, s.source)
+        for gpu, part in rep["by_gpu"].items():
+            print(_row(f"{name}: {gpu}", part))
+        for model, part in rep["by_model"].items():
+            print(_row(f"  model {model}", part))
+        for n_gpus in sorted(sub["tp"].unique()):
+            part = sub[sub["tp"] == n_gpus].reset_index(drop=True)
+            print(_row(f"  {n_gpus:g} GPU(s)", validation_report(part, cat, None, 0, s.source)))
 
 
 def main() -> None:
@@ -93,14 +118,18 @@ def main() -> None:
     print("\n== shipped profiles, no refit (in-sample for calibrated pairs) ==")
     for name, s in zip(names, sets, strict=True):
         print(_row(name, validation_report(s.table, cat, None, s.n_skipped, s.source)))
-        fitted = ~(s.table["model"].isin(HELD_OUT_MODELS) | s.table["task"].isin(HELD_OUT_TASKS))
+        fitted = ~(s.table["model"].isin(HELD_OUT_MODELS) | s.table["task"].isin(HELD_OUT_TASKS)
+                   | s.table["gpu"].isin(HELD_OUT_GPUS))
         if not fitted.all():
             sub = s.table[fitted.to_numpy()].reset_index(drop=True)
             print(_row("  of which the fitted rows", validation_report(sub, cat, None, 0,
                                                                        s.source)))
     _kept_out(sets[2], cat)
     _later_models(sets, names, cat)
+    _unprofiled_gpus(sets, names, cat)
     allp = pd.concat([s.table for s in sets], ignore_index=True)
+    # the refits below are over the GPUs that have profiles; the others are scored above
+    allp = allp[~allp["gpu"].isin(HELD_OUT_GPUS)].reset_index(drop=True)
     for holdout in ("gpu", "model"):
         rep = validation_report(allp, cat, holdout, 0, "all")
         print(f"\n== {holdout} held out (refit on the rest) ==")
@@ -110,9 +139,10 @@ def main() -> None:
             print(_row(f"  gpu {gpu}", sub))
     print("\n== parallel layout held out (each GPU count predicted from a fit to the others) ==")
     for name, s in zip(names, sets, strict=True):
-        if s.table["tp"].nunique() < 2:
+        table = s.table[~s.table["gpu"].isin(HELD_OUT_GPUS)].reset_index(drop=True)
+        if table["tp"].nunique() < 2:
             continue
-        rep = validation_report(s.table, cat, "tp", 0, s.source)
+        rep = validation_report(table, cat, "tp", 0, s.source)
         print(_row(name, rep))
         for stack, sub in rep["by_stack"].items():
             if len(rep["by_stack"]) > 1:

@@ -216,3 +216,15 @@ def test_step_costs_of_latent_attention_by_hand(catalog):
     lone = replace(c, n_experts=1.0, experts_per_token=1.0, expert_bytes=5.0)
     assert lone.weight_bytes(3) == c.dense_weight_bytes + 5.0     # one expert, always touched
     assert math.isclose(replace(c, n_experts=0.0).weight_bytes(3), c.dense_weight_bytes)
+
+
+def test_a_prior_borrowed_across_vendors_says_so(catalog):
+    """An AMD GPU under a stack whose profiles are all NVIDIA's gets the transfer's one checked
+    outcome in its calibration text; an NVIDIA GPU without a profile does not."""
+    amd = resolve_profile(catalog.gpu("mi300x"), catalog, "vllm-2025")
+    assert amd.calibrated is False
+    assert "no AMD GPU has a profile under this stack" in amd.calibration
+    assert "2.3×" in amd.calibration and "calibrate" in amd.calibration
+    nvidia = resolve_profile(catalog.gpu("b200"), catalog, "vllm-2025")
+    assert "profile under this stack" not in nvidia.calibration
+    assert nvidia.calibration.endswith("transferred by specs")

@@ -509,6 +509,10 @@ def test_the_models_added_after_the_fit_are_answered(shared_data: Path, catalog)
             assert name not in refused
     assert {"mixtral-8x7b", "mixtral-8x22b", "gemma-2-9b"} <= set(v2.table["model"])
     assert {"mistral-7b-v0.1", "qwen2.5-7b", "qwen2.5-72b"} <= set(arg.table["model"])
+    # Argonne's MI300X vLLM rows are read (under vLLM 2024, whose prior they are scored with)
+    mi = arg.table[arg.table["gpu"] == "mi300x"]
+    assert len(mi) > 500 and set(mi["stack"]) == {"vllm-2024"}
+    assert not any("MI300X" in reason for reason in arg.skipped_reasons)
     rec = predict_records(catalog, catalog.model("mixtral-8x7b"), catalog.gpu("h100"), [8],
                           512, 128, tp=2)[0]
     assert rec["status"] == "ok" and 0 < rec["energy_per_output_token_j"] < 10

@@ -45,6 +45,11 @@ DEFAULT_PRIOR = {
     "power_exponent": 0.5, "eff_fp8_block": 1.0,
 }
 DEFAULT_PRIOR_SOURCE = "tokenprint default assumption (no calibrated profile for this stack)"
+# A prior borrowed across vendors: the one such transfer the shared data can check (Argonne's
+# vLLM runs on the MI300X, vLLM's ROCm build of mid-2024, README "Accuracy") went 2.3× too fast.
+OTHER_VENDOR_NOTE = ("no {vendor} GPU has a profile under this stack: on Argonne's MI300X runs "
+                     "(vLLM's 2024 ROCm build) such a transfer predicted 2.3× the measured "
+                     "throughput; calibrate on a few runs of your own")
 # Multiplicative range [low, high] where nothing better is known.
 DEFAULT_RANGE = (0.5, 2.0)
 RANGE_METRICS = ("energy_per_token", "tpot", "throughput", "ttft")
@@ -215,6 +220,8 @@ def resolve_profile(gpu: Gpu, catalog: Catalog, stack: str = DEFAULT_STACK,
                                _range_from(prof.error, "tp_holdout."))
     others = [p for p in catalog.stack_profiles(st.id) if p.gpu != exclude_gpu]
     prior, src = stack_prior(others)
+    if others and gpu.vendor not in {catalog.gpu(p.gpu).vendor for p in others}:
+        src += f"; {OTHER_VENDOR_NOTE.format(vendor=gpu.vendor)}"
     ranges = _prior_ranges(others) or {m: DEFAULT_RANGE for m in RANGE_METRICS}
     return ResolvedProfile(gpu.id, st.id, prior, src, False, f"{st.id}-prior", ranges)
 
