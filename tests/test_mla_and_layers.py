@@ -184,3 +184,24 @@ def test_predict_table_never_cuts_a_number(columns):
         assert "ranges (low–high) left out at 80 columns" in out
     else:
         assert "(0.0" in out and "left out" not in out        # ranges under the values
+
+
+def test_a_prefill_faster_than_the_tensor_peak_is_refused(catalog, tmp_path):
+    """Splitwise records TP-2 batch-64 prefills of Llama-2-70B in 0.8 s on A100s, a quarter of
+    what 2 × 312 TFLOP/s allow for 64 × 512 prompt tokens: such a row is refused by name, its
+    plausible neighbour kept."""
+    from tokenprint.predict.datasets import load_splitwise
+
+    head = ("model,hardware,tensor_parallel,prompt_size_tokens,batch_size,token_size_tokens,"
+            "prompt_time_ms,token_time_ms\n")
+    rows = ("llama2-70b,a100-80gb,2,512,32,128,6638.9,72.1\n"
+            "llama2-70b,a100-80gb,2,512,64,128,802.0,67.3\n")
+    f = tmp_path / "perf.csv"
+    f.write_text(head + rows)
+    pts = load_splitwise(f, catalog)
+    assert len(pts.table) == 1 and float(pts.table["batch"].iloc[0]) == 32.0
+    (reason,) = pts.skipped_reasons
+    assert reason.startswith("prefill faster than the GPUs' dense fp16 peak allows")
+    # the floor itself: 2 · matmul params · 64 · 512 FLOPs over 2 × 312 TFLOP/s is about 7.4 s
+    floor_s = 2 * catalog.model("llama-2-70b").matmul_params * 64 * 512 / (2 * 312e12)
+    assert 7.0 < floor_s < 7.8

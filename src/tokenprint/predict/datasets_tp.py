@@ -16,7 +16,10 @@ from tokenprint.predict.points import Points, _Collector, _read_csv, _require, _
 ARGONNE_STACKS = {"vllm": "vllm-2024", "tensorrt-llm": "tensorrt-llm",
                   "deepspeed-mii": "deepspeed-mii"}
 ARGONNE_GPUS = {"nvidia a100 gpu": "a100-sxm4-40gb", "nvidia h100 gpu": "h100-sxm",
-                "nvidia gh200 gpu": "gh200"}
+                "nvidia gh200 gpu": "gh200",
+                # vLLM's ROCm build of the same releases: no profile, its stack's prior
+                # transferred by specs, as a user on an MI300X gets (scored, never fitted)
+                "amd mi300x gpu": "mi300x"}
 ARGONNE_MODELS = {"meta-llama/meta-llama-3-8b": "llama-3.1-8b",
                   "meta-llama/meta-llama-3-70b": "llama-3.1-70b",
                   "huggyllama/llama-7b": "llama-7b"}
@@ -25,7 +28,8 @@ ARGONNE_SOURCE = ("Argonne LLM-Inference-Bench (github argonne-lcf/LLM-Inference
                   "BSD-3-Clause): offline static batches, input = output length, fp16; throughput "
                   "converted from input+output to output tokens/s; average power (GPU 0, NVML) "
                   f"includes ~{ARGONNE_IDLE_TAIL_S:g} s of idle after the run, modelled as such; "
-                  "A100 taken as SXM4 40 GB (Polaris), H100 as SXM; Llama-3 8B/70B share "
+                  "A100 taken as SXM4 40 GB (Polaris), H100 as SXM, MI300X under vLLM's ROCm "
+                  "build of the same releases; Llama-3 8B/70B share "
                   "Llama-3.1's shapes; vLLM there is 0.5-0.6 (stack vllm-2024)")
 
 
@@ -119,6 +123,10 @@ def load_splitwise(path: str | Path, catalog: Catalog) -> Points:
         if model is None:
             out.skip(f"model not in catalog: {rec['model']}")
             continue
+        if _prefill_beats_peak(catalog, model, gpu, rec):
+            out.skip("prefill faster than the GPUs' dense fp16 peak allows for the batch (the "
+                     "run cannot have prefilled it all: a mislabelled row)")
+            continue
         out.add(gpu=gpu, model=model, stack="splitwise-2023", tp=int(rec["tensor_parallel"]),
                 batch=float(rec["batch_size"]), input_len=float(rec["prompt_size_tokens"]),
                 output_len=float(rec["token_size_tokens"]), dtype="fp16", mode="static",
@@ -126,3 +134,12 @@ def load_splitwise(path: str | Path, catalog: Catalog) -> Points:
                 throughput_tok_s=np.nan, ttft_s=float(rec["prompt_time_ms"]) / 1e3,
                 task="splitwise")
     return out.points(SPLITWISE_SOURCE)
+
+
+def _prefill_beats_peak(catalog: Catalog, model: str, gpu: str, rec: dict[str, Any]) -> bool:
+    """Whether the recorded prefill took less time than the matmul FLOPs of the batch's prompts
+    need at the group's dense fp16 tensor peak (a floor no kernel beats)."""
+    flops = (2.0 * catalog.model(model).matmul_params * float(rec["batch_size"])
+             * float(rec["prompt_size_tokens"]))
+    peak = int(rec["tensor_parallel"]) * catalog.gpu(gpu).fp16_tflops.value * 1e12
+    return float(rec["prompt_time_ms"]) / 1e3 < flops / peak
