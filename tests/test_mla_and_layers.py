@@ -205,3 +205,31 @@ def test_a_prefill_faster_than_the_tensor_peak_is_refused(catalog, tmp_path):
     # the floor itself: 2 · matmul params · 64 · 512 FLOPs over 2 × 312 TFLOP/s is about 7.4 s
     floor_s = 2 * catalog.model("llama-2-70b").matmul_params * 64 * 512 / (2 * 312e12)
     assert 7.0 < floor_s < 7.8
+
+
+def test_a_row_faster_than_its_hardware_is_refused(catalog):
+    """A decode step cannot beat its weights read at the datasheet bandwidth: Llama-3.1-8B in
+    bf16 on one H100 reads 16 GB a step, at 3.35 TB/s 4.8 ms, so at most ~208 tokens/s at batch
+    1. A row claiming 2,000 is refused by name; one at 150 is kept."""
+    import pandas as pd
+
+    from tokenprint.predict.plausible import BEYOND_HARDWARE, decode_floor_s, drop_beyond_hardware
+    from tokenprint.predict.points import COLUMNS, Points
+
+    rows = [{"gpu": "h100-sxm", "model": "llama-3.1-8b", "stack": "vllm-2025", "tp": 1,
+             "batch": 1.0, "input_len": 128.0, "output_len": 128.0, "dtype": "bf16",
+             "mode": "static", "energy_total": False, "idle_tail_s": 0.0,
+             "tpot_includes_prefill": False, "energy_per_output_token_j": 1.0, "tpot_s": np.nan,
+             "throughput_tok_s": thr, "ttft_s": np.nan, "task": "t", "encoder_flops": 0.0}
+            for thr in (150.0, 2000.0)]
+    pts = Points(pd.DataFrame(rows, columns=list(COLUMNS)), 3, {"other": 3}, "hand-made")
+    floor = decode_floor_s(pts, catalog)
+    m = catalog.model("llama-3.1-8b")
+    expected = (m.dense_matmul_params * 2 + m.kv_bytes_per_token("bf16") * 129) / 3.35e12
+    assert floor[0] == pytest.approx(expected, rel=1e-9)
+    kept = drop_beyond_hardware(pts, catalog)
+    assert kept.table["throughput_tok_s"].tolist() == [150.0]
+    assert kept.n_skipped == 4 and kept.skipped_reasons == {"other": 3, BEYOND_HARDWARE: 1}
+    # a step reported shorter than the floor is refused the same way
+    pts2 = Points(pts.table.assign(throughput_tok_s=np.nan, tpot_s=[0.010, 0.001]), 0, {}, "x")
+    assert drop_beyond_hardware(pts2, catalog).table["tpot_s"].tolist() == [0.010]

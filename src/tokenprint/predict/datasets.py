@@ -25,6 +25,7 @@ from tokenprint.catalog import Catalog
 from tokenprint.errors import TokenprintError
 from tokenprint.predict.datasets_tp import load_argonne, load_splitwise
 from tokenprint.predict.media import TEXT_ONLY, Media, media_cost
+from tokenprint.predict.plausible import drop_beyond_hardware
 from tokenprint.predict.points import (  # re-exported: callers import them from here
     COLUMNS,
     FORMATS,
@@ -115,8 +116,8 @@ def load_mlenergy(path: str | Path, catalog: Catalog,
                 energy_per_output_token_j=float(rec["energy_per_output_token_J"]),
                 tpot_s=float(rec["Avg TPOT (s)"]),
                 throughput_tok_s=float(rec["Token tput (tok/s)"]), task=str(rec.get("task", "")))
-    return out.points(f"{MLENERGY_SOURCE}; file {p.name}; prompt length assumed {input_len} "
-                      "tokens")
+    return drop_beyond_hardware(out.points(
+        f"{MLENERGY_SOURCE}; file {p.name}; prompt length assumed {input_len} tokens"), catalog)
 
 
 def load_mlenergy_v3(path: str | Path, catalog: Catalog) -> Points:
@@ -158,8 +159,9 @@ def load_mlenergy_v3(path: str | Path, catalog: Catalog) -> Points:
                 throughput_tok_s=float(rec["output_throughput_tokens_per_sec"]) / dp, task=task)
     lens = ", ".join(f"{k} {v}" for k, v in V3_INPUT_LEN.items())
     kinds = "; ".join(f"{k}: {m.describe()}" for k, m in V3_MEDIA.items())
-    return out.points(f"{V3_SOURCE}; file {p.name}; text prompt lengths assumed per task ({lens} "
-                      f"tokens); media per request assumed ({kinds})")
+    return drop_beyond_hardware(out.points(
+        f"{V3_SOURCE}; file {p.name}; text prompt lengths assumed per task ({lens} tokens); "
+        f"media per request assumed ({kinds})"), catalog)
 
 
 def load_mlenergy_v1(path: str | Path, catalog: Catalog) -> Points:
@@ -193,7 +195,7 @@ def load_mlenergy_v1(path: str | Path, catalog: Catalog) -> Points:
                     mode="static", energy_total=True,
                     energy_per_output_token_j=float(rec["energy"]) / n_out, tpot_s=np.nan,
                     throughput_tok_s=n_out / float(rec["latency"]), task=task)
-    return out.points(V1_SOURCE)
+    return drop_beyond_hardware(out.points(V1_SOURCE), catalog)
 
 
 ENGINE_STACKS = {"hf": "hf-transformers", "vllm": "vllm-2025"}

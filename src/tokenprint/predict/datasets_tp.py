@@ -11,6 +11,7 @@ import numpy as np
 
 from tokenprint.catalog import Catalog
 from tokenprint.errors import TokenprintError
+from tokenprint.predict.plausible import drop_beyond_hardware
 from tokenprint.predict.points import Points, _Collector, _read_csv, _require, _resolve
 
 ARGONNE_STACKS = {"vllm": "vllm-2024", "tensorrt-llm": "tensorrt-llm",
@@ -103,7 +104,7 @@ def load_argonne(path: str | Path, catalog: Catalog) -> Points:
                 out.skip("throughput row already in the power file")
                 continue
             _argonne_row(out, catalog, rec, int(rec["num_devices"]), np.nan, False)
-    return out.points(ARGONNE_SOURCE)
+    return drop_beyond_hardware(out.points(ARGONNE_SOURCE), catalog)
 
 
 def load_splitwise(path: str | Path, catalog: Catalog) -> Points:
@@ -133,7 +134,7 @@ def load_splitwise(path: str | Path, catalog: Catalog) -> Points:
                 energy_per_output_token_j=np.nan, tpot_s=float(rec["token_time_ms"]) / 1e3,
                 throughput_tok_s=np.nan, ttft_s=float(rec["prompt_time_ms"]) / 1e3,
                 task="splitwise")
-    return out.points(SPLITWISE_SOURCE)
+    return drop_beyond_hardware(out.points(SPLITWISE_SOURCE), catalog)
 
 
 def _prefill_beats_peak(catalog: Catalog, model: str, gpu: str, rec: dict[str, Any]) -> bool:
