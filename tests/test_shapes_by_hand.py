@@ -219,3 +219,23 @@ def test_a_group_that_splits_no_head_evenly_is_refused(catalog):
     odd = catalog.model("llama-2-7b").model_copy(update={"num_kv_heads": 3})
     assert group_fits_heads(odd, 1) and group_fits_heads(odd, 3) and group_fits_heads(odd, 6)
     assert not group_fits_heads(odd, 2) and not group_fits_heads(odd, 4)
+
+
+def test_a_replicated_latent_cache_is_read_on_every_gpu_of_the_group(catalog):
+    """DeepSeek-V3's MLA latent sits whole on each of 8 GPUs (vLLM): a memory-bound decode step
+    reads 8 copies of it, the weights once across the group; with the latent split instead the
+    step would be shorter by exactly 7 copies over the group's bandwidth."""
+    from dataclasses import replace
+
+    m = catalog.model("deepseek-v3")
+    gpu = catalog.gpu("h100-sxm")
+    prof = ProfileArrays.from_values(resolve_profile(gpu, catalog, "vllm-2025").values)
+    shape = ShapeArrays.of([m], ["fp8"])
+    split = replace(shape, kv_replicated=np.zeros(1))
+    hw = hardware_arrays([gpu], ["fp8"])
+    b, ctx = 64.0, 8000.0
+    whole = float(pass_time(shape, hw, prof, b, 1.0, ctx, 8.0).total_s[0])
+    shared = float(pass_time(split, hw, prof, b, 1.0, ctx, 8.0).total_s[0])
+    copies = 7 * b * (ctx + 1) * m.kv_bytes_per_token("bf16")
+    bw = gpu.memory_bw_gb_s.value * 1e9 * prof.eff_memory
+    assert whole - shared == pytest.approx(float(copies / 8 / bw), rel=1e-9)
