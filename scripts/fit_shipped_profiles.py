@@ -34,7 +34,9 @@ HELD_OUT_TASKS = ("image-chat", "video-chat")
 HELD_OUT_MODELS = ("nemotron-nano-9b-v2", "nemotron-nano-12b-v2", "llama-4-maverick",
                    # added to the catalog after the fit: ML.ENERGY v2 and Argonne measure them
                    "mixtral-8x7b", "mixtral-8x22b", "mistral-7b-v0.1", "qwen2.5-7b",
-                   "qwen2.5-72b", "gemma-2-2b", "gemma-2-9b", "gemma-2-27b")
+                   "qwen2.5-72b", "gemma-2-2b", "gemma-2-9b", "gemma-2-27b", "phi-3-mini",
+                   "phi-3-medium", "codegemma-7b", "codegemma-2b", "starcoder2-3b",
+                   "starcoder2-7b", "starcoder2-15b")
 # GPUs scored as a user without a profile meets them (their stack's prior), never fitted
 HELD_OUT_GPUS = ("mi300x",)
 
