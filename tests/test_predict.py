@@ -516,3 +516,26 @@ def test_the_models_added_after_the_fit_are_answered(shared_data: Path, catalog)
     rec = predict_records(catalog, catalog.model("mixtral-8x7b"), catalog.gpu("h100"), [8],
                           512, 128, tp=2)[0]
     assert rec["status"] == "ok" and 0 < rec["energy_per_output_token_j"] < 10
+
+
+def test_an_fp8_record_says_which_scales_it_assumed_and_a_user_file_can_change_them(tmp_path):
+    """Qwen3's published FP8 is block-scaled: the record says so, and costs its experts at the
+    profile's eff_fp8_block. A user who quantizes per channel instead says so in a catalog file,
+    and the same prediction then reads the experts at the full rate (less time, less energy)."""
+    from tokenprint.catalog import load_catalog as load
+
+    cat = load()
+    block = predict_records(cat, cat.model("qwen3-30b-a3b"), cat.gpu("h100"), [64], 512, 128,
+                            dtype="fp8")[0]
+    assert block["fp8_scales"] == "block"
+    assert "fp8_scales" not in predict_records(cat, cat.model("qwen3-30b-a3b"), cat.gpu("h100"),
+                                               [64], 512, 128)[0]
+    f = tmp_path / "mine.toml"
+    f.write_text('[[model]]\nid = "qwen3-30b-a3b"\nfp8_scales = "channel"\n'
+                 'source = "quantized per channel with vLLM --quantization fp8"\n')
+    mine = load([f])
+    chan = predict_records(mine, mine.model("qwen3-30b-a3b"), mine.gpu("h100"), [64], 512, 128,
+                           dtype="fp8")[0]
+    assert chan["fp8_scales"] == "channel"
+    assert chan["tpot_s"] < block["tpot_s"]
+    assert chan["energy_per_output_token_j"] < block["energy_per_output_token_j"]

@@ -45,6 +45,7 @@ class RunRecord(TypedDict, total=False):
     media: str              # what a multimodal prompt carried besides text ("1 image 1024×1024")
     media_tokens: int       # prompt tokens the media added (included in the prefill)
     encoder_flops: float    # vision encoder FLOPs per request
+    fp8_scales: str         # predicted in fp8: the weights' scales assumed ("block" or "channel")
     workload: str
     weights: str
     timestamp: str

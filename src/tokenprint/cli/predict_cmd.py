@@ -92,7 +92,8 @@ def _print_table(recs: list[Any], tp: int, input_len: int, output_len: int) -> N
     """One GPU's predicted records as a table, with the profile they came from."""
     r0 = recs[0]
     media = (f" + {r0['media']} ({r0['media_tokens']} tokens)" if r0.get("media") else "")
-    table = Table(title=f"Predicted: {r0['model']} on {tp} × {r0['hardware_id']} ({r0['dtype']}), "
+    dtype = (f"fp8, {r0['fp8_scales']}-scaled" if r0.get("fp8_scales") else r0["dtype"])
+    table = Table(title=f"Predicted: {r0['model']} on {tp} × {r0['hardware_id']} ({dtype}), "
                   f"{r0['stack']}, input {input_len}{media}, output {output_len}")
     for col in ("batch", "TTFT s", "TPOT ms", "tok/s", "prefill J/tok", "decode J/tok",
                 "power W", "status"):

@@ -107,6 +107,7 @@ def predict_records(catalog: Catalog, model: ModelArch, gpu: Gpu, batches: list[
             **({} if media is None or media.empty else {
                 "media": media.describe(), "media_tokens": round(cost.tokens),
                 "encoder_flops": cost.encoder_flops}),
+            **({"fp8_scales": model.fp8_scales} if dt == "fp8" else {}),
             "meter": "model", "energy_kind": "predicted",
             "model_version": MODEL_VERSION, "stack": resolved.stack,
             "profile": resolved.profile_id, "calibration": resolved.calibration,
