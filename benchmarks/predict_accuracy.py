@@ -30,6 +30,7 @@ from fit_shipped_profiles import (  # noqa: E402
     HELD_OUT_GPUS,
     HELD_OUT_MODELS,
     HELD_OUT_TASKS,
+    kept_out,
     load_all,
 )
 
@@ -118,8 +119,7 @@ def main() -> None:
     print("\n== shipped profiles, no refit (in-sample for calibrated pairs) ==")
     for name, s in zip(names, sets, strict=True):
         print(_row(name, validation_report(s.table, cat, None, s.n_skipped, s.source)))
-        fitted = ~(s.table["model"].isin(HELD_OUT_MODELS) | s.table["task"].isin(HELD_OUT_TASKS)
-                   | s.table["gpu"].isin(HELD_OUT_GPUS))
+        fitted = ~kept_out(s.table)
         if not fitted.all():
             sub = s.table[fitted.to_numpy()].reset_index(drop=True)
             print(_row("  of which the fitted rows", validation_report(sub, cat, None, 0,
