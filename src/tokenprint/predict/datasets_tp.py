@@ -124,10 +124,6 @@ def load_splitwise(path: str | Path, catalog: Catalog) -> Points:
         if model is None:
             out.skip(f"model not in catalog: {rec['model']}")
             continue
-        if _prefill_beats_peak(catalog, model, gpu, rec):
-            out.skip("prefill faster than the GPUs' dense fp16 peak allows for the batch (the "
-                     "run cannot have prefilled it all: a mislabelled row)")
-            continue
         out.add(gpu=gpu, model=model, stack="splitwise-2023", tp=int(rec["tensor_parallel"]),
                 batch=float(rec["batch_size"]), input_len=float(rec["prompt_size_tokens"]),
                 output_len=float(rec["token_size_tokens"]), dtype="fp16", mode="static",
@@ -135,12 +131,3 @@ def load_splitwise(path: str | Path, catalog: Catalog) -> Points:
                 throughput_tok_s=np.nan, ttft_s=float(rec["prompt_time_ms"]) / 1e3,
                 task="splitwise")
     return drop_beyond_hardware(out.points(SPLITWISE_SOURCE), catalog)
-
-
-def _prefill_beats_peak(catalog: Catalog, model: str, gpu: str, rec: dict[str, Any]) -> bool:
-    """Whether the recorded prefill took less time than the matmul FLOPs of the batch's prompts
-    need at the group's dense fp16 tensor peak (a floor no kernel beats)."""
-    flops = (2.0 * catalog.model(model).matmul_params * float(rec["batch_size"])
-             * float(rec["prompt_size_tokens"]))
-    peak = int(rec["tensor_parallel"]) * catalog.gpu(gpu).fp16_tflops.value * 1e12
-    return float(rec["prompt_time_ms"]) / 1e3 < flops / peak
