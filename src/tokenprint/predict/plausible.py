@@ -26,16 +26,21 @@ PREFILL_BEYOND_PEAK = ("prefill faster than the GPUs' dense fp16 peak allows for
                        "mislabelled row")
 
 
-def _arrays(points: Points, catalog: Catalog) -> tuple[ShapeArrays, HardwareArrays]:
+Arrays = tuple[ShapeArrays, HardwareArrays]
+
+
+def _arrays(points: Points, catalog: Catalog) -> Arrays:
+    """The points' model shapes and GPU specs, as arrays."""
     t = points.table
     dtypes = [str(d) for d in t["dtype"]]
     return (ShapeArrays.of([catalog.model(m) for m in t["model"]], dtypes),
             hardware_arrays([catalog.gpu(g) for g in t["gpu"]], dtypes))
 
 
-def decode_floor_s(points: Points, catalog: Catalog) -> np.ndarray:
-    """Per row, the least time one decode step can take on its GPUs (seconds)."""
-    shape, hw = _arrays(points, catalog)
+def decode_floor_s(points: Points, catalog: Catalog, arrays: Arrays | None = None) -> np.ndarray:
+    """Per row, the least time one decode step can take on its GPUs (seconds); ``arrays``: the
+    points' shapes and hardware, where the caller has them already."""
+    shape, hw = arrays or _arrays(points, catalog)
     t = points.table
     b = t["batch"].to_numpy(float)
     tp = t["tp"].to_numpy(float)
@@ -45,10 +50,11 @@ def decode_floor_s(points: Points, catalog: Catalog) -> np.ndarray:
     return np.asarray(np.maximum(memory, compute))
 
 
-def prefill_floor_s(points: Points, catalog: Catalog) -> np.ndarray:
+def prefill_floor_s(points: Points, catalog: Catalog, arrays: Arrays | None = None
+                    ) -> np.ndarray:
     """Per row, the least time its recorded prefill can take: the prompts' FLOPs (the batch's in
     a static run, one request's in serving) at the GPUs' dense tensor peak (seconds)."""
-    shape, hw = _arrays(points, catalog)
+    shape, hw = arrays or _arrays(points, catalog)
     t = points.table
     b = np.where(t["mode"].to_numpy() == "serving", 1.0, t["batch"].to_numpy(float))
     flops = pass_flops(shape, b, t["input_len"].to_numpy(float), 0.0) \
@@ -61,13 +67,15 @@ def drop_beyond_hardware(points: Points, catalog: Catalog) -> Points:
     t = points.table
     if t.empty:
         return points
-    floor = decode_floor_s(points, catalog)
+    arrays = _arrays(points, catalog)      # built once for both floors
+    floor = decode_floor_s(points, catalog, arrays)
     tpot = t["tpot_s"].to_numpy(float)
     thr = t["throughput_tok_s"].to_numpy(float)
     ttft = t["ttft_s"].to_numpy(float)
     decode_bad = ((np.isfinite(tpot) & (tpot < floor))
                   | (np.isfinite(thr) & (thr > t["batch"].to_numpy(float) / floor)))
-    prefill_bad = np.isfinite(ttft) & (ttft < prefill_floor_s(points, catalog)) & ~decode_bad
+    prefill_bad = (np.isfinite(ttft) & (ttft < prefill_floor_s(points, catalog, arrays))
+                   & ~decode_bad)
     bad = decode_bad | prefill_bad
     if not bad.any():
         return points
