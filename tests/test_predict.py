@@ -539,3 +539,19 @@ def test_an_fp8_record_says_which_scales_it_assumed_and_a_user_file_can_change_t
     assert chan["fp8_scales"] == "channel"
     assert chan["tpot_s"] < block["tpot_s"]
     assert chan["energy_per_output_token_j"] < block["energy_per_output_token_j"]
+
+
+def test_validate_names_why_rows_were_skipped(shared_data: Path):
+    """Under the table, the commonest reasons rows were refused, with their counts."""
+    import os
+    import subprocess
+    import sys
+
+    data = shared_data / "calibration" / "splitwise_perf_model"
+    proc = subprocess.run([sys.executable, "-m", "tokenprint", "validate", "--format",
+                           "splitwise", "--data", str(data), "--no-refit"],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "200"})
+    assert proc.returncode == 0
+    assert "skipped 285: hardware not modelled: h100-80gb-pcap (power-capped)" in proc.stdout
+    assert "skipped 10: prefill faster than the GPUs' dense fp16 peak allows" in proc.stdout

@@ -224,6 +224,15 @@ def validate(
                   rows)
     console.print("each cell: MAPE (bias) coverage, the share of measured values inside the "
                   "predicted [low, high]", style="dim", markup=False)
+    reasons = sorted(report["skipped_reasons"].items(), key=lambda kv: -kv[1])
+    for why, n in reasons[:SKIP_REASONS_SHOWN]:
+        console.print(f"skipped {n}: {why}", style="dim", markup=False)
+    if len(reasons) > SKIP_REASONS_SHOWN:
+        console.print(f"and {len(reasons) - SKIP_REASONS_SHOWN} more reasons: "
+                      "skipped_reasons in --json", style="dim", markup=False)
+
+
+SKIP_REASONS_SHOWN = 5   # the commonest reasons rows were skipped, under the validate table
 
 
 def register(app: typer.Typer) -> None:

@@ -50,7 +50,7 @@ def _argonne_row(out: _Collector, catalog: Catalog, rec: dict[str, Any], n_gpus:
     gpu = ARGONNE_GPUS.get(hw)
     stack = ARGONNE_STACKS.get(fw)
     if gpu is None:
-        out.skip(f"hardware without a calibrated stack here: {rec['hardware']}")
+        out.skip(f"hardware not in the catalog: {rec['hardware']}")
         return
     if stack is None:
         out.skip(f"framework not a modelled stack: {rec['framework']}")
